@@ -1,0 +1,70 @@
+"""Opt-in recording of a forward pass, without changing the math.
+
+Usage::
+
+    with capture(model, CaptureSpec(attention=True)) as rec:
+        logits, _ = model(idx)
+    rec.attn_probs[layer]   # (B, n_head, T, T) plain tensors, detached
+
+As in TransformerLens' ``run_with_cache``, the context manager always detaches the recording
+again, so with nothing attached the model runs its fast path (SDPA) untouched.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import CAPTURE_ALL, CaptureSpec
+
+
+@dataclass
+class Recording:
+    """Plain tensors recorded during one forward pass. Lists are indexed by layer."""
+
+    spec: CaptureSpec = CAPTURE_ALL
+    query_offset: int = 0  # position of the first query (length of the KV cache before the pass)
+    tok_emb: torch.Tensor | None = None  # (B, T, C)
+    pos_emb: torch.Tensor | None = None  # (T, C), None when the encoding is not additive
+    resid: list[torch.Tensor] = field(default_factory=list)  # L+1 × (B, T, C)
+    attn_scores: list[torch.Tensor] = field(default_factory=list)  # L × (B, nh, T, Tk) QKᵀ/√d
+    attn_probs: list[torch.Tensor] = field(default_factory=list)  # L × (B, nh, T, Tk)
+    attn_out: list[torch.Tensor] = field(default_factory=list)  # L × (B, T, C) after c_proj
+    ffn_hidden: list[torch.Tensor] = field(default_factory=list)  # L × (B, T, F) after GELU
+    mlp_out: list[torch.Tensor] = field(default_factory=list)  # L × (B, T, C)
+    logit_lens: torch.Tensor | None = None  # (L+1, B, T, V) each residual through ln_f + lm_head
+
+    @property
+    def wants_attention(self) -> bool:
+        return self.spec.attention or self.spec.scores
+
+    def masked_scores(self, layer: int) -> torch.Tensor:
+        """Scores with the causal mask applied: -inf where a key lies after its query."""
+        s = self.attn_scores[layer]
+        t, tk = s.shape[-2], s.shape[-1]
+        return s.masked_fill(~causal_mask(t, tk, self.query_offset, s.device), float("-inf"))
+
+    def stacked_probs(self) -> torch.Tensor:
+        """(L, B, nh, T, Tk)"""
+        return torch.stack(self.attn_probs)
+
+
+def causal_mask(t: int, tk: int, offset: int, device=None) -> torch.Tensor:
+    """(t, tk) boolean, True where query (offset + i) may attend to key j, i.e. j <= offset + i."""
+    q = torch.arange(offset, offset + t, device=device).unsqueeze(1)
+    k = torch.arange(tk, device=device).unsqueeze(0)
+    return k <= q
+
+
+@contextmanager
+def capture(model: torch.nn.Module, spec: CaptureSpec = CAPTURE_ALL) -> Iterator[Recording]:
+    """Record what ``spec`` asks for during forward passes inside the block."""
+    rec = Recording(spec=spec)
+    previous = getattr(model, "_recording", None)
+    model._recording = rec  # type: ignore[attr-defined]
+    try:
+        yield rec
+    finally:
+        model._recording = previous  # type: ignore[attr-defined]

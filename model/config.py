@@ -1,0 +1,240 @@
+"""Frozen configuration dataclasses for the model, training and sampling.
+
+Every invalid value raises :class:`ConfigError` with one sentence that names the field and says
+why, in words a student understands. Change a config with ``dataclasses.replace``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+POS_KINDS = ("learned", "sinusoidal", "rotary", "none")
+NORM_KINDS = ("pre", "post")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the reason."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _positive_int(name: str, v: Any) -> None:
+    _check(_is_int(v), f"{name}={v!r} must be a whole number")
+    _check(v >= 1, f"{name}={v} must be at least 1")
+
+
+def _finite(name: str, v: Any) -> None:
+    _check(isinstance(v, (int, float)) and not isinstance(v, bool),
+           f"{name}={v!r} must be a number")
+    _check(math.isfinite(v), f"{name}={v} must be a finite number")
+
+
+class _JsonMixin:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        if not isinstance(d, dict):
+            raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str):
+        try:
+            d = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{cls.__name__} is not valid JSON: {e}") from None
+        return cls.from_dict(d)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_JsonMixin):
+    """Shape of a decoder-only (GPT-style) transformer."""
+
+    vocab_size: int = 65
+    block_size: int = 128  # longest context the model sees
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    n_ffn: int = 0  # hidden width of the feed-forward network; 0 means 4 * n_embd
+    pos_kind: str = "learned"  # learned | sinusoidal | rotary | none
+    norm: str = "pre"  # pre (GPT-2) | post (Vaswani et al.)
+    dropout: float = 0.0
+    bias: bool = True
+    tie_weights: bool = True  # the unembedding shares the token embedding matrix
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        _positive_int("vocab_size", self.vocab_size)
+        _positive_int("block_size", self.block_size)
+        _positive_int("n_layer", self.n_layer)
+        _positive_int("n_head", self.n_head)
+        _positive_int("n_embd", self.n_embd)
+        _check(_is_int(self.n_ffn) and self.n_ffn >= 0,
+               f"n_ffn={self.n_ffn!r} must be a whole number >= 0 (0 means 4 * n_embd)")
+        if self.n_ffn == 0:
+            object.__setattr__(self, "n_ffn", 4 * self.n_embd)
+        _check(self.n_embd % self.n_head == 0,
+               f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: "
+               "each head gets n_embd / n_head dimensions")
+        _check(self.pos_kind in POS_KINDS,
+               f"pos_kind={self.pos_kind!r} must be one of {', '.join(POS_KINDS)}")
+        _check(self.norm in NORM_KINDS, f"norm={self.norm!r} must be 'pre' or 'post'")
+        if self.pos_kind == "rotary":
+            _check(self.head_size % 2 == 0,
+                   f"pos_kind='rotary' needs an even head size, but n_embd / n_head = {self.head_size}")
+        if self.pos_kind == "sinusoidal":
+            _check(self.n_embd % 2 == 0,
+                   f"pos_kind='sinusoidal' needs an even n_embd, got {self.n_embd}")
+        _finite("dropout", self.dropout)
+        _check(0.0 <= self.dropout < 1.0, f"dropout={self.dropout} must be in [0, 1)")
+        _check(isinstance(self.bias, bool), f"bias={self.bias!r} must be true or false")
+        _check(isinstance(self.tie_weights, bool),
+               f"tie_weights={self.tie_weights!r} must be true or false")
+        _finite("rope_base", self.rope_base)
+        _check(self.rope_base > 1.0, f"rope_base={self.rope_base} must be greater than 1")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def n_params(self) -> int:
+        """Number of trainable parameters, counting a tied embedding once."""
+        d, f, v, L = self.n_embd, self.n_ffn, self.vocab_size, self.n_layer
+        b = 1 if self.bias else 0
+        ln = 2 * d if self.bias else d
+        attn = d * 3 * d + b * 3 * d + d * d + b * d
+        mlp = d * f + b * f + f * d + b * d
+        per_block = attn + mlp + 2 * ln
+        total = v * d + L * per_block + (ln if self.norm == "pre" else 0)  # final norm
+        if self.pos_kind == "learned":
+            total += self.block_size * d
+        if not self.tie_weights:
+            total += v * d
+        return total
+
+
+@dataclass(frozen=True)
+class TrainConfig(_JsonMixin):
+    """How to train: optimisation, schedule and how often to report."""
+
+    steps: int = 2000
+    batch_size: int = 12
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 switches clipping off
+    eval_interval: int = 250
+    eval_iters: int = 20
+    sample_interval: int = 250
+    sample_tokens: int = 120
+    capture_interval: int = 100  # how often the probe prompt's attention is recorded
+    log_interval: int = 1
+    checkpoint_interval: int = 0  # 0: only on stop and at the end
+    probe_prompt: str = "\n"
+    seed: int = 1337
+    device: str = "auto"
+    val_fraction: float = 0.1
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        _positive_int("steps", self.steps)
+        _positive_int("batch_size", self.batch_size)
+        _finite("lr", self.lr)
+        _check(self.lr > 0, f"lr={self.lr} must be positive (it is the learning rate)")
+        _finite("min_lr", self.min_lr)
+        _check(0 <= self.min_lr <= self.lr,
+               f"min_lr={self.min_lr} must be between 0 and lr={self.lr}")
+        _check(_is_int(self.warmup_steps) and self.warmup_steps >= 0,
+               f"warmup_steps={self.warmup_steps!r} must be a whole number >= 0")
+        _finite("weight_decay", self.weight_decay)
+        _check(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
+        for name in ("beta1", "beta2"):
+            v = getattr(self, name)
+            _finite(name, v)
+            _check(0 <= v < 1, f"{name}={v} must be in [0, 1)")
+        _finite("grad_clip", self.grad_clip)
+        _check(self.grad_clip >= 0, f"grad_clip={self.grad_clip} must be >= 0 (0 = off)")
+        for name in ("eval_interval", "eval_iters", "sample_interval", "capture_interval",
+                     "log_interval"):
+            _positive_int(name, getattr(self, name))
+        _check(_is_int(self.sample_tokens) and self.sample_tokens >= 0,
+               f"sample_tokens={self.sample_tokens!r} must be a whole number >= 0")
+        _check(_is_int(self.checkpoint_interval) and self.checkpoint_interval >= 0,
+               f"checkpoint_interval={self.checkpoint_interval!r} must be a whole number >= 0")
+        _check(isinstance(self.probe_prompt, str) and len(self.probe_prompt) > 0,
+               "probe_prompt must be a non-empty string")
+        _check(_is_int(self.seed), f"seed={self.seed!r} must be a whole number")
+        _check(isinstance(self.device, str), f"device={self.device!r} must be a string")
+        _finite("val_fraction", self.val_fraction)
+        _check(0 < self.val_fraction < 1, f"val_fraction={self.val_fraction} must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class SampleConfig(_JsonMixin):
+    """How the next token is chosen from the logits."""
+
+    temperature: float = 0.8  # 0 means greedy (always the most likely token)
+    top_k: int = 0  # 0 keeps every token
+    top_p: float = 1.0  # 1 keeps every token
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _finite("temperature", self.temperature)
+        _check(self.temperature >= 0, f"temperature={self.temperature} must be >= 0 (0 = greedy)")
+        _check(_is_int(self.top_k) and self.top_k >= 0,
+               f"top_k={self.top_k!r} must be a whole number >= 0 (0 = off)")
+        _finite("top_p", self.top_p)
+        _check(0 < self.top_p <= 1, f"top_p={self.top_p} must be in (0, 1]")
+        _check(self.seed is None or _is_int(self.seed), f"seed={self.seed!r} must be a whole number")
+
+
+@dataclass(frozen=True)
+class CaptureSpec(_JsonMixin):
+    """What a forward pass records (see :mod:`model.capture`). Everything off = the fast path."""
+
+    attention: bool = True  # softmax probabilities per layer and head
+    scores: bool = True  # scaled scores QK^T/sqrt(d) before the mask
+    residual: bool = True  # residual stream after the embedding and after each block
+    ffn: bool = True  # feed-forward hidden activations (after the non-linearity)
+    logit_lens: bool = True  # per-layer predictions through the final norm and unembedding
+    embeddings: bool = True  # token and positional embedding separately
+    sublayers: bool = True  # outputs of attention and FFN before they are added
+
+    @property
+    def any(self) -> bool:
+        return any(dataclasses.astuple(self))
+
+    @classmethod
+    def nothing(cls) -> CaptureSpec:
+        return cls(*(False,) * len(dataclasses.fields(cls)))
+
+
+CAPTURE_ALL = CaptureSpec()
+CAPTURE_NOTHING = CaptureSpec.nothing()
+
+__all__ = [
+    "POS_KINDS", "NORM_KINDS", "ConfigError", "ModelConfig", "TrainConfig", "SampleConfig",
+    "CaptureSpec", "CAPTURE_ALL", "CAPTURE_NOTHING",
+]

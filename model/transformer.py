@@ -1,0 +1,157 @@
+"""The decoder-only transformer (GPT): embeddings, a stack of blocks, final norm, unembedding.
+
+``forward(idx, targets=None) -> (logits, loss)`` as in nanoGPT. Without targets only the last
+position goes through the unembedding unless ``all_logits=True``. Named capture points record
+into a :class:`model.capture.Recording` when one is attached (see :func:`model.capture.capture`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import CausalSelfAttention, KVCache
+from .capture import Recording
+from .config import ModelConfig
+from .positional import make_positional
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: Linear → GELU → Linear (section 3.3)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.n_ffn, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(config.n_ffn, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, record: Recording | None = None):
+        h = self.gelu(self.c_fc(x))  # (B, T, F)
+        if record is not None and record.spec.ffn:
+            record.ffn_hidden.append(h.detach())
+        return self.dropout(self.c_proj(h))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """One decoder layer. Pre-norm (GPT-2): x + f(LN(x)). Post-norm (Vaswani): LN(x + f(x))."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.pre_norm = config.norm == "pre"
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, pe, positions, cache=None, record=None, head_mask=None):
+        keep = record is not None and record.spec.sublayers
+        if self.pre_norm:
+            a = self.attn(self.ln_1(x), pe, positions, cache, record, head_mask)
+            x = x + a
+            m = self.mlp(self.ln_2(x), record)
+            x = x + m
+        else:
+            a = self.attn(x, pe, positions, cache, record, head_mask)
+            x = self.ln_1(x + a)
+            m = self.mlp(x, record)
+            x = self.ln_2(x + m)
+        if keep:
+            record.attn_out.append(a.detach())
+            record.mlp_out.append(m.detach())
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.pe = make_positional(config)
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
+        # post-norm blocks already end in a layer norm; pre-norm needs one before the unembedding
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias) if config.norm == "pre" \
+            else nn.Identity()
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.wte.weight  # Press & Wolf 2017
+        self.head_mask: torch.Tensor | None = None  # (L, nh) of 0/1, None = all heads on
+        self._recording: Recording | None = None
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by 1/√(2L)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return self.wte.weight.device
+
+    def new_cache(self, batch_size: int = 1) -> KVCache:
+        return KVCache(self.config, batch_size, device=self.device, dtype=self.wte.weight.dtype)
+
+    def set_head_mask(self, mask: torch.Tensor | None) -> None:
+        """(n_layer, n_head) with 1 = on and 0 = off; None switches every head back on."""
+        if mask is not None:
+            mask = torch.as_tensor(mask, dtype=torch.float32, device=self.device)
+            expected = (self.config.n_layer, self.config.n_head)
+            if tuple(mask.shape) != expected:
+                raise ValueError(f"head mask has shape {tuple(mask.shape)}, expected {expected}")
+        self.head_mask = mask
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
+                cache: KVCache | None = None, all_logits: bool = False,
+                record: Recording | None = None):
+        record = record if record is not None else self._recording
+        B, T = idx.shape  # (B, T)
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.block_size:
+            raise ValueError(f"sequence of length {past + T} is longer than the block size "
+                             f"{self.config.block_size}")
+        if record is not None:
+            record.query_offset = past
+        positions = torch.arange(past, past + T, device=idx.device)  # (T,)
+        tok = self.wte(idx)  # (B, T, C)
+        pos = self.pe.embed(positions)  # (T, C) or None
+        x = tok if pos is None else tok + pos
+        x = self.drop(x)
+        lens = record is not None and record.spec.logit_lens
+        keep_resid = record is not None and (record.spec.residual or lens)
+        if record is not None and record.spec.embeddings:
+            record.tok_emb = tok.detach()
+            record.pos_emb = None if pos is None else pos.detach()
+        if keep_resid:
+            record.resid.append(x.detach())
+        for i, block in enumerate(self.h):
+            hm = None if self.head_mask is None else self.head_mask[i]
+            x = block(x, self.pe, positions, cache, record, hm)
+            if keep_resid:
+                record.resid.append(x.detach())
+        if cache is not None:
+            cache.advance(T)
+        x = self.ln_f(x)
+        if targets is not None:
+            logits = self.lm_head(x)  # (B, T, V)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),
+                                   ignore_index=-1)
+        else:
+            logits = self.lm_head(x if all_logits else x[:, [-1], :])  # (B, T|1, V)
+            loss = None
+        if lens:
+            # the last residual through ln_f + lm_head is the model's own output
+            record.logit_lens = torch.stack([self.lm_head(self.ln_f(r)) for r in record.resid])
+        return logits, loss
