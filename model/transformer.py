@@ -152,6 +152,10 @@ class GPT(nn.Module):
             logits = self.lm_head(x if all_logits else x[:, [-1], :])  # (B, T|1, V)
             loss = None
         if lens:
-            # the last residual through ln_f + lm_head is the model's own output
-            record.logit_lens = torch.stack([self.lm_head(self.ln_f(r)) for r in record.resid])
+            # the last residual through ln_f + lm_head is the model's own output. Only this
+            # pass's L+1 residuals (a recording may span several passes), and no autograd graph:
+            # recorded tensors are plain and detached.
+            with torch.no_grad():
+                resid = record.resid[-(len(self.h) + 1):]
+                record.logit_lens = torch.stack([self.lm_head(self.ln_f(r)) for r in resid])
         return logits, loss
