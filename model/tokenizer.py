@@ -6,6 +6,7 @@ which characters and where, and ``encode(..., errors="drop"|"replace")`` is the 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,10 @@ def printable(token: str) -> str:
     special = {"\n": "\u21b5", "\t": "\u21e5", " ": "\u2423", "\r": "\u240d"}
     if token in special:
         return special[token]
-    if len(token) == 1 and (ord(token) < 32 or ord(token) == 127):
-        return f"\\x{ord(token):02x}"
+    if len(token) == 1 and unicodedata.category(token)[0] in "CZ":
+        # control, format, separator and unassigned characters would render as blanks
+        code = ord(token)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
     return token
 
 
