@@ -1,0 +1,441 @@
+"""Self-describing checkpoints: one ``.safetensors`` file per model, written atomically.
+
+The file holds the weights and, in its metadata (all strings)::
+
+    format     "transformer-explorer/1"
+    config     ModelConfig as JSON
+    tokenizer  tokenizer JSON
+    summary    JSON: steps, losses, corpus, date, ... (anything the trainer wants to keep)
+    id         random id shared with the optimizer file of the same save
+
+Tied embeddings are stored once (``lm_head.weight`` is left out and re-tied on load);
+non-persistent buffers (rotary/sinusoidal tables) are not stored, they follow from the config.
+The optimizer state for resuming lives beside the model in ``x.optim.safetensors``: tensors as
+safetensors, the rest (param groups, step, trainer state) as JSON metadata. Nothing here ever
+unpickles: loading a file can not run code.
+
+Writes go to a temporary file in the same folder, which is flushed, fsync'ed and then renamed
+over the target (``os.replace``), so a crash mid-save leaves the previous file intact.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import struct
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .config import ConfigError, ModelConfig
+from .devices import resolve_device
+from .tokenizer import CharTokenizer, TokenizerError
+from .transformer import GPT
+
+FORMAT = "transformer-explorer/1"
+OPTIM_FORMAT = "transformer-explorer-optim/1"
+SUFFIX = ".safetensors"
+OPTIM_SUFFIX = ".optim.safetensors"
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written or read; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    model: GPT  # eval mode, on the requested device
+    tokenizer: CharTokenizer
+    config: ModelConfig
+    summary: dict
+    path: Path
+    id: str = ""
+
+    @property
+    def steps(self) -> int:
+        s = self.summary.get("steps", 0)
+        return int(s) if isinstance(s, (int, float)) and not isinstance(s, bool) else 0
+
+
+def optimizer_path(path: str | Path) -> Path:
+    """``x.safetensors`` -> ``x.optim.safetensors`` (beside the model file)."""
+    p = Path(path)
+    name = p.name[: -len(SUFFIX)] if p.name.endswith(SUFFIX) else p.name
+    return p.with_name(name + OPTIM_SUFFIX)
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module itself for a ``torch.compile``'d model."""
+    return getattr(model, "_orig_mod", model)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+# -- atomic writes -----------------------------------------------------------------------------
+def _write_all(f, data: bytes) -> None:
+    """Write every byte (a separate function so tests can simulate a crash half-way)."""
+    f.write(data)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_all(f, data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+            os.chmod(tmp, mode)
+        except OSError:
+            pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(folder)
+    return path
+
+
+# -- header ------------------------------------------------------------------------------------
+def _read_header(path: Path) -> tuple[dict, int]:
+    """The parsed JSON header of a safetensors file and the file size, checked for truncation.
+    Reads only the header: never the weights, never code."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{path}: not a safetensors file (only {size} bytes long)")
+            (n,) = struct.unpack("<Q", head)
+            if n < 2 or n > _MAX_HEADER or 8 + n > size:
+                if 8 + n > size and 2 <= n <= _MAX_HEADER:
+                    raise CheckpointError(
+                        f"{path}: the file is truncated (the header needs {8 + n:,} bytes, the "
+                        f"file has {size:,})")
+                raise CheckpointError(
+                    f"{path}: not a safetensors file (its first bytes are not a safetensors "
+                    "header; pickled PyTorch files are refused on purpose)")
+            raw = f.read(n)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: not a safetensors file (the header is not JSON)") \
+            from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors file (the header is not a JSON object)")
+    end = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(isinstance(o, int) for o in offsets)):
+            raise CheckpointError(f"{path}: damaged safetensors header (entry {key!r})")
+        end = max(end, offsets[1])
+    if 8 + n + end > size:
+        raise CheckpointError(
+            f"{path}: the file is truncated (the weights need {8 + n + end:,} bytes, the file "
+            f"has {size:,}); it was probably cut off while being copied or written")
+    return header, size
+
+
+def _metadata(path: Path, header: dict, expected_format: str) -> dict[str, str]:
+    meta = header.get("__metadata__")
+    if not isinstance(meta, dict) or not meta:
+        raise CheckpointError(
+            f"{path}: the safetensors file has no metadata, so it was not written by "
+            "Transformer Explorer (it needs the model config and tokenizer)")
+    fmt = meta.get("format")
+    if fmt != expected_format:
+        if fmt is None:
+            raise CheckpointError(f"{path}: the metadata has no 'format' entry; expected "
+                                  f"{expected_format!r}")
+        raise CheckpointError(f"{path}: unsupported format {fmt!r} (expected {expected_format!r})")
+    return meta
+
+
+def _json_field(path: Path, meta: dict, key: str, default: Any = None) -> Any:
+    if key not in meta:
+        if default is not None:
+            return default
+        raise CheckpointError(f"{path}: the metadata has no {key!r} entry")
+    try:
+        return json.loads(meta[key])
+    except (TypeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: the {key!r} metadata is not valid JSON ({e})") from None
+
+
+def _parse_metadata(path: Path, meta: dict) -> tuple[ModelConfig, CharTokenizer, dict]:
+    cfg_d = _json_field(path, meta, "config")
+    try:
+        config = ModelConfig.from_dict(cfg_d)
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path}: incompatible model config: {e}") from None
+    tok_d = _json_field(path, meta, "tokenizer")
+    try:
+        tokenizer = CharTokenizer.from_dict(tok_d)
+    except TokenizerError as e:
+        raise CheckpointError(f"{path}: invalid tokenizer: {e}") from None
+    if tokenizer.vocab_size != config.vocab_size:
+        raise CheckpointError(
+            f"{path}: the tokenizer has {tokenizer.vocab_size} characters but the model config "
+            f"says vocab_size={config.vocab_size}")
+    summary = _json_field(path, meta, "summary", default={})
+    if not isinstance(summary, dict):
+        raise CheckpointError(f"{path}: the 'summary' metadata is not a JSON object")
+    return config, tokenizer, summary
+
+
+def read_metadata(path: str | Path) -> dict:
+    """``{"config": ModelConfig, "tokenizer": CharTokenizer, "summary": dict, "id": str}``
+    without reading the weights."""
+    path = Path(path)
+    header, _ = _read_header(path)
+    meta = _metadata(path, header, FORMAT)
+    config, tokenizer, summary = _parse_metadata(path, meta)
+    return {"config": config, "tokenizer": tokenizer, "summary": summary,
+            "id": meta.get("id", ""), "format": meta["format"]}
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        return st_load(data)
+    except Exception as e:  # SafetensorError and friends: all mean a damaged file
+        raise CheckpointError(f"{path}: damaged safetensors file ({e})") from None
+
+
+# -- model checkpoints -------------------------------------------------------------------------
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint stores: the state dict without the tied ``lm_head.weight``, on CPU."""
+    model = unwrap_model(model)
+    tied = getattr(getattr(model, "config", None), "tie_weights", False)
+    out = {}
+    for k, v in model.state_dict().items():
+        if tied and k == "lm_head.weight":
+            continue
+        out[k] = v.detach().to("cpu").contiguous()
+    return out
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, tokenizer: CharTokenizer,
+                    summary: dict | None = None, optimizer: torch.optim.Optimizer | None = None,
+                    trainer_state: dict | None = None) -> Path:
+    """Write the model (and, with ``optimizer``, its state beside it) atomically."""
+    path = Path(path)
+    model = unwrap_model(model)
+    config = getattr(model, "config", None)
+    if not isinstance(config, ModelConfig):
+        raise CheckpointError(f"{path}: cannot save a model without a ModelConfig (.config)")
+    if tokenizer.vocab_size != config.vocab_size:
+        raise CheckpointError(
+            f"{path}: cannot save: the tokenizer has {tokenizer.vocab_size} characters but the "
+            f"model has vocab_size={config.vocab_size}")
+    ck_id = uuid.uuid4().hex
+    summary = dict(summary or {})
+    summary.setdefault("date", now_iso())
+    meta = {
+        "format": FORMAT,
+        "config": config.to_json(),
+        "tokenizer": tokenizer.to_json(),
+        "summary": json.dumps(summary, default=str, ensure_ascii=False),
+        "id": ck_id,
+    }
+    try:
+        data = st_save(model_tensors(model), metadata=meta)
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot serialise the weights ({e})") from None
+    if optimizer is not None:  # first, so a crash in between never pairs a new optimizer file
+        save_optimizer_state(optimizer_path(path), optimizer, trainer_state, ck_id)  # with an old model
+    atomic_write_bytes(path, data)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Load a checkpoint; every problem is one :class:`CheckpointError` naming file and cause."""
+    path = Path(path)
+    header, _ = _read_header(path)
+    meta = _metadata(path, header, FORMAT)
+    config, tokenizer, summary = _parse_metadata(path, meta)
+    tensors = _load_tensors(path)
+    try:
+        model = GPT(config)
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot build the model from its config ({e})") from None
+    expected = model.state_dict()
+    if config.tie_weights:
+        expected.pop("lm_head.weight", None)
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    problems = []
+    if missing:
+        problems.append(f"missing weights: {', '.join(missing[:5])}"
+                        + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    if unexpected:
+        problems.append(f"unexpected weights: {', '.join(unexpected[:5])}"
+                        + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""))
+    wrong = [f"{k} has shape {tuple(tensors[k].shape)}, the config needs {tuple(v.shape)}"
+             for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    if wrong:
+        problems.append("wrong shapes: " + "; ".join(wrong[:3])
+                        + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""))
+    not_float = [k for k, v in expected.items()
+                 if k in tensors and v.is_floating_point() and not tensors[k].is_floating_point()]
+    if not_float:
+        problems.append(f"not floating point: {', '.join(not_float[:5])}")
+    if problems:
+        raise CheckpointError(f"{path}: the weights do not match the model config "
+                              f"({'; '.join(problems)})")
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: the weights contain NaN or infinite values "
+                              f"({', '.join(bad[:5])})")
+    with torch.no_grad():
+        model.load_state_dict(tensors, strict=False)
+    if config.tie_weights:
+        model.lm_head.weight = model.wte.weight
+    try:
+        dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    model.to(dev).eval()
+    return LoadedCheckpoint(model=model, tokenizer=tokenizer, config=config, summary=summary,
+                            path=path, id=meta.get("id", ""))
+
+
+# -- optimizer state ---------------------------------------------------------------------------
+def encode_bytes(t: torch.Tensor) -> str:
+    """A uint8 tensor (e.g. a generator state) as base64 text, for JSON metadata."""
+    return base64.b64encode(t.detach().cpu().contiguous().numpy().tobytes()).decode("ascii")
+
+
+def decode_bytes(s: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(s.encode("ascii"))), dtype=torch.uint8)
+
+
+def save_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer,
+                         trainer_state: dict | None = None, checkpoint_id: str = "") -> Path:
+    """Optimizer tensors as safetensors; param groups, scalars and trainer state as JSON."""
+    path = Path(path)
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for name, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"state.{pid}.{name}"] = v.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[name] = v
+    meta = {
+        "format": OPTIM_FORMAT,
+        "param_groups": json.dumps(sd["param_groups"], default=_json_default),
+        "scalars": json.dumps(scalars, default=_json_default),
+        "trainer_state": json.dumps(trainer_state or {}, default=_json_default),
+        "id": checkpoint_id,
+    }
+    try:
+        data = st_save(tensors, metadata=meta)
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot serialise the optimizer state ({e})") from None
+    return atomic_write_bytes(path, data)
+
+
+def _json_default(v):
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        return v.item()
+    if isinstance(v, (set, tuple)):
+        return list(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return str(v)
+
+
+@dataclass(frozen=True)
+class OptimizerState:
+    state_dict: dict  # for optimizer.load_state_dict
+    trainer_state: dict
+    id: str
+    path: Path
+
+
+def load_optimizer_state(path: str | Path) -> OptimizerState:
+    """Read an optimizer file written by :func:`save_optimizer_state` (never unpickles)."""
+    path = Path(path)
+    header, _ = _read_header(path)
+    meta = _metadata(path, header, OPTIM_FORMAT)
+    groups = _json_field(path, meta, "param_groups")
+    scalars = _json_field(path, meta, "scalars", default={})
+    trainer_state = _json_field(path, meta, "trainer_state", default={})
+    if not (isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"),
+                                                                                list)
+                                             for g in groups)):
+        raise CheckpointError(f"{path}: the optimizer param groups are malformed")
+    if not isinstance(scalars, dict) or not isinstance(trainer_state, dict):
+        raise CheckpointError(f"{path}: the optimizer metadata is malformed")
+    for g in groups:
+        if "betas" in g and isinstance(g["betas"], list):
+            g["betas"] = tuple(g["betas"])
+    tensors = _load_tensors(path)
+    state: dict[int, dict[str, Any]] = {}
+    try:
+        for key, t in tensors.items():
+            prefix, pid, name = key.split(".", 2)
+            if prefix != "state":
+                raise ValueError(key)
+            state.setdefault(int(pid), {})[name] = t
+        for pid, d in scalars.items():
+            state.setdefault(int(pid), {}).update(d)
+    except ValueError:
+        raise CheckpointError(f"{path}: unexpected entry in the optimizer state") from None
+    return OptimizerState(state_dict={"state": state, "param_groups": groups},
+                          trainer_state=trainer_state, id=meta.get("id", ""), path=path)
+
+
+__all__ = [
+    "FORMAT", "CheckpointError", "LoadedCheckpoint", "OptimizerState", "save_checkpoint",
+    "load_checkpoint", "read_metadata", "optimizer_path", "save_optimizer_state",
+    "load_optimizer_state", "atomic_write_bytes", "model_tensors", "unwrap_model",
+]

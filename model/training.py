@@ -1,0 +1,266 @@
+"""Training a GPT on a corpus: the high-level entry used by the command line and the GUI.
+
+:func:`train_gpt` builds (or continues) a GPT, wires the probes (sample text, attention of the
+probe prompt) and saves checkpoints with the optimizer state beside them. The loop itself is
+:class:`model.trainer.Trainer`; its names are re-exported here, so ``from model.training import
+Trainer, Callbacks, lr_at`` works.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ModelConfig, TrainConfig
+from .devices import resolve_device
+from .optim import apply_optimizer_state, lr_at, make_optimizer, param_groups, total_norm
+from .trainer import (
+    Callbacks,
+    EvalMetrics,
+    StepMetrics,
+    TrainControl,
+    Trainer,
+    TrainingDiverged,
+    TrainResult,
+)
+
+
+# -- evaluation over a whole split -------------------------------------------------------------
+def evaluate_split(model: torch.nn.Module, corpus, split: str, block_size: int,
+                   batch_size: int = 32) -> tuple[float, int]:
+    """Mean loss over every token of a split (non-overlapping windows) and the token count."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    n = 0
+    try:
+        with torch.no_grad():
+            for x, y in corpus.iter_windows(split, block_size, batch_size, device=device):
+                _, loss = model(x, y)
+                total += loss.double() * y.numel()
+                n += y.numel()
+    finally:
+        model.train(was_training)
+    return (total.item() / n if n else float("nan")), n
+
+
+# -- high level: a GPT on a corpus -------------------------------------------------------------
+def _probe_ids(tokenizer, prompt: str, block_size: int, message) -> list[int]:
+    ids = tokenizer.encode(prompt, errors="drop")
+    if len(ids) < len(prompt):
+        message("the probe prompt has characters the vocabulary lacks; they are left out")
+    if not ids:
+        ids = [tokenizer.stoi.get("\n", 0)]
+    return ids[-block_size:]
+
+
+def _attention_of(model, ids: list[int]) -> np.ndarray:
+    from .capture import capture
+    from .config import CaptureSpec
+
+    spec = dataclasses.replace(CaptureSpec.nothing(), attention=True)
+    idx = torch.tensor([ids], dtype=torch.long, device=model.device)
+    with capture(model, spec) as rec:
+        model(idx)
+    return rec.stacked_probs()[:, 0].float().cpu().numpy()  # (L, H, T, T)
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(control: TrainControl, message):
+    """In the main thread, a first Ctrl+C stops training cleanly (checkpoint included); a
+    second one raises KeyboardInterrupt as usual."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        message("stopping after this step and saving (Ctrl+C again to quit without saving)")
+        control.stop()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out_path,
+              callbacks: Callbacks | None = None, resume_from=None, model=None, *,
+              tokenizer=None, control: TrainControl | None = None) -> TrainResult:
+    """Train a GPT on ``corpus`` and save it to ``out_path`` (+ the optimizer state beside it).
+
+    * fresh: ``model_cfg`` (None = defaults) with ``vocab_size`` taken from the corpus;
+    * ``resume_from``: a checkpoint path; its weights, tokenizer, step count and optimizer state
+      are continued (the schedule goes on where it stopped);
+    * ``model``: a GPT in memory (``tokenizer``: its tokenizer, default the corpus's).
+
+    Divergence does not raise here: the result has ``ok == False`` and the reason.
+    ``control`` (a :class:`TrainControl`) lets another thread pause, resume or stop.
+    """
+    from . import checkpoints as ckpt
+    from .checkpoints import CheckpointError, load_checkpoint, now_iso, save_checkpoint
+    from .config import SampleConfig
+    from .corpora import Corpus, CorpusError
+    from .transformer import GPT
+
+    callbacks = callbacks or Callbacks()
+    control = control or TrainControl()
+    message = callbacks.on_message
+    out_path = Path(out_path)
+    device = resolve_device(train_cfg.device)
+    torch.manual_seed(train_cfg.seed)
+    start_step = 0
+    optimizer_state = None
+    trainer_state: dict = {}
+    previous: dict = {}
+
+    if resume_from is not None:
+        ck = load_checkpoint(resume_from, device=device)
+        model, tokenizer, previous = ck.model, ck.tokenizer, ck.summary
+        if model_cfg is not None and dataclasses.replace(
+                model_cfg, vocab_size=ck.config.vocab_size) != ck.config:
+            message("resuming: the model shape comes from the checkpoint, not the given config")
+        start_step = ck.steps
+        opath = ckpt.optimizer_path(resume_from)
+        if opath.exists():
+            try:
+                ostate = ckpt.load_optimizer_state(opath)
+            except CheckpointError as e:
+                message(f"the optimizer state cannot be used ({e}); the optimizer starts fresh")
+            else:
+                if ostate.id and ck.id and ostate.id != ck.id:
+                    message(f"{opath.name} belongs to another save of the model; the optimizer "
+                            "starts fresh")
+                else:
+                    optimizer_state = ostate.state_dict
+                    trainer_state = ostate.trainer_state
+                    start_step = int(trainer_state.get("step", start_step))
+        else:
+            message(f"no optimizer state beside the checkpoint ({opath.name}); the optimizer "
+                    "starts fresh")
+    elif model is None:
+        cfg = model_cfg or ModelConfig()
+        cfg = dataclasses.replace(cfg, vocab_size=corpus.tokenizer.vocab_size)
+        model = GPT(cfg)
+        tokenizer = corpus.tokenizer
+    else:
+        tokenizer = tokenizer or corpus.tokenizer
+        if model.config.vocab_size != tokenizer.vocab_size:
+            raise CorpusError(
+                f"{corpus.name}: the model has {model.config.vocab_size} tokens but the "
+                f"tokenizer has {tokenizer.vocab_size}; pass the model's own tokenizer")
+
+    # the corpus must be written in the model's vocabulary, with the same ids
+    if corpus.tokenizer != tokenizer:
+        missing = sorted(set(corpus.text) - set(tokenizer.chars))
+        if missing:
+            shown = ", ".join(repr(c) for c in missing[:10]) + (" …" if len(missing) > 10 else "")
+            raise CorpusError(
+                f"{corpus.name}: the corpus has {len(missing)} character(s) the model's "
+                f"vocabulary lacks ({shown}); a model can only continue training on text made "
+                "of its own characters")
+        val_fraction = len(corpus.val) / max(corpus.n_tokens, 1)
+        task = corpus.task
+        corpus = Corpus.from_text(corpus.text, corpus.name, tokenizer=tokenizer,
+                                  val_fraction=val_fraction)
+        corpus.task = task
+    block = model.config.block_size
+    corpus.check_block_size(block)
+    model.to(device)
+
+    # batches: one generator for training (saved for exact resumes), fixed evaluation batches
+    gen = torch.Generator().manual_seed(train_cfg.seed)
+    if "rng" in trainer_state:
+        try:
+            gen.set_state(ckpt.decode_bytes(trainer_state["rng"]))
+        except (RuntimeError, ValueError, TypeError):
+            message("the saved batch order cannot be restored; batches are drawn afresh")
+            gen.manual_seed(train_cfg.seed + start_step)
+    B = train_cfg.batch_size
+
+    def get_batch(split: str):
+        return corpus.get_batch(split, B, block, generator=gen, device=device)
+
+    eval_gen = torch.Generator().manual_seed(train_cfg.seed + 1)
+    fixed = {s: [corpus.get_batch(s, B, block, generator=eval_gen, device=device)
+                 for _ in range(train_cfg.eval_iters)] for s in ("train", "val")}
+
+    def eval_get_batch(split: str, i: int):
+        return fixed[split][i]
+
+    probe = _probe_ids(tokenizer, train_cfg.probe_prompt, block, message)
+    probe_text = tokenizer.decode(probe)
+    sample_cfg = SampleConfig(temperature=0.8, seed=train_cfg.seed)
+
+    def sample_fn(m) -> str:
+        from .stepper import generate_text
+        return probe_text + generate_text(m, tokenizer, probe_text, train_cfg.sample_tokens,
+                                          sample_cfg)
+
+    def attention_fn(m) -> np.ndarray:
+        return _attention_of(m, probe)
+
+    elapsed_before = float(previous.get("elapsed_s", 0.0) or 0.0)
+    trainer: Trainer | None = None
+
+    def checkpoint_fn(step: int, m, optimizer) -> Path:
+        ev = trainer.last_eval if trainer is not None else None
+        summary = {
+            "steps": step,
+            "train_loss": ev.train_loss if ev is not None else trainer.last_loss,
+            "val_loss": ev.val_loss if ev is not None else None,
+            "eval_step": ev.step if ev is not None else None,
+            "last_loss": trainer.last_loss,
+            "corpus": corpus.name,
+            "corpus_tokens": corpus.n_tokens,
+            "date": now_iso(),
+            "train_config": train_cfg.to_dict(),
+            "elapsed_s": round(elapsed_before + trainer.active_elapsed(), 2),
+            "device": str(device),
+            "n_params": sum(p.numel() for p in m.parameters()),
+            "resumed_from_step": trainer.start_step if trainer.start_step else None,
+        }
+        state = {"step": step, "rng": _encode_gen(gen)}
+        return save_checkpoint(out_path, m, tokenizer, summary, optimizer=optimizer,
+                               trainer_state=state)
+
+    if start_step >= train_cfg.steps:
+        message(f"the model has already been trained for {start_step} steps; raise steps "
+                "above that to continue")
+    trainer = Trainer(model, train_cfg, get_batch, callbacks, sample_fn=sample_fn,
+                      attention_fn=attention_fn, checkpoint_fn=checkpoint_fn,
+                      start_step=start_step, optimizer_state=None, eval_get_batch=eval_get_batch,
+                      device=device, control=control)
+    if optimizer_state is not None:
+        try:
+            apply_optimizer_state(trainer.optimizer, optimizer_state)
+        except (ValueError, KeyError, RuntimeError) as e:
+            message(f"the saved optimizer state does not fit this model ({e}); the optimizer "
+                    "starts fresh")
+    message(f"training {sum(p.numel() for p in model.parameters()):,} parameters on {device} "
+            f"from step {start_step} to {train_cfg.steps}")
+    with _stop_on_sigint(control, message):
+        try:
+            return trainer.run()
+        except TrainingDiverged as e:
+            return e.result
+
+
+def _encode_gen(gen: torch.Generator) -> str:
+    from .checkpoints import encode_bytes
+    return encode_bytes(gen.get_state())
+
+
+__all__ = [
+    "StepMetrics", "EvalMetrics", "TrainResult", "TrainingDiverged", "Callbacks", "TrainControl",
+    "Trainer", "lr_at", "make_optimizer", "param_groups", "apply_optimizer_state", "total_norm",
+    "evaluate_split", "train_gpt",
+]
