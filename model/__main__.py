@@ -1,0 +1,324 @@
+"""Headless command line: ``python -m model train|generate|inspect|eval …``.
+
+The same code the GUI uses, for scripts, notebooks-free experiments and machines with no screen.
+Every bad input ends with one line on stderr naming the problem and a non-zero exit status.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+
+from .training import Callbacks
+
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+
+
+class CLIError(Exception):
+    """A problem with what the user asked for; printed as one line."""
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    return v
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = all)")
+    p.add_argument("--seed", type=int, default=None, help="seed for repeatable sampling")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m model",
+        description="Train, sample from and look inside small GPT-style transformers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model on a text file or a synthetic task")
+    t.add_argument("--corpus", required=True,
+                   help="a UTF-8 text file, or task:copy|induction|reverse|sort")
+    t.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
+    t.add_argument("--layers", type=_positive_int, default=4)
+    t.add_argument("--heads", type=_positive_int, default=4)
+    t.add_argument("--embd", type=_positive_int, default=128)
+    t.add_argument("--ffn", type=int, default=0, help="FFN width (0 = 4 × embd)")
+    t.add_argument("--block", type=_positive_int, default=64)
+    t.add_argument("--pos", default="learned", help="learned | sinusoidal | rotary | none")
+    t.add_argument("--norm", default="pre", help="pre | post")
+    t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--no-bias", action="store_true", help="linear layers and norms without bias")
+    t.add_argument("--untied", action="store_true", help="separate unembedding matrix")
+    t.add_argument("--batch", type=_positive_int, default=12)
+    t.add_argument("--steps", type=_positive_int, default=2000)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--min-lr", type=float, default=None, help="end of the cosine (default lr/10)")
+    t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 5%% of steps)")
+    t.add_argument("--weight-decay", type=float, default=0.1)
+    t.add_argument("--grad-clip", type=float, default=1.0)
+    t.add_argument("--eval-interval", type=_positive_int, default=250)
+    t.add_argument("--eval-iters", type=_positive_int, default=20)
+    t.add_argument("--sample-interval", type=_positive_int, default=500)
+    t.add_argument("--checkpoint-interval", type=int, default=0)
+    t.add_argument("--probe", default=None, help="prompt for periodic samples")
+    t.add_argument("--seed", type=int, default=1337)
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    t.add_argument("--compile", action="store_true", help="use torch.compile when it works")
+    t.add_argument("--resume", default=None, help="continue training this checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or samples")
+
+    g = sub.add_parser("generate", help="write text with a trained model")
+    g.add_argument("--checkpoint", required=True)
+    g.add_argument("--prompt", default="\n")
+    g.add_argument("--tokens", type=_positive_int, default=200)
+    g.add_argument("--device", default="cpu")
+    _sampling_args(g)
+
+    i = sub.add_parser("inspect", help="next-token distribution and attention for a prompt")
+    i.add_argument("--checkpoint", required=True)
+    i.add_argument("--prompt", required=True)
+    i.add_argument("--top", type=_positive_int, default=10, help="how many candidates to list")
+    i.add_argument("--json", action="store_true", help="print JSON (default: a readable summary)")
+    i.add_argument("--device", default="cpu")
+    _sampling_args(i)
+
+    e = sub.add_parser("eval", help="loss of a checkpoint on a corpus's validation split")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--corpus", required=True, help="a UTF-8 text file, or task:NAME")
+    e.add_argument("--split", default="val", choices=("train", "val"))
+    e.add_argument("--val-fraction", type=float, default=0.1)
+    e.add_argument("--batch", type=_positive_int, default=32)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--json", action="store_true")
+    return parser
+
+
+# -- commands ----------------------------------------------------------------------------------
+def cmd_train(a: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoints import load_checkpoint
+    from .config import ModelConfig, TrainConfig
+    from .corpora import load_corpus
+    from .training import train_gpt
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if not a.out.endswith(".safetensors"):
+        raise CLIError(f"--out {a.out!r} must end in .safetensors")
+    resumed = None
+    if a.resume:
+        resumed = load_checkpoint(a.resume, device="cpu")
+    block = resumed.config.block_size if resumed else a.block
+    corpus = load_corpus(a.corpus, block_size=block,
+                         tokenizer=resumed.tokenizer if resumed else None)
+    model_cfg = None
+    if not resumed:
+        model_cfg = ModelConfig(
+            vocab_size=corpus.tokenizer.vocab_size, block_size=a.block, n_layer=a.layers,
+            n_head=a.heads, n_embd=a.embd, n_ffn=a.ffn, pos_kind=a.pos, norm=a.norm,
+            dropout=a.dropout, bias=not a.no_bias, tie_weights=not a.untied)
+    warmup = a.warmup if a.warmup is not None else max(1, a.steps // 20)
+    train_cfg = TrainConfig(
+        steps=a.steps, batch_size=a.batch, lr=a.lr,
+        min_lr=a.min_lr if a.min_lr is not None else a.lr / 10, warmup_steps=warmup,
+        weight_decay=a.weight_decay, grad_clip=a.grad_clip, eval_interval=a.eval_interval,
+        eval_iters=a.eval_iters, sample_interval=a.sample_interval,
+        capture_interval=max(a.steps, 1), checkpoint_interval=a.checkpoint_interval,
+        probe_prompt=a.probe or corpus.text[: min(16, block)], seed=a.seed, device=a.device,
+        compile=a.compile)
+    cb = ProgressCallbacks(train_cfg.steps, quiet=a.quiet)
+    try:
+        result = train_gpt(corpus, model_cfg, train_cfg, a.out, callbacks=cb,
+                           resume_from=a.resume if resumed else None)
+    except KeyboardInterrupt:  # train_gpt saves on stop; a second ^C lands here
+        cb.close()
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        cb.close()
+    if not result.ok:
+        print(f"error: {result.reason}", file=sys.stderr)
+        return EXIT_DIVERGED
+    val = f"{result.val_loss:.4f}" if result.val_loss is not None else "n/a"
+    print(f"done: step {result.step}, train loss {result.train_loss:.4f}, val loss {val}, "
+          f"saved {a.out}")
+    return 0
+
+
+class ProgressCallbacks(Callbacks):
+    """tqdm bar with loss and tokens/s; evaluations and samples printed above it."""
+
+    def __init__(self, total: int, quiet: bool = False):
+        from tqdm import tqdm
+
+        self.quiet = quiet
+        self.bar = None if quiet else tqdm(total=total, unit="step", dynamic_ncols=True)
+        self._last = 0
+
+    def on_step(self, m):
+        if self.bar is not None:
+            self.bar.update(m.step - self._last)
+            self._last = m.step
+            self.bar.set_postfix(loss=f"{m.loss:.4f}", tok_s=f"{m.tokens_per_s:,.0f}",
+                                 lr=f"{m.lr:.2e}")
+
+    def _write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        elif not self.quiet:
+            print(text)
+
+    def on_eval(self, m):
+        val = "n/a" if m.val_loss is None else f"{m.val_loss:.4f}"
+        self._write(f"step {m.step}: train loss {m.train_loss:.4f}, val loss {val}")
+
+    def on_sample(self, step, text):
+        self._write(f"--- sample at step {step} ---\n{text}\n---")
+
+    def on_message(self, text):
+        self._write(text)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _sample_config(a: argparse.Namespace):
+    from .config import SampleConfig
+    return SampleConfig(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed)
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from .checkpoints import load_checkpoint
+    from .stepper import generate_text
+
+    sample = _sample_config(a)
+    ck = load_checkpoint(a.checkpoint, device=a.device)
+    ck.tokenizer.encode(a.prompt)  # unknown characters: one clear error before any work
+    text = generate_text(ck.model, ck.tokenizer, a.prompt, a.tokens, sample)
+    sys.stdout.write(a.prompt + text + ("\n" if not text.endswith("\n") else ""))
+    return 0
+
+
+def inspect_prompt(checkpoint: str, prompt: str, sample, top: int = 10,
+                   device: str = "cpu") -> dict:
+    """Everything ``inspect --json`` prints, as a dict (also used by tests and notebooks)."""
+    from .checkpoints import load_checkpoint
+    from .config import CaptureSpec
+    from .stepper import Stepper
+
+    ck = load_checkpoint(checkpoint, device=device)
+    spec = CaptureSpec(attention=True, scores=False, residual=False, ffn=False,
+                       logit_lens=True, embeddings=False, sublayers=False)
+    stepper = Stepper(ck.model, ck.tokenizer, sample=sample, capture=spec, lens_k=1)
+    r = stepper.set_prompt(prompt)
+    ids, probs = r.dist.top(min(top, r.dist.n_kept))
+    tok = ck.tokenizer
+    out = {
+        "prompt": prompt,
+        "tokens": list(r.tokens),
+        "ids": [int(i) for i in r.ids],
+        "cropped": int(r.cropped),
+        "settings": dataclasses.asdict(sample),
+        "next_token": [{"token": tok.token_str(i), "id": int(i), "prob": float(p)}
+                       for i, p in zip(ids, probs, strict=True)],
+        "entropy": float(r.dist.entropy),
+        "attention": r.attention.astype(float).round(6).tolist(),
+        "logit_lens": [[tok.token_str(int(x)) for x in layer[:, 0]] for layer in r.lens_ids],
+        "config": ck.config.to_dict(),
+        "summary": ck.summary,
+    }
+    if r.note:
+        out["note"] = r.note
+    return out
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from .tokenizer import printable
+
+    data = inspect_prompt(a.checkpoint, a.prompt, _sample_config(a), a.top, a.device)
+    if a.json:
+        json.dump(data, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    cfg = data["config"]
+    print(f"model: {cfg['n_layer']} layers × {cfg['n_head']} heads, width {cfg['n_embd']}, "
+          f"block {cfg['block_size']}, {cfg['pos_kind']} positions, {cfg['norm']}-norm")
+    print("tokens:", " ".join(printable(t) for t in data["tokens"]))
+    if data["cropped"]:
+        print(f"(prompt cropped: the first {data['cropped']} tokens did not fit the block)")
+    print(f"next token (entropy {data['entropy']:.3f} nats):")
+    for c in data["next_token"]:
+        bar = "█" * max(1, round(c["prob"] * 40))
+        print(f"  {printable(c['token']):>4} {c['prob']:7.2%} {bar}")
+    print("strongest attention of the last token, per layer and head:")
+    toks = data["tokens"]
+    for li, layer in enumerate(data["attention"]):
+        row = []
+        for hi, head in enumerate(layer):
+            last = head[-1]
+            k = max(range(len(last)), key=last.__getitem__)
+            row.append(f"h{hi}→{printable(toks[k])}@{k} {last[k]:.2f}")
+        print(f"  layer {li}: " + ", ".join(row))
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from .checkpoints import load_checkpoint
+    from .corpora import load_corpus
+    from .training import evaluate_split
+
+    ck = load_checkpoint(a.checkpoint, device=a.device)
+    corpus = load_corpus(a.corpus, block_size=ck.config.block_size, tokenizer=ck.tokenizer,
+                         val_fraction=a.val_fraction)
+    t0 = time.perf_counter()
+    loss, n_tokens = evaluate_split(ck.model, corpus, a.split, ck.config.block_size, a.batch)
+    result = {"checkpoint": a.checkpoint, "corpus": corpus.name, "split": a.split,
+              "loss": loss, "perplexity": math.exp(loss), "tokens": n_tokens,
+              "seconds": round(time.perf_counter() - t0, 2)}
+    if a.json:
+        print(json.dumps(result))
+    else:
+        print(f"{a.split} loss {loss:.4f} (perplexity {math.exp(loss):.2f}) over {n_tokens:,} "
+              f"tokens of {corpus.name}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "inspect": cmd_inspect, "eval": cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .checkpoints import CheckpointError
+    from .config import ConfigError
+    from .corpora import CorpusError
+    from .devices import DeviceError
+    from .tokenizer import TokenizerError, UnknownCharactersError
+
+    known = (CLIError, CheckpointError, ConfigError, CorpusError, DeviceError, TokenizerError,
+             UnknownCharactersError, FileNotFoundError, IsADirectoryError, PermissionError)
+    try:
+        return COMMANDS[args.command](args)
+    except known as e:
+        msg = str(e)
+        if isinstance(e, OSError) and e.filename is not None:
+            msg = f"{e.strerror}: {e.filename}"
+        print(f"error: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
