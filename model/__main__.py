@@ -111,12 +111,14 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .checkpoints import load_checkpoint
     from .config import ModelConfig, TrainConfig
     from .corpora import load_corpus
+    from .devices import resolve_device
     from .training import train_gpt
 
     if a.threads:
         torch.set_num_threads(a.threads)
     if not a.out.endswith(".safetensors"):
         raise CLIError(f"--out {a.out!r} must end in .safetensors")
+    resolve_device(a.device)  # an unavailable device is refused before any work starts
     resumed = None
     if a.resume:
         resumed = load_checkpoint(a.resume, device="cpu")
