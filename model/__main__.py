@@ -54,14 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--embd", type=_positive_int, default=128)
     t.add_argument("--ffn", type=int, default=0, help="FFN width (0 = 4 × embd)")
     t.add_argument("--block", type=_positive_int, default=64)
-    t.add_argument("--pos", default="learned", help="learned | sinusoidal | rotary | none")
+    t.add_argument("--pos", default=None,
+                   help="learned | sinusoidal | rotary | none (default: learned; rotary for tasks)")
     t.add_argument("--norm", default="pre", help="pre | post")
     t.add_argument("--dropout", type=float, default=0.0)
     t.add_argument("--no-bias", action="store_true", help="linear layers and norms without bias")
     t.add_argument("--untied", action="store_true", help="separate unembedding matrix")
-    t.add_argument("--batch", type=_positive_int, default=12)
+    t.add_argument("--batch", type=_positive_int, default=None,
+                   help="sequences per step (default: 12; 32 for tasks)")
     t.add_argument("--steps", type=_positive_int, default=2000)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: 1e-3; 3e-3 for tasks)")
     t.add_argument("--min-lr", type=float, default=None, help="end of the cosine (default lr/10)")
     t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 5%% of steps)")
     t.add_argument("--weight-decay", type=float, default=0.1)
@@ -116,6 +119,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    _apply_recipe_defaults(a)
     if not a.out.endswith(".safetensors"):
         raise CLIError(f"--out {a.out!r} must end in .safetensors")
     resolve_device(a.device)  # an unavailable device is refused before any work starts
@@ -157,6 +161,21 @@ def cmd_train(a: argparse.Namespace) -> int:
     print(f"done: step {result.step}, train loss {result.train_loss:.4f}, val loss {val}, "
           f"saved {a.out}")
     return 0
+
+
+# Defaults the user did not override. Text: nanoGPT's CPU recipe. Synthetic tasks: rotary
+# positions make "look back n tokens" heads cheap to learn, and with a higher learning rate and
+# batch the copy task grows an induction head within 300 steps (measured: with learned
+# positions no recipe we tried got there in 300 steps).
+TEXT_RECIPE = {"pos": "learned", "lr": 1e-3, "batch": 12}
+TASK_RECIPE = {"pos": "rotary", "lr": 3e-3, "batch": 32}
+
+
+def _apply_recipe_defaults(a: argparse.Namespace) -> None:
+    recipe = TASK_RECIPE if a.corpus.startswith("task:") else TEXT_RECIPE
+    for key, value in recipe.items():
+        if getattr(a, key) is None:
+            setattr(a, key, value)
 
 
 class ProgressCallbacks(Callbacks):

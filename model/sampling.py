@@ -55,7 +55,7 @@ def softmax(x: np.ndarray) -> np.ndarray:
 def entropy(p: np.ndarray) -> float:
     p = np.asarray(p, dtype=np.float64)
     nz = p[p > 0]
-    return float(-(nz * np.log(nz)).sum())
+    return max(0.0, float(-(nz * np.log(nz)).sum()))  # a one-hot gives 0.0, never -0.0
 
 
 def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:

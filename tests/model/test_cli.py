@@ -140,3 +140,19 @@ def test_module_entry_point_exit_code_and_stderr(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "missing.safetensors" in lines[0]
+
+
+def test_task_corpora_get_the_task_recipe_unless_overridden():
+    from model.__main__ import TASK_RECIPE, TEXT_RECIPE, _apply_recipe_defaults, build_parser
+
+    p = build_parser()
+    a = p.parse_args(["train", "--corpus", "task:copy", "--out", "x.safetensors"])
+    _apply_recipe_defaults(a)
+    assert (a.pos, a.lr, a.batch) == (TASK_RECIPE["pos"], TASK_RECIPE["lr"], TASK_RECIPE["batch"])
+    a = p.parse_args(["train", "--corpus", "task:copy", "--out", "x.safetensors", "--pos",
+                      "learned", "--lr", "0.01"])
+    _apply_recipe_defaults(a)
+    assert (a.pos, a.lr, a.batch) == ("learned", 0.01, TASK_RECIPE["batch"])
+    a = p.parse_args(["train", "--corpus", "text.txt", "--out", "x.safetensors"])
+    _apply_recipe_defaults(a)
+    assert (a.pos, a.lr, a.batch) == (TEXT_RECIPE["pos"], TEXT_RECIPE["lr"], TEXT_RECIPE["batch"])
