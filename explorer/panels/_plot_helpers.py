@@ -1,0 +1,770 @@
+"""Shared pyqtgraph pieces for the "look inside" panels (attention, positional, architecture).
+
+- :class:`LabelAxis`: an axis whose ticks are token labels, thinned to what fits in the visible
+  range (recomputed on every zoom or pan, so a 1024-token matrix stays readable).
+- :class:`HeatmapWidget`: one matrix as an image with a colour bar, hatched "masked" cells
+  (NaN is transparent and lets a hatched rectangle show through), a highlighted row, hover and
+  click signals, and PNG / SVG / CSV export from its context menu or :func:`export_button`.
+- :func:`write_csv`: a matrix with its row/column labels as a header that ``np.loadtxt`` skips.
+- :func:`pool_cells`: shrink large matrices for the all-heads mosaic.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+import pyqtgraph.exporters  # noqa: F401  (registers pg.exporters.*)
+from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QBrush, QColor, QFont, QFontMetricsF, QPen
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGraphicsRectItem,
+    QHBoxLayout,
+    QLabel,
+    QLayout,
+    QMenu,
+    QSizePolicy,
+    QToolButton,
+    QWidget,
+)
+
+from explorer.plotting import DIVERGING, SEQUENTIAL, THEME
+
+TICK_PT = 11  # axis labels: readable on a projector
+TEXT_PT = 12  # explanations and formulas beside the plots
+PROB_CMAP = SEQUENTIAL  # attention probabilities, 0..1
+DIVERGING_CMAP = DIVERGING  # signed values: scores, embeddings, activations
+CYCLIC_CMAP = "CET-C6"  # angles (rotary)
+MASK_FILL = QColor(60, 62, 70)
+MASK_HATCH = QColor(140, 144, 156)
+HIGHLIGHT = QColor(THEME.accent2)
+
+
+def tick_font(pt: int = TICK_PT) -> QFont:
+    f = QFont()
+    f.setPointSize(pt)
+    return f
+
+
+def symmetric_levels(a: np.ndarray, default: float = 1.0) -> tuple[float, float]:
+    """(-m, m) with m the largest finite |value| (a diverging map centred on 0)."""
+    a = np.asarray(a)
+    finite = a[np.isfinite(a)]
+    m = float(np.abs(finite).max()) if finite.size else 0.0
+    if not m > 0:
+        m = default
+    return (-m, m)
+
+
+def finite_levels(a: np.ndarray) -> tuple[float, float]:
+    a = np.asarray(a)
+    finite = a[np.isfinite(a)]
+    if not finite.size:
+        return (0.0, 1.0)
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    return (lo, hi)
+
+
+class LabelAxis(pg.AxisItem):
+    """Axis with one text label per integer cell, thinned to what fits in the visible range.
+
+    Cell ``i`` spans ``[i, i+1)`` in view coordinates (like an ImageItem pixel) when
+    ``centre=0.5``; bars drawn at integer x use ``centre=0``. When only every n-th label fits,
+    labels carry their index ("40 e") so a student can still tell where they are.
+    """
+
+    _STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000)
+
+    def __init__(self, orientation: str, centre: float = 0.5, cell: float = 1.0,
+                 numeric: bool = False, **kwargs):
+        super().__init__(orientation, **kwargs)
+        self._labels: list[str] = []
+        self.centre = centre
+        self.cell = cell  # view units per label (the all-heads mosaic has one label per cell)
+        self.numeric = numeric  # labels are numbers already: never prefix the index
+        self.step = 1
+        self._metrics = QFontMetricsF(tick_font())
+        self._text_px = 0
+        # fixed text space sized from the labels themselves, so the axis does not jump (and
+        # long labels are not dropped) while pyqtgraph re-measures after each paint
+        self.setStyle(tickFont=tick_font(), autoExpandTextSpace=False, tickTextOffset=4,
+                      tickTextHeight=int(self._metrics.height()) + 2, tickTextWidth=16,
+                      # labels of the first/last cell may overhang the axis ends a little
+                      hideOverlappingLabels=12 if orientation in ("left", "right") else 40)
+
+    def set_labels(self, labels: Sequence[str]) -> None:
+        self._labels = list(labels)
+        if self.orientation in ("left", "right"):
+            n = len(self._labels)
+            widest = max((self._metrics.horizontalAdvance(s) for s in set(self._labels)),
+                         default=8.0)
+            if not self.numeric and n > 1:
+                widest += self._metrics.horizontalAdvance(f"{n - 1} ")
+            px = int(math.ceil(widest)) + 4
+            if px != self._text_px:
+                self._text_px = px
+                self.setStyle(tickTextWidth=px)
+        self.picture = None
+        self.update()
+
+    @property
+    def labels(self) -> list[str]:
+        return self._labels
+
+    def _label(self, i: int, step: int) -> str:
+        s = self._labels[i]
+        return s if step == 1 or self.numeric else f"{i} {s}"
+
+    def visible_ticks(self, lo: float, hi: float, size: float) -> tuple[int, list[int]]:
+        """(step, indices) of the labels drawn for view range [lo, hi] on ``size`` pixels."""
+        n = len(self._labels)
+        if n == 0 or size <= 0 or hi <= lo:
+            return 1, []
+        first = max(0, math.ceil(lo - self.centre))
+        last = min(n - 1, math.floor(hi - self.centre))
+        if last < first:
+            return 1, []
+        px_per_cell = size / (hi - lo)
+        if self.orientation in ("left", "right"):
+            need = self._metrics.height() * 1.05
+        else:
+            sample = [self._labels[i] for i in range(first, last + 1, max(1, (last - first) // 64))]
+            widest = max((self._metrics.horizontalAdvance(s) for s in sample), default=8.0)
+            need = widest + 6
+        step = self._STEPS[-1]
+        for s in self._STEPS:
+            if s * px_per_cell >= need:
+                step = s
+                break
+        if step > 1 and not self.numeric:  # labels now carry the index, so they are wider
+            digits = self._metrics.horizontalAdvance(f"{last} ")
+            if self.orientation not in ("left", "right"):
+                need += digits
+                for s in self._STEPS:
+                    if s >= step and s * px_per_cell >= need:
+                        step = s
+                        break
+        start = (first + step - 1) // step * step
+        return step, list(range(start, last + 1, step))
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802 (pyqtgraph API)
+        lo, hi = min(minVal, maxVal) / self.cell, max(minVal, maxVal) / self.cell
+        step, idx = self.visible_ticks(lo, hi, size)
+        self.step = step
+        return [(float(step * self.cell), [(i + self.centre) * self.cell for i in idx])]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802
+        step = max(1, int(round(spacing / self.cell)))
+        out = []
+        for v in values:
+            i = int(math.floor(v / self.cell - self.centre + 1e-6))
+            out.append(self._label(i, step) if 0 <= i < len(self._labels) else "")
+        return out
+
+
+def _hatch_items(z: float = -10.0) -> tuple[QGraphicsRectItem, QGraphicsRectItem]:
+    """A grey rectangle and a diagonal hatch on top: what shows through NaN (masked) cells."""
+    fill = QGraphicsRectItem()
+    fill.setPen(QPen(Qt.PenStyle.NoPen))
+    fill.setBrush(QBrush(MASK_FILL))
+    fill.setZValue(z)
+    hatch = QGraphicsRectItem()
+    hatch.setPen(QPen(Qt.PenStyle.NoPen))
+    brush = QBrush(MASK_HATCH, Qt.BrushStyle.BDiagPattern)
+    hatch.setBrush(brush)
+    hatch.setZValue(z + 1)
+    return fill, hatch
+
+
+class HeatmapWidget(pg.GraphicsLayoutWidget):
+    """A matrix heatmap: rows top to bottom, token labels, colour bar, hatched NaN cells.
+
+    ``set_matrix(display, levels=..., export=...)`` shows ``display`` (NaN = masked, drawn
+    hatched) and keeps ``export`` (default: ``display``) for CSV. Item objects are created once.
+    """
+
+    hovered = Signal(int, int)  # (row, col) of the image pixel under the mouse; (-1, -1) = none
+    clicked = Signal(int, int)
+
+    def __init__(self, parent: QWidget | None = None, *, colormap: str = PROB_CMAP,
+                 levels: tuple[float, float] = (0.0, 1.0), row_title: str = "",
+                 col_title: str = "", name: str = "heatmap", numeric: bool = False):
+        super().__init__(parent)
+        self.name = name
+        self.ci.setContentsMargins(2, 10, 2, 2)  # room for the colour bar's top label
+        self.row_axis = LabelAxis("left", numeric=numeric)
+        self.col_axis = LabelAxis("bottom", numeric=numeric)
+        self.plot: pg.PlotItem = self.addPlot(row=0, col=0,
+                                              axisItems={"left": self.row_axis,
+                                                         "bottom": self.col_axis})
+        self.plot.invertY(True)
+        self.plot.setDefaultPadding(0.0)
+        label_style = {"font-size": f"{TICK_PT}pt"}
+        if row_title:
+            self.plot.setLabel("left", row_title, **label_style)
+        if col_title:
+            self.plot.setLabel("bottom", col_title, **label_style)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self._fill, self._hatch = _hatch_items()
+        self.plot.addItem(self._fill, ignoreBounds=True)
+        self.plot.addItem(self._hatch, ignoreBounds=True)
+        self._row_mark = QGraphicsRectItem()
+        self._row_mark.setPen(pg.mkPen(HIGHLIGHT, width=2, cosmetic=True))
+        fill = QColor(HIGHLIGHT)
+        fill.setAlpha(50)
+        self._row_mark.setBrush(QBrush(fill))
+        self._row_mark.setZValue(20)
+        self._row_mark.hide()
+        self.plot.addItem(self._row_mark, ignoreBounds=True)
+        # the bar only draws the scale: the image's levels and look-up table are set here, so
+        # an image of colour codes (set_codes) can share the bar with one of values
+        self.colorbar = pg.ColorBarItem(values=levels, colorMap=colormap, interactive=False,
+                                        width=16, colorMapMenu=False)
+        self.colorbar.axis.setStyle(tickFont=tick_font())
+        self.addItem(self.colorbar, row=0, col=1)
+        self._levels = (float(levels[0]), float(levels[1]))
+        self._luts(colormap)
+        self._display: np.ndarray | None = None
+        self._export: np.ndarray | None = None
+        self._shape = (0, 0)
+        self._last_hover = (-1, -1)
+        self.export_header: Callable[[], str] | None = None
+        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.scene().sigMouseClicked.connect(self._on_mouse_clicked)
+        add_export_actions(self.plot.vb.menu, self)
+        replace_scene_export(self.scene())
+
+    # -- data ----------------------------------------------------------------------------------
+    def _luts(self, name: str) -> None:
+        cmap = pg.colormap.get(name)
+        self._lut = cmap.getLookupTable(nPts=256, alpha=True)
+        codes = cmap.getLookupTable(nPts=MASKED_CODE, alpha=True)  # 0..254: values
+        self._lut_codes = np.vstack([codes, [[0, 0, 0, 0]]]).astype(np.uint8)  # 255: masked
+
+    def set_colormap(self, name: str) -> None:
+        self.colorbar.setColorMap(name)
+        self._luts(name)
+        self.image.setLookupTable(self._lut_codes if self.is_codes else self._lut)
+
+    @property
+    def levels(self) -> tuple[float, float]:
+        return self._levels
+
+    @property
+    def is_codes(self) -> bool:
+        """True when the image holds colour codes (see :meth:`set_codes`), not values."""
+        return self._display is not None and self._display.dtype == np.uint8
+
+    def set_matrix(self, display: np.ndarray, *, levels: tuple[float, float] | None = None,
+                   export=None, row_labels: Sequence[str] | None = None,
+                   col_labels: Sequence[str] | None = None) -> None:
+        """Show values; NaN cells are transparent (the hatch shows through)."""
+        display = np.asarray(display, dtype=np.float32)
+        self._show(display, levels, export, row_labels, col_labels, self._lut,
+                   levels if levels is not None else self._levels)
+
+    def set_codes(self, codes: np.ndarray, *, levels: tuple[float, float], export=None,
+                  row_labels: Sequence[str] | None = None,
+                  col_labels: Sequence[str] | None = None) -> None:
+        """Show colour codes made by :func:`quantize` (uint8, ``MASKED_CODE`` = masked).
+
+        An indexed image needs no per-pixel colour mapping: the all-heads mosaic of 12 × 12 heads
+        at 128 tokens (2.4 million cells) renders in about a millisecond this way."""
+        codes = np.asarray(codes)
+        if codes.dtype != np.uint8:
+            raise ValueError(f"colour codes must be uint8, got {codes.dtype}")
+        self._show(codes, levels, export, row_labels, col_labels, self._lut_codes, (0, 255))
+
+    def _show(self, display, levels, export, row_labels, col_labels, lut, image_levels) -> None:
+        if display.ndim != 2:
+            raise ValueError(f"a heatmap needs a 2-D matrix, got shape {display.shape}")
+        self._display = display
+        self._export = display if export is None else export
+        if levels is not None:
+            self._levels = (float(levels[0]), float(levels[1]))
+            self.colorbar.setLevels(values=self._levels)
+        rows, cols = display.shape
+        if display.size:
+            self.image.setImage(display, autoLevels=False, levels=image_levels, lut=lut)
+            self.image.setRect(QRectF(0, 0, cols, rows))
+            self.image.show()
+        else:
+            self.image.hide()
+        rect = QRectF(0, 0, cols, rows)
+        self._fill.setRect(rect)
+        self._hatch.setRect(rect)
+        if (rows, cols) != self._shape:
+            self._follow(rows, cols)
+        if row_labels is not None:
+            self.row_axis.set_labels(row_labels)
+        if col_labels is not None:
+            self.col_axis.set_labels(col_labels)
+        if self._row_mark.isVisible():
+            r = self._row_mark.rect()
+            self._row_mark.setRect(QRectF(0, r.top(), cols, 1))
+
+    def _follow(self, rows: int, cols: int) -> None:
+        """New shape. Auto-range fits it; a zoomed view that showed the last row keeps showing
+        it, so the newest token's row appears while generating even at 1024 tokens."""
+        old_rows, old_cols = self._shape
+        self._shape = (rows, cols)
+        vb = self.plot.vb
+        vb.setLimits(xMin=-0.5, xMax=cols + 0.5, yMin=-0.5, yMax=rows + 0.5)
+        if any(vb.autoRangeEnabled()) or old_rows == 0:
+            vb.enableAutoRange()
+            return
+        (x0, x1), (y0, y1) = vb.viewRange()
+        if y1 >= old_rows - 0.5 and rows > old_rows:
+            dr, dc = rows - old_rows, cols - old_cols
+            vb.setRange(xRange=(x0 + dc, x1 + dc), yRange=(y0 + dr, y1 + dr), padding=0)
+
+    def clear_matrix(self) -> None:
+        self.set_matrix(np.zeros((0, 0), np.float32), row_labels=[], col_labels=[])
+
+    @property
+    def display(self) -> np.ndarray | None:
+        """The array shown (NaN where cells are masked)."""
+        return self._display
+
+    def export_table(self) -> tuple[np.ndarray, list[str], list[str]] | None:
+        """(matrix, row labels, column labels) written to CSV: the values behind the image
+        (e.g. exact zeros or -inf where the display shows hatching). ``export`` given to
+        :meth:`set_matrix` may be an array, or a callable returning an array or such a tuple
+        (so a large export is only computed when asked for)."""
+        e = self._export
+        if e is None:
+            return None
+        if callable(e):
+            e = e()
+        if isinstance(e, tuple):
+            m, rows, cols = e
+            return np.asarray(m), list(rows), list(cols)
+        return np.asarray(e), self.row_axis.labels, self.col_axis.labels
+
+    @property
+    def matrix(self) -> np.ndarray | None:
+        """What is exported: the values behind the image (not the NaN-masked display)."""
+        t = self.export_table()
+        return None if t is None else t[0]
+
+    def highlight_row(self, row: int, height: int = 1) -> None:
+        rows, cols = self._shape
+        if row is None or row < 0 or row >= rows:
+            self._row_mark.hide()
+            return
+        self._row_mark.setRect(QRectF(0, row, cols, height))
+        self._row_mark.show()
+
+    @property
+    def highlighted_row(self) -> int:
+        return int(self._row_mark.rect().top()) if self._row_mark.isVisible() else -1
+
+    # -- mouse ---------------------------------------------------------------------------------
+    def cell_at(self, scene_pos: QPointF) -> tuple[int, int]:
+        if not self.plot.vb.sceneBoundingRect().contains(scene_pos):
+            return (-1, -1)
+        p = self.plot.vb.mapSceneToView(scene_pos)
+        r, c = int(math.floor(p.y())), int(math.floor(p.x()))
+        rows, cols = self._shape
+        if 0 <= r < rows and 0 <= c < cols:
+            return (r, c)
+        return (-1, -1)
+
+    def scene_pos_of(self, row: int, col: int) -> QPointF:
+        """Scene position of the centre of cell (row, col); used by tests and tooltips."""
+        return self.plot.vb.mapViewToScene(QPointF(col + 0.5, row + 0.5))
+
+    def _on_mouse_moved(self, scene_pos) -> None:
+        cell = self.cell_at(scene_pos)
+        if cell != self._last_hover:
+            self._last_hover = cell
+            self.hovered.emit(*cell)
+
+    def _on_mouse_clicked(self, ev) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton or ev.double():
+            return
+        cell = self.cell_at(ev.scenePos())
+        if cell[0] >= 0:
+            self.clicked.emit(*cell)
+
+    # -- export --------------------------------------------------------------------------------
+    def export_png(self, path: str | Path, width: int | None = None) -> Path:
+        return export_png(self.ci, path, width)
+
+    def export_svg(self, path: str | Path) -> Path:
+        # SVG viewers draw Qt's pattern brushes badly: masked cells are plain grey there
+        shown = self._hatch.isVisible()
+        self._hatch.hide()
+        try:
+            return export_svg(self.ci, path)
+        finally:
+            self._hatch.setVisible(shown)
+
+    def export_csv(self, path: str | Path) -> Path:
+        t = self.export_table()
+        if t is None:
+            raise ValueError("nothing to export yet")
+        header = self.export_header() if self.export_header else self.name
+        return write_csv(path, t[0], t[1], t[2], header)
+
+
+# -- export ------------------------------------------------------------------------------------
+def export_png(item, path: str | Path, width: int | None = None) -> Path:
+    """Render a graphics item (a plot, a layout, a scene) to PNG."""
+    path = Path(path)
+    ex = pg.exporters.ImageExporter(item)
+    w = int(ex.parameters()["width"])
+    target = int(width) if width else max(w, 1200)  # crisp enough for slides
+    ex.parameters()["width"] = max(target, 16)
+    ex.export(str(path))
+    return path
+
+
+def export_svg(item, path: str | Path) -> Path:
+    """SVG of a graphics item: pyqtgraph's exporter, or Qt's QSvgGenerator where that fails
+    (pyqtgraph 0.14's exporter cannot parse the path data newer Qt versions write)."""
+    path = Path(path)
+    try:
+        pg.exporters.SVGExporter(item).export(str(path))
+        return path
+    except Exception:  # noqa: BLE001 - any failure: fall back to Qt's generator
+        pass
+    from PySide6.QtCore import QSize
+    from PySide6.QtGui import QPainter
+    from PySide6.QtSvg import QSvgGenerator
+
+    scene = item.scene() if hasattr(item, "scene") and callable(item.scene) else item
+    source = item.sceneBoundingRect() if hasattr(item, "sceneBoundingRect") else \
+        scene.sceneRect()
+    w, h = max(1, int(source.width())), max(1, int(source.height()))
+    gen = QSvgGenerator()
+    gen.setFileName(str(path))
+    gen.setSize(QSize(w, h))
+    gen.setViewBox(QRectF(0, 0, w, h))
+    views = scene.views()
+    # the scene is laid out for the screen: render at its resolution so text and pens match
+    gen.setResolution(int(views[0].logicalDpiX()) if views else 96)
+    gen.setTitle(path.stem)
+    painter = QPainter(gen)
+    try:
+        bg = views[0].backgroundBrush() if views else QBrush(QColor(THEME.background))
+        painter.fillRect(QRectF(0, 0, w, h), bg if bg.style() != Qt.BrushStyle.NoBrush
+                         else QBrush(QColor(THEME.background)))
+        scene.render(painter, QRectF(0, 0, w, h), source)
+    finally:
+        painter.end()
+    return path
+
+
+def write_csv(path: str | Path, matrix: np.ndarray, row_labels: Sequence[str],
+              col_labels: Sequence[str], title: str = "") -> Path:
+    """Numbers only on the data lines; labels in '#' header lines (``np.loadtxt`` skips them).
+
+    Values read back exactly (as the array's own dtype). NaN and ±inf are written as ``nan`` / ``inf`` / ``-inf`` (``np.loadtxt`` reads them back).
+    """
+    path = Path(path)
+    src = np.asarray(matrix)
+    # enough digits to read the same float back: 9 for float32, 17 for float64
+    fmt = "%.9g" if src.dtype.itemsize <= 4 else "%.17g"
+    m = np.atleast_2d(src.astype(np.float64))
+
+    def row(labels) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow([str(s).replace("\n", "\u21b5")
+                                                     for s in labels])
+        return buf.getvalue()
+
+    lines = []
+    if title:
+        lines += [f"# {t}" for t in title.splitlines()]
+    lines.append("# rows: " + row(row_labels))
+    lines.append("# columns: " + row(col_labels))
+    header = "\n".join(lines)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(header + "\n")
+        np.savetxt(f, m, delimiter=",", fmt=fmt)
+    return path
+
+
+def _ask_path(parent: QWidget | None, kind: str, stem: str) -> str:
+    filters = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)",
+               "csv": "CSV table (*.csv)"}
+    path, _ = QFileDialog.getSaveFileName(parent, f"Export {kind.upper()}", f"{stem}.{kind}",
+                                          filters[kind])
+    if path and not path.lower().endswith("." + kind):
+        path += "." + kind
+    return path
+
+
+def replace_scene_export(scene) -> None:
+    """Hide pyqtgraph's own "Export..." entry: ours (PNG/SVG/CSV) sit in the same context menu,
+    and pyqtgraph 0.14's SVG export fails with recent Qt versions."""
+    for action in getattr(scene, "contextMenu", []):
+        if action.text().replace("&", "").startswith("Export"):
+            action.setVisible(False)
+
+
+def add_export_actions(menu: QMenu, target, parent: QWidget | None = None) -> list[QAction]:
+    """Add "Export PNG/SVG/CSV…" to a menu. ``target`` has export_png/svg/csv(path)."""
+    actions = []
+    if menu is None:
+        return actions
+    menu.addSeparator()
+    for kind in ("png", "svg", "csv"):
+        if not hasattr(target, f"export_{kind}"):
+            continue
+        act = QAction(f"Export {kind.upper()}…", menu)
+
+        def run(_checked=False, kind=kind):
+            stem = getattr(target, "name", "plot")
+            path = _ask_path(parent or (target if isinstance(target, QWidget) else None),
+                             kind, stem)
+            if path:
+                getattr(target, f"export_{kind}")(path)
+
+        act.triggered.connect(run)
+        menu.addAction(act)
+        actions.append(act)
+    return actions
+
+
+def export_button(parent: QWidget, target_getter: Callable[[], object],
+                  text: str = "Export") -> QToolButton:
+    """A toolbar button with PNG/SVG/CSV entries for whichever plot ``target_getter`` returns."""
+    btn = QToolButton(parent)
+    btn.setText(text)
+    btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+    menu = QMenu(btn)
+    for kind in ("png", "svg", "csv"):
+        act = menu.addAction(f"{kind.upper()}…")
+
+        def run(_checked=False, kind=kind):
+            target = target_getter()
+            if target is None or not hasattr(target, f"export_{kind}"):
+                return
+            path = _ask_path(parent, kind, getattr(target, "name", "plot"))
+            if path:
+                getattr(target, f"export_{kind}")(path)
+
+        act.triggered.connect(run)
+    btn.setMenu(menu)
+    return btn
+
+
+# -- matrices ----------------------------------------------------------------------------------
+MASKED_CODE = 255  # colour code of masked cells in set_codes images (transparent: hatched)
+
+
+def quantize(a: np.ndarray, levels: tuple[float, float]) -> np.ndarray:
+    """Values -> uint8 colour codes 0..254 over ``levels`` (clipped). ``a`` must be finite."""
+    lo, hi = float(levels[0]), float(levels[1])
+    scale = (MASKED_CODE - 1) / (hi - lo) if hi > lo else 0.0
+    q = np.subtract(a, np.float32(lo), dtype=np.float32)
+    q *= np.float32(scale)
+    q += np.float32(0.5)  # round to the nearest code
+    np.clip(q, 0, MASKED_CODE - 1, out=q)
+    return q.astype(np.uint8)
+
+
+def causal_future(t: int, tk: int | None = None) -> np.ndarray:
+    """(t, tk) bool, True above the diagonal (keys after the query): what the mask hides."""
+    tk = t if tk is None else tk
+    return np.triu(np.ones((t, tk), dtype=bool), k=1 + (tk - t))
+
+
+def pool_cells(a: np.ndarray, factor: int, how: str = "max") -> np.ndarray:
+    """Pool the last two axes by ``factor`` (padding with NaN); NaN-only blocks stay NaN."""
+    if factor <= 1:
+        return a
+    *lead, r, c = a.shape
+    rr, cc = -(-r // factor), -(-c // factor)
+    pad = np.full((*lead, rr * factor, cc * factor), np.nan, dtype=np.float32)
+    pad[..., :r, :c] = a
+    blocks = pad.reshape(*lead, rr, factor, cc, factor)
+    with np.errstate(all="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if how == "max":
+                return np.nanmax(blocks, axis=(-3, -1)).astype(np.float32)
+            return np.nanmean(blocks, axis=(-3, -1)).astype(np.float32)
+
+
+def mosaic(cells: np.ndarray) -> np.ndarray:
+    """(R, C, h, w) -> (R*h, C*w): one image of all cells, no per-cell plots. Always a copy."""
+    r, c, h, w = cells.shape
+    out = np.empty((r * h, c * w), dtype=cells.dtype)
+    out.reshape(r, h, c, w)[...] = cells.transpose(0, 2, 1, 3)
+    return out
+
+
+def grid_lines(rows: int, cols: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """x, y arrays (connect='pairs') for the borders between cells of a mosaic."""
+    xs, ys = [], []
+    for i in range(1, rows):
+        xs += [0, cols * w]
+        ys += [i * h, i * h]
+    for j in range(1, cols):
+        xs += [j * w, j * w]
+        ys += [0, rows * h]
+    return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+
+
+class SeriesPlot(pg.GraphicsLayoutWidget):
+    """A PlotItem for curves or bars that also exports PNG / SVG and its table as CSV.
+
+    The owner draws into ``plot`` and keeps the exported table current with :meth:`set_table`.
+    """
+
+    def __init__(self, parent: QWidget | None = None, *, name: str = "plot",
+                 bottom_axis: pg.AxisItem | None = None, x_title: str = "", y_title: str = ""):
+        super().__init__(parent)
+        self.name = name
+        self.ci.setContentsMargins(2, 8, 8, 2)
+        axes = {"bottom": bottom_axis} if bottom_axis is not None else {}
+        self.plot: pg.PlotItem = self.addPlot(axisItems=axes)
+        for a in ("left", "bottom"):
+            self.plot.getAxis(a).setStyle(tickFont=tick_font())
+            self.plot.getAxis(a).enableAutoSIPrefix(False)  # "0.04", not "40 (x0.001)"
+        style = {"font-size": f"{TICK_PT}pt"}
+        if x_title:
+            self.plot.setLabel("bottom", x_title, **style)
+        if y_title:
+            self.plot.setLabel("left", y_title, **style)
+        self.plot.showGrid(x=False, y=True, alpha=0.25)
+        self._table: tuple[np.ndarray, list[str], list[str]] | None = None
+        self.export_header: Callable[[], str] | None = None
+        add_export_actions(self.plot.vb.menu, self)
+        replace_scene_export(self.scene())
+
+    def set_table(self, matrix: np.ndarray, row_labels: Sequence[str],
+                  col_labels: Sequence[str]) -> None:
+        self._table = (np.asarray(matrix), list(row_labels), list(col_labels))
+
+    def export_table(self):
+        return self._table
+
+    def export_png(self, path: str | Path, width: int | None = None) -> Path:
+        return export_png(self.ci, path, width)
+
+    def export_svg(self, path: str | Path) -> Path:
+        return export_svg(self.ci, path)
+
+    def export_csv(self, path: str | Path) -> Path:
+        if self._table is None:
+            raise ValueError("nothing to export yet")
+        header = self.export_header() if self.export_header else self.name
+        return write_csv(path, *self._table, header)
+
+
+def rich_text(title: str, formula: str, *paragraphs: str) -> str:
+    """The explanation beside a plot: a title, the formula, a few sentences."""
+    body = "".join(f"<p>{p}</p>" for p in paragraphs if p)
+    return (f"<p style='font-size:{TEXT_PT + 2}pt'><b>{title}</b></p>"
+            f"<p style='font-size:{TEXT_PT + 1}pt; color:{THEME.accent}'>{formula}</p>{body}")
+
+
+def status_label(pt: int = TEXT_PT) -> QLabel:
+    """One line under a plot for hover values; long text never widens the panel."""
+    label = QLabel(" ")
+    f = label.font()
+    f.setPointSize(pt)
+    label.setFont(f)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.setMinimumWidth(1)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+class FlowLayout(QLayout):
+    """Lays widgets out left to right and wraps onto the next line when the dock is narrow
+    (Qt's flow layout example): a panel's controls never force its minimum width."""
+
+    def __init__(self, parent: QWidget | None = None, spacing: int = 6):
+        super().__init__(parent)
+        self._items = []
+        self.setSpacing(spacing)
+        self.setContentsMargins(0, 0, 0, 0)
+
+    def addItem(self, item):  # noqa: N802
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, i):  # noqa: N802
+        return self._items[i] if 0 <= i < len(self._items) else None
+
+    def takeAt(self, i):  # noqa: N802
+        return self._items.pop(i) if 0 <= i < len(self._items) else None
+
+    def expandingDirections(self):  # noqa: N802
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802
+        return self._place(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect) -> None:  # noqa: N802
+        super().setGeometry(rect)
+        self._place(rect, move=True)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return self.minimumSize()
+
+    def minimumSize(self) -> QSize:  # noqa: N802
+        size = QSize()
+        for it in self._items:
+            size = size.expandedTo(it.minimumSize())
+        m = self.contentsMargins()
+        return size + QSize(m.left() + m.right(), m.top() + m.bottom())
+
+    def _place(self, rect, move: bool) -> int:
+        m = self.contentsMargins()
+        r = rect.adjusted(m.left(), m.top(), -m.right(), -m.bottom())
+        x, y, line = r.x(), r.y(), 0
+        gap = self.spacing()
+        for it in self._items:
+            w = it.widget()
+            if w is not None and w.isHidden():
+                continue
+            hint = it.sizeHint()
+            if x > r.x() and x + hint.width() > r.right() + 1:
+                x, y, line = r.x(), y + line + gap, 0
+            if move:
+                it.setGeometry(QRect(QPoint(x, y), hint))
+            x += hint.width() + gap
+            line = max(line, hint.height())
+        return y + line - rect.y() + m.bottom()
+
+
+def flow_bar(parent: QWidget, *widgets: QWidget) -> tuple[QWidget, FlowLayout]:
+    """A wrapping row of controls in its own widget (add it to the panel's layout)."""
+    bar = QWidget(parent)
+    flow = FlowLayout(bar)
+    for w in widgets:
+        flow.addWidget(w)
+    return bar, flow
+
+
+def labeled(text: str, widget: QWidget) -> QWidget:
+    """A label and its control kept together on one line of a flow bar."""
+    box = QWidget()
+    lay = QHBoxLayout(box)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.setSpacing(4)
+    label = QLabel(text)
+    lay.addWidget(label)
+    lay.addWidget(widget)
+    box.label = label  # type: ignore[attr-defined]
+    return box

@@ -1,0 +1,587 @@
+"""Architecture panel: the loaded model drawn from its config, with live values per block.
+
+The diagram (a QGraphicsScene) follows the model's actual structure: token embedding and
+positional encoding, N decoder layers in pre-norm (GPT-2) or post-norm (Vaswani) order, the
+final norm, the unembedding and the softmax with temperature. Every block shows its shapes and
+its parameter count, counted from the model's own parameters. Clicking a block shows what it
+computed for the current context in the detail area, with its formula and a short explanation.
+"""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QAbstractTableModel, Qt, QTimer
+from PySide6.QtGui import QColor, QFontMetricsF
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QSplitter,
+    QStackedWidget,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from explorer.plotting import THEME
+from model.positional import DESCRIPTIONS
+from model.tokenizer import printable
+
+from ._architecture_diagram import BlockSpec, Diagram, model_blocks
+from ._plot_helpers import (
+    DIVERGING_CMAP,
+    PROB_CMAP,
+    TEXT_PT,
+    HeatmapWidget,
+    LabelAxis,
+    SeriesPlot,
+    causal_future,
+    export_button,
+    mosaic,
+    rich_text,
+    status_label,
+    symmetric_levels,
+)
+
+# -- explanations ------------------------------------------------------------------------------
+LN_FORMULA = "LN(x) = γ ⊙ (x − μ) / √(σ² + ε) + β"
+TEXTS = {
+    "tok_emb": ("x<sub>t</sub> = E[token<sub>t</sub>]",
+                "Each token id picks one row of the embedding matrix E: a learned vector of C "
+                "numbers. Shown: the vector of every token of the context (rows) across the C "
+                "dimensions (columns)."),
+    "embed.add": ("x<sup>(0)</sup> = E[token] + PE[pos]",
+                  "The residual stream starts as the token vector plus the position vector. "
+                  "Every layer reads from this stream and adds its result back."),
+    "ln": (LN_FORMULA,
+           "Layer normalisation rescales each token's vector to mean 0 and spread 1, then "
+           "applies learned γ and β, which keeps the numbers in a stable range. Shown: the mean "
+           "μ and standard deviation σ of the vector entering this norm, per token."),
+    "attn": ("head<sub>h</sub> = softmax(QKᵀ/√d + M) V,&nbsp; out = [head<sub>1</sub>…"
+             "head<sub>H</sub>] W<sub>O</sub>",
+             "Each head lets every token gather information from earlier tokens, weighted by "
+             "how well its query matches their keys. Shown: the attention weights of each head "
+             "of this layer side by side (the Attention panel has the details)."),
+    "add": ("x ← x + sublayer(x)",
+            "The residual connection adds a sublayer's output to the stream instead of "
+            "replacing it, so information flows straight through the stack. Shown: the length "
+            "‖x‖ of each token's residual vector after the embedding and after each layer."),
+    "ffn": ("FFN(x) = W<sub>2</sub> · GELU(W<sub>1</sub> x + b<sub>1</sub>) + b<sub>2</sub>",
+            "A two-layer network applied to each token on its own, wider inside than outside. "
+            "Shown: the hidden activations after GELU for each token (rows) and hidden unit "
+            "(columns)."),
+    "unembed": ("logits = LN<sub>f</sub>(x) · W<sub>U</sub>",
+                "The unembedding turns the final vector into one score per vocabulary token. The "
+                "logit lens applies the same map to the residual stream after every layer: the "
+                "table shows what each layer would predict at each position, and how sure it "
+                "is."),
+    "softmax": ("p<sub>i</sub> = exp(z<sub>i</sub>/τ) / Σ<sub>j</sub> exp(z<sub>j</sub>/τ)",
+                "Softmax turns the scores into probabilities; the temperature τ sharpens (τ &lt; 1) "
+                "or flattens (τ &gt; 1) them before the next token is sampled. Shown: the most "
+                "likely next tokens."),
+    "other": ("", "Parameters the diagram does not place in a block."),
+}
+OVERVIEW = ("Click a block to see what it computes for the current context. Data flows left to "
+            "right along each row and row by row downwards; the curved arrows are residual "
+            "connections.")
+
+# -- the logit-lens table ----------------------------------------------------------------------
+class LensModel(QAbstractTableModel):
+    """Rows: after the embedding and after each layer; columns: positions of the context."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids = np.zeros((0, 0, 1), np.int64)
+        self.probs = np.zeros((0, 0, 1), np.float32)
+        self.labels: list[str] = []
+        self.vocab: list[str] = []
+        self._cmap = pg.colormap.get(PROB_CMAP)
+
+    def set_data(self, ids, probs, labels, vocab) -> None:
+        self.beginResetModel()
+        self.ids, self.probs, self.labels, self.vocab = ids, probs, labels, vocab
+        self.endResetModel()
+
+    def rowCount(self, parent=None):  # noqa: N802
+        return 0 if parent is not None and parent.isValid() else self.ids.shape[0]
+
+    def columnCount(self, parent=None):  # noqa: N802
+        return 0 if parent is not None and parent.isValid() else self.ids.shape[1]
+
+    def _tok(self, i: int) -> str:
+        return printable(self.vocab[i]) if 0 <= i < len(self.vocab) else str(i)
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        r, c = index.row(), index.column()
+        tok, p = int(self.ids[r, c, 0]), float(self.probs[r, c, 0])
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"{self._tok(tok)}  {p:.2f}"
+        if role == Qt.ItemDataRole.BackgroundRole:
+            return self._cmap.map(min(max(p, 0.0), 1.0), mode="qcolor")
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return QColor("#0b0c10") if p > 0.55 else QColor(THEME.text)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            k = self.ids.shape[2]
+            top = ", ".join(f"'{self._tok(int(self.ids[r, c, j]))}' {self.probs[r, c, j]:.2f}"
+                            for j in range(k))
+            return f"{self.headerData(r, Qt.Orientation.Vertical)} at position {c}: {top}"
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(Qt.AlignmentFlag.AlignCenter)
+        return None
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if orientation == Qt.Orientation.Horizontal:
+            lab = self.labels[section] if section < len(self.labels) else ""
+            return f"{section} {lab}"
+        n = self.ids.shape[0]
+        if section == 0:
+            return "embedding"
+        return f"layer {section - 1}" + (" (output)" if section == n - 1 else "")
+
+
+# -- the panel ---------------------------------------------------------------------------------
+class ArchitecturePanel(QWidget):
+    """The model as a diagram; click a block for its live values."""
+
+    def __init__(self, session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.blocks: list[BlockSpec] = []
+        self.selected: str | None = None
+        self.collapsed = False
+        self.redraw_count = 0
+        self._dirty = True
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(16)
+        self._timer.timeout.connect(self.redraw_now)
+        self._build_ui()
+        session.model_changed.connect(self._on_model_changed)
+        session.step_ready.connect(self.schedule_redraw)
+        session.sample_changed.connect(self.schedule_redraw)
+        session.selected_token_changed.connect(self._on_selected_token)
+        self._on_model_changed()
+
+    # -- UI ------------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(4, 4, 4, 4)
+        bar = QHBoxLayout()
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setMinimumWidth(100)
+        f = self.summary.font()
+        f.setPointSize(TEXT_PT)
+        self.summary.setFont(f)
+        bar.addWidget(self.summary, 1)
+        self.collapse_box = QCheckBox("Collapse repeated layers")
+        self.collapse_box.toggled.connect(self.set_collapsed)
+        bar.addWidget(self.collapse_box)
+        bar.addWidget(export_button(self, self.current_plot, "Export detail"))
+        root.addLayout(bar)
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        self.view = Diagram()
+        self.view.block_clicked.connect(self.select_block)
+        split.addWidget(self.view)
+
+        detail = QWidget()
+        dl = QHBoxLayout(detail)
+        dl.setContentsMargins(0, 0, 0, 0)
+        self.detail_stack = QStackedWidget()
+        self.detail_heatmap = HeatmapWidget(name="block-values", col_title="dimension")
+        self.detail_heatmap.hovered.connect(self._on_detail_hover)
+        self.heads_axis = LabelAxis("bottom")
+        self.detail_heads = HeatmapWidget(name="layer-heads", row_title="query",
+                                          col_title="head (keys within each)")
+        self.detail_heads.hovered.connect(self._on_heads_hover)
+        self._heads_lines = pg.PlotCurveItem(pen=pg.mkPen(THEME.text, width=1.5, cosmetic=True))
+        self._heads_lines.setZValue(15)
+        self.detail_heads.plot.addItem(self._heads_lines, ignoreBounds=True)
+        self.stats_axis = LabelAxis("bottom", centre=0.0)
+        self.detail_series = SeriesPlot(name="block-series", bottom_axis=self.stats_axis)
+        self.series_legend = self.detail_series.plot.addLegend(
+            offset=(-10, 10), labelTextSize=f"{TEXT_PT - 1}pt", brush=(22, 24, 29, 200))
+        self._series_items: list = []
+        self.lens_model = LensModel()
+        self.lens_table = QTableView()
+        self.lens_table.setModel(self.lens_model)
+        tf = self.lens_table.font()
+        tf.setPointSize(TEXT_PT)
+        self.lens_table.setFont(tf)
+        # fixed widths: measuring every cell of a 1024-token context would take seconds
+        fm = QFontMetricsF(tf)
+        header = self.lens_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        header.setDefaultSectionSize(int(fm.horizontalAdvance("\\x00  0.00")) + 14)
+        header.setFont(tf)
+        self.lens_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.lens_table.verticalHeader().setFont(tf)
+        self.detail_text = QLabel()
+        self.detail_text.setWordWrap(True)
+        self.detail_text.setTextFormat(Qt.TextFormat.RichText)
+        self.detail_text.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.detail_text.setMargin(16)
+        f = self.detail_text.font()
+        f.setPointSize(TEXT_PT + 1)
+        self.detail_text.setFont(f)
+        for w in (self.detail_heatmap, self.detail_heads, self.detail_series, self.lens_table,
+                  self.detail_text):
+            self.detail_stack.addWidget(w)
+        dl.addWidget(self.detail_stack, 3)
+        self.explain = QLabel()
+        self.explain.setWordWrap(True)
+        self.explain.setTextFormat(Qt.TextFormat.RichText)
+        self.explain.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.explain.setMargin(6)
+        f = self.explain.font()
+        f.setPointSize(TEXT_PT)
+        self.explain.setFont(f)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.explain)
+        scroll.setMinimumWidth(240)
+        scroll.setMaximumWidth(340)
+        dl.addWidget(scroll, 1)
+        split.addWidget(detail)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
+        split.setSizes([330, 340])
+        root.addWidget(split, 1)
+        self.hover_label = status_label()
+        root.addWidget(self.hover_label)
+
+    def current_plot(self):
+        w = self.detail_stack.currentWidget()
+        return w if hasattr(w, "export_png") else None
+
+    # -- public --------------------------------------------------------------------------------
+    def block(self, key: str) -> BlockSpec | None:
+        return next((b for b in self.blocks if b.key == key), None)
+
+    def select_block(self, key: str | None) -> None:
+        """Show ``key``'s live values in the detail area (None: the overview)."""
+        if key is not None and key.startswith("collapsed"):
+            self.set_collapsed(False)
+            return
+        self.selected = key
+        self.view.set_selected(key)
+        self._draw_detail()
+
+    def set_collapsed(self, on: bool) -> None:
+        on = bool(on)
+        if self.collapse_box.isChecked() != on:
+            self.collapse_box.blockSignals(True)
+            self.collapse_box.setChecked(on)
+            self.collapse_box.blockSignals(False)
+        if on != self.collapsed:
+            self.collapsed = on
+            self._build_diagram()
+
+    @property
+    def items(self):
+        """The diagram's drawn blocks by key (collapsed layers have none)."""
+        return self.view.items
+
+    def _build_diagram(self) -> None:
+        cfg = getattr(self.session, "config", None)
+        self.view.build(self.blocks, cfg.norm if cfg is not None else "pre", self.shown_layers())
+        self.view.set_selected(self.selected)
+
+    def shown_layers(self) -> list[int]:
+        n = self.session.config.n_layer if getattr(self.session, "config", None) else 0
+        if self.collapsed and n > 3:
+            return [0, n - 1]
+        return list(range(n))
+
+    # -- session -------------------------------------------------------------------------------
+    def schedule_redraw(self, *_args) -> None:
+        self._dirty = True
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _on_model_changed(self) -> None:
+        model = getattr(self.session, "model", None)
+        self.blocks = model_blocks(model) if model is not None else []
+        self.selected = None
+        n = model.config.n_layer if model is not None else 0
+        self.collapsed = n > 6
+        self.collapse_box.blockSignals(True)
+        self.collapse_box.setChecked(self.collapsed)
+        self.collapse_box.setEnabled(n > 3)
+        self.collapse_box.blockSignals(False)
+        if model is not None:
+            cfg = model.config
+            self.summary.setText(
+                f"<b>{cfg.n_layer} layer{'s' if cfg.n_layer != 1 else ''}</b> × {cfg.n_head} "
+                f"heads · C = {cfg.n_embd} · T ≤ {cfg.block_size} · V = {cfg.vocab_size} · "
+                f"{cfg.norm}-norm · <b>{model.num_params():,} parameters</b>")
+        else:
+            self.summary.setText("No model loaded.")
+        self._build_diagram()
+        self.schedule_redraw()
+
+    def _on_selected_token(self, i: int) -> None:
+        if self.detail_stack.currentWidget() in (self.detail_heatmap, self.detail_heads):
+            self.detail_stack.currentWidget().highlight_row(i)
+        if self.detail_stack.currentWidget() is self.lens_table and i >= 0:
+            self.lens_table.selectColumn(i)
+
+    def showEvent(self, ev):  # noqa: N802
+        super().showEvent(ev)
+        if self._dirty:
+            self.schedule_redraw()
+
+    def redraw_now(self) -> None:
+        self._timer.stop()
+        if not self.isVisible():
+            self._dirty = True
+            return
+        self._dirty = False
+        self.redraw_count += 1
+        softmax = self.items.get("final.softmax")
+        if softmax is not None:
+            t = self._temperature(getattr(self.session, "result", None))
+            softmax.set_sub(f"τ = {t:g}" + (" (greedy)" if t == 0 else ""))
+        self._draw_detail()
+
+    # -- details -------------------------------------------------------------------------------
+    def _explain(self, title: str, formula: str, text: str, extra: str = "") -> None:
+        self.explain.setText(rich_text(title, formula, text, extra))
+
+    def _show_text(self, text: str) -> None:
+        self.detail_text.setText(text)
+        self.detail_stack.setCurrentWidget(self.detail_text)
+
+    def _draw_detail(self) -> None:
+        key = self.selected
+        b = self.block(key) if key else None
+        r = getattr(self.session, "result", None)
+        if b is None:
+            self._explain("The model", "", OVERVIEW)
+            self._show_text("Click a block of the diagram.")
+            return
+        where = f" — layer {b.layer}" if b.layer is not None else ""
+        title = ("Residual addition" if b.kind == "add" else b.title) + where
+        shape = (f"<b>shape</b> {html.escape(b.shape)}<br>" if b.shape else "")
+        extra = f"{shape}<b>parameters</b> {b.n_params:,}"
+        kind = "embed.add" if b.key == "embed.add" else b.kind
+        if b.kind == "pos":
+            pe = getattr(self.session.model, "pe", None)
+            formula, text = DESCRIPTIONS.get(getattr(pe, "kind", "none"), ("", ""))
+            self._explain(title, html.escape(formula), html.escape(text), extra)
+        else:
+            formula, text = TEXTS.get(kind, ("", ""))
+            if b.kind == "softmax":
+                formula += f",&nbsp; τ = {self._temperature(r):g}"
+            self._explain(title, formula, text, extra)
+        if r is None:
+            self._show_text("Type a prompt to see live values.")
+            return
+        draw = {"tok_emb": self._d_tok, "pos": self._d_pos, "add": self._d_add, "ln": self._d_ln,
+                "attn": self._d_attn, "ffn": self._d_ffn, "unembed": self._d_lens,
+                "softmax": self._d_softmax}.get(b.kind)
+        if draw is None:
+            self._show_text(html.escape(", ".join(b.param_names)) or " ")
+            return
+        draw(b, r)
+
+    def _labels(self, r) -> list[str]:
+        return [printable(t) for t in r.tokens]
+
+    def _temperature(self, r) -> float:
+        s = getattr(r, "sample", None) or getattr(self.session, "sample", None)
+        return float(getattr(s, "temperature", 1.0))
+
+    def _heat(self, m: np.ndarray, r, col_title: str, name: str, row_labels=None,
+              levels=None, cmap: str = "") -> None:
+        hm = self.detail_heatmap
+        hm.name = name
+        hm.plot.setLabel("bottom", col_title, **{"font-size": "11pt"})
+        hm.col_axis.numeric = True
+        hm.set_colormap(cmap or DIVERGING_CMAP)
+        m = np.asarray(m, dtype=np.float32)
+        hm.set_matrix(m, levels=levels or symmetric_levels(m),
+                      row_labels=row_labels if row_labels is not None else self._labels(r),
+                      col_labels=[str(j) for j in range(m.shape[1])])
+        hm.highlight_row(getattr(self.session, "selected_token", -1)
+                         if row_labels is None else -1)
+        self.detail_stack.setCurrentWidget(hm)
+
+    def _d_tok(self, b, r) -> None:
+        if r.tok_emb is None:
+            return self._show_text("Embeddings were not captured.")
+        self._heat(r.tok_emb, r, "dimension", "token-embedding")
+
+    def _d_pos(self, b, r) -> None:
+        if r.pos_emb is None:
+            kind = getattr(getattr(self.session.model, "pe", None), "kind", "none")
+            msg = ("Rotary encoding adds nothing to the input: it rotates every query and key "
+                   "inside attention. See the Positional encoding panel." if kind == "rotary"
+                   else "This model has no positional encoding: see the Positional encoding "
+                        "panel for what it has instead.")
+            return self._show_text(msg)
+        self._heat(r.pos_emb, r, "dimension", "position-embedding")
+
+    def residual_norms(self, r=None) -> np.ndarray:
+        """(L+1, T) length of each token's residual vector after the embedding and each layer."""
+        r = r if r is not None else self.session.result
+        return np.linalg.norm(np.asarray(r.residual, dtype=np.float64), axis=-1).astype(
+            np.float32)
+
+    def _d_add(self, b, r) -> None:
+        if b.key == "embed.add":
+            if r.residual is None:
+                return self._show_text("The residual stream was not captured.")
+            return self._heat(r.residual[0], r, "dimension", "embedding-sum")
+        if r.residual is None:
+            return self._show_text("The residual stream was not captured.")
+        norms = self.residual_norms(r)
+        rows = ["embedding"] + [f"after layer {i}" for i in range(norms.shape[0] - 1)]
+        hm = self.detail_heatmap
+        hm.name = "residual-norms"
+        hm.plot.setLabel("bottom", "token", **{"font-size": "11pt"})
+        hm.col_axis.numeric = False
+        hm.set_colormap(PROB_CMAP)
+        hm.set_matrix(norms, levels=(0.0, float(norms.max()) or 1.0), row_labels=rows,
+                      col_labels=self._labels(r))
+        hm.highlight_row(b.layer + 1 if b.layer is not None else 0)
+        self.detail_stack.setCurrentWidget(hm)
+
+    def ln_input(self, b: BlockSpec, r=None) -> np.ndarray | None:
+        """(T, C): the vector entering this LayerNorm, rebuilt from the captured sublayers."""
+        r = r if r is not None else self.session.result
+        if r.residual is None:
+            return None
+        res = np.asarray(r.residual, dtype=np.float64)
+        if b.key == "final.ln":
+            return res[-1]
+        i, which = b.layer, b.key.split(".")[1]
+        pre = self.session.config.norm == "pre"
+        if pre and which == "ln_1":
+            return res[i]
+        if r.attn_out is None:
+            return None
+        mid = res[i] + r.attn_out[i]
+        if pre or which == "ln_1":
+            return mid
+        if r.mlp_out is None:
+            return None
+        ln1 = self.session.model.h[i].ln_1  # post-norm: ln_2 reads LN1(x + a) + m
+        w = ln1.weight.detach().float().cpu().numpy()
+        bias = ln1.bias.detach().float().cpu().numpy() if ln1.bias is not None else 0.0
+        mu, var = mid.mean(-1, keepdims=True), mid.var(-1, keepdims=True)
+        return (mid - mu) / np.sqrt(var + ln1.eps) * w + bias + r.mlp_out[i]
+
+    def _series(self, r, labels, series: list[tuple[str, np.ndarray, str]], y_title: str,
+                name: str, bars: bool = False) -> None:
+        sp = self.detail_series
+        sp.name = name
+        plot = sp.plot
+        for it in self._series_items:
+            plot.removeItem(it)
+        self._series_items = []
+        self.series_legend.clear()
+        self.stats_axis.set_labels(labels)
+        t = len(labels)
+        x = np.arange(t, dtype=float)
+        for label, y, colour in series:
+            if bars:
+                it = pg.BarGraphItem(x=x, height=y, width=0.7, brush=colour)
+            else:
+                it = pg.PlotDataItem(x, y, pen=pg.mkPen(colour, width=2), symbol="o",
+                                     symbolSize=6, symbolBrush=colour, symbolPen=None)
+            plot.addItem(it)
+            self._series_items.append(it)
+            self.series_legend.addItem(it, label)
+        plot.setLabel("left", y_title, **{"font-size": "11pt"})
+        plot.setLabel("bottom", "")
+        plot.enableAutoRange()
+        sp.set_table(np.column_stack([s[1] for s in series]) if series else np.zeros((0, 0)),
+                     labels, [s[0] for s in series])
+        self.detail_stack.setCurrentWidget(sp)
+
+    def _d_ln(self, b, r) -> None:
+        x = self.ln_input(b, r)
+        if x is None:
+            return self._show_text("The residual stream and sublayer outputs were not captured.")
+        mu, sd = x.mean(-1), x.std(-1)
+        self._series(r, self._labels(r), [("mean μ", mu, THEME.accent),
+                                          ("std σ", sd, THEME.accent2)],
+                     "entering the norm", "layernorm-stats")
+
+    def _d_attn(self, b, r) -> None:
+        if r.attention is None:
+            return self._show_text("Attention was not captured.")
+        a = r.attention[b.layer]  # (H, T, T)
+        H, T = a.shape[0], a.shape[-1]
+        img = mosaic(a[None])  # (T, H*T)
+        fut = np.tile(causal_future(T), (1, H))
+        img[fut] = np.nan
+        hm = self.detail_heads
+        hm.col_axis.cell = T
+        hm.set_matrix(img, levels=(0.0, 1.0), row_labels=self._labels(r),
+                      col_labels=[f"H{h}" for h in range(H)])
+        hm.highlight_row(getattr(self.session, "selected_token", -1))
+        xs, ys = [], []
+        for h in range(1, H):
+            xs += [h * T, h * T]
+            ys += [0, T]
+        self._heads_lines.setData(np.asarray(xs, float), np.asarray(ys, float), connect="pairs")
+        self.detail_stack.setCurrentWidget(hm)
+
+    def _d_ffn(self, b, r) -> None:
+        if r.ffn is None:
+            return self._show_text("FFN activations were not captured.")
+        self._heat(r.ffn[b.layer], r, "hidden unit (after GELU)", f"ffn-layer{b.layer}")
+
+    def _d_lens(self, b, r) -> None:
+        if r.lens_ids is None:
+            return self._show_text("The logit lens was not captured.")
+        tok = getattr(self.session, "tokenizer", None)
+        vocab = list(getattr(tok, "chars", [])) if tok is not None else []
+        self.lens_model.set_data(np.asarray(r.lens_ids), np.asarray(r.lens_probs),
+                                 self._labels(r), vocab)
+        self.detail_stack.setCurrentWidget(self.lens_table)
+        if r.T:
+            self.lens_table.scrollTo(self.lens_model.index(0, r.T - 1))
+
+    def _d_softmax(self, b, r) -> None:
+        ids, p = r.dist.top(10)
+        tok = getattr(self.session, "tokenizer", None)
+        vocab = list(getattr(tok, "chars", []))
+        labels = [printable(vocab[i]) if i < len(vocab) else str(i) for i in ids]
+        self._series(r, labels, [(f"p at τ = {self._temperature(r):g}",
+                                  np.asarray(p, dtype=np.float32), THEME.accent)],
+                     "probability", "next-token", bars=True)
+
+    # -- hover ---------------------------------------------------------------------------------
+    def _on_detail_hover(self, row: int, col: int) -> None:
+        t = self.detail_heatmap.export_table()
+        if row < 0 or t is None:
+            self.hover_label.setText(" ")
+            return
+        m, rows, cols = t
+        self.hover_label.setText(f"{rows[row]} · {cols[col]}: {m[row, col]:+.3f}")
+
+    def _on_heads_hover(self, row: int, col: int) -> None:
+        r = self.session.result
+        d = self.detail_heads.display
+        if row < 0 or r is None or d is None:
+            self.hover_label.setText(" ")
+            return
+        T = r.T
+        h, k = col // T, col % T
+        lab = self._labels(r)
+        v = d[row, col]
+        val = "masked" if not np.isfinite(v) else f"{v:.2f}"
+        self.hover_label.setText(f"head {h} · query '{lab[row]}' @{row} → key '{lab[k]}' @{k}: "
+                                 f"{val}")

@@ -1,0 +1,595 @@
+"""Attention panel: what each head looks at, one head as a heatmap, every head at once, or lines.
+
+Three stages of scaled dot-product attention can be shown (Vaswani et al. 2017, equation 1):
+the scores QKᵀ/√d, the scores after the causal mask, and the softmax probabilities. The masked
+future is hatched (NaN cells let a hatched rectangle show through). The all-heads view is one
+composite image (layers × heads), the lines view draws one path per head and weight bin.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from explorer.plotting import THEME
+from model.tokenizer import printable
+
+from ._attention_lines import AttentionLines
+from ._plot_helpers import (
+    DIVERGING_CMAP,
+    MASKED_CODE,
+    PROB_CMAP,
+    TEXT_PT,
+    HeatmapWidget,
+    causal_future,
+    export_button,
+    flow_bar,
+    grid_lines,
+    labeled,
+    mosaic,
+    pool_cells,
+    quantize,
+    status_label,
+    symmetric_levels,
+)
+
+STAGES = ("probs", "masked", "scores")
+STAGE_TITLES = {"scores": "Scores QKᵀ/√d", "masked": "Masked scores", "probs": "Softmax weights"}
+STAGE_FORMULAS = {
+    "scores": "S = Q·Kᵀ / √d<sub>head</sub>",
+    "masked": "S + M,&nbsp; M<sub>ij</sub> = −∞ where j &gt; i",
+    "probs": "A = softmax(Q·Kᵀ / √d<sub>head</sub> + M)",
+}
+STAGE_TEXT = {
+    "scores": "How well each query (row) matches each key (column), before the mask: scores of "
+              "future tokens exist too; the mask removes them next.",
+    "masked": "The causal mask sets the score of every later key to −∞ (hatched), so a token "
+              "can never look ahead.",
+    "probs": "Softmax turns each row into weights that sum to 1: how much of each earlier "
+             "token's value vector the query mixes in. Masked cells are exactly 0 (hatched).",
+}
+VIEWS = ("head", "grid", "lines")
+VIEW_TITLES = {"head": "One head", "grid": "All heads", "lines": "Lines"}
+MAX_MOSAIC = 2048  # pixels along a side of the all-heads image before cells are pooled
+def _fmt(v: float) -> str:
+    if np.isneginf(v):
+        return "−∞"
+    if not np.isfinite(v):
+        return "—"
+    return f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
+
+
+class AttentionPanel(QWidget):
+    """Attention patterns of the current context, redrawn from ``session.result``."""
+
+    def __init__(self, session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.view = "head"
+        self.layer = 0
+        self.head = 0
+        self.stage = "probs"
+        self.average = False
+        self.lines_all_heads = False
+        self.threshold = 0.05
+        self.redraw_count = 0
+        self._hover = (-1, -1)
+        self._lines_hover = -1
+        self._dirty = True
+        self._future: dict[tuple[int, int, int], np.ndarray] = {}
+        self._grid_geom = (1, 1, 0, 1)  # rows (layers), cols (heads or 1), cell size, pool factor
+        self._cmap = {"head": PROB_CMAP, "grid": PROB_CMAP}
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(16)
+        self._timer.timeout.connect(self.redraw_now)
+
+        self._build_ui()
+        session.model_changed.connect(self._on_model_changed)
+        session.step_ready.connect(self.schedule_redraw)
+        session.selected_token_changed.connect(self._on_selected_token)
+        self._on_model_changed()
+
+    # -- UI ------------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(4, 4, 4, 4)
+        root.setSpacing(4)
+        self.view_group = QButtonGroup(self)
+        self.view_buttons: dict[str, QPushButton] = {}
+        for v in VIEWS:
+            b = QPushButton(VIEW_TITLES[v])
+            b.setCheckable(True)
+            self.view_group.addButton(b)
+            self.view_buttons[v] = b
+            b.clicked.connect(lambda _c=False, v=v: self.set_view(v))
+        self.view_buttons["head"].setChecked(True)
+        self.layer_box = QComboBox()
+        self.layer_box.currentIndexChanged.connect(self._on_layer_box)
+        self.head_box = QComboBox()
+        self.head_box.currentIndexChanged.connect(self._on_head_box)
+        self.average_box = QCheckBox("Average heads")
+        self.average_box.setToolTip("Show the mean over the heads of a layer")
+        self.average_box.toggled.connect(self.set_average)
+        self.stage_box = QComboBox()
+        for s in STAGES:
+            self.stage_box.addItem(STAGE_TITLES[s], s)
+        self.stage_box.currentIndexChanged.connect(
+            lambda i: self.set_stage(self.stage_box.itemData(i)))
+        self.lines_mode_box = QComboBox()
+        self.lines_mode_box.addItems(["this head", "all heads of the layer"])
+        self.lines_mode_box.currentIndexChanged.connect(
+            lambda i: self.set_lines_all_heads(i == 1))
+        self.threshold_box = QDoubleSpinBox()
+        self.threshold_box.setRange(0.0, 0.9)
+        self.threshold_box.setSingleStep(0.01)
+        self.threshold_box.setDecimals(2)
+        self.threshold_box.setValue(self.threshold)
+        self.threshold_box.setToolTip("Lines with a smaller weight are not drawn")
+        self.threshold_box.valueChanged.connect(self.set_threshold)
+        self.stage_group = labeled("Stage", self.stage_box)
+        self.threshold_group = labeled("hide <", self.threshold_box)
+        bar, _flow = flow_bar(self, *self.view_buttons.values(),
+                              labeled("Layer", self.layer_box), labeled("Head", self.head_box),
+                              self.average_box, self.stage_group, self.lines_mode_box,
+                              self.threshold_group, export_button(self, self.current_plot))
+        root.addWidget(bar)
+
+        self.formula = QLabel()
+        self.formula.setTextFormat(Qt.TextFormat.RichText)
+        self.formula.setWordWrap(True)
+        f = self.formula.font()
+        f.setPointSize(TEXT_PT)
+        self.formula.setFont(f)
+        root.addWidget(self.formula)
+
+        self.stack = QStackedWidget()
+        self.heatmap = HeatmapWidget(row_title="query (attending)", col_title="key (attended to)",
+                                     name="attention-head")
+        self.heatmap.hovered.connect(self._on_head_hover)
+        self.heatmap.export_header = self._export_header
+        self.grid = HeatmapWidget(row_title="layer", col_title="head", name="attention-all-heads")
+        self.grid.row_axis.centre = 0.5
+        self.grid.hovered.connect(self._on_grid_hover)
+        self.grid.clicked.connect(self._on_grid_click)
+        self.grid.export_header = self._export_header
+        self._grid_lines = pg.PlotCurveItem(pen=pg.mkPen(THEME.text, width=1.5, cosmetic=True))
+        self._grid_lines.setZValue(15)
+        self.grid.plot.addItem(self._grid_lines, ignoreBounds=True)
+        self.lines = AttentionLines()
+        self.lines.hovered.connect(self._on_lines_hover)
+        for w in (self.heatmap, self.grid, self.lines):
+            w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+            self.stack.addWidget(w)
+        root.addWidget(self.stack, 1)
+
+        self.hover_label = status_label()
+        root.addWidget(self.hover_label)
+        self._sync_controls()
+
+    def current_plot(self):
+        """The widget the toolbar's Export button exports (PNG/SVG/CSV)."""
+        return {"head": self.heatmap, "grid": self.grid, "lines": self.lines}[self.view]
+
+    def _sync_controls(self) -> None:
+        grid, lines = self.view == "grid", self.view == "lines"
+        self.layer_box.setEnabled(not grid)
+        self.head_box.setEnabled(not grid and not self.average
+                                 and not (lines and self.lines_all_heads))
+        self.average_box.setVisible(not lines)
+        self.stage_group.setVisible(not lines)
+        self.lines_mode_box.setVisible(lines)
+        self.threshold_group.setVisible(lines)
+        self.stack.setCurrentIndex(VIEWS.index(self.view))
+        b = self.view_buttons[self.view]
+        if not b.isChecked():
+            b.setChecked(True)
+        self._update_formula()
+
+    def _update_formula(self) -> None:
+        if self.view == "lines":
+            text = ("<b>Lines</b> &nbsp; A = softmax(Q·Kᵀ/√d + M)<br>"
+                    "Each query (left) is joined to the keys it attends to (right); thicker and "
+                    f"brighter lines carry more weight. Weights below {self.threshold:.2f} are "
+                    "not drawn. Hover a query or select a token to see its lines alone.")
+        else:
+            s = self.stage
+            where = ("Every layer (rows) × head (columns) at once; click a cell to open it."
+                     if self.view == "grid" else
+                     "Rows are queries, columns are keys; hover a cell for its value.")
+            text = (f"<b>{STAGE_TITLES[s]}</b> &nbsp; {STAGE_FORMULAS[s]}<br>"
+                    f"{STAGE_TEXT[s]} {where}")
+        self.formula.setText(text)
+
+    # -- public controls -----------------------------------------------------------------------
+    def set_view(self, view: str) -> None:
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+        self.view = view
+        self.hover_label.setText(" ")
+        self._sync_controls()
+        self.schedule_redraw()
+
+    def set_layer(self, layer: int) -> None:
+        self.layer = int(layer)
+        if self.layer_box.currentIndex() != self.layer and self.layer < self.layer_box.count():
+            self.layer_box.blockSignals(True)
+            self.layer_box.setCurrentIndex(self.layer)
+            self.layer_box.blockSignals(False)
+        self.schedule_redraw()
+
+    def set_head(self, head: int) -> None:
+        self.head = int(head)
+        if self.head_box.currentIndex() != self.head and self.head < self.head_box.count():
+            self.head_box.blockSignals(True)
+            self.head_box.setCurrentIndex(self.head)
+            self.head_box.blockSignals(False)
+        self.schedule_redraw()
+
+    def set_stage(self, stage: str) -> None:
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        self.stage = stage
+        i = STAGES.index(stage)
+        if self.stage_box.currentIndex() != i:
+            self.stage_box.blockSignals(True)
+            self.stage_box.setCurrentIndex(i)
+            self.stage_box.blockSignals(False)
+        self._update_formula()
+        self.schedule_redraw()
+
+    def set_average(self, on: bool) -> None:
+        self.average = bool(on)
+        if self.average_box.isChecked() != self.average:
+            self.average_box.blockSignals(True)
+            self.average_box.setChecked(self.average)
+            self.average_box.blockSignals(False)
+        self._sync_controls()
+        self.schedule_redraw()
+
+    def set_lines_all_heads(self, on: bool) -> None:
+        self.lines_all_heads = bool(on)
+        idx = 1 if on else 0
+        if self.lines_mode_box.currentIndex() != idx:
+            self.lines_mode_box.blockSignals(True)
+            self.lines_mode_box.setCurrentIndex(idx)
+            self.lines_mode_box.blockSignals(False)
+        self._sync_controls()
+        self.schedule_redraw()
+
+    def set_threshold(self, value: float) -> None:
+        self.threshold = float(value)
+        if abs(self.threshold_box.value() - self.threshold) > 1e-9:
+            self.threshold_box.blockSignals(True)
+            self.threshold_box.setValue(self.threshold)
+            self.threshold_box.blockSignals(False)
+        self._update_formula()
+        self.schedule_redraw()
+
+    def open_head(self, layer: int, head: int | None) -> None:
+        """Show one head (``None``: the mean over the layer's heads) in the heatmap view."""
+        self.set_layer(layer)
+        if head is None:
+            self.set_average(True)
+        else:
+            self.set_average(False)
+            self.set_head(head)
+        self.set_view("head")
+
+    # -- session -------------------------------------------------------------------------------
+    def schedule_redraw(self, *_args) -> None:
+        """Coalesce bursts (typing, fast stepping) into one redraw per frame."""
+        self._dirty = True
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _on_model_changed(self) -> None:
+        cfg = getattr(self.session, "config", None)
+        self._set_shape(cfg.n_layer if cfg else 0, cfg.n_head if cfg else 0)
+        self._future.clear()
+        self.heatmap.clear_matrix()
+        self.grid.clear_matrix()
+        self.lines.clear_lines()
+        self.hover_label.setText(" ")
+        self.schedule_redraw()
+
+    def _set_shape(self, n_layer: int, n_head: int) -> None:
+        for box, n in ((self.layer_box, n_layer), (self.head_box, n_head)):
+            if box.count() == n:
+                continue
+            box.blockSignals(True)
+            box.clear()
+            box.addItems([str(i) for i in range(n)])
+            box.blockSignals(False)
+        self.layer = min(self.layer, max(n_layer - 1, 0))
+        self.head = min(self.head, max(n_head - 1, 0))
+        for box, i in ((self.layer_box, self.layer), (self.head_box, self.head)):
+            box.blockSignals(True)
+            box.setCurrentIndex(i if box.count() else -1)
+            box.blockSignals(False)
+
+    def _on_layer_box(self, i: int) -> None:
+        if i >= 0:
+            self.set_layer(i)
+
+    def _on_head_box(self, i: int) -> None:
+        if i >= 0:
+            self.set_head(i)
+
+    def _on_selected_token(self, i: int) -> None:
+        self.heatmap.highlight_row(i)
+        if self.view == "lines":
+            self.schedule_redraw()
+
+    def showEvent(self, ev):  # noqa: N802
+        super().showEvent(ev)
+        if self._dirty:
+            self.schedule_redraw()
+
+    # -- drawing -------------------------------------------------------------------------------
+    def _labels(self, r) -> list[str]:
+        return [printable(t) for t in r.tokens]
+
+    def _future_mask(self, t: int, reps: tuple[int, int] = (1, 1)) -> np.ndarray:
+        key = (t, *reps)
+        m = self._future.get(key)
+        if m is None:
+            m = np.tile(causal_future(t), reps) if reps != (1, 1) else causal_future(t)
+            self._future[key] = m
+        return m
+
+    def _source(self, r) -> np.ndarray | None:
+        """(L, H, T, T) array the current stage reads from (scores for both score stages)."""
+        return r.attention if self.stage == "probs" else r.scores
+
+    def redraw_now(self) -> None:
+        """Redraw at once from ``session.result`` (the coalescing timer calls this)."""
+        self._timer.stop()
+        if not self.isVisible():
+            self._dirty = True  # drawn when shown (a hidden dock tab costs nothing)
+            return
+        self._dirty = False
+        self.redraw_count += 1
+        r = getattr(self.session, "result", None)
+        if r is None or r.attention is None:
+            self.hover_label.setText("Attention was not captured for this step."
+                                     if r is not None else " ")
+            return
+        L, H = r.attention.shape[:2]
+        if (self.layer_box.count(), self.head_box.count()) != (L, H):
+            self._set_shape(L, H)
+        if self.view == "head":
+            self._draw_head(r)
+        elif self.view == "grid":
+            self._draw_grid(r)
+        else:
+            self._draw_lines(r)
+
+    def _set_cmap(self, which: str, widget: HeatmapWidget) -> None:
+        cmap = PROB_CMAP if self.stage == "probs" else DIVERGING_CMAP
+        if self._cmap[which] != cmap:
+            widget.set_colormap(cmap)
+            self._cmap[which] = cmap
+
+    def head_matrix(self, r=None) -> tuple[np.ndarray, np.ndarray, tuple[float, float]] | None:
+        """(display, values, levels) of the selected head at the current stage."""
+        r = r if r is not None else self.session.result
+        src = self._source(r)
+        if src is None:
+            return None
+        layer = min(self.layer, src.shape[0] - 1)
+        m = src[layer].mean(axis=0) if self.average else src[layer, min(self.head, src.shape[1] - 1)]
+        t = m.shape[-1]
+        fut = self._future_mask(t)
+        if self.stage == "probs":
+            values = np.asarray(m, dtype=np.float32)
+            display = values.copy()
+            display[fut] = np.nan
+            levels = (0.0, 1.0)
+        elif self.stage == "scores":
+            values = display = np.array(m, dtype=np.float32)
+            levels = symmetric_levels(values)
+        else:
+            values = np.where(fut, np.float32(-np.inf), m).astype(np.float32)
+            display = np.where(fut, np.float32(np.nan), m).astype(np.float32)
+            levels = symmetric_levels(display)
+        return display, values, levels
+
+    def _draw_head(self, r) -> None:
+        hm = self.head_matrix(r)
+        if hm is None:
+            self.hover_label.setText("Scores were not captured for this step.")
+            return
+        display, values, levels = hm
+        self._set_cmap("head", self.heatmap)
+        labels = self._labels(r)
+        self.heatmap.set_matrix(display, levels=levels, export=values, row_labels=labels,
+                                col_labels=labels)
+        self.heatmap.highlight_row(getattr(self.session, "selected_token", -1))
+        if self._hover != (-1, -1):
+            self._on_head_hover(*self._hover)
+
+    def _what(self) -> str:
+        head = "mean of heads" if self.average else f"head {self.head}"
+        return f"layer {self.layer}, {head}"
+
+    def _export_header(self) -> str:
+        r = self.session.result
+        return (f"attention {STAGE_TITLES[self.stage]} ({self.view} view, {self._what()}); "
+                f"context of {r.T if r is not None else 0} tokens")
+
+    def hover_text(self, row: int, col: int) -> str:
+        """Text shown for the head view's cell (row=query, col=key)."""
+        r = self.session.result
+        hm = self.heatmap.export_table()
+        if r is None or hm is None or row < 0 or col < 0:
+            return " "
+        values = hm[0]
+        if row >= values.shape[0] or col >= values.shape[1]:
+            return " "
+        return f"{self._what()} · {self._cell_text(r, values[row, col], row, col)}"
+
+    def _cell_text(self, r, v: float, q: int, k: int) -> str:
+        lab = self._labels(r)
+        masked = k > q
+        text = f"query '{lab[q]}' @{q} → key '{lab[k]}' @{k}: {_fmt(float(v))}"
+        if masked and self.stage != "scores":
+            text += " (masked: the key comes later)"
+        return text
+
+    def _on_head_hover(self, row: int, col: int) -> None:
+        self._hover = (row, col)
+        if self.view == "head":
+            self.hover_label.setText(self.hover_text(row, col))
+
+    # -- all heads -----------------------------------------------------------------------------
+    def grid_image(self, r=None):
+        """(colour codes, values_fn, levels, (rows, cols, cell, factor)) of the all-heads mosaic.
+
+        The mosaic is an indexed image (uint8 codes, see ``HeatmapWidget.set_codes``): mapping
+        2.4 million values through a colour map per redraw would take tens of milliseconds."""
+        r = r if r is not None else self.session.result
+        src = self._source(r)
+        if src is None:
+            return None
+        if self.average:
+            src = src.mean(axis=1, keepdims=True)  # (L, 1, T, T)
+        L, H, T, _ = src.shape
+        factor = max(1, math.ceil(T * max(L, H) / MAX_MOSAIC))
+        masked = self.stage != "scores"
+        fut = causal_future(T)
+        if self.stage == "probs":
+            levels = (0.0, 1.0)
+        else:  # symmetric around 0 over what is shown (the mask hides the future)
+            m = float(np.max(np.abs(src), where=~fut if masked else True, initial=0.0)) or 1.0
+            levels = (-m, m)
+        if factor == 1:
+            codes = mosaic(quantize(src, levels))  # (L*T, H*T) uint8
+            if masked:
+                np.copyto(codes, np.uint8(MASKED_CODE), where=self._future_mask(T, (L, H)))
+            cell = T
+        else:  # pool: a 12 × 12 × 1024² mosaic would not fit in an image
+            cells = np.where(fut, np.float32(np.nan), src) if masked else src
+            pooled = pool_cells(cells, factor, "max" if self.stage == "probs" else "mean")
+            gone = np.isnan(pooled)
+            q = quantize(np.where(gone, np.float32(levels[0]), pooled), levels)
+            q[gone] = MASKED_CODE
+            cell = pooled.shape[-1]
+            codes = mosaic(q)
+        stage = self.stage
+
+        def values():
+            v = src if stage != "masked" else np.where(causal_future(T), np.float32(-np.inf), src)
+            rows = [f"L{li} q{qi}" for li in range(L) for qi in range(T)]
+            cols = [f"H{hi} k{ki}" if not self.average else f"mean k{ki}"
+                    for hi in range(H) for ki in range(T)]
+            return mosaic(np.asarray(v, dtype=np.float32)), rows, cols
+
+        return codes, values, levels, (L, H, cell, factor)
+
+    def _draw_grid(self, r) -> None:
+        g = self.grid_image(r)
+        if g is None:
+            self.hover_label.setText("Scores were not captured for this step.")
+            return
+        codes, values, levels, geom = g
+        rows, cols, cell, factor = geom
+        self._grid_geom = geom
+        self._set_cmap("grid", self.grid)
+        self.grid.row_axis.cell = cell
+        self.grid.col_axis.cell = cell
+        self.grid.set_codes(codes, levels=levels, export=values,
+                             row_labels=[f"L{i}" for i in range(rows)],
+                             col_labels=["mean"] if self.average else
+                             [f"H{i}" for i in range(cols)])
+        x, y = grid_lines(rows, cols, cell, cell)
+        self._grid_lines.setData(x, y, connect="pairs")
+        note = f" (each cell pooled {factor}×{factor})" if factor > 1 else ""
+        if note:
+            self.hover_label.setText(f"{rows} layers × {cols} heads{note}")
+
+    def grid_cell(self, row: int, col: int) -> tuple[int, int | None, int, int]:
+        """(layer, head or None for the mean, query, key) of a mosaic pixel."""
+        rows, cols, cell, factor = self._grid_geom
+        layer, head = row // cell, col // cell
+        q, k = (row % cell) * factor, (col % cell) * factor
+        return layer, (None if self.average else head), q, k
+
+    def grid_hover_text(self, row: int, col: int) -> str:
+        r = self.session.result
+        if r is None or row < 0:
+            return " "
+        layer, head, q, k = self.grid_cell(row, col)
+        src = self._source(r)
+        if src is None or q >= r.T or k >= r.T:
+            return " "
+        m = src[layer].mean(axis=0) if head is None else src[layer, head]
+        v = m[q, k]
+        if self.stage == "masked" and k > q:
+            v = -np.inf
+        who = f"layer {layer}, " + ("mean of heads" if head is None else f"head {head}")
+        factor = self._grid_geom[3]
+        approx = f" (cells pooled {factor}×{factor})" if factor > 1 else ""
+        return f"{who} · {self._cell_text(r, v, q, k)}{approx} — click to open"
+
+    def _on_grid_hover(self, row: int, col: int) -> None:
+        if self.view == "grid":
+            self.hover_label.setText(self.grid_hover_text(row, col))
+
+    def _on_grid_click(self, row: int, col: int) -> None:
+        layer, head, _q, _k = self.grid_cell(row, col)
+        self.open_head(layer, head)
+
+    # -- lines ---------------------------------------------------------------------------------
+    def _draw_lines(self, r) -> None:
+        a = r.attention  # lines always show the softmax weights
+        layer = min(self.layer, a.shape[0] - 1)
+        if self.lines_all_heads:
+            heads = list(range(a.shape[1]))
+            weights = a[layer]
+            colors = [pg.intColor(h, hues=max(len(heads), 3), sat=190)
+                      for h in heads]
+        else:
+            heads = [min(self.head, a.shape[1] - 1)]
+            weights = a[layer, heads[0]][None]
+            colors = [pg.mkColor(THEME.accent)]
+        focus = self._lines_hover if self._lines_hover >= 0 else \
+            getattr(self.session, "selected_token", -1)
+        self.lines.set_lines(weights, heads, colors, self._labels(r), self.threshold, focus)
+        if self.lines_all_heads:
+            legend = " ".join(f"<span style='color:{c.name()}'>■ head {h}</span>"
+                              for h, c in zip(heads, colors, strict=True))
+            self.hover_label.setText(f"layer {layer}: {legend}")
+        elif self._lines_hover < 0:
+            hidden = (f" (the {self.lines.n_hidden} weakest above {self.threshold:.2f} are "
+                      "left out)" if self.lines.n_hidden else "")
+            self.hover_label.setText(f"layer {layer}, head {heads[0]}: "
+                                     f"{len(self.lines.segments)} lines{hidden}")
+
+    def _on_lines_hover(self, row: int) -> None:
+        self._lines_hover = row
+        r = self.session.result
+        if self.view != "lines" or r is None or r.attention is None:
+            return
+        self._draw_lines(r)
+        if row >= 0 and not self.lines_all_heads:
+            seg = self.lines.segments
+            top = seg[np.argsort(-seg["weight"])][:4]
+            lab = self._labels(r)
+            keys = ", ".join(f"'{lab[s['key']]}' @{s['key']}: {s['weight']:.2f}" for s in top)
+            self.hover_label.setText(f"query '{lab[row]}' @{row} → {keys}")

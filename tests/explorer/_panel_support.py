@@ -1,0 +1,86 @@
+"""Test support for the "look inside" panels: a small real GPT, a Stepper, and a stand-in Session.
+
+``FakeSession`` has the signals and attributes of explorer.session.Session (see .notes/API.md)
+and runs a real :class:`model.stepper.Stepper` synchronously, so panels see real StepResults.
+"""
+from __future__ import annotations
+
+import torch
+from PySide6.QtCore import QObject, Signal
+
+from model.config import ModelConfig, SampleConfig
+from model.stepper import Stepper
+from model.tokenizer import CharTokenizer
+from model.transformer import GPT
+
+TEXT = "hello there, general kenobi!\nthe quick brown fox jumps over the lazy dog.\n"
+TOKENIZER = CharTokenizer.from_text(TEXT)
+
+
+def tiny_model(pos_kind: str = "learned", n_layer: int = 2, n_head: int = 2, n_embd: int = 16,
+               block_size: int = 64, norm: str = "pre", seed: int = 0, **kw) -> GPT:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=TOKENIZER.vocab_size, block_size=block_size, n_layer=n_layer,
+                      n_head=n_head, n_embd=n_embd, pos_kind=pos_kind, norm=norm, **kw)
+    model = GPT(cfg)
+    model.eval()
+    # sharper, more varied attention than the 0.02-std init gives, so patterns are visible
+    with torch.no_grad():
+        for block in model.h:
+            block.attn.c_attn.weight.mul_(12.0)
+    return model
+
+
+class FakeSession(QObject):
+    model_changed = Signal()
+    step_ready = Signal(object)
+    sample_changed = Signal(object)
+    busy_changed = Signal(bool)
+    message = Signal(str)
+    error = Signal(str, str)
+    selected_token_changed = Signal(int)
+
+    def __init__(self):
+        super().__init__()
+        self.model = None
+        self.tokenizer = None
+        self.config = None
+        self.info = None
+        self.result = None
+        self.sample = SampleConfig(temperature=0.8, seed=1)
+        self.selected_token = -1
+        self.stepper: Stepper | None = None
+
+    def set_model(self, model, tokenizer=TOKENIZER, info=None) -> None:
+        self.model, self.tokenizer, self.config, self.info = model, tokenizer, model.config, info
+        self.result = None
+        self.selected_token = -1
+        self.stepper = Stepper(model, tokenizer, self.sample)
+        self.model_changed.emit()
+
+    def _publish(self, r):
+        self.result = r
+        self.step_ready.emit(r)
+        return r
+
+    def set_prompt(self, text: str):
+        return self._publish(self.stepper.set_prompt(text))
+
+    def step(self, n: int = 1):
+        r = None
+        for _ in range(n):
+            r = self._publish(self.stepper.step())
+        return r
+
+    def select_token(self, i: int) -> None:
+        self.selected_token = int(i)
+        self.selected_token_changed.emit(int(i))
+
+
+def make_session(model=None, prompt: str = "hello there", steps: int = 0) -> FakeSession:
+    s = FakeSession()
+    s.set_model(model if model is not None else tiny_model())
+    s.set_prompt(prompt)
+    if steps:
+        s.step(steps)
+    return s

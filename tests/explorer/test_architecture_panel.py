@@ -1,0 +1,155 @@
+"""Architecture panel: the diagram follows the config, counts the real parameters, and every
+block shows its live values."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _panel_support import make_session, tiny_model
+from PySide6.QtCore import QPoint, Qt
+
+from explorer.panels.architecture import ArchitecturePanel, model_blocks
+from model.tokenizer import printable
+
+
+def _panel(qtbot, **kw):
+    s = make_session(tiny_model(**kw), "hello there", steps=3)
+    p = ArchitecturePanel(s)
+    qtbot.addWidget(p)
+    p.resize(900, 700)
+    p.show()
+    qtbot.waitExposed(p)
+    p.redraw_now()
+    return p
+
+
+@pytest.mark.parametrize("n_layer", [1, 4, 12])
+def test_blocks_follow_the_config_and_count_every_parameter(qtbot, n_layer):
+    p = _panel(qtbot, n_layer=n_layer, n_head=2, n_embd=16)
+    model = p.session.model
+    blocks = p.blocks
+    layers = sorted({b.layer for b in blocks if b.layer is not None})
+    assert layers == list(range(n_layer))
+    for i in layers:
+        kinds = [b.kind for b in blocks if b.layer == i]
+        assert kinds == ["ln", "attn", "add", "ln", "ffn", "add"]  # pre-norm order
+    assert sum(b.n_params for b in blocks) == model.num_params()
+    assert not any(b.kind == "other" for b in blocks)
+    attn = p.block("L0.attn")
+    assert attn.n_params == sum(x.numel() for x in model.h[0].attn.parameters())
+    assert p.block("embed.tok").n_params == model.wte.weight.numel()
+    assert p.block("final.unembed").n_params == 0  # tied to the token embedding
+    # what is drawn: every layer, or (12 layers) the first and last with the rest collapsed
+    drawn_layers = sorted({b.layer for k, b in ((k, p.block(k)) for k in p.items)
+                           if b is not None and b.layer is not None})
+    if n_layer > 6:
+        assert p.collapsed and drawn_layers == [0, n_layer - 1]
+        p.set_collapsed(False)
+        drawn_layers = sorted({p.block(k).layer for k in p.items
+                               if p.block(k) is not None and p.block(k).layer is not None})
+    assert drawn_layers == list(range(n_layer))
+    assert len([k for k in p.items if k.startswith("L")]) == 6 * n_layer
+    assert f"{model.num_params():,}" in p.summary.text()
+
+
+def test_post_norm_untied_and_positional_kinds():
+    for pos_kind in ("learned", "sinusoidal", "rotary", "none"):
+        m = tiny_model(pos_kind, n_layer=2, norm="post", tie_weights=False)
+        blocks = model_blocks(m)
+        assert sum(b.n_params for b in blocks) == m.num_params()
+        assert [b.kind for b in blocks if b.layer == 0] == ["attn", "add", "ln", "ffn", "add", "ln"]
+        assert "final.ln" not in {b.key for b in blocks}  # post-norm ends in the block's norm
+        assert next(b for b in blocks if b.key == "final.unembed").n_params == m.lm_head.weight.numel()
+        assert ("embed.add" in {b.key for b in blocks}) == m.pe.additive
+        pos = next(b for b in blocks if b.key == "embed.pos")
+        assert pos.n_params == sum(x.numel() for x in m.pe.parameters())
+
+
+def _click(qtbot, p, key):
+    item = p.items[key]
+    p.view.ensureVisible(item)
+    qtbot.wait(10)
+    pos = p.view.mapFromScene(item.sceneBoundingRect().center())
+    qtbot.mouseClick(p.view.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(pos.x(), pos.y()))
+    assert p.selected == key
+
+
+def _hook_inputs(model, module_names):
+    """Inputs each named submodule really receives in a forward pass of the context."""
+    got, handles = {}, []
+    for name in module_names:
+        mod = model.get_submodule(name)
+        handles.append(mod.register_forward_hook(
+            lambda m, inp, out, name=name: got.__setitem__(name, inp[0][0].detach().numpy())))
+    return got, handles
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_clicking_blocks_shows_live_values(qtbot, norm):
+    p = _panel(qtbot, n_layer=2, n_head=2, n_embd=16, norm=norm)
+    r = p.session.result
+    model = p.session.model
+    _click(qtbot, p, "L1.ffn")
+    np.testing.assert_array_equal(p.detail_heatmap.image.image, r.ffn[1])
+    assert "GELU" in p.explain.text()
+    _click(qtbot, p, "embed.tok")
+    np.testing.assert_array_equal(p.detail_heatmap.image.image, r.tok_emb)
+    _click(qtbot, p, "L0.attn")
+    T = r.T
+    img = p.detail_heads.image.image
+    assert img.shape == (T, 2 * T)
+    lower = np.tril(np.ones((T, T), dtype=bool))
+    np.testing.assert_array_equal(img[:, T:][lower], r.attention[0, 1][lower])
+    _click(qtbot, p, "L1.add_2")
+    np.testing.assert_allclose(p.detail_heatmap.image.image,
+                               np.linalg.norm(r.residual, axis=-1), rtol=1e-5)
+    assert p.detail_heatmap.highlighted_row == 2
+    # layer norm statistics: the real input of each norm (checked with forward hooks)
+    names = [f"h.{i}.ln_{j}" for i in range(2) for j in (1, 2)]
+    got, handles = _hook_inputs(model, names)
+    with torch.no_grad():
+        model(torch.tensor([r.ids.tolist()]))
+    for h in handles:
+        h.remove()
+    for i in range(2):
+        for j in (1, 2):
+            b = p.block(f"L{i}.ln_{j}")
+            np.testing.assert_allclose(p.ln_input(b), got[f"h.{i}.ln_{j}"], atol=2e-5)
+    _click(qtbot, p, "L1.ln_2")
+    table, _rows, cols = p.detail_series.export_table()
+    assert cols == ["mean μ", "std σ"]
+    np.testing.assert_allclose(table[:, 1], got["h.1.ln_2"].std(-1), atol=2e-5)
+    # logit lens: layer × position table of the top prediction and its probability
+    _click(qtbot, p, "final.unembed")
+    lens = p.lens_model
+    assert (lens.rowCount(), lens.columnCount()) == (3, T)
+    tok = p.session.tokenizer
+    cell = lens.data(lens.index(1, 4))
+    assert cell.split()[0] == printable(tok.chars[r.lens_ids[1, 4, 0]])
+    assert f"{r.lens_probs[1, 4, 0]:.2f}" in cell
+    # softmax: the next-token distribution at the current temperature
+    _click(qtbot, p, "final.softmax")
+    table, labels, _ = p.detail_series.export_table()
+    np.testing.assert_allclose(table[:, 0], r.dist.top(10)[1], rtol=1e-6)
+    assert "τ = 0.8" in p.explain.text() and "(τ &lt; 1)" in p.explain.text()
+    assert p.items["final.softmax"].sub == "τ = 0.8"  # the box shows the temperature too
+
+
+def test_collapsed_layers_expand_on_click_and_details_follow_steps(qtbot):
+    p = _panel(qtbot, n_layer=12, n_head=2, n_embd=16)
+    assert "L5.attn" not in p.items
+    p.select_block("collapsed:1:10")
+    assert not p.collapsed and "L5.attn" in p.items
+    p.select_block("L5.ffn")
+    r = p.session.step()
+    qtbot.waitUntil(lambda: p.detail_heatmap.image.image.shape[0] == r.T, timeout=2000)
+    np.testing.assert_array_equal(p.detail_heatmap.image.image, r.ffn[5])
+
+
+def test_detail_export(qtbot, tmp_path):
+    p = _panel(qtbot, n_layer=1)
+    p.select_block("L0.ffn")
+    plot = p.current_plot()
+    assert plot.export_png(tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    m = np.loadtxt(plot.export_csv(tmp_path / "f.csv"), delimiter=",")
+    np.testing.assert_array_equal(m.astype(np.float32), p.session.result.ffn[0])
