@@ -323,6 +323,9 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "inspect": cmd_inspect
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from . import fastpath
+
+    fastpath.tune_malloc()  # large temporaries reuse heap pages instead of faulting them in anew
     from .checkpoints import CheckpointError
     from .config import ConfigError
     from .corpora import CorpusError

@@ -12,8 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .capture import Recording, causal_mask
+from .capture import Recording, additive_causal_mask, causal_mask
 from .config import ModelConfig
+from .fastpath import scaled_dot_product_attention as sdpa
 
 
 class KVCache:
@@ -80,18 +81,23 @@ class CausalSelfAttention(nn.Module):
         Tk = k.size(2)
         drop = self.dropout if self.training else 0.0
 
-        if record is None or not record.wants_attention:
+        if record is None or not record.wants_attention:  # sdpa: fp32 under CPU autocast
             if past == 0:
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+                y = sdpa(q, k, v, dropout_p=drop, is_causal=True)
             elif T == 1:  # one new query sees every cached key
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+                y = sdpa(q, k, v, dropout_p=drop)
             else:
                 mask = causal_mask(T, Tk, past, x.device)  # (T, Tk)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+                y = sdpa(q, k, v, attn_mask=mask, dropout_p=drop)
         else:
-            scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_size))  # (B,nh,T,Tk)
-            mask = causal_mask(T, Tk, past, x.device)  # (T, Tk)
-            probs = F.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)  # (B,nh,T,Tk)
+            # in place where possible: each (B, nh, T, Tk) temporary is fresh memory to fault in
+            scores = (q @ k.transpose(-2, -1)).mul_(1.0 / math.sqrt(self.head_size))  # (B,nh,T,Tk)
+            if T == 1 and past + 1 == Tk:  # one new query sees every key: nothing to mask
+                probs = F.softmax(scores, dim=-1)  # (B,nh,1,Tk)
+            else:  # + 0 / -inf: the same numbers as masked_fill(~mask, -inf), but faster
+                mask = additive_causal_mask(T, Tk, past, x.device, scores.dtype)  # (T, Tk)
+                masked = scores + mask if record.spec.scores else scores.add_(mask)
+                probs = F.softmax(masked, dim=-1)  # (B,nh,T,Tk)
             if record.spec.scores:
                 record.attn_scores.append(scores.detach())
             if record.spec.attention:

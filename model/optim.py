@@ -37,10 +37,11 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig,
                    device: torch.device | None = None) -> torch.optim.AdamW:
-    """AdamW with decay groups; the fused kernel where the device supports it."""
+    """AdamW with decay groups; the fused kernel where the device supports it (CUDA, MPS, and
+    the CPU on torch >= 2.4: one kernel instead of ~10 small ops per tensor)."""
     device = device or next(model.parameters()).device
     kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    if device.type in ("cuda", "mps"):
+    if device.type in ("cuda", "mps", "cpu"):
         try:
             return torch.optim.AdamW(param_groups(model, cfg.weight_decay), fused=True, **kwargs)
         except (RuntimeError, TypeError, ValueError):

@@ -326,17 +326,17 @@ class Stepper:
     def _store(self, rec: Recording, taps: list, past: int, t: int) -> None:
         bufs, spec = self._bufs, self.capture
         if spec.attention:
-            bufs.write("attention", past, _np(torch.stack(rec.attn_probs)[:, 0]))  # (L, H, t, Tk)
+            self._write_layers("attention", past, rec.attn_probs)  # L × (1, H, t, Tk)
         if spec.scores:
-            bufs.write("scores", past, _np(torch.stack(rec.attn_scores)[:, 0]))
+            self._write_layers("scores", past, rec.attn_scores)
             self._store_future_scores(taps, past, t)
         if spec.residual:
-            bufs.write("residual", past, _np(torch.stack(rec.resid)[:, 0]))  # (L+1, t, C)
+            self._write_layers("residual", past, rec.resid)  # (L+1) × (1, t, C)
         if spec.sublayers:
-            bufs.write("attn_out", past, _np(torch.stack(rec.attn_out)[:, 0]))  # (L, t, C)
-            bufs.write("mlp_out", past, _np(torch.stack(rec.mlp_out)[:, 0]))
+            self._write_layers("attn_out", past, rec.attn_out)  # L × (1, t, C)
+            self._write_layers("mlp_out", past, rec.mlp_out)
         if spec.ffn:
-            bufs.write("ffn", past, _np(torch.stack(rec.ffn_hidden)[:, 0]))  # (L, t, F)
+            self._write_layers("ffn", past, rec.ffn_hidden)  # L × (1, t, F)
         if spec.embeddings:
             bufs.write("tok_emb", past, _np(rec.tok_emb[0]))  # (t, C)
             if rec.pos_emb is not None and "pos_emb" in bufs.arrays:
@@ -346,6 +346,21 @@ class Stepper:
             top = probs.topk(self.lens_k, dim=-1)
             bufs.write("lens_ids", past, top.indices.cpu().numpy().astype(np.int64))
             bufs.write("lens_probs", past, _np(top.values))
+
+    def _write_layers(self, name: str, past: int, tensors: list) -> None:
+        """Copy per-layer tensors (1, …) into buffer ``name`` at rows past…past+t, one layer at a
+        time, dropping each from the (local) recording once copied: the whole (L, …) stack never
+        exists twice (a GPT-2-small's attention at 1024 tokens is 600 MB per copy)."""
+        arr = self._bufs.arrays[name]
+        square = len(self._bufs.shapes[name][1]) == 2  # (L, H, T, T) vs (L, T, X)
+        for i in range(len(tensors)):
+            d = _np(tensors[i][0])  # (H, t, Tk) or (t, X)
+            tensors[i] = None
+            t = d.shape[-2]
+            if square:
+                arr[i, :, past:past + t, :past + t] = d
+            else:
+                arr[i, past:past + t] = d
 
     def _store_future_scores(self, taps: list, past: int, t: int) -> None:
         """Keep the rotated queries, and fill the scores of earlier queries against the new keys."""

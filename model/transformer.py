@@ -157,5 +157,6 @@ class GPT(nn.Module):
             # recorded tensors are plain and detached.
             with torch.no_grad():
                 resid = record.resid[-(len(self.h) + 1):]
-                record.logit_lens = torch.stack([self.lm_head(self.ln_f(r)) for r in resid])
+                # one batched pass over the stacked (L+1, B, T, C) residuals, not L+1 small ones
+                record.logit_lens = self.lm_head(self.ln_f(torch.stack(resid)))
         return logits, loss
