@@ -1,0 +1,286 @@
+"""Start the explorer: command-line options, the QApplication, the Session and the MainWindow.
+
+Start-up is arranged so the window paints quickly: nothing torch-related is imported before the
+first paint (torch takes ≈1.5 s to import). Then the inference worker imports torch and loads the
+first model while the GUI thread stays free; the panels whose modules import torch are built
+after the model's first result is on screen. (Importing torch in a thread *during* Qt's start-up
+was tried: on a 2-core machine the two imports share the GIL, so the first paint came a second
+later and the first result no sooner.) ``--startup-probe`` prints when the window first painted and when the
+model's first result was on screen, then exits (used by benchmarks/bench_gui.py).
+
+Settings live in QSettings (organisation "TransformerExplorer"). Set the environment variable
+``TRANSFORMER_EXPLORER_SETTINGS`` to an .ini path to use another file (tests do, so they never
+touch the user's settings).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+SETTINGS_ENV = "TRANSFORMER_EXPLORER_SETTINGS"
+LAUNCH_ENV = "TRANSFORMER_EXPLORER_LAUNCHED"  # epoch seconds when a benchmark launched us
+ORG = "TransformerExplorer"
+APP = "Transformer Explorer"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="transformer-explorer",
+                                description="See a GPT-style transformer think.")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="model file (.safetensors) to open; default: "
+                        "assets/models/shakespeare_char.safetensors if it exists")
+    p.add_argument("--prompt", metavar="TEXT", help="start with this prompt")
+    p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the last one used, "
+                                                  "else auto)")
+    p.add_argument("--seed", type=int, default=None, help="fixed sampling seed (repeatable text)")
+    p.add_argument("--screenshot", metavar="FILE.png",
+                   help="open the window, type the prompt, perform --steps steps, save a PNG of "
+                        "the whole window and exit (works with QT_QPA_PLATFORM=offscreen)")
+    p.add_argument("--steps", type=int, default=10, help="steps before --screenshot (default 10)")
+    p.add_argument("--startup-probe", action="store_true",
+                   help="print start-up timings as JSON once the model's first result is shown, "
+                        "then exit")
+    p.add_argument("--no-restore", action="store_true",
+                   help="start with the default layout and settings")
+    args = p.parse_args(argv)
+    if args.steps < 0:
+        p.error("--steps must be >= 0")
+    if args.screenshot and not args.screenshot.lower().endswith(".png"):
+        p.error("--screenshot needs a .png file name")
+    return args
+
+
+def make_settings():
+    from PySide6.QtCore import QSettings
+
+    path = os.environ.get(SETTINGS_ENV)
+    if path:
+        return QSettings(path, QSettings.Format.IniFormat)
+    return QSettings(ORG, APP)
+
+
+def sample_fields(settings, seed: int | None = None) -> dict:
+    """The sampling settings saved last time (``seed`` overrides) as SampleConfig fields.
+
+    A plain dict: reading it must not import torch (the worker builds the SampleConfig)."""
+
+    def num(key, kind, default):
+        try:
+            v = settings.value(key)
+            return default if v is None else kind(v)
+        except (TypeError, ValueError):
+            return default
+
+    saved_seed = num("sample/seed", int, -1)
+    return {"temperature": num("sample/temperature", float, 0.8),
+            "top_k": num("sample/top_k", int, 0), "top_p": num("sample/top_p", float, 1.0),
+            "seed": seed if seed is not None else (None if saved_seed < 0 else saved_seed)}
+
+
+def sample_from_settings(settings, seed: int | None = None):
+    """The SampleConfig saved last time (``seed`` overrides), or the default one."""
+    from model.config import ConfigError, SampleConfig
+
+    fields = sample_fields(settings, seed)
+    try:
+        return SampleConfig(**fields)
+    except ConfigError:
+        return SampleConfig(seed=fields["seed"])
+
+
+def default_checkpoint(settings, explicit: str | None) -> Path | None:
+    from .main_window import DEFAULT_MODEL, example_models
+
+    if explicit:
+        return Path(explicit)
+    if DEFAULT_MODEL.exists():
+        return DEFAULT_MODEL
+    ex = example_models()
+    return ex[0] if ex else None
+
+
+class _Driver:
+    """Drives --screenshot and --startup-probe: waits for results, steps, grabs, quits."""
+
+    def __init__(self, app, window, session, args, t0: float):
+        from PySide6.QtCore import QObject, QTimer, Slot
+
+        self.app, self.window, self.session, self.args, self.t0 = app, window, session, args, t0
+        self.times: dict[str, float] = {}
+        self.exit_code = 0
+        driver = self
+
+        class Hooks(QObject):
+            @Slot(object)
+            def on_step(self, result) -> None:
+                driver._on_step(result)
+
+            @Slot(bool)
+            def on_running(self, running: bool) -> None:
+                if not running and driver.state == "running":
+                    driver.state = "settling"
+                    QTimer.singleShot(250, self.finish)
+
+            @Slot()
+            def finish(self) -> None:
+                driver._finish()
+
+            @Slot()
+            def panels(self) -> None:
+                driver.times.setdefault("panels_s", time.perf_counter() - driver.t0)
+
+            @Slot()
+            def timeout(self) -> None:
+                print(f"transformer-explorer: gave up waiting (state {driver.state})",
+                      file=sys.stderr)
+                driver.exit_code = 1
+                driver._finish()
+
+        self.hooks = Hooks()
+        self.state = "loading"
+        session.step_ready.connect(self.hooks.on_step)
+        session.running_changed.connect(self.hooks.on_running)
+        window.panels_loaded.connect(self.hooks.panels)
+        QTimer.singleShot(120_000, self.hooks.timeout)
+
+    def launch_offset(self, launched_epoch: float) -> float:
+        """Seconds from the launcher's epoch stamp to main()'s start."""
+        return (time.time() - (time.perf_counter() - self.t0)) - launched_epoch
+
+    def _on_step(self, result) -> None:
+        from PySide6.QtCore import QTimer
+
+        if self.state == "loading":
+            self.times["first_result_s"] = time.perf_counter() - self.t0
+            if self.args.startup_probe and not self.args.screenshot:
+                self.state = "settling"
+                QTimer.singleShot(0, self.hooks.finish)  # after this result is drawn
+                return
+            self.state = "prompt"
+            self.window.prompt_panel.set_prompt_text(self.session.prompt)
+        elif self.state == "prompt" and result.chosen is None:
+            if self.args.steps > 0:
+                self.state = "running"
+                self.session.run(self.args.steps, 0)
+            else:
+                self.state = "settling"
+                QTimer.singleShot(250, self.hooks.finish)
+
+    def _finish(self) -> None:
+        if self.state == "done":
+            return
+        if self.window.panels_pending:  # the screenshot shows every panel
+            self.window.panels_loaded.connect(self.hooks.finish)
+            return
+        self.times.setdefault("panels_s", time.perf_counter() - self.t0)
+        self.state = "done"
+        self.app.processEvents()
+        self.times["shown_s"] = time.perf_counter() - self.t0
+        if self.args.screenshot:
+            out = Path(self.args.screenshot)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if not self.window.grab().save(str(out), "PNG"):
+                print(f"transformer-explorer: could not write {out}", file=sys.stderr)
+                self.exit_code = 1
+            else:
+                print(f"saved {out}")
+        if self.args.startup_probe:
+            out = {k: round(v, 4) for k, v in self.times.items()}
+            launched = os.environ.get(LAUNCH_ENV)
+            if launched:  # the launcher's clock: includes the interpreter's own start-up
+                out["launch_s"] = round(self.launch_offset(float(launched)), 4)
+            print(json.dumps(out), flush=True)
+        self.window.close()
+        self.app.exit(self.exit_code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    t0 = time.perf_counter()
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+
+    from PySide6.QtCore import QEvent, QObject, QTimer, Slot
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setOrganizationName(ORG)
+    app.setApplicationName(APP)
+    from .plotting import apply_theme
+
+    apply_theme(app)
+    settings = make_settings()
+    if args.no_restore:
+        settings.clear()
+
+    from .main_window import DEFAULT_PROMPT, MainWindow
+    from .session import Session
+
+    device = args.device or str(settings.value("device", "auto") or "auto")
+    session = Session(device=device)
+    saved_prompt = settings.value("prompt/text")
+    session.prompt = args.prompt if args.prompt is not None else (
+        str(saved_prompt) if saved_prompt is not None else DEFAULT_PROMPT)
+    try:
+        window = MainWindow(session, settings, restore=not args.no_restore, defer_panels=True)
+    except BaseException:
+        session.close()
+        raise
+    window.prompt_panel.set_prompt_text(session.prompt, apply=False)
+    window.interactive = not (args.screenshot or args.startup_probe)
+    driver = _Driver(app, window, session, args, t0) \
+        if (args.screenshot or args.startup_probe) else None
+
+    class FirstPaint(QObject):
+        """Starts loading the model once the window has painted (and times it)."""
+
+        done = False
+
+        def eventFilter(self, obj, e) -> bool:  # noqa: N802
+            if not self.done and e.type() == QEvent.Type.Paint:
+                self.done = True
+                if driver is not None:
+                    driver.times["first_paint_s"] = time.perf_counter() - t0
+                obj.removeEventFilter(self)
+                start_session()
+            return False
+
+    started = []
+
+    def start_session() -> None:
+        if started:
+            return
+        started.append(True)
+        # the worker imports torch, builds the SampleConfig and loads the model: the GUI
+        # thread stays free to paint meanwhile
+        session.start(default_checkpoint(settings, args.checkpoint),
+                      sample=sample_fields(settings, args.seed))
+
+    def first_result(_result) -> None:
+        # the prompt and next-token panels show the model; now build the panels that import
+        # torch at module level, one per event-loop turn (each reads the session's state)
+        session.step_ready.disconnect(first_result_hook.fire)
+        window.load_optional_panels_soon()
+
+    class Hook(QObject):
+        @Slot(object)
+        def fire(self, result) -> None:
+            first_result(result)
+
+    first_result_hook = Hook()
+    session.step_ready.connect(first_result_hook.fire)
+    painter = FirstPaint()
+    window.installEventFilter(painter)
+    window.show()
+    QTimer.singleShot(1500, start_session)  # in case no paint event ever arrives
+    try:
+        code = app.exec()
+    finally:
+        session.close()
+    return driver.exit_code if driver is not None else code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

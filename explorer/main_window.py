@@ -1,0 +1,636 @@
+"""The main window: dock panels, menus, status bar, settings, drag-and-drop of model files.
+
+No tensor code lives here: the window talks to the :class:`~explorer.session.Session` only.
+Every panel is a dock (View menu shows/hides each); the layout and the last settings are saved
+with QSettings on close and restored on the next start.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+)
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QWidget
+
+from .panels.distribution import DistributionPanel
+from .panels.prompt import PromptPanel
+from .plotting import THEME
+from .session import Session
+
+ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
+DEFAULT_MODEL = ASSETS_MODELS / "shakespeare_char.safetensors"
+DEFAULT_PROMPT = "ROMEO:\n"
+STATE_VERSION = 1
+MAX_RECENT = 8
+MODEL_FILTER = "Transformer Explorer models (*.safetensors);;All files (*)"
+
+#: All docks share one dock area, split and tabbed: Prompt on top; Next token below it on the
+#: left; the optional panels as tabs to its right. (One area, because QMainWindow without a
+#: central widget only honours resizeDocks() within an area.)
+AREA = Qt.DockWidgetArea.TopDockWidgetArea
+#: (module, class, dock title, placed beside: (dock, orientation) or tabbed with: "dock")
+OPTIONAL_PANELS = [
+    ("explorer.panels.attention", "AttentionPanel", "Attention",
+     ("Next token", Qt.Orientation.Horizontal)),
+    ("explorer.panels.positional", "PositionalPanel", "Positional encoding", "Attention"),
+    ("explorer.panels.architecture", "ArchitecturePanel", "Architecture", "Attention"),
+    ("explorer.panels.training", "TrainingPanel", "Training", "Attention"),
+]
+
+
+def example_models(folder: Path = ASSETS_MODELS) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.safetensors") if not p.name.endswith(".optim.safetensors"))
+
+
+def _is_model_file(path: str) -> bool:
+    return path.lower().endswith(".safetensors")
+
+
+class MainWindow(QMainWindow):
+    panels_loaded = Signal()  # the deferred panels are built (see load_optional_panels_soon)
+
+    def __init__(self, session: Session, settings: QSettings | None = None,
+                 restore: bool = True, optional_panels: bool = True,
+                 defer_panels: bool = False):
+        """``defer_panels``: the optional panels (whose modules import torch) get placeholder
+        docks now and are built by :meth:`load_optional_panels`, after the first paint."""
+        super().__init__()
+        self.session = session
+        self.settings = settings if settings is not None else QSettings()
+        self.setWindowTitle("Transformer Explorer")
+        self.setObjectName("MainWindow")
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks
+                            | QMainWindow.DockOption.AllowTabbedDocks
+                            | QMainWindow.DockOption.AllowNestedDocks)
+        self.setTabPosition(Qt.DockWidgetArea.AllDockWidgetAreas, _north())
+        self.docks: dict[str, QDockWidget] = {}
+        self.panels: dict[str, QWidget] = {}
+        self.panel_errors: dict[str, str] = {}
+        self._closing = False
+        self._device_group: QActionGroup | None = None
+        self.device_choice: str | None = None  # saved only when the user picked one
+        self.interactive = True  # False: errors go to stderr and the status bar, not dialogs
+
+        self._build_menus()
+        self.prompt_panel = PromptPanel(session)
+        self.distribution_panel = DistributionPanel(session)
+        self.add_panel("Prompt", self.prompt_panel, AREA)
+        self.add_panel("Next token", self.distribution_panel, AREA,
+                       beside=("Prompt", Qt.Orientation.Vertical))
+        self.generate_menu.addActions(self.prompt_panel.actions_list)
+        self.addActions(self.prompt_panel.actions_list)  # shortcuts work with the dock hidden
+        self._placeholders: dict[str, tuple[str, str]] = {}
+        if optional_panels:
+            for module, cls, title, where in OPTIONAL_PANELS:
+                if defer_panels:
+                    if _module_exists(module):
+                        self._placeholders[title] = (module, cls)
+                        self._add_placed(title, _placeholder(title), where)
+                else:
+                    widget = self._make_panel(module, cls, title)
+                    if widget is not None:
+                        self._add_placed(title, widget, where)
+        self._build_status_bar()
+        self._default_geometry()
+        self._default_state = self.saveState(STATE_VERSION)
+        self._state_restored = False
+        self._shown = False
+
+        session.error.connect(self.show_error)
+        session.message.connect(self.show_message)
+        session.model_changed.connect(self._on_model_changed)
+        session.step_ready.connect(self._on_step)
+        session.device_changed.connect(self._on_device_changed)
+        session.busy_changed.connect(self._on_busy)
+        session.loading_changed.connect(self._on_loading)
+        if restore:
+            self.restore_settings()
+
+    # -- panels -------------------------------------------------------------------------------
+    def add_panel(self, name: str, widget: QWidget, area: Qt.DockWidgetArea = AREA,
+                  tabify_with: str | None = None,
+                  beside: tuple[str, Qt.Orientation] | None = None) -> QDockWidget:
+        """Put ``widget`` in a dock called ``name``; it gets an entry in the View menu.
+
+        ``tabify_with``: a tab next to that dock; ``beside=(dock, orientation)``: split off that
+        dock; otherwise added to ``area``."""
+        dock = QDockWidget(name, self)
+        dock.setObjectName("dock_" + "".join(c if c.isalnum() else "_" for c in name.lower()))
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        other = self.docks.get(tabify_with) if tabify_with else None
+        neighbour = self.docks.get(beside[0]) if beside else None
+        if other is not None:
+            self.tabifyDockWidget(other, dock)
+            other.raise_()
+        elif neighbour is not None:
+            self.splitDockWidget(neighbour, dock, beside[1])
+        else:
+            self.addDockWidget(area, dock)
+        self.docks[name] = dock
+        self.panels[name] = widget
+        action = dock.toggleViewAction()
+        action.setText(name)
+        action.setStatusTip(f"Show or hide the {name} panel")
+        self.view_menu.insertAction(self._view_separator, action)
+        return dock
+
+    def _make_panel(self, module: str, cls: str, title: str) -> QWidget | None:
+        """The panel, or None (the reason goes to panel_errors) if its module is missing/broken."""
+        try:
+            panel_cls = getattr(importlib.import_module(module), cls)
+        except ImportError as e:
+            if getattr(e, "name", None) != module:  # the module exists but is broken: say so
+                self.panel_errors[title] = f"{type(e).__name__}: {e}"
+            return None
+        except Exception as e:  # noqa: BLE001 - a broken panel must not break the window
+            self.panel_errors[title] = f"{type(e).__name__}: {e}"
+            return None
+        try:
+            return panel_cls(self.session)
+        except Exception as e:  # noqa: BLE001
+            self.panel_errors[title] = f"{type(e).__name__}: {e}"
+            return None
+
+    def _add_placed(self, title: str, widget: QWidget, where) -> QDockWidget:
+        if isinstance(where, str):
+            return self.add_panel(title, widget, AREA, tabify_with=where)
+        return self.add_panel(title, widget, AREA, beside=where)
+
+    def load_optional_panels(self) -> None:
+        """Build every panel that got a placeholder dock now (imports torch)."""
+        while self._placeholders:
+            self._load_next_panel()
+
+    def load_optional_panels_soon(self) -> None:
+        """Build the placeholder panels one per event-loop turn (the GUI stays responsive);
+        ``panels_loaded`` is emitted after the last. Panels start from the session's state."""
+        if not self._placeholders:
+            self.panels_loaded.emit()
+            return
+        QTimer.singleShot(0, self._load_next_soon)
+
+    @Slot()
+    def _load_next_soon(self) -> None:
+        self._load_next_panel()
+        self.load_optional_panels_soon()
+
+    @property
+    def panels_pending(self) -> bool:
+        return bool(self._placeholders)
+
+    def _load_next_panel(self) -> None:
+        title = next(iter(self._placeholders))
+        module, cls = self._placeholders.pop(title)
+        dock = self.docks[title]
+        widget = self._make_panel(module, cls, title)
+        if widget is None:
+            self.removeDockWidget(dock)
+            self.view_menu.removeAction(dock.toggleViewAction())
+            del self.docks[title]
+            self.panels.pop(title, None)
+            dock.deleteLater()
+        else:
+            old = dock.widget()
+            dock.setWidget(widget)
+            self.panels[title] = widget
+            if old is not None:
+                old.deleteLater()
+        if not self._placeholders and not self._state_restored:
+            QTimer.singleShot(0, self._default_dock_sizes)
+
+    # -- menus --------------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self.act_open = f.addAction("&Open model\u2026", self.open_model_dialog)
+        self.act_open.setShortcut("Ctrl+O")
+        self.examples_menu = f.addMenu("&Examples")
+        self.examples_menu.aboutToShow.connect(self._fill_examples)
+        self._fill_examples()
+        self.recent_menu = f.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.act_save = f.addAction("&Save model as\u2026", self.save_model_dialog)
+        self.act_save.setShortcut("Ctrl+Shift+S")
+        f.addSeparator()
+        self.act_quit = f.addAction("&Quit", self.close)
+        self.act_quit.setShortcut("Ctrl+Q")
+        self.generate_menu = mb.addMenu("&Generate")
+        self.device_menu = mb.addMenu("&Device")
+        self.device_menu.addAction("(available once the model is loaded)").setEnabled(False)
+        self.view_menu = mb.addMenu("&View")
+        self._view_separator = self.view_menu.addSeparator()
+        self.act_reset_layout = self.view_menu.addAction("Reset &layout", self.reset_layout)
+        h = mb.addMenu("&Help")
+        h.addAction("&Keyboard shortcuts", self.show_shortcuts)
+        self.act_about = h.addAction("&About Transformer Explorer", self.show_about)
+
+    @Slot()
+    def _fill_examples(self) -> None:
+        self.examples_menu.clear()
+        files = example_models()
+        for p in files:
+            a = self.examples_menu.addAction(p.stem)
+            a.setData(str(p))
+            a.setStatusTip(str(p))
+            a.triggered.connect(self._open_from_action)
+        if not files:
+            self.examples_menu.addAction(f"(no models in {ASSETS_MODELS.name}/)").setEnabled(False)
+
+    @Slot()
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        files = self.recent_files()
+        for p in files:
+            a = self.recent_menu.addAction(p)
+            a.setData(p)
+            a.triggered.connect(self._open_from_action)
+        if not files:
+            self.recent_menu.addAction("(none yet)").setEnabled(False)
+
+    @Slot()
+    def _open_from_action(self) -> None:
+        act = self.sender()
+        if isinstance(act, QAction) and act.data():
+            self.open_model(act.data())
+
+    def _fill_devices(self) -> None:
+        try:
+            from model.devices import available_devices
+
+            devices = available_devices()
+        except Exception as e:  # noqa: BLE001
+            devices = [("cpu", "CPU")]
+            self.show_message(f"Could not list devices: {e}")
+        self.device_menu.clear()
+        self._device_group = QActionGroup(self)
+        self._device_group.setExclusive(True)
+        for name, desc in devices:
+            a = self.device_menu.addAction(f"{desc}  ({name})")
+            a.setCheckable(True)
+            a.setData(name)
+            a.setChecked(_same_device(name, self.session.device))
+            self._device_group.addAction(a)
+            a.triggered.connect(self._on_device_action)
+
+    @Slot()
+    def _on_device_action(self) -> None:
+        act = self.sender()
+        if isinstance(act, QAction):
+            self.device_choice = act.data()
+            self.session.set_device(act.data())
+
+    def device_actions(self) -> list[QAction]:
+        return list(self._device_group.actions()) if self._device_group else []
+
+    # -- status bar ---------------------------------------------------------------------------
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        sb.setSizeGripEnabled(True)
+        self.trained_label = QLabel("")
+        self.trained_label.setStyleSheet(f"color: {THEME.accent2}; font-weight: bold;")
+        self.model_label = QLabel("loading the model \u2026")
+        self.params_label = QLabel("")
+        self.device_label = QLabel("")
+        self.context_label = QLabel("")
+        self.busy_label = QLabel("")
+        self.busy_label.setStyleSheet(f"color: {THEME.accent};")
+        for w in (self.trained_label, self.model_label, self.params_label, self.device_label,
+                  self.context_label, self.busy_label):
+            sb.addPermanentWidget(w)
+
+    @Slot(str)
+    def show_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10000)
+
+    @Slot(str, str)
+    def show_error(self, title: str, text: str) -> None:
+        if self._closing:
+            return
+        if not self.interactive:  # --screenshot / --startup-probe: nobody to click "OK"
+            print(f"transformer-explorer: {title}: {text}", file=sys.stderr)
+            self.show_message(f"{title}: {text.splitlines()[0] if text else ''}")
+            return
+        QMessageBox.warning(self, title, text)
+
+    @Slot()
+    def _on_model_changed(self) -> None:
+        info = self.session.info
+        if info is None:
+            return
+        self.model_label.setText(f"model: {info.name}")
+        self.model_label.setToolTip(str(info.path) if info.path else "built in, random weights")
+        self.params_label.setText(f"{_human(info.n_params)} parameters")
+        self.trained_label.setText("" if info.trained else "untrained model: its text is random")
+        self.trained_label.setVisible(not info.trained)
+        self.setWindowTitle(f"Transformer Explorer \u2014 {info.name}")
+        self._fill_devices()
+        self._on_device_changed(self.session.device)
+
+    @Slot(str)
+    def _on_device_changed(self, device: str) -> None:
+        self.device_label.setText(f"device: {device}")
+        for a in self.device_actions():
+            a.setChecked(_same_device(a.data(), device))
+
+    @Slot(object)
+    def _on_step(self, r: Any) -> None:
+        cfg = getattr(r, "config", None) or self.session.config
+        block = cfg.block_size if cfg is not None else r.T
+        text = f"context {r.T}/{block}"
+        if r.cropped:
+            text += f" (+{r.cropped} cropped)"
+        self.context_label.setText(text)
+        note = getattr(r, "note", "")
+        if note and r.chosen is None:
+            self.show_message(note[0].upper() + note[1:])
+
+    @Slot(bool)
+    def _on_busy(self, busy: bool) -> None:
+        self.busy_label.setText("\u25cf working" if busy else "")
+
+    @Slot(bool)
+    def _on_loading(self, loading: bool) -> None:
+        if loading:
+            self.model_label.setText("loading the model \u2026")
+
+    # -- files --------------------------------------------------------------------------------
+    @Slot()
+    def open_model_dialog(self) -> None:
+        start = self.settings.value("files/last_dir", str(ASSETS_MODELS))
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", str(start), MODEL_FILTER)
+        if path:
+            self.open_model(path)
+
+    def open_model(self, path: str | Path) -> bool:
+        """Load a model file; on failure a dialog names the problem and the current model stays."""
+        path = Path(path)
+        ok = self.session.load_checkpoint(path)
+        if ok:
+            self._add_recent(str(path))
+            self.settings.setValue("files/last_dir", str(path.parent))
+            self.show_message(f"Opened {path}")
+        return ok
+
+    @Slot()
+    def save_model_dialog(self) -> None:
+        if self.session.model is None:
+            self.show_message("No model to save yet")
+            return
+        start = self.settings.value("files/last_dir", str(Path.home()))
+        name = (self.session.info.name if self.session.info else "model") + ".safetensors"
+        path, _ = QFileDialog.getSaveFileName(self, "Save model as", str(Path(start) / name),
+                                              MODEL_FILTER)
+        if path:
+            self.save_model(path)
+
+    def save_model(self, path: str | Path) -> bool:
+        path = Path(path)
+        if not path.name.endswith(".safetensors"):
+            path = path.with_name(path.name + ".safetensors")
+        ok = self.session.save_checkpoint(path)
+        if ok:
+            self._add_recent(str(path))
+            self.settings.setValue("files/last_dir", str(path.parent))
+            self._on_model_changed()
+        return ok
+
+    def recent_files(self) -> list[str]:
+        v = self.settings.value("files/recent", [])
+        if isinstance(v, str):
+            v = [v]
+        return [str(x) for x in (v or [])]
+
+    def _add_recent(self, path: str) -> None:
+        files = [p for p in self.recent_files() if p != path]
+        self.settings.setValue("files/recent", [path, *files][:MAX_RECENT])
+
+    def dragEnterEvent(self, e: QDragEnterEvent) -> None:  # noqa: N802
+        if self._dropped_model(e) is not None:
+            e.acceptProposedAction()
+        else:
+            e.ignore()
+
+    def dropEvent(self, e: QDropEvent) -> None:  # noqa: N802
+        path = self._dropped_model(e)
+        if path is not None:
+            e.acceptProposedAction()
+            self._dropped = path
+            QTimer.singleShot(0, self._open_dropped)  # after the drag has finished
+
+    @Slot()
+    def _open_dropped(self) -> None:
+        path, self._dropped = getattr(self, "_dropped", None), None
+        if path:
+            self.open_model(path)
+
+    @staticmethod
+    def _dropped_model(e) -> str | None:
+        md = e.mimeData()
+        if md is None or not md.hasUrls():
+            return None
+        for url in md.urls():
+            if url.isLocalFile() and _is_model_file(url.toLocalFile()):
+                return url.toLocalFile()
+        return None
+
+    # -- settings and layout ------------------------------------------------------------------
+    def _default_geometry(self) -> None:
+        w, h = 1600, 1000
+        screen = QGuiApplication.primaryScreen()
+        if screen is not None and QGuiApplication.platformName() != "offscreen":
+            avail = screen.availableGeometry()
+            w, h = min(w, int(avail.width() * 0.95)), min(h, int(avail.height() * 0.92))
+        self.resize(w, h)
+
+    @Slot()
+    def _default_dock_sizes(self) -> None:
+        """Dock sizes only take once the window is laid out, so this runs after the first show."""
+        w, h = self.width(), self.height()
+        prompt, left = self.docks.get("Prompt"), self.docks.get("Next token")
+        if prompt is not None and left is not None:
+            top = max(280, int(h * 0.3))
+            self.resizeDocks([prompt, left], [top, h - top], Qt.Orientation.Vertical)
+        right = next((self.docks[n] for n in ("Attention", "Positional encoding", "Architecture",
+                                              "Training") if n in self.docks), None)
+        if left is not None and right is not None:
+            self.resizeDocks([left, right], [int(w * 0.35), int(w * 0.65)],
+                             Qt.Orientation.Horizontal)
+        for name in ("Attention",):
+            if name in self.docks:
+                self.docks[name].raise_()
+
+    def showEvent(self, e) -> None:  # noqa: N802
+        super().showEvent(e)
+        if not self._shown:
+            self._shown = True
+            if not self._state_restored:
+                QTimer.singleShot(0, self._default_dock_sizes)
+
+    @Slot()
+    def reset_layout(self) -> None:
+        for d in self.docks.values():
+            d.setFloating(False)
+            d.show()
+        self.restoreState(self._default_state, STATE_VERSION)
+        self._default_geometry()
+        QTimer.singleShot(0, self._default_dock_sizes)
+
+    def restore_settings(self) -> None:
+        s = self.settings
+        geo = s.value("window/geometry")
+        offscreen = QGuiApplication.platformName() == "offscreen"  # its tiny screen would clamp it
+        if isinstance(geo, QByteArray) and not geo.isEmpty() and not offscreen:
+            self.restoreGeometry(geo)
+        state = s.value("window/state")
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self._state_restored = self.restoreState(state, STATE_VERSION)
+        p = self.prompt_panel
+        p.run_count.setValue(_int(s.value("run/count"), p.run_count.value()))
+        p.run_interval.setValue(_int(s.value("run/interval"), p.run_interval.value()))
+        c = self.distribution_panel.controls
+        c.n_shown.setValue(_int(s.value("view/bars"), c.n_shown.value()))
+        c.show_logits.setChecked(_bool(s.value("view/logits"), False))
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState(STATE_VERSION))
+        sm = self.session.sample
+        s.setValue("sample/temperature", float(sm.temperature))
+        s.setValue("sample/top_k", int(sm.top_k))
+        s.setValue("sample/top_p", float(sm.top_p))
+        s.setValue("sample/seed", -1 if sm.seed is None else int(sm.seed))
+        s.setValue("prompt/text", self.prompt_panel.editor.toPlainText())
+        s.setValue("run/count", self.prompt_panel.run_count.value())
+        s.setValue("run/interval", self.prompt_panel.run_interval.value())
+        c = self.distribution_panel.controls
+        s.setValue("view/bars", c.n_shown.value())
+        s.setValue("view/logits", c.show_logits.isChecked())
+        if self.session.info is not None and self.session.info.path is not None:
+            s.setValue("files/model", str(self.session.info.path))
+        if self.device_choice is not None:
+            s.setValue("device", self.device_choice)
+        s.sync()
+
+    def closeEvent(self, e: QCloseEvent) -> None:  # noqa: N802
+        self._closing = True
+        self.save_settings()
+        self.session.close()
+        super().closeEvent(e)
+
+    # -- help ---------------------------------------------------------------------------------
+    def about_text(self) -> str:
+        import numpy
+        import pyqtgraph
+        import PySide6
+        from PySide6.QtCore import qVersion
+
+        try:
+            import torch
+
+            torch_v = torch.__version__
+        except Exception:  # noqa: BLE001
+            torch_v = "not loaded"
+        device = self.session.device
+        desc = device
+        try:
+            from model.devices import available_devices
+
+            desc = dict(available_devices()).get(device, device)
+        except Exception:  # noqa: BLE001
+            pass
+        return (f"<h3>Transformer Explorer</h3><p>See a GPT-style transformer think: step through "
+                f"generation, look inside every layer and head, train small models.</p>"
+                f"<table><tr><td>torch</td><td>{torch_v}</td></tr>"
+                f"<tr><td>Qt</td><td>{qVersion()} (PySide6 {PySide6.__version__})</td></tr>"
+                f"<tr><td>pyqtgraph</td><td>{pyqtgraph.__version__}</td></tr>"
+                f"<tr><td>numpy</td><td>{numpy.__version__}</td></tr>"
+                f"<tr><td>Python</td><td>{platform.python_version()} on {sys.platform}</td></tr>"
+                f"<tr><td>device</td><td>{desc} ({device})</td></tr></table>")
+
+    @Slot()
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About Transformer Explorer", self.about_text())
+
+    @Slot()
+    def show_shortcuts(self) -> None:
+        rows = "".join(
+            f"<tr><td><b>{a.text()}</b></td><td>{' / '.join(k.toString() for k in a.shortcuts())}"
+            f"</td><td>{a.statusTip()}</td></tr>" for a in self.prompt_panel.actions_list)
+        QMessageBox.information(
+            self, "Keyboard shortcuts",
+            f"<table cellspacing=6>{rows}</table><p>While the prompt editor has the focus, Space, "
+            "Backspace and the arrow keys edit the text. Press Esc or click the tokens to leave "
+            "the editor. Click a token to select it; double-click a generated token to rewind to "
+            "it. Click a bar in the Next token panel to choose that token.</p>")
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _placeholder(title: str) -> QWidget:
+    lab = QLabel(f"{title}: loading \u2026")
+    lab.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    lab.setStyleSheet(f"color: {THEME.muted};")
+    return lab
+
+
+def _north():
+    from PySide6.QtWidgets import QTabWidget
+
+    return QTabWidget.TabPosition.North
+
+
+def _same_device(a: str, b: str) -> bool:
+    def norm(x: str) -> str:
+        return "cuda" if x == "cuda:0" else x
+
+    return norm(str(a)) == norm(str(b))
+
+
+def _human(n: int) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} B"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f} M"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f} k"
+    return str(n)
+
+
+def _int(v: Any, default: int) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def _bool(v: Any, default: bool) -> bool:
+    if v is None:
+        return default
+    if isinstance(v, str):
+        return v.lower() in ("1", "true", "yes")
+    return bool(v)

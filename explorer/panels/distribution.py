@@ -1,0 +1,451 @@
+"""Next-token distribution panel: the top candidates as bars, and the sampling controls.
+
+The bars show, for the most likely candidates, the probability each has of being the next token
+under the current temperature, top-k and top-p. Candidates that top-k / top-p remove are grey
+(their bar shows what they had after temperature alone) below a dashed cut-off line; the token
+the next step will pick is highlighted. Click a bar to make that candidate the next token.
+
+Moving the temperature slider re-ranks the cached logits of the latest result in the GUI thread
+(``model.sampling.next_token_distribution`` via ``Session.set_sample``): no forward pass.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..plotting import THEME, Coalescer, TextLabels, mono_font, qcolor, style_plot, ui_font
+from .token_strip import printable
+
+T_MAX = 3.0
+T_STEP = 0.05
+MIN_SHOWN, MAX_SHOWN = 5, 50
+
+
+class SamplingControls(QWidget):
+    """Temperature (slider + box), top-k, top-p, seed, and what the chart shows."""
+
+    changed = Signal()  # sampling settings changed by the user
+    view_changed = Signal()  # number of bars or logits/probabilities changed
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.temp_slider = QSlider(Qt.Orientation.Horizontal, self)
+        self.temp_slider.setRange(0, round(T_MAX / T_STEP))
+        self.temp_slider.setTickInterval(round(1.0 / T_STEP))
+        self.temp_slider.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.temp_slider.setPageStep(round(0.25 / T_STEP))
+        self.temp_slider.setToolTip("Temperature: logits are divided by it before the softmax.\n"
+                                    "0 = greedy (always the most likely token), 1 = the model's own "
+                                    "distribution, above 1 = flatter, more surprising text.")
+        self.temp_box = QDoubleSpinBox(self)
+        self.temp_box.setRange(0.0, T_MAX)
+        self.temp_box.setSingleStep(T_STEP)
+        self.temp_box.setDecimals(2)
+        self.temp_box.setSpecialValueText("0 greedy")
+        self.temp_box.setToolTip(self.temp_slider.toolTip())
+        self.top_k = QSpinBox(self)
+        self.top_k.setRange(0, 100000)
+        self.top_k.setSpecialValueText("off")
+        self.top_k.setToolTip("top-k: keep only the k most likely tokens (0 = off)")
+        self.top_p = QDoubleSpinBox(self)
+        self.top_p.setRange(0.01, 1.0)
+        self.top_p.setSingleStep(0.05)
+        self.top_p.setDecimals(2)
+        self.top_p.setValue(1.0)
+        self.top_p.setToolTip("top-p (nucleus): keep the fewest most likely tokens whose "
+                              "probabilities add up to p (1 = off)")
+        self.seed_on = QCheckBox("fixed seed", self)
+        self.seed_on.setToolTip("With a fixed seed, sampling is repeatable: the same settings give "
+                                "the same text")
+        self.seed = QSpinBox(self)
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setEnabled(False)
+        self.n_shown = QSpinBox(self)
+        self.n_shown.setRange(MIN_SHOWN, MAX_SHOWN)
+        self.n_shown.setValue(20)
+        self.n_shown.setToolTip("How many candidates the chart shows")
+        self.show_logits = QCheckBox("show logits", self)
+        self.show_logits.setToolTip("Show the raw logits (before temperature and softmax) "
+                                    "instead of probabilities")
+        self.resample_button = QPushButton("Resample", self)
+        self.resample_button.setToolTip("Draw the last token again under these settings (R)")
+
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setHorizontalSpacing(8)
+        grid.setVerticalSpacing(4)
+        grid.addWidget(_label("Temperature"), 0, 0)
+        grid.addWidget(self.temp_slider, 0, 1, 1, 4)
+        grid.addWidget(self.temp_box, 0, 5)
+        grid.addWidget(_label("top-k"), 1, 0)
+        grid.addWidget(self.top_k, 1, 1)
+        grid.addWidget(_label("top-p"), 1, 2)
+        grid.addWidget(self.top_p, 1, 3)
+        grid.addWidget(self.seed_on, 1, 4)
+        grid.addWidget(self.seed, 1, 5)
+        grid.addWidget(_label("bars"), 2, 0)
+        grid.addWidget(self.n_shown, 2, 1)
+        grid.addWidget(self.show_logits, 2, 2, 1, 2)
+        grid.addWidget(self.resample_button, 2, 4, 1, 2)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+
+        self.temp_slider.valueChanged.connect(self._on_slider)
+        self.temp_box.valueChanged.connect(self._on_box)
+        self.top_k.valueChanged.connect(self._emit_changed)
+        self.top_p.valueChanged.connect(self._emit_changed)
+        self.seed.valueChanged.connect(self._emit_changed)
+        self.seed_on.toggled.connect(self._on_seed_toggled)
+        self.n_shown.valueChanged.connect(self.view_changed)
+        self.show_logits.toggled.connect(self.view_changed)
+
+    @property
+    def temperature(self) -> float:
+        return round(self.temp_box.value(), 4)
+
+    def values(self) -> dict:
+        return {"temperature": self.temperature, "top_k": self.top_k.value(),
+                "top_p": round(self.top_p.value(), 4),
+                "seed": self.seed.value() if self.seed_on.isChecked() else None}
+
+    def set_values(self, temperature: float, top_k: int, top_p: float, seed: int | None) -> None:
+        """Show settings that came from elsewhere, without echoing them back as a change."""
+        widgets = (self.temp_slider, self.temp_box, self.top_k, self.top_p, self.seed,
+                   self.seed_on)
+        for w in widgets:
+            w.blockSignals(True)
+        try:
+            self.temp_box.setValue(temperature)
+            self.temp_slider.setValue(round(temperature / T_STEP))
+            self.top_k.setValue(top_k)
+            self.top_p.setValue(top_p)
+            self.seed_on.setChecked(seed is not None)
+            self.seed.setEnabled(seed is not None)
+            if seed is not None:
+                self.seed.setValue(seed)
+        finally:
+            for w in widgets:
+                w.blockSignals(False)
+
+    @Slot(int)
+    def _on_slider(self, v: int) -> None:
+        self.temp_box.blockSignals(True)
+        self.temp_box.setValue(v * T_STEP)
+        self.temp_box.blockSignals(False)
+        self.changed.emit()
+
+    @Slot(float)
+    def _on_box(self, v: float) -> None:
+        self.temp_slider.blockSignals(True)
+        self.temp_slider.setValue(round(v / T_STEP))
+        self.temp_slider.blockSignals(False)
+        self.changed.emit()
+
+    @Slot(bool)
+    def _on_seed_toggled(self, on: bool) -> None:
+        self.seed.setEnabled(on)
+        self.changed.emit()
+
+    @Slot()
+    def _emit_changed(self) -> None:
+        self.changed.emit()
+
+
+def _label(text: str) -> QLabel:
+    lab = QLabel(text)
+    lab.setStyleSheet(f"color: {THEME.muted};")
+    return lab
+
+
+class _PercentAxis(pg.AxisItem):
+    """Bottom axis that prints probabilities as percentages (logits as plain numbers)."""
+
+    percent = True
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
+        if not self.percent:
+            return super().tickStrings(values, scale, spacing)
+        digits = 0 if spacing * 100 >= 1 else 1
+        return [f"{v * 100:.{digits}f}%" for v in values]
+
+
+class DistributionPanel(QWidget):
+    """Top candidates for the next token as horizontal bars, plus the sampling controls."""
+
+    def __init__(self, session: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.controls = SamplingControls(self)
+        self.controls.changed.connect(self._on_controls)
+        self.controls.view_changed.connect(self.request_redraw)
+        self.controls.resample_button.clicked.connect(session.resample)
+
+        self.summary = QLabel(self)
+        self.summary.setFont(ui_font(THEME.font_pt + 1))
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+
+        self.axis = _PercentAxis("bottom")
+        self.axis.enableAutoSIPrefix(False)
+        self.view = pg.PlotWidget(self, axisItems={"bottom": self.axis})
+        self.view.setMinimumHeight(220)
+        self.plot: pg.PlotItem = self.view.getPlotItem()
+        style_plot(self.plot, x="probability of being the next token")
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.invertY(True)
+        self.plot.showGrid(x=False, y=False)  # values are printed on the bars; a grid costs ms a frame
+        self.plot.getAxis("left").setTickFont(mono_font(THEME.font_pt + 1))
+        self.plot.getAxis("left").setStyle(tickLength=0)
+        self.plot.getAxis("left").setWidth(44)
+        self.bars = pg.BarGraphItem(x0=[0.0], y=[0.0], height=0.72, width=[0.0], brush=THEME.grid,
+                                    pen=pg.mkPen(None))
+        self.plot.addItem(self.bars)
+        self.labels = TextLabels(ui_font(THEME.font_pt - 1))  # the value beside each bar
+        self.plot.addItem(self.labels)
+        self.cutoff = pg.InfiniteLine(angle=0, movable=False,
+                                      pen=pg.mkPen(THEME.accent2, width=2, style=Qt.PenStyle.DashLine),
+                                      label="top-k / top-p cut-off",
+                                      labelOpts={"position": 0.82, "color": THEME.accent2,
+                                                 "anchors": [(0.5, 1.1), (0.5, 1.1)]})
+        self.cutoff.hide()
+        self.plot.addItem(self.cutoff)
+        self.view.scene().sigMouseClicked.connect(self._on_click)
+        self.view.scene().sigMouseMoved.connect(self._on_hover)
+        self.view.setToolTip("Click a bar to make that candidate the next token")
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.setSpacing(6)
+        lay.addWidget(self.controls)
+        lay.addWidget(self.summary)
+        lay.addWidget(self.view, 1)
+
+        self.shown_ids = np.zeros(0, dtype=np.int64)
+        self.redraws = 0
+        self._ticks: list = []
+        self._x_range: tuple[float, float] | None = None
+        self._n_bars = -1
+        self._redraw = Coalescer(self.redraw, ms=0, parent=self, widget=self)
+        session.step_ready.connect(self._on_step)
+        session.sample_changed.connect(self._on_sample)
+        session.model_changed.connect(self._on_model_changed)
+        self._show_sample(session.sample if session._sample is not None else None)
+        if session.model is not None:  # made after the model: start from the session's state
+            self._on_model_changed()
+            self.request_redraw()
+
+    # -- settings -----------------------------------------------------------------------------
+    def _show_sample(self, s: Any) -> None:
+        if s is not None:
+            self.controls.set_values(s.temperature, s.top_k, s.top_p, s.seed)
+
+    @Slot()
+    def _on_controls(self) -> None:
+        from model.config import ConfigError, SampleConfig
+
+        try:
+            cfg = SampleConfig(**self.controls.values())
+        except ConfigError as e:
+            self.session.message.emit(str(e))
+            return
+        self.session.set_sample(cfg)
+
+    @Slot(object)
+    def _on_sample(self, s: Any) -> None:
+        if self.controls.values() != {"temperature": s.temperature, "top_k": s.top_k,
+                                      "top_p": s.top_p, "seed": s.seed}:
+            self._show_sample(s)
+        self.request_redraw()
+
+    @Slot()
+    def _on_model_changed(self) -> None:
+        tok = self.session.tokenizer
+        if tok is not None:
+            self.controls.top_k.setMaximum(tok.vocab_size)
+        self._show_sample(self.session.sample)
+
+    @Slot(object)
+    def _on_step(self, _result: Any) -> None:
+        self.request_redraw()
+
+    @Slot()
+    def request_redraw(self) -> None:
+        self._redraw.request()
+
+    def flush(self) -> None:
+        self._redraw.flush()
+
+    # -- drawing ------------------------------------------------------------------------------
+    def redraw(self) -> None:
+        r = self.session.result
+        tok = self.session.tokenizer
+        if r is None or tok is None:
+            return
+        self.redraws += 1
+        d = r.dist
+        n = min(self.controls.n_shown.value(), d.order.size)
+        ids = d.order[:n]
+        kept = d.kept[ids]
+        logits_mode = self.controls.show_logits.isChecked()
+        probs = np.where(kept, d.probs[ids], d.full_probs[ids])
+        vals = d.logits[ids].astype(np.float64) if logits_mode else probs
+        planned = int(r.planned)
+        colours = [THEME.accent if i == planned else ("#5f7ea8" if k else THEME.grid)
+                   for i, k in zip(ids.tolist(), kept.tolist(), strict=True)]
+        brushes = [qcolor(c) for c in colours]
+        pens = [pg.mkPen(THEME.accent2, width=2) if i == planned else pg.mkPen(None)
+                for i in ids.tolist()]
+        y = np.arange(n, dtype=float)
+        self.bars.setOpts(x0=np.zeros(n), y=y, height=0.72, width=vals, brushes=brushes,
+                          pens=pens)
+        lo = min(0.0, float(vals.min())) if n else 0.0
+        hi = max(float(vals.max()) if n else 1.0, 1e-6)
+        span = hi - lo
+        labels = []
+        text_c, muted_c = qcolor(THEME.text), qcolor(THEME.muted)
+        for j in range(n):
+            v = float(vals[j])
+            if logits_mode:
+                s = f"{v:+.2f}"
+            else:
+                s = (f"{v * 100:.1f}%" if v >= 0.001 else
+                     f"{v * 100:.2f}%" if v >= 0.0001 else "<0.01%")
+                if not kept[j]:
+                    s = f"({s})"
+            labels.append((max(v, 0.0), float(j), s, text_c if kept[j] else muted_c))
+        self.labels.set_labels(labels)
+        ticks = [(j, printable(tok.token_str(int(i)))) for j, i in enumerate(ids.tolist())]
+        if ticks != self._ticks:  # re-rendering an axis is one of the costlier parts of a redraw
+            self._ticks = ticks
+            self.plot.getAxis("left").setTicks([ticks, []])
+        n_kept = int(kept.sum())
+        if n_kept < n:
+            self.cutoff.setPos(n_kept - 0.5)
+            self.cutoff.show()
+        else:
+            self.cutoff.hide()
+        if self.axis.percent == logits_mode:
+            self.axis.percent = not logits_mode
+            self.plot.setLabel("bottom", "logit (raw score)" if logits_mode
+                               else "probability of being the next token",
+                               color=THEME.muted)
+        x_range = (_nice_floor(lo), _nice_ceil(lo + span * 1.22))
+        if x_range != self._x_range:  # a stable range keeps the axis' cached picture
+            self._x_range = x_range
+            self.plot.setXRange(*x_range, padding=0)
+        if n != self._n_bars:
+            self._n_bars = n
+            self.plot.setYRange(-0.6, max(n, 1) - 0.4, padding=0)
+        self.shown_ids = ids.copy()
+        self._update_summary(r, d, tok, n)
+
+    def _update_summary(self, r: Any, d: Any, tok: Any, n: int) -> None:
+        h = d.entropy
+        planned = int(r.planned)
+        p_plan = float(d.probs[planned])
+        lines = [f"Next: <b style='color:{THEME.accent}'>{_html(printable(tok.token_str(planned)))}"
+                 f"</b> {p_plan * 100:.1f}% (rank {d.rank_of(planned) + 1})"
+                 f" &nbsp;·&nbsp; entropy <b>{h:.2f}</b> nats = {h / math.log(2):.2f} bits"
+                 f" &nbsp;·&nbsp; like {math.exp(h):.1f} equally likely choices"]
+        cut = []
+        if d.top_k:
+            cut.append(f"top-k {d.top_k}")
+        if d.top_p < 1:
+            cut.append(f"top-p {d.top_p:.2f}")
+        if cut:
+            lines.append(f"<span style='color:{THEME.muted}'>{' and '.join(cut)} keep "
+                         f"{d.n_kept} of {d.order.size} tokens</span>")
+        if r.chosen is not None:
+            how = "forced" if r.forced else "sampled"
+            lines.append(f"<span style='color:{THEME.muted}'>Last step {how} "
+                         f"{_html(printable(tok.token_str(int(r.chosen))))}"
+                         f" with p = {(r.chosen_prob or 0) * 100:.1f}%, rank "
+                         f"{(r.chosen_rank or 0) + 1}</span>")
+        self.summary.setText("<br>".join(lines))
+
+    # -- mouse --------------------------------------------------------------------------------
+    def bar_at(self, scene_pos) -> int:
+        """Rank of the bar under a scene position, or -1."""
+        vb = self.plot.getViewBox()
+        if not vb.sceneBoundingRect().contains(scene_pos):
+            return -1
+        p = vb.mapSceneToView(scene_pos)
+        j = int(round(p.y()))
+        if 0 <= j < self.shown_ids.size and abs(p.y() - j) <= 0.45:
+            return j
+        return -1
+
+    @Slot(object)
+    def _on_click(self, ev) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return
+        j = self.bar_at(ev.scenePos())
+        if j >= 0:
+            ev.accept()
+            self.session.step(force=int(self.shown_ids[j]))
+
+    @Slot(object)
+    def _on_hover(self, pos) -> None:
+        j = self.bar_at(pos)
+        r, tok = self.session.result, self.session.tokenizer
+        if j < 0 or r is None or tok is None:
+            self.view.setToolTip("Click a bar to make that candidate the next token")
+            return
+        tid = int(self.shown_ids[j])
+        d = r.dist
+        kept = bool(d.kept[tid])
+        self.view.setToolTip(
+            f"{printable(tok.token_str(tid))!r} (id {tid}), rank {j + 1}\n"
+            f"logit {float(d.logits[tid]):+.3f}\n"
+            f"after temperature {float(d.full_probs[tid]) * 100:.2f}%"
+            + (f", sampled with {float(d.probs[tid]) * 100:.2f}%" if kept
+               else " — removed by top-k / top-p")
+            + "\nclick: make it the next token")
+
+
+def _nice(x: float, up: bool) -> float:
+    """x rounded up (or down) to 1, 1.5, 2, 3, 4, 5, 6, 8 × a power of ten."""
+    if x == 0 or not math.isfinite(x):
+        return 0.0
+    sign = 1.0 if x > 0 else -1.0
+    a = abs(x)
+    e = 10.0 ** math.floor(math.log10(a))
+    steps = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+    want_larger = up == (sign > 0)
+    m = a / e
+    if want_larger:
+        v = next(s for s in steps if s >= m - 1e-9)
+    else:
+        v = next(s for s in reversed(steps) if s <= m + 1e-9)
+    return sign * v * e
+
+
+def _nice_ceil(x: float) -> float:
+    return _nice(x, up=True)
+
+
+def _nice_floor(x: float) -> float:
+    return _nice(x, up=False)
+
+
+def _html(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+__all__ = ["DistributionPanel", "SamplingControls"]

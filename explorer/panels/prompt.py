@@ -1,0 +1,341 @@
+"""Prompt & stepping panel: the prompt editor, the strip of token chips and the step controls.
+
+Prompt tokens are neutral chips; generated tokens are coloured by the probability they had when
+they were chosen (red = a long shot, green = the obvious choice; forced tokens get a dashed
+border). Click a chip to select it (other panels follow the selection); double-click a generated
+chip to rewind the text to it. The ghost chip at the end is the token the next step will pick.
+
+Keyboard: Space / → step, ← / Backspace back, Ctrl+Enter run/stop, Esc stop, Home reset,
+R resample. While the prompt editor has the focus, the keys it uses (Space, Backspace, arrows,
+letters) edit the text instead: the editor claims them through Qt's ShortcutOverride, so the
+window's shortcuts never fire there. Esc leaves the editor.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QFontMetrics,
+    QKeySequence,
+    QTextCharFormat,
+    QTextCursor,
+)
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QTextEdit,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..plotting import THEME, mono_font, ui_font
+from .token_strip import ChipScroll, TokenStrip, printable
+
+DEBOUNCE_MS = 300  # typing pauses this long before generation restarts from the new prompt
+EDITOR_KEYS_NOTE = ("While the prompt editor has the keyboard focus, Space, Backspace and the "
+                    "arrow keys edit the text; press Esc or click the tokens to leave it.")
+
+class _EditorFilter(QObject):
+    """Esc in the editor hands the keyboard back to the window (so Space steps again)."""
+
+    def __init__(self, leave):
+        super().__init__()
+        self._leave = leave
+
+    def eventFilter(self, obj, e) -> bool:  # noqa: N802
+        if e.type() == QEvent.Type.KeyPress and e.key() == Qt.Key.Key_Escape:
+            self._leave()
+        return False
+
+
+class PromptPanel(QWidget):
+    """Prompt editor, token chips, and the Step / Run / Back / Reset controls."""
+
+    def __init__(self, session: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self._apply_timer = QTimer(self)
+        self._apply_timer.setSingleShot(True)
+        self._apply_timer.setInterval(DEBOUNCE_MS)
+        self._apply_timer.timeout.connect(self.apply_prompt)
+        self._make_actions()
+
+        self.editor = QPlainTextEdit(self)
+        self.editor.setObjectName("promptEditor")
+        self.editor.setFont(mono_font(THEME.font_pt + 2))
+        self.editor.setPlaceholderText("Type a prompt \u2026 (empty: the model starts from a newline)")
+        self.editor.setToolTip("The prompt. Generation starts again from it after you stop typing.\n"
+                               + EDITOR_KEYS_NOTE)
+        self.editor.setTabChangesFocus(True)
+        fm = QFontMetrics(self.editor.font())
+        self.editor.setFixedHeight(fm.lineSpacing() * 3 + 16)
+        self.editor.textChanged.connect(self._on_text_changed)
+        self._filter = _EditorFilter(self.leave_editor)
+        self.editor.installEventFilter(self._filter)
+
+        self.note = QLabel(self)
+        self.note.setWordWrap(True)
+        self.note.setObjectName("promptNote")
+        self.note.setStyleSheet(f"color: {THEME.accent2};")
+        self.remove_button = QPushButton("Remove them", self)
+        self.remove_button.setToolTip("Delete the characters the model does not know from the prompt")
+        self.remove_button.clicked.connect(self.remove_unknown)
+        self.remove_button.hide()
+        note_row = QHBoxLayout()
+        note_row.setContentsMargins(0, 0, 0, 0)
+        note_row.addWidget(self.note, 1)
+        note_row.addWidget(self.remove_button)
+
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        self.step_button = self._tool(self.act_step)
+        self.back_button = self._tool(self.act_back)
+        self.reset_button = self._tool(self.act_reset)
+        self.resample_button = self._tool(self.act_resample)
+        self.run_button = self._tool(self.act_run)
+        self.run_count = QSpinBox(self)
+        self.run_count.setRange(1, 5000)
+        self.run_count.setValue(100)
+        self.run_count.setSuffix(" tokens")
+        self.run_count.setToolTip("How many tokens Run generates")
+        self.run_interval = QSpinBox(self)
+        self.run_interval.setRange(0, 2000)
+        self.run_interval.setSingleStep(10)
+        self.run_interval.setValue(40)
+        self.run_interval.setPrefix("every ")
+        self.run_interval.setSuffix(" ms")
+        self.run_interval.setToolTip("Pause between steps while running (0 = as fast as possible)")
+        self.info = QLabel(self)
+        self.info.setStyleSheet(f"color: {THEME.muted};")
+        for w in (self.step_button, self.back_button, self.reset_button, self.resample_button):
+            buttons.addWidget(w)
+        buttons.addSpacing(16)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.run_count)
+        buttons.addWidget(self.run_interval)
+        buttons.addStretch(1)
+        buttons.addWidget(self.info)
+
+        self.strip = TokenStrip(self)
+        self.strip.chip_clicked.connect(self._on_chip_clicked)
+        self.strip.chip_double_clicked.connect(self._on_chip_double_clicked)
+        self.strip.rewind_requested.connect(self.session.rewind_to_token)
+        self.scroll = ChipScroll(self.strip, self)
+        self.scroll.setMinimumHeight(70)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.setSpacing(6)
+        lay.addWidget(self.editor)
+        lay.addLayout(note_row)
+        lay.addLayout(buttons)
+        lay.addWidget(self.scroll, 1)
+
+        session.step_ready.connect(self._on_step)
+        session.model_changed.connect(self._on_model_changed)
+        session.prompt_checked.connect(self._on_prompt_checked)
+        session.selected_token_changed.connect(self.strip.set_selected)
+        session.running_changed.connect(self._on_running)
+        self._set_enabled(False)
+        self.set_prompt_text(session.prompt, apply=False)
+        if session.model is not None:  # made after the model: start from the session's state
+            self._on_model_changed()
+            if session.result is not None:
+                self._on_step(session.result)
+
+    # -- actions ------------------------------------------------------------------------------
+    def _make_actions(self) -> None:
+        def act(text: str, keys: list[str], tip: str, slot) -> QAction:
+            a = QAction(text, self)
+            a.setShortcuts([QKeySequence(k) for k in keys])
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            shown = " / ".join(QKeySequence(k).toString(QKeySequence.SequenceFormat.NativeText)
+                               for k in keys)
+            a.setToolTip(f"{tip} ({shown}).\n{EDITOR_KEYS_NOTE}" if keys else tip)
+            a.setStatusTip(tip)
+            a.triggered.connect(slot)
+            return a
+
+        self.act_step = act("Step \u25b6", ["Space", "Right"], "Generate one token", self.step)
+        self.act_back = act("\u25c0 Back", ["Left", "Backspace"], "Undo the last generated token",
+                            self.back)
+        self.act_reset = act("Reset", ["Home"], "Back to the prompt: drop every generated token",
+                             self.reset)
+        self.act_resample = act("Resample", ["R"],
+                                "Draw the last token again under the current sampling settings",
+                                self.resample)
+        self.act_run = act("Run", ["Ctrl+Return"], "Generate continuously; press again to stop",
+                           self.toggle_run)
+        self.act_run.setCheckable(True)
+        self.act_stop = act("Stop", ["Escape"], "Stop generating", self.stop)
+        self.actions_list = [self.act_step, self.act_back, self.act_reset, self.act_resample,
+                             self.act_run, self.act_stop]
+
+    def _tool(self, action: QAction) -> QToolButton:
+        b = QToolButton(self)
+        b.setDefaultAction(action)
+        b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        b.setMinimumWidth(72)
+        b.setFont(ui_font(THEME.font_pt))
+        return b
+
+    @Slot()
+    def step(self) -> None:
+        self.flush_prompt()
+        self.session.step()
+
+    @Slot()
+    def back(self) -> None:
+        self.session.back()
+
+    @Slot()
+    def reset(self) -> None:
+        self.session.reset()
+
+    @Slot()
+    def resample(self) -> None:
+        self.session.resample()
+
+    @Slot()
+    def toggle_run(self) -> None:
+        if self.session.running:
+            self.session.stop()
+        else:
+            self.flush_prompt()
+            self.session.run(self.run_count.value(), self.run_interval.value())
+        self.act_run.setChecked(self.session.running)
+
+    @Slot()
+    def stop(self) -> None:
+        self.session.stop()
+        if self.editor.hasFocus():
+            self.leave_editor()
+
+    def leave_editor(self) -> None:
+        self.strip.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    # -- prompt -------------------------------------------------------------------------------
+    def set_prompt_text(self, text: str, apply: bool = True) -> None:
+        """Replace the editor's text (as if typed) and, with ``apply``, restart from it now."""
+        self.editor.blockSignals(True)
+        self.editor.setPlainText(text)
+        self.editor.blockSignals(False)
+        self.editor.moveCursor(QTextCursor.MoveOperation.End)
+        if apply:
+            self._apply_timer.stop()
+            self.apply_prompt()
+
+    def flush_prompt(self) -> None:
+        """Apply a pending edit now (a step right after typing uses the new prompt)."""
+        if self._apply_timer.isActive():
+            self._apply_timer.stop()
+            self.apply_prompt()
+
+    @Slot()
+    def _on_text_changed(self) -> None:
+        self._apply_timer.start()
+
+    @Slot()
+    def apply_prompt(self) -> None:
+        self.session.set_prompt(self.editor.toPlainText())
+
+    @Slot()
+    def remove_unknown(self) -> None:
+        tok = self.session.tokenizer
+        if tok is None:
+            return
+        text = self.editor.toPlainText()
+        self.set_prompt_text("".join(c for c in text if c in tok.stoi))
+
+    @Slot(object)
+    def _on_prompt_checked(self, check: Any) -> None:
+        text = self.editor.toPlainText()
+        selections = []
+        if check.unknown and check.text == text:
+            fmt = QTextCharFormat()
+            fmt.setBackground(QColor(THEME.bad).darker(140))
+            fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.WaveUnderline)
+            fmt.setUnderlineColor(QColor(THEME.bad))
+            fmt.setToolTip("not in the model's vocabulary")
+            for pos in check.unknown:
+                sel = QTextEdit.ExtraSelection()
+                cur = QTextCursor(self.editor.document())
+                cur.setPosition(pos)
+                cur.setPosition(pos + 1, QTextCursor.MoveMode.KeepAnchor)
+                sel.cursor = cur
+                sel.format = fmt
+                selections.append(sel)
+        self.editor.setExtraSelections(selections)
+        notes = []
+        if check.unknown:
+            chars = ", ".join(repr(c) for c in check.unknown_chars[:8])
+            more = " \u2026" if len(check.unknown_chars) > 8 else ""
+            n = len(check.unknown)
+            notes.append(f"{n} character{'s' if n != 1 else ''} not in the model's vocabulary "
+                         f"({chars}{more}) {'are' if n != 1 else 'is'} left out.")
+        if check.empty:
+            notes.append("Empty prompt: generation starts from a newline.")
+        if check.cropped:
+            notes.append(f"The prompt has {check.n_tokens} tokens but the model sees at most "
+                         f"{check.block_size}: the first {check.cropped} are cropped.")
+        self.note.setText(" ".join(notes))
+        self.note.setVisible(bool(notes))
+        self.remove_button.setVisible(bool(check.unknown))
+
+    # -- session ------------------------------------------------------------------------------
+    @Slot()
+    def _on_model_changed(self) -> None:
+        tok = self.session.tokenizer
+        self.strip.lookup = tok.token_str if tok is not None else None
+        self.strip.set_result(self.session.result)  # None until the new model's first result
+        self._set_enabled(self.session.model is not None)
+
+    @Slot(object)
+    def _on_step(self, result: Any) -> None:
+        self._set_enabled(True)
+        self.strip.set_result(result)
+        r = result
+        cfg = getattr(r, "config", None) or self.session.config
+        block = cfg.block_size if cfg is not None else r.T
+        n_prompt = r.cropped + r.T - r.n_generated  # in the whole text, not only the window
+        self.info.setText(f"{n_prompt} prompt + {r.n_generated} generated · "
+                          f"context {r.T}/{block}")
+        if self.session.running:  # follow the newest token while running
+            QTimer.singleShot(0, self._scroll_to_end)
+
+    @Slot()
+    def _scroll_to_end(self) -> None:
+        bar = self.scroll.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    @Slot(bool)
+    def _on_running(self, running: bool) -> None:
+        self.act_run.setChecked(running)
+        self.act_run.setText("Stop \u25a0" if running else "Run")
+
+    def _set_enabled(self, on: bool) -> None:
+        for a in (self.act_step, self.act_back, self.act_reset, self.act_resample, self.act_run):
+            a.setEnabled(on)
+
+    @Slot(int)
+    def _on_chip_clicked(self, i: int) -> None:
+        if i == self.session.selected_token:
+            i = -1  # a second click deselects
+        self.session.select_token(i)
+
+    @Slot(int)
+    def _on_chip_double_clicked(self, i: int) -> None:
+        r = self.session.result
+        if r is not None and i >= r.n_prompt:
+            self.session.rewind_to_token(i)
+            self.session.select_token(i)
+
+
+__all__ = ["PromptPanel", "TokenStrip", "printable", "DEBOUNCE_MS", "EDITOR_KEYS_NOTE"]

@@ -1,0 +1,329 @@
+"""Shared look and pyqtgraph helpers: the theme, colour maps, heatmaps with a colour bar, token ticks.
+
+Every panel takes its colours and fonts from here so the window looks like one tool. Plot items
+are made once and updated in place (``Heatmap.set_data`` calls ``setImage(..., autoLevels=False)``);
+bursts of updates are coalesced with :class:`Coalescer` (a single-shot ``QTimer``).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QTimer
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPalette
+from PySide6.QtWidgets import QApplication
+
+
+@dataclass(frozen=True)
+class Theme:
+    """One dark theme for widgets and plots (good contrast on a projector too)."""
+
+    background: str = "#16181d"  # plot backgrounds
+    window: str = "#1f2229"  # widget backgrounds
+    base: str = "#15171c"  # text entry backgrounds
+    panel: str = "#2a2e37"  # buttons, headers
+    text: str = "#e6e8ee"
+    muted: str = "#8b93a7"  # secondary text, greyed-out bars
+    grid: str = "#3a3f4b"
+    accent: str = "#4cc2ff"  # selection, the planned token
+    accent2: str = "#ffb547"  # a second highlight (e.g. the sampled token, a cut-off)
+    good: str = "#5bd68a"
+    bad: str = "#ff6b6b"
+    prompt_chip: str = "#3a3f4b"  # neutral chip colour of prompt tokens
+    font_family: str = ""  # "" = the platform's UI font
+    font_pt: int = 11
+    mono_family: str = "DejaVu Sans Mono"
+
+
+THEME = Theme()
+
+#: colour maps used across panels (pyqtgraph bundles these, no matplotlib needed)
+SEQUENTIAL = "viridis"  # attention probabilities, 0..1
+DIVERGING = "CET-D1A"  # signed values: scores, embeddings, activations
+
+
+def qcolor(c: str | QColor, alpha: float | None = None) -> QColor:
+    q = QColor(c)
+    if alpha is not None:
+        q.setAlphaF(float(alpha))
+    return q
+
+
+def ui_font(pt: int | None = None, bold: bool = False) -> QFont:
+    f = QFont(THEME.font_family) if THEME.font_family else QFont()
+    f.setPointSize(pt or THEME.font_pt)
+    f.setBold(bold)
+    return f
+
+
+def mono_font(pt: int | None = None) -> QFont:
+    f = QFont(THEME.mono_family)
+    f.setStyleHint(QFont.StyleHint.Monospace)
+    f.setPointSize(pt or THEME.font_pt)
+    return f
+
+
+def configure_pyqtgraph() -> None:
+    """Global pyqtgraph options; call once before any plot is made."""
+    pg.setConfigOptions(antialias=True, background=THEME.background, foreground=THEME.text,
+                        imageAxisOrder="row-major")
+
+
+def apply_theme(app: QApplication) -> None:
+    """Fusion style with the dark palette, readable fonts and pyqtgraph colours."""
+    configure_pyqtgraph()
+    app.setStyle("Fusion")
+    p = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: THEME.window, QPalette.ColorRole.WindowText: THEME.text,
+        QPalette.ColorRole.Base: THEME.base, QPalette.ColorRole.AlternateBase: THEME.window,
+        QPalette.ColorRole.ToolTipBase: THEME.panel, QPalette.ColorRole.ToolTipText: THEME.text,
+        QPalette.ColorRole.Text: THEME.text, QPalette.ColorRole.Button: THEME.panel,
+        QPalette.ColorRole.ButtonText: THEME.text, QPalette.ColorRole.BrightText: THEME.bad,
+        QPalette.ColorRole.Highlight: THEME.accent, QPalette.ColorRole.HighlightedText: "#0b0c10",
+        QPalette.ColorRole.Link: THEME.accent, QPalette.ColorRole.PlaceholderText: THEME.muted,
+    }
+    for role, colour in roles.items():
+        p.setColor(role, QColor(colour))
+    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text,
+                 QPalette.ColorRole.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor(THEME.muted))
+    app.setPalette(p)
+    app.setFont(ui_font())
+    app.setStyleSheet(f"""
+        QToolTip {{ color: {THEME.text}; background: {THEME.panel}; border: 1px solid {THEME.grid};
+                    padding: 4px; }}
+        QDockWidget {{ font-weight: bold; }}
+        QDockWidget::title {{ background: {THEME.panel}; padding: 5px 8px; }}
+        QPushButton {{ padding: 4px 12px; }}
+        QPushButton:checked {{ background: {THEME.accent}; color: #0b0c10; }}
+        QStatusBar QLabel {{ padding: 0 8px; }}
+    """)
+
+
+# -- colours for values ----------------------------------------------------------------------------
+def colormap(name: str = SEQUENTIAL) -> pg.ColorMap:
+    return pg.colormap.get(name)
+
+
+_PROB_LUT: list[QColor] = []
+_PROB_BINS = 96
+
+
+def prob_color(p: float | None) -> QColor:
+    """Colour of a generated token chip by the probability it had: red (unlikely) → green (likely).
+
+    The scale is logarithmic (1e-3 .. 1) because what matters to a reader is "was this a long shot
+    or the obvious choice", and most sampled probabilities sit between 1% and 90%. Colours come
+    from a small precomputed table: chips are painted hundreds at a time.
+    """
+    if not _PROB_LUT:
+        cmap = pg.ColorMap([0.0, 0.5, 1.0], [QColor("#c0392b"), QColor("#c9a227"),
+                                             QColor("#2e9e5b")])
+        _PROB_LUT.extend(cmap.map(i / (_PROB_BINS - 1), mode="qcolor") for i in range(_PROB_BINS))
+    if p is None or not math.isfinite(p):
+        return QColor(THEME.prompt_chip)
+    x = (math.log10(max(float(p), 1e-3)) + 3.0) / 3.0
+    return _PROB_LUT[min(max(int(round(x * (_PROB_BINS - 1))), 0), _PROB_BINS - 1)]
+
+
+# -- token labels ----------------------------------------------------------------------------------
+def token_label(token: str) -> str:
+    """A token as shown in plots: whitespace made visible (model.tokenizer.printable)."""
+    from model.tokenizer import printable  # model.* imports torch: only call after start-up
+
+    return printable(token)
+
+
+def token_ticks(tokens: Sequence[str], max_labels: int = 64,
+                offset: int = 0) -> list[tuple[float, str]]:
+    """Tick list for an axis of tokens, thinned to at most ``max_labels`` so labels never overlap."""
+    n = len(tokens)
+    if n == 0:
+        return []
+    stride = max(1, math.ceil(n / max_labels))
+    return [(float(i), token_label(tokens[i])) for i in range(offset % stride, n, stride)]
+
+
+def set_token_ticks(axis: pg.AxisItem, tokens: Sequence[str], max_labels: int = 64) -> None:
+    axis.setTicks([token_ticks(tokens, max_labels), []])
+
+
+# -- plots -----------------------------------------------------------------------------------------
+def style_plot(plot: pg.PlotItem, title: str | None = None, x: str | None = None,
+               y: str | None = None) -> pg.PlotItem:
+    """Consistent fonts, grid and labels for a PlotItem."""
+    font = ui_font(THEME.font_pt - 1)
+    for name in ("left", "bottom", "right", "top"):
+        ax = plot.getAxis(name)
+        ax.setTickFont(font)
+        ax.setTextPen(pg.mkPen(THEME.text))
+        ax.setPen(pg.mkPen(THEME.grid))
+    if title:
+        plot.setTitle(title, color=THEME.text, size=f"{THEME.font_pt + 1}pt")
+    label_style = {"color": THEME.muted, "font-size": f"{THEME.font_pt}pt"}
+    if x:
+        plot.setLabel("bottom", x, **label_style)
+    if y:
+        plot.setLabel("left", y, **label_style)
+    plot.hideButtons()
+    return plot
+
+
+class Heatmap:
+    """A matrix shown as an image with a colour bar, token ticks and a fixed colour range.
+
+    Made once; ``set_data`` updates the image in place without re-levelling.
+    """
+
+    def __init__(self, layout: pg.GraphicsLayout | pg.GraphicsLayoutWidget, row: int = 0,
+                 col: int = 0, *, title: str | None = None, cmap: str = SEQUENTIAL,
+                 levels: tuple[float, float] = (0.0, 1.0), colorbar: bool = True,
+                 colorbar_label: str | None = None):
+        self.plot: pg.PlotItem = layout.addPlot(row=row, col=col)
+        style_plot(self.plot, title)
+        self.plot.invertY(True)
+        self.plot.setAspectLocked(False)
+        self.plot.setMenuEnabled(False)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.levels = levels
+        self.cmap = colormap(cmap)
+        self.image.setColorMap(self.cmap)
+        self.colorbar: pg.ColorBarItem | None = None
+        if colorbar:
+            self.colorbar = pg.ColorBarItem(values=levels, colorMap=self.cmap, interactive=False,
+                                            width=14, label=colorbar_label)
+            self.colorbar.setImageItem(self.image)
+            layout.addItem(self.colorbar, row=row, col=col + 1)
+
+    def set_levels(self, levels: tuple[float, float]) -> None:
+        self.levels = (float(levels[0]), float(levels[1]))
+        if self.colorbar is not None:
+            self.colorbar.setLevels(self.levels)
+        else:
+            self.image.setLevels(self.levels)
+
+    def set_data(self, a: np.ndarray, levels: tuple[float, float] | None = None) -> None:
+        if levels is not None and tuple(levels) != self.levels:
+            self.set_levels(levels)
+        a = np.asarray(a, dtype=np.float32)
+        self.image.setImage(a, autoLevels=False, levels=self.levels)
+        self.image.setRect(0 - 0.5, 0 - 0.5, a.shape[1], a.shape[0])
+
+    def set_token_ticks(self, x_tokens: Sequence[str] | None, y_tokens: Sequence[str] | None,
+                        max_labels: int = 48) -> None:
+        if x_tokens is not None:
+            set_token_ticks(self.plot.getAxis("bottom"), x_tokens, max_labels)
+        if y_tokens is not None:
+            set_token_ticks(self.plot.getAxis("left"), y_tokens, max_labels)
+
+
+def symmetric_levels(a: np.ndarray, percentile: float = 99.0) -> tuple[float, float]:
+    """(-m, m) with m a high percentile of |a|: a diverging map centred on zero, robust to outliers."""
+    a = np.asarray(a)
+    finite = a[np.isfinite(a)]
+    m = float(np.percentile(np.abs(finite), percentile)) if finite.size else 1.0
+    m = m if m > 0 else 1.0
+    return (-m, m)
+
+
+class TextLabels(pg.GraphicsObject):
+    """Many short texts at data positions, painted by one item (far cheaper than a TextItem each).
+
+    Each text is anchored at its point's left-middle, offset a few pixels to the right, and keeps
+    its pixel size whatever the zoom. It takes no part in auto-ranging.
+    """
+
+    def __init__(self, font: QFont | None = None, offset_px: float = 5.0):
+        super().__init__()
+        self._items: list[tuple[float, float, str, QColor]] = []
+        self._font = font or ui_font(THEME.font_pt - 1)
+        self._offset = offset_px
+
+    def set_labels(self, items: Sequence[tuple[float, float, str, QColor]]) -> None:
+        self._items = list(items)
+        self.update()
+
+    def texts(self) -> list[str]:
+        return [t for _, _, t, _ in self._items]
+
+    def dataBounds(self, ax, frac=1.0, orthoRange=None):  # noqa: N802 - pyqtgraph API
+        return None
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        vr = self.viewRect()  # the whole visible range: labels may stick out of the data
+        return vr if vr is not None else QRectF()
+
+    def paint(self, p, *args) -> None:
+        if not self._items:
+            return
+        t = p.transform()
+        p.save()
+        p.resetTransform()
+        p.setFont(self._font)
+        fm = QFontMetricsF(self._font)
+        dy = (fm.ascent() - fm.descent()) / 2
+        for x, y, text, colour in self._items:
+            pt = t.map(QPointF(x, y))
+            p.setPen(colour)
+            p.drawText(QPointF(pt.x() + self._offset, pt.y() + dy), text)
+        p.restore()
+
+
+class Coalescer(QObject):
+    """Runs ``fn`` once, ~``ms`` after the first of a burst of ``request()`` calls.
+
+    Panels call ``request()`` from every signal; the redraw happens once per frame at most.
+    With ``widget``, nothing is drawn while the widget is hidden (a closed dock, a tab behind
+    another): the redraw happens when it is shown again.
+    """
+
+    def __init__(self, fn: Callable[[], None], ms: int = 16, parent: QObject | None = None,
+                 widget=None):
+        super().__init__(parent)
+        self._fn = fn
+        self._widget = widget
+        self._dirty = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(ms)
+        self._timer.timeout.connect(self._fire)
+        if widget is not None:
+            widget.installEventFilter(self)
+
+    def request(self) -> None:
+        if self._widget is not None and not self._widget.isVisible():
+            self._dirty = True  # drawn on the next show
+            return
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def eventFilter(self, obj, e) -> bool:  # noqa: N802 - Qt API
+        if self._dirty and e.type() == QEvent.Type.Show:
+            self._dirty = False
+            self._timer.start()
+        return False
+
+    def flush(self) -> None:
+        """Run now if a redraw is pending (tests and benchmarks)."""
+        if self._timer.isActive():
+            self._timer.stop()
+            self._fn()
+
+    @property
+    def pending(self) -> bool:
+        return self._timer.isActive()
+
+    def _fire(self) -> None:
+        self._fn()
+
+
+__all__ = [
+    "Theme", "THEME", "SEQUENTIAL", "DIVERGING", "qcolor", "ui_font", "mono_font",
+    "configure_pyqtgraph", "apply_theme", "colormap", "prob_color", "token_label", "token_ticks",
+    "set_token_ticks", "style_plot", "Heatmap", "symmetric_levels", "TextLabels", "Coalescer",
+]

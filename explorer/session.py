@@ -1,0 +1,463 @@
+"""The session: the current model, tokenizer, device, sampling settings and latest StepResult.
+
+A :class:`Session` lives in the GUI thread. Panels read from it and listen to its signals; they
+ask for work through its methods, which hand frozen request dataclasses to the inference worker
+(:mod:`explorer.workers`) running in its own QThread. Moving the temperature slider re-ranks the
+cached logits right here (no forward pass) and then tells the worker, so the next step uses the
+new settings.
+
+Nothing here imports torch at module level: the window can paint while torch loads.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from . import workers as W
+
+EMPTY_PROMPT_MESSAGE = "Empty prompt: generation starts from a newline"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: Path | None
+    n_params: int
+    device: str
+    trained: bool
+    summary: dict
+
+
+@dataclass(frozen=True)
+class PromptCheck:
+    """What is wrong with the prompt text as typed (shown under the editor)."""
+
+    text: str
+    unknown: tuple[int, ...] = ()  # positions of characters outside the vocabulary
+    unknown_chars: tuple[str, ...] = ()
+    empty: bool = False
+    n_tokens: int = 0  # tokens the model gets (unknown characters left out)
+    block_size: int = 0
+
+    @property
+    def cropped(self) -> int:
+        return max(0, self.n_tokens - self.block_size) if self.block_size else 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.unknown and not self.empty and not self.cropped
+
+
+def model_info(model: Any, path: Path | None, device: str, trained: bool, summary: dict,
+               name: str | None = None) -> ModelInfo:
+    n = sum(p.numel() for p in model.parameters())
+    if name is None:
+        name = path.stem if path is not None else "untrained model"
+    return ModelInfo(name=name, path=path, n_params=int(n), device=str(device), trained=trained,
+                     summary=dict(summary))
+
+
+def _default_sample() -> Any:
+    from model.config import SampleConfig
+
+    return SampleConfig()
+
+
+class Session(QObject):
+    """Current model + latest result; a thin, signal-emitting facade over the inference worker."""
+
+    model_changed = Signal()
+    step_ready = Signal(object)
+    sample_changed = Signal(object)
+    busy_changed = Signal(bool)
+    message = Signal(str)
+    error = Signal(str, str)
+    selected_token_changed = Signal(int)
+    # additions beyond the agreed API
+    running_changed = Signal(bool)
+    prompt_checked = Signal(object)  # PromptCheck
+    device_changed = Signal(str)
+    loading_changed = Signal(bool)  # True while a model is being loaded in the background
+
+    def __init__(self, device: str = "auto", sample: Any = None, parent: QObject | None = None,
+                 capture: Any = None):
+        super().__init__(parent)
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.config: Any = None
+        self.info: ModelInfo | None = None
+        self.result: Any = None
+        self._sample: Any = sample
+        self.selected_token = -1
+        self.device = device
+        self.prompt = ""
+        self.prompt_check: PromptCheck | None = None
+        self.running = False
+        self.busy = False
+        self.loading = False
+        self.run_interval_ms = 40
+        self.results_received = 0
+        self._generation = 0
+        self._start_prompt = ""
+        self._closed = False
+        self._thread = W.InferenceThread(capture)
+        self.worker = self._thread.worker
+        # queued across threads; all receivers are slots of this GUI-thread object
+        self.worker.result_ready.connect(self._on_result)
+        self.worker.model_ready.connect(self._on_model_ready)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.notice.connect(self._on_notice)
+        self.worker.device_changed.connect(self._on_device_changed)
+        self.worker.busy_changed.connect(self._on_busy)
+        self.worker.running_changed.connect(self._on_running)
+
+    # -- settings ------------------------------------------------------------------------------
+    @property
+    def sample(self) -> Any:
+        if self._sample is None:
+            self._sample = _default_sample()
+        return self._sample
+
+    def set_sample(self, sample: Any) -> None:
+        """New sampling settings: re-rank the cached logits now, then tell the worker."""
+        if sample == self._sample:
+            return
+        self._sample = sample
+        if self.result is not None:
+            self.result = self._reranked(self.result, sample)
+            self.worker.submit(W.Redistribute(sample))
+        self.sample_changed.emit(sample)
+
+    def _reranked(self, r: Any, sample: Any) -> Any:
+        """``r`` under new settings, computed here from its cached logits (no forward pass).
+
+        ``planned`` follows the stepper's rule (model/stepper.py): the token at absolute position
+        p is drawn with ``uniform_for(seed, p, draw)``, so the worker's answer will agree."""
+        from model.sampling import distribution_for, sample_from, uniform_for
+
+        dist = distribution_for(r.logits, sample)
+        planned = r.planned
+        seed = sample.seed if sample.seed is not None else self.worker.auto_seed
+        if seed is not None:
+            planned = sample_from(dist, uniform_for(seed, r.cropped + r.T, getattr(r, "draw", 0)))
+        return dataclasses.replace(r, dist=dist, sample=sample, planned=planned)
+
+    # -- models --------------------------------------------------------------------------------
+    def start(self, checkpoint: str | Path | None = None, prompt: str | None = None,
+              sample: dict | None = None) -> None:
+        """Load the first model in the worker, which also imports torch: the GUI thread stays
+        free. ``sample``: SampleConfig fields to start with (default: the current settings)."""
+        if prompt is not None:
+            self.prompt = prompt
+        self._generation += 1
+        self._set_loading(True)
+        path = Path(checkpoint) if checkpoint else None
+        self._start_prompt = self.prompt
+        spec = sample if sample is not None else self._sample  # None: the worker's default
+        self.worker.submit(W.LoadModel(path, self.device, self.prompt, spec, self._generation))
+
+    def set_model(self, model: Any, tokenizer: Any, info: ModelInfo) -> None:
+        """Make ``model`` current (stops Run; the worker gets a fresh Stepper)."""
+        self.stop()
+        self._generation += 1
+        self.model, self.tokenizer, self.config, self.info = model, tokenizer, model.config, info
+        self.device = info.device
+        self.result = None
+        self.selected_token = -1
+        check = self._check(self.prompt)
+        self.worker.submit(W.UseModel(model, tokenizer, info.device, self._model_text(check),
+                                      self.sample, self._generation))
+        self.model_changed.emit()
+        self.selected_token_changed.emit(-1)
+        self.prompt_check = check
+        self.prompt_checked.emit(check)
+        self._describe_model()
+
+    def load_checkpoint(self, path: str | Path) -> bool:
+        """Load a model file; on any problem emit ``error`` and keep the current model."""
+        from model.checkpoints import CheckpointError, load_checkpoint
+
+        path = Path(path)
+        try:
+            ck = load_checkpoint(path, device=self.device if self.model is not None else "cpu")
+        except CheckpointError as e:
+            self.error.emit("Could not open the model", str(e))
+            return False
+        except Exception as e:  # noqa: BLE001 - unreadable files, odd OS errors: same dialog
+            self.error.emit("Could not open the model", f"{path}: {e}")
+            return False
+        self.set_model(ck.model, ck.tokenizer,
+                       model_info(ck.model, path, self.device, W.is_trained(ck.summary),
+                                  ck.summary))
+        return True
+
+    def save_checkpoint(self, path: str | Path) -> bool:
+        from model.checkpoints import save_checkpoint
+
+        if self.model is None:
+            self.error.emit("Nothing to save", "No model is loaded yet.")
+            return False
+        path = Path(path)
+        summary = dict(self.info.summary if self.info else {})
+        try:
+            save_checkpoint(path, self.model, self.tokenizer, summary=summary)
+        except Exception as e:  # noqa: BLE001
+            self.error.emit("Could not save the model", str(e))
+            return False
+        if self.info is not None:
+            self.info = dataclasses.replace(self.info, path=path, name=path.stem)
+        self.message.emit(f"Saved {path}")
+        self._describe_model()
+        return True
+
+    def set_device(self, name: str) -> None:
+        if self.model is None:
+            self.device = name
+            return
+        self.stop()
+        self._submit(W.SetDevice(name))
+
+    # -- prompt and stepping -------------------------------------------------------------------
+    def set_prompt(self, text: str) -> PromptCheck | None:
+        """Start again from ``text``; characters outside the vocabulary are left out (and reported)."""
+        self.prompt = text
+        if self.tokenizer is None:
+            return None  # applied when the model is ready
+        self.stop()
+        check = self._check(text)
+        self.selected_token = -1
+        self._submit(W.SetPrompt(self._model_text(check)))
+        self.prompt_check = check
+        self.prompt_checked.emit(check)
+        self.selected_token_changed.emit(-1)
+        if check.empty:
+            self.message.emit(EMPTY_PROMPT_MESSAGE)
+        return check
+
+    def step(self, force: int | None = None) -> None:
+        if self.result is None:
+            return
+        if force is not None and not 0 <= int(force) < self.tokenizer.vocab_size:
+            self.message.emit(f"Token id {force} is not in the vocabulary")
+            return
+        self.stop()
+        self._submit(W.Step(None if force is None else int(force)))
+
+    def back(self) -> None:
+        if self.result is None:
+            return
+        self.stop()
+        if self.result.n_generated == 0:
+            self.message.emit("Nothing to undo: only the prompt is left")
+            return
+        self._submit(W.Back())
+
+    def rewind_to(self, n_generated: int) -> None:
+        if self.result is None:
+            return
+        self.stop()
+        self._submit(W.RewindTo(int(n_generated)))
+
+    def rewind_to_token(self, i: int) -> None:
+        """Make window token ``i`` (a generated one) the last token of the text."""
+        r = self.result
+        if r is None or not r.n_prompt <= i < r.T:
+            return
+        self.rewind_to(r.n_generated - (r.T - 1 - i))
+
+    def reset(self) -> None:
+        if self.result is None:
+            return
+        self.stop()
+        self._submit(W.Reset())
+
+    def resample(self) -> None:
+        if self.result is None:
+            return
+        self.stop()
+        if self.result.n_generated == 0:
+            self.message.emit("Nothing to resample: step at least once")
+            return
+        self._submit(W.Resample())
+
+    def run(self, n: int, interval_ms: int | None = None) -> None:
+        """Generate ``n`` tokens continuously (one result per step), stoppable with stop()."""
+        if self.result is None or n <= 0:
+            return
+        if interval_ms is not None:
+            self.run_interval_ms = int(interval_ms)
+        self.running = True
+        self.running_changed.emit(True)
+        self.worker.submit(W.Run(int(n), self.run_interval_ms))
+
+    def stop(self) -> None:
+        if self.running:
+            self.worker.stop_run()
+            self.running = False
+            self.running_changed.emit(False)
+
+    def select_token(self, i: int) -> None:
+        i = int(i)
+        if self.result is None or not 0 <= i < self.result.T:
+            i = -1
+        if i != self.selected_token:
+            self.selected_token = i
+            self.selected_token_changed.emit(i)
+
+    # -- teardown ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the worker thread and wait for it (call before the app exits)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop()
+        self._thread.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _submit(self, req: Any) -> None:
+        self.worker.submit(req)
+
+    def _check(self, text: str) -> PromptCheck:
+        tok = self.tokenizer
+        bad = [i for i, c in enumerate(text) if c not in tok.stoi]
+        n_tokens = len(text) - len(bad)
+        return PromptCheck(text=text, unknown=tuple(bad),
+                           unknown_chars=tuple(sorted({text[i] for i in bad})),
+                           empty=n_tokens == 0, n_tokens=n_tokens,
+                           block_size=self.model.config.block_size if self.model else 0)
+
+    def _model_text(self, check: PromptCheck) -> str:
+        if not check.unknown:
+            return check.text
+        bad = set(check.unknown)
+        return "".join(c for i, c in enumerate(check.text) if i not in bad)
+
+    def _set_loading(self, loading: bool) -> None:
+        if loading != self.loading:
+            self.loading = loading
+            self.loading_changed.emit(loading)
+
+    def _describe_model(self) -> None:
+        """The status bar's permanent labels say what the model is; nothing to add here."""
+
+    # -- worker slots (queued into the GUI thread) ---------------------------------------------
+    @Slot(object, int, str)
+    def _on_result(self, result: Any, generation: int, kind: str = "") -> None:
+        _in_gui_thread(self)
+        self.worker.ack()
+        if generation != self._generation or self._closed:
+            return
+        if result.sample != self.sample:
+            # the worker has not seen the newest settings yet: show them, it will catch up
+            result = self._reranked(result, self.sample)
+        quiet = kind == "Redistribute" and _same_state(self.result, result)
+        self.result = result
+        self.results_received += 1
+        if quiet:
+            # the worker confirmed what set_sample() already showed: no redraw needed
+            return
+        if self.selected_token >= result.T:
+            self.selected_token = -1
+            self.selected_token_changed.emit(-1)
+        self.step_ready.emit(result)
+
+    @Slot(object, object, int)
+    def _on_model_ready(self, loaded: Any, result: Any, generation: int) -> None:
+        _in_gui_thread(self)
+        self.worker.ack()
+        if generation != self._generation or self._closed:
+            return
+        self.model, self.tokenizer = loaded.model, loaded.tokenizer
+        self.config = loaded.model.config
+        self.device = loaded.device
+        name = loaded.path.stem if loaded.path else "untrained model"
+        self.info = model_info(loaded.model, loaded.path, loaded.device, loaded.trained,
+                               loaded.summary, name)
+        self.result = None
+        self._set_loading(False)
+        new_sample = loaded.sample is not None and loaded.sample != self._sample
+        if loaded.sample is not None:
+            self._sample = loaded.sample
+        self.model_changed.emit()
+        if new_sample:
+            self.sample_changed.emit(self._sample)
+        self.device_changed.emit(self.device)
+        check = self._check(self.prompt)
+        self.prompt_check = check
+        self.prompt_checked.emit(check)
+        self._describe_model()
+        if result is not None:
+            self._on_result(result, generation)
+        if self.prompt != self._start_prompt:  # typed while the model was loading
+            self.set_prompt(self.prompt)
+
+    @Slot(str, str, str, int)
+    def _on_failed(self, kind: str, title: str, text: str, generation: int) -> None:
+        if self._closed:
+            return
+        if kind == "LoadModel":
+            self._set_loading(False)
+        if self.running:
+            self.running = False
+            self.running_changed.emit(False)
+        if kind in ("Back", "RewindTo", "Resample", "Reset"):
+            self.message.emit(text)
+        else:
+            self.error.emit(title, text)
+
+    @Slot(str, int)
+    def _on_notice(self, text: str, generation: int) -> None:
+        if not self._closed:
+            self.message.emit(text)
+
+    @Slot(str, int)
+    def _on_device_changed(self, device: str, generation: int) -> None:
+        if generation != self._generation or self._closed:
+            return
+        self.device = device
+        if self.info is not None:
+            self.info = dataclasses.replace(self.info, device=device)
+        self.device_changed.emit(device)
+
+    @Slot(bool)
+    def _on_busy(self, busy: bool) -> None:
+        if busy != self.busy and not self._closed:
+            self.busy = busy
+            self.busy_changed.emit(busy)
+
+    @Slot(bool, int)
+    def _on_running(self, running: bool, generation: int) -> None:
+        if self._closed or generation != self._generation:
+            return
+        if not running and self.running:
+            self.running = False
+            self.running_changed.emit(False)
+
+
+def _in_gui_thread(obj: QObject) -> None:
+    """Worker signals must reach the session's slots queued, in the GUI thread. With PySide6 6.x a
+    receiver that is not a @Slot method runs in the emitting (worker) thread: fail loudly."""
+    if QThread.currentThread() is not obj.thread():
+        raise RuntimeError("a worker signal reached the Session outside the GUI thread; connect "
+                           "worker signals only to @Slot methods of GUI-thread objects")
+
+
+def _same_state(a: Any, b: Any) -> bool:
+    """True when ``b`` shows exactly what ``a`` shows (a redistribute answer for settings that
+    set_sample() has already applied here)."""
+    if a is None or b is None or b.chosen is not None:
+        return False
+    import numpy as np
+
+    return (a.T == b.T and a.n_generated == b.n_generated and a.cropped == b.cropped
+            and a.planned == b.planned and a.sample == b.sample
+            and getattr(a, "draw", 0) == getattr(b, "draw", 0)
+            and np.array_equal(a.ids, b.ids) and np.array_equal(a.logits, b.logits))

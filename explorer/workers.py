@@ -1,0 +1,483 @@
+"""Background work: the inference worker owns the Stepper and runs every forward pass off the GUI thread.
+
+Requests are frozen dataclasses handed to :meth:`InferenceWorker.submit` from the GUI thread. The
+newest request wins: a pending request of a coalescing kind (a prompt, sampling settings, a model,
+a device) replaces an older pending one of the same kind, and a new prompt or model drops the
+steps still queued for the old one. Results go back as signals carrying numpy-only StepResults,
+tagged with the model *generation* so a late result for a replaced model is ignored.
+
+Connect this worker's signals only to slots (methods) of QObjects that live in the GUI thread: a
+lambda or plain function connected to them would run in the worker thread (PySide6 6.x).
+
+Torch threads: the worker sets ``torch.set_num_threads(inference_threads())`` = cores − 1, at most
+4 (at least 1). The models here are small, so more threads buy little, and leaving one core free
+keeps the GUI thread responsive while Run generates continuously. The setting is process-wide.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+
+# -- requests --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadModel:
+    """Load a checkpoint (or build the untrained default when path is None) in the worker."""
+
+    path: Path | None
+    device: str
+    prompt: str
+    sample: Any  # SampleConfig, or a dict of its fields (the GUI need not import torch for it)
+    generation: int
+
+
+@dataclass(frozen=True)
+class UseModel:
+    """Switch to a model that is already built (File → Open, the training dock)."""
+
+    model: Any = field(compare=False)
+    tokenizer: Any = field(compare=False)
+    device: str
+    prompt: str
+    sample: Any
+    generation: int
+
+
+@dataclass(frozen=True)
+class SetDevice:
+    device: str
+
+
+@dataclass(frozen=True)
+class SetPrompt:
+    text: str  # already free of characters outside the vocabulary
+
+
+@dataclass(frozen=True)
+class Step:
+    force: int | None = None
+
+
+@dataclass(frozen=True)
+class Back:
+    pass
+
+
+@dataclass(frozen=True)
+class RewindTo:
+    n_generated: int
+
+
+@dataclass(frozen=True)
+class Reset:
+    pass
+
+
+@dataclass(frozen=True)
+class Resample:
+    pass
+
+
+@dataclass(frozen=True)
+class Redistribute:
+    sample: Any  # SampleConfig
+
+
+@dataclass(frozen=True)
+class Run:
+    n: int
+    interval_ms: int = 40
+
+
+#: kinds where only the newest pending request matters
+COALESCE = (LoadModel, UseModel, SetDevice, SetPrompt, Redistribute, Run)
+#: kinds that make every older pending request obsolete (they start a new text)
+SUPERSEDE = (LoadModel, UseModel, SetPrompt)
+MODEL_KINDS = (LoadModel, UseModel)
+MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
+
+
+def inference_threads() -> int:
+    n = os.cpu_count() or 1
+    return max(1, min(4, n - 1))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What the worker hands back after LoadModel: the model and how to describe it."""
+
+    model: Any
+    tokenizer: Any
+    path: Path | None
+    device: str
+    summary: dict
+    trained: bool
+    sample: Any = None  # the SampleConfig in use
+
+
+def untrained_default(device: str = "cpu") -> tuple[Any, Any]:
+    """The model shown until a trained one exists: random weights, printable ASCII + newline."""
+    import string
+
+    import torch
+
+    from model import GPT, CharTokenizer, ModelConfig
+
+    chars = sorted(set(string.printable) - set("\t\r\x0b\x0c"))  # letters, digits, punctuation, space, \n
+    tok = CharTokenizer(chars)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=256, n_layer=4, n_head=4, n_embd=128,
+                      pos_kind="sinusoidal")
+    torch.manual_seed(0)  # the same "random" model every start, so demos repeat
+    model = GPT(cfg).to(device).eval()
+    return model, tok
+
+
+class InferenceWorker(QObject):
+    """Owns the Stepper; lives in its own QThread (see :func:`start_inference_thread`)."""
+
+    result_ready = Signal(object, int, str)  # StepResult, generation, request kind
+    model_ready = Signal(object, object, int)  # Loaded, StepResult | None, generation
+    failed = Signal(str, str, str, int)  # request kind, title, text, generation
+    notice = Signal(str, int)  # a status-bar message, generation
+    device_changed = Signal(str, int)  # device actually in use, generation
+    busy_changed = Signal(bool)
+    running_changed = Signal(bool, int)
+    _wake = Signal()
+    _tick = Signal()
+
+    def __init__(self, capture: Any = None, lens_k: int = 5):
+        super().__init__()
+        self._capture = capture
+        self._lens_k = lens_k
+        self._lock = threading.Lock()
+        self._pending: list[Any] = []
+        self._stepper: Any = None
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._device = "cpu"
+        self._sample: Any = None
+        self._generation = -1
+        self._busy = False
+        # Run state: written by the GUI thread only through stop_run()/ack() (single assignments)
+        self._run_left = 0
+        self._run_interval = 0.0
+        self._last_step = 0.0
+        self._stop = False
+        self._acked = True
+        self._timer: QTimer | None = None
+        self.requests_handled = 0  # for tests and benchmarks
+        self.steps_done = 0
+        self._wake.connect(self._process, Qt.ConnectionType.QueuedConnection)
+        self._tick.connect(self._run_tick, Qt.ConnectionType.QueuedConnection)
+
+    # -- called from the GUI thread -----------------------------------------------------------
+    def submit(self, req: Any) -> None:
+        with self._lock:
+            if isinstance(req, SUPERSEDE):
+                self._pending = [p for p in self._pending if isinstance(p, MODEL_KINDS)
+                                 and not isinstance(req, MODEL_KINDS)]
+            elif isinstance(req, COALESCE):
+                self._pending = [p for p in self._pending if type(p) is not type(req)]
+            elif isinstance(req, Step):
+                if sum(isinstance(p, Step) for p in self._pending) >= MAX_PENDING_STEPS:
+                    return
+            self._pending.append(req)
+        self._wake.emit()
+
+    def stop_run(self) -> None:
+        """Stop continuous generation after the step in progress (thread-safe)."""
+        self._stop = True
+        self._tick.emit()
+
+    def ack(self) -> None:
+        """The GUI has taken the last result: Run may compute the next one (thread-safe)."""
+        self._acked = True
+        if self._run_left > 0:
+            self._tick.emit()
+
+    @property
+    def auto_seed(self) -> int | None:
+        """The seed the stepper draws with while SampleConfig.seed is None (read-only)."""
+        st = self._stepper
+        return getattr(st, "auto_seed", None) if st is not None else None
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    # -- in the worker thread -----------------------------------------------------------------
+    @Slot()
+    def _process(self) -> None:
+        while True:
+            with self._lock:
+                req = self._pending.pop(0) if self._pending else None
+            if req is None:
+                break
+            self._set_busy(True)
+            self._handle(req)
+            self.requests_handled += 1
+        self._set_busy(self._run_left > 0)
+
+    def _set_busy(self, busy: bool) -> None:
+        if busy != self._busy:
+            self._busy = busy
+            self.busy_changed.emit(busy)
+
+    def _handle(self, req: Any) -> None:
+        kind = type(req).__name__
+        try:
+            if isinstance(req, LoadModel):
+                self._load(req)
+                return
+            if isinstance(req, UseModel):
+                self._use(req)
+                return
+            if isinstance(req, Run):
+                self._start_run(req)
+                return
+            if isinstance(req, Redistribute):
+                self._sample = req.sample
+                if self._stepper is not None:
+                    self._emit(self._stepper.redistribute(req.sample), "Redistribute")
+                return
+            if self._stepper is None:
+                return
+            if not isinstance(req, SetDevice):
+                self._end_run()
+            if isinstance(req, SetDevice):
+                self._set_device(req.device)
+            elif isinstance(req, SetPrompt):
+                self._emit(self._stepper.set_prompt(req.text, errors="drop"))
+            elif isinstance(req, Step):
+                self._emit(self._stepper.step(force=req.force))
+                self.steps_done += 1
+            elif isinstance(req, Back):
+                self._emit(self._stepper.back())
+            elif isinstance(req, RewindTo):
+                self._emit(self._stepper.rewind_to(req.n_generated))
+            elif isinstance(req, Reset):
+                self._emit(self._stepper.reset())
+            elif isinstance(req, Resample):
+                self._emit(self._stepper.resample())
+        except Exception as e:  # noqa: BLE001 - report every failure, keep the worker alive
+            self._end_run()
+            self.failed.emit(kind, _title(kind), _describe(e), self._generation)
+
+    def _emit(self, result: Any, kind: str = "") -> None:
+        self._acked = False
+        self.result_ready.emit(result, self._generation, kind)
+
+    def _new_stepper(self, model: Any, tokenizer: Any, sample: Any) -> Any:
+        from model.stepper import Stepper
+
+        kwargs: dict[str, Any] = {"lens_k": self._lens_k}
+        if self._capture is not None:
+            kwargs["capture"] = self._capture
+        return Stepper(model, tokenizer, sample, **kwargs)
+
+    def _load(self, req: LoadModel) -> None:
+        import torch
+
+        from model import fastpath
+
+        torch.set_num_threads(inference_threads())
+        fastpath.tune_malloc()  # process-wide; keeps capture buffers from page-faulting each step
+        from model.devices import DeviceError, resolve_device
+
+        self._end_run()
+        self._generation = req.generation
+        try:
+            device = str(resolve_device(req.device))
+        except DeviceError as e:
+            device = "cpu"
+            self.notice.emit(f"{e}; using the CPU instead", req.generation)
+        loaded: Loaded | None = None
+        if req.path is not None:
+            from model.checkpoints import CheckpointError, load_checkpoint
+
+            try:
+                ck = load_checkpoint(req.path, device=device)
+                loaded = Loaded(ck.model, ck.tokenizer, Path(req.path), device,
+                                dict(ck.summary or {}), is_trained(ck.summary))
+            except (CheckpointError, OSError, RuntimeError) as e:
+                text = _describe(e)
+                if str(req.path) not in text:
+                    text = f"{req.path}: {text}"
+                self.failed.emit("LoadModel", "Could not open the model",
+                                 f"{text}\n\nAn untrained model is shown instead.",
+                                 req.generation)
+        if loaded is None:
+            model, tok = untrained_default(device)
+            loaded = Loaded(model, tok, None, device, {"untrained": True, "steps": 0}, False)
+        self._model, self._tokenizer, self._device = loaded.model, loaded.tokenizer, device
+        self._sample = _sample_config(req.sample)
+        loaded = dataclasses.replace(loaded, sample=self._sample)
+        self._stepper = self._new_stepper(loaded.model, loaded.tokenizer, self._sample)
+        result = self._first_result(req.prompt)
+        self._acked = False
+        self.model_ready.emit(loaded, result, req.generation)
+
+    def _use(self, req: UseModel) -> None:
+        self._end_run()
+        self._generation = req.generation
+        self._model, self._tokenizer, self._device = req.model, req.tokenizer, req.device
+        self._sample = req.sample
+        self._stepper = self._new_stepper(req.model, req.tokenizer, req.sample)
+        self._emit(self._first_result(req.prompt))
+
+    def _first_result(self, prompt: str) -> Any:
+        text = "".join(c for c in prompt if c in self._tokenizer.stoi)
+        return self._stepper.set_prompt(text, errors="drop")
+
+    def _set_device(self, name: str) -> None:
+        """Move the model; on any failure fall back to the CPU and say why."""
+        from model.devices import resolve_device
+
+        prompt, generated = _split_text(self._stepper)
+        auto_seed = self._stepper.auto_seed
+        try:
+            dev = str(resolve_device(name))
+            self._model.to(dev)
+            stepper = self._rebuild(prompt, generated, auto_seed)
+        except Exception as e:  # noqa: BLE001 - any device problem means: back to the CPU
+            self._model.to("cpu")
+            dev = "cpu"
+            stepper = self._rebuild(prompt, generated, auto_seed)
+            self.notice.emit(f"Device {name!r} failed ({_describe(e)}); using the CPU instead",
+                             self._generation)
+        self._device = dev
+        self._stepper = stepper
+        self.device_changed.emit(dev, self._generation)
+        self._emit(stepper.result)
+
+    def _rebuild(self, prompt: str, generated: list[int], auto_seed: int) -> Any:
+        """A fresh Stepper on the model's current device, replaying the generated tokens."""
+        s = self._new_stepper(self._model, self._tokenizer, self._sample)
+        s.auto_seed = auto_seed  # the same draws as before the move
+        s.set_prompt(prompt, errors="drop")
+        for tid in generated:
+            s.step(force=int(tid))
+        return s
+
+    # -- Run ----------------------------------------------------------------------------------
+    def _start_run(self, req: Run) -> None:
+        if self._stepper is None or req.n <= 0:
+            return
+        self._run_left = int(req.n)
+        self._run_interval = max(0, req.interval_ms) / 1000.0
+        self._stop = False
+        self._acked = True
+        self._last_step = 0.0
+        self.running_changed.emit(True, self._generation)
+        self._run_tick()
+
+    def _end_run(self) -> None:
+        if self._run_left > 0:
+            self._run_left = 0
+            self.running_changed.emit(False, self._generation)
+
+    @Slot()
+    def _run_tick(self) -> None:
+        if self._run_left <= 0:
+            return
+        if self._stop:
+            self._end_run()
+            self._set_busy(False)
+            return
+        if self.pending:  # user requests first; they end the run if they change the text
+            self._process()
+            if self._run_left <= 0:
+                return
+        if not self._acked:
+            return  # ack() ticks again
+        wait = self._last_step + self._run_interval - time.perf_counter()
+        if wait > 0.001:
+            if self._timer is None:  # created here so it lives in the worker thread
+                self._timer = QTimer(self)
+                self._timer.setSingleShot(True)
+                self._timer.timeout.connect(self._run_tick)
+            self._timer.start(max(1, int(wait * 1000)))
+            return
+        self._set_busy(True)
+        try:
+            result = self._stepper.step()
+        except Exception as e:  # noqa: BLE001
+            self._end_run()
+            self._set_busy(False)
+            self.failed.emit("Run", _title("Run"), _describe(e), self._generation)
+            return
+        self.steps_done += 1
+        self._last_step = time.perf_counter()
+        self._run_left -= 1
+        self._emit(result, "Run")
+        if self._run_left <= 0:
+            self.running_changed.emit(False, self._generation)
+            self._set_busy(False)
+
+
+def _sample_config(sample: Any) -> Any:
+    """A SampleConfig from a SampleConfig, a dict of its fields (invalid → default), or None."""
+    from model.config import ConfigError, SampleConfig
+
+    if isinstance(sample, SampleConfig):
+        return sample
+    try:
+        return SampleConfig(**sample) if sample else SampleConfig()
+    except (ConfigError, TypeError):
+        return SampleConfig()
+
+
+def _split_text(stepper: Any) -> tuple[str, list[int]]:
+    """(prompt text, generated ids) of a stepper's whole text."""
+    n = stepper.n_generated
+    ids = stepper.ids
+    return stepper.prompt_text, (ids[len(ids) - n:] if n > 0 else [])
+
+
+def is_trained(summary: dict | None) -> bool:
+    s = summary or {}
+    if s.get("untrained"):
+        return False
+    steps = s.get("steps", s.get("step", s.get("train_steps")))
+    return not (isinstance(steps, int) and steps == 0)
+
+
+_TITLES = {"LoadModel": "Could not open the model", "UseModel": "Could not use the model",
+           "SetDevice": "Device problem", "SetPrompt": "Could not set the prompt",
+           "Run": "Generation stopped"}
+
+
+def _title(kind: str) -> str:
+    return _TITLES.get(kind, "Generation problem")
+
+
+def _describe(e: BaseException) -> str:
+    msg = str(e).strip() or type(e).__name__
+    return msg if len(msg) < 600 else msg[:600] + " …"
+
+
+class InferenceThread:
+    """The worker and its QThread; ``close()`` stops the thread and waits for it."""
+
+    def __init__(self, capture: Any = None):
+        self.thread = QThread()
+        self.thread.setObjectName("inference")
+        self.worker = InferenceWorker(capture)
+        self.worker.moveToThread(self.thread)
+        self.thread.start()
+
+    def close(self, timeout_ms: int = 10000) -> bool:
+        self.worker.stop_run()
+        with self.worker._lock:
+            self.worker._pending.clear()
+        self.thread.quit()
+        return self.thread.wait(timeout_ms)

@@ -1,0 +1,158 @@
+"""The prompt panel: typing, the step buttons and shortcuts, token chips, and bad prompts."""
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, Qt
+
+from explorer.panels.prompt import DEBOUNCE_MS
+
+
+def step_and_wait(qtbot, window, fn, timeout=5000):
+    with qtbot.waitSignal(window.session.step_ready, timeout=timeout) as blocker:
+        fn()
+    return blocker.args[0]
+
+
+def test_typing_a_prompt_restarts_from_it(qtbot, window):
+    s = window.session
+    ed = window.prompt_panel.editor
+    ed.clear()  # debounced: nothing happens until typing pauses
+    with qtbot.waitSignal(s.step_ready, timeout=DEBOUNCE_MS + 5000):
+        qtbot.keyClicks(ed, "First")
+    r = s.result
+    assert r.text == "First" and r.n_prompt == 5 and r.n_generated == 0
+    assert window.prompt_panel.strip.result is r
+
+
+def test_step_back_reset_resample_buttons(qtbot, window):
+    s, p = window.session, window.prompt_panel
+    for n in (1, 2, 3):
+        r = step_and_wait(qtbot, window, lambda: qtbot.mouseClick(p.step_button, Qt.LeftButton))
+        assert r.n_generated == n and r.chosen is not None
+    r = step_and_wait(qtbot, window, lambda: qtbot.mouseClick(p.back_button, Qt.LeftButton))
+    assert r.n_generated == 2
+    r = step_and_wait(qtbot, window, lambda: qtbot.mouseClick(p.resample_button, Qt.LeftButton))
+    assert r.n_generated == 2 and r.chosen is not None
+    r = step_and_wait(qtbot, window, lambda: qtbot.mouseClick(p.reset_button, Qt.LeftButton))
+    assert r.n_generated == 0 and r.text == "Hello"
+    # back at the prompt: a message, no request
+    with qtbot.waitSignal(s.message, timeout=1000) as msg:
+        qtbot.mouseClick(p.back_button, Qt.LeftButton)
+    assert "undo" in msg.args[0].lower()
+
+
+def test_run_generates_and_stops(qtbot, window):
+    s, p = window.session, window.prompt_panel
+    p.run_count.setValue(6)
+    p.run_interval.setValue(0)
+    with qtbot.waitSignal(s.running_changed, timeout=10000,
+                          check_params_cb=lambda running: not running):
+        qtbot.mouseClick(p.run_button, Qt.LeftButton)
+        assert s.running and p.act_run.text().startswith("Stop")
+    qtbot.waitUntil(lambda: s.result.n_generated == 6, timeout=5000)
+    assert not s.running and p.act_run.text() == "Run"
+    # a long run, stopped after a few tokens: it stops at once and stays stopped
+    p.run_count.setValue(5000)
+    p.run_interval.setValue(20)
+    qtbot.mouseClick(p.run_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: s.result.n_generated >= 9, timeout=10000)
+    qtbot.mouseClick(p.run_button, Qt.LeftButton)  # the same button stops
+    assert not s.running
+    qtbot.waitUntil(lambda: not s.busy and s.worker.pending == 0, timeout=5000)
+    n = s.result.n_generated
+    assert n < 100
+    step_and_wait(qtbot, window, s.reset)  # the worker still answers after a stop
+    assert s.result.n_generated == 0 and n > 0
+
+
+def test_shortcuts_step_back_and_not_in_the_editor(qtbot, window):
+    s, p = window.session, window.prompt_panel
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=2000)
+    p.strip.setFocus()
+    for key, n in ((Qt.Key_Space, 1), (Qt.Key_Right, 2), (Qt.Key_Left, 1), (Qt.Key_Backspace, 0)):
+        r = step_and_wait(qtbot, window, lambda key=key: qtbot.keyClick(p.strip, key))
+        assert r.n_generated == n, key
+    r = step_and_wait(qtbot, window, lambda: qtbot.keyClick(p.strip, Qt.Key_Space))
+    assert r.n_generated == 1
+    r = step_and_wait(qtbot, window, lambda: qtbot.keyClick(p.strip, Qt.Key_Home))
+    assert r.n_generated == 0
+    # in the editor, Space and Backspace edit the prompt: no step, generation restarts from it
+    p.editor.setFocus()
+    p.editor.moveCursor(p.editor.textCursor().MoveOperation.End)
+    steps = s.worker.steps_done
+    with qtbot.waitSignal(s.step_ready, timeout=DEBOUNCE_MS + 5000):
+        qtbot.keyClick(p.editor, Qt.Key_Space)
+        qtbot.keyClick(p.editor, Qt.Key_Right)
+        qtbot.keyClick(p.editor, Qt.Key_Left)
+    assert p.editor.toPlainText() == "Hello "
+    assert s.result.text == "Hello " and s.result.n_generated == 0
+    assert s.worker.steps_done == steps
+    # Esc leaves the editor; Space steps again
+    qtbot.keyClick(p.editor, Qt.Key_Escape)
+    assert not p.editor.hasFocus()
+    r = step_and_wait(qtbot, window, lambda: qtbot.keyClick(p.strip, Qt.Key_Space))
+    assert r.n_generated == 1
+    assert "editor" in p.act_step.toolTip()
+
+
+def test_chips_select_and_rewind(qtbot, window):
+    s, p = window.session, window.prompt_panel
+    for _ in range(4):
+        step_and_wait(qtbot, window, s.step)
+    r = s.result
+    strip = p.strip
+    strip.resize(800, 200)
+    i = r.n_prompt + 1  # the second generated token
+    centre = strip.chip_rect(i).center()
+    with qtbot.waitSignal(s.selected_token_changed, timeout=1000) as sel:
+        qtbot.mouseClick(strip, Qt.LeftButton, pos=centre)
+    assert sel.args == [i] and s.selected_token == i and strip.selected == i
+    assert "probability" in strip.tooltip_for(i) and "rank" in strip.tooltip_for(i)
+    assert "prompt token" in strip.tooltip_for(0)
+    with qtbot.waitSignal(s.step_ready, timeout=5000):
+        qtbot.mouseDClick(strip, Qt.LeftButton, pos=centre)
+    assert s.result.n_generated == 2  # the double-clicked token is now the last one
+    assert s.result.ids[-1] == r.ids[i]
+    # clicking a prompt chip selects it; clicking beside the chips deselects
+    qtbot.mouseClick(strip, Qt.LeftButton, pos=strip.chip_rect(0).center())
+    assert s.selected_token == 0
+    qtbot.mouseClick(strip, Qt.LeftButton, pos=QPoint(790, 190))
+    assert s.selected_token == -1
+
+
+def test_unknown_characters_highlighted_and_removed(qtbot, window):
+    s, p = window.session, window.prompt_panel
+    with qtbot.waitSignal(s.step_ready, timeout=5000):
+        p.set_prompt_text("h\u00e9llo w\u00f6rld")
+    sels = p.editor.extraSelections()
+    assert [x.cursor.selectionStart() for x in sels] == [1, 7]
+    assert p.note.isVisibleTo(p) and "vocabulary" in p.note.text() and "'\u00e9'" in p.note.text()
+    assert p.remove_button.isVisibleTo(p)
+    assert s.result.text == "hllo wrld"  # the model runs on what it knows; the text is kept
+    assert p.editor.toPlainText() == "h\u00e9llo w\u00f6rld"
+    with qtbot.waitSignal(s.step_ready, timeout=5000):
+        qtbot.mouseClick(p.remove_button, Qt.LeftButton)
+    assert p.editor.toPlainText() == "hllo wrld"
+    assert p.editor.extraSelections() == [] and not p.remove_button.isVisibleTo(p)
+
+
+def test_empty_prompt_starts_from_newline(qtbot, window):
+    s, p = window.session, window.prompt_panel
+    with qtbot.waitSignal(s.message, timeout=5000) as msg:
+        with qtbot.waitSignal(s.step_ready, timeout=5000):
+            p.set_prompt_text("")
+    assert "newline" in msg.args[0]
+    assert s.result.tokens == ["\n"]
+    assert "newline" in p.note.text()
+    r = step_and_wait(qtbot, window, s.step)
+    assert r.n_generated == 1
+
+
+def test_long_prompt_is_cropped_with_a_notice(qtbot, window):
+    s, p = window.session, window.prompt_panel
+    text = "abcdefghij" * 5  # 50 > block size 32
+    with qtbot.waitSignal(s.step_ready, timeout=5000):
+        p.set_prompt_text(text)
+    assert s.result.cropped == 18 and s.result.T == 32
+    assert "cropped" in p.note.text() and "32" in p.note.text()
+    assert "context 32/32" in window.context_label.text()
