@@ -41,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="open the window, type the prompt, perform --steps steps, save a PNG of "
                         "the whole window and exit (works with QT_QPA_PLATFORM=offscreen)")
     p.add_argument("--steps", type=int, default=10, help="steps before --screenshot (default 10)")
+    p.add_argument("--show", metavar="PANEL", default=None,
+                   help="with --screenshot: bring this panel to the front first (attention, "
+                        "positional, architecture, training)")
     p.add_argument("--startup-probe", action="store_true",
                    help="print start-up timings as JSON once the model's first result is shown, "
                         "then exit")
@@ -177,6 +180,14 @@ class _Driver:
             self.window.panels_loaded.connect(self.hooks.finish)
             return
         self.times.setdefault("panels_s", time.perf_counter() - self.t0)
+        if self.args.show and not getattr(self, "_shown_panel", False):
+            self._shown_panel = True
+            if self.window.show_panel(self.args.show):
+                from PySide6.QtCore import QTimer
+
+                QTimer.singleShot(400, self.hooks.finish)  # let the panel's coalesced redraw run
+                return
+            print(f"transformer-explorer: no panel named {self.args.show!r}", file=sys.stderr)
         self.state = "done"
         self.app.processEvents()
         self.times["shown_s"] = time.perf_counter() - self.t0

@@ -123,6 +123,15 @@ class MainWindow(QMainWindow):
             self.restore_settings()
 
     # -- panels -------------------------------------------------------------------------------
+    def show_panel(self, name: str) -> bool:
+        """Bring the dock whose title starts with ``name`` (any case) to the front."""
+        for title, dock in self.docks.items():
+            if title.lower().startswith(name.strip().lower()):
+                dock.show()
+                dock.raise_()
+                return True
+        return False
+
     def add_panel(self, name: str, widget: QWidget, area: Qt.DockWidgetArea = AREA,
                   tabify_with: str | None = None,
                   beside: tuple[str, Qt.Orientation] | None = None) -> QDockWidget:
