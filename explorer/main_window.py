@@ -543,6 +543,11 @@ class MainWindow(QMainWindow):
     def closeEvent(self, e: QCloseEvent) -> None:  # noqa: N802
         self._closing = True
         self.save_settings()
+        # a running training stops within ~2 s and saves its checkpoint before the session goes
+        for dock in self.docks.values():
+            shutdown = getattr(dock.widget(), "shutdown", None)
+            if callable(shutdown):
+                shutdown(2000)
         self.session.close()
         super().closeEvent(e)
 

@@ -1,0 +1,389 @@
+"""The training dock's form: corpus, model (presets or custom) and training settings.
+
+Presets show their parameter count and a measured time per 1,000 steps (a few steps of each are
+timed in the background on first show, see :class:`explorer.training_worker.SpeedProbe`). What is
+wrong with the values is shown in red under the form (:meth:`SetupForm.show_error`); the checks
+themselves live in :mod:`.training_plan`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..plotting import THEME
+from .training_plan import FormValues, fmt_duration, fmt_params, train_flops
+
+TASK_SOURCES = ("copy", "induction", "reverse", "sort")
+
+#: model presets: a 2-layer model is the smallest that can grow an induction head. "tiny" with the
+#: defaults (batch 64, lr 3e-3, learned positions, 1,000 steps) learns the copy task in the app in
+#: 30 s on the 2-core target machine: an induction head appears in layer 1 around step 300-500
+#: (score 0.5), validation loss 2.54 -> 1.42 (the floor for block 32 is about 1.40)
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(n_layer=2, n_head=4, n_embd=64, block_size=32),
+    "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),
+    "medium": dict(n_layer=6, n_head=6, n_embd=192, block_size=256),
+}
+PRESET_BATCH = {"tiny": 64, "small": 16, "medium": 12}
+# -- the form ---------------------------------------------------------------------------------
+def _compact(combo: QComboBox) -> None:
+    """A combo box whose long item texts do not widen the form (the popup shows them whole)."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(10)
+
+
+class _Probe(QObject):
+    timed = Signal(str, float)  # key, seconds per step (emitted from the pool thread)
+
+
+class SetupForm(QWidget):
+    """Corpus, model and training fields. ``changed`` fires on every edit."""
+
+    changed = Signal()
+    file_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._updating = False
+        self.timings: dict[str, float] = {}  # preset key -> seconds per step (measured)
+        self.param_counts: dict[str, int] = {}
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(6)
+
+        # corpus
+        g = QGroupBox("Corpus")
+        f = QFormLayout(g)
+        self.source = QComboBox()
+        for t in TASK_SOURCES:
+            self.source.addItem(f"Task: {t}", f"task:{t}")
+        self.source.addItem("Text file…", "file")
+        self.source.addItem("The loaded model's corpus", "current")
+        self.source.setToolTip("Synthetic tasks have a known answer (see the Attention tab); a "
+                               "UTF-8 text file can also be dropped onto this panel.")
+        _compact(self.source)
+        f.addRow("Train on", self.source)
+        row = QHBoxLayout()
+        self.path = QLineEdit()
+        self.path.setPlaceholderText("a UTF-8 text file")
+        self.browse = QPushButton("Open…")
+        self.browse.clicked.connect(self.file_requested)
+        row.addWidget(self.path, 1)
+        row.addWidget(self.browse)
+        self.path_row = QWidget()
+        self.path_row.setLayout(row)
+        row.setContentsMargins(0, 0, 0, 0)
+        f.addRow("File", self.path_row)
+        self._corpus_form = f
+        self.corpus_info = QLabel("")
+        self.corpus_info.setWordWrap(True)
+        self.corpus_info.setStyleSheet(f"color: {THEME.muted};")
+        f.addRow(self.corpus_info)
+        lay.addWidget(g)
+
+        # model
+        g = QGroupBox("Model")
+        v = QVBoxLayout(g)
+        self.new_model = QRadioButton("Train a new model")
+        self.cont_model = QRadioButton("Continue the loaded model")
+        self.new_model.setChecked(True)
+        bg = QButtonGroup(self)
+        bg.addButton(self.new_model)
+        bg.addButton(self.cont_model)
+        v.addWidget(self.new_model)
+        v.addWidget(self.cont_model)
+        f = QFormLayout()
+        self.preset = QComboBox()
+        for name in PRESETS:
+            self.preset.addItem(name, name)
+        self.preset.addItem("custom", "custom")
+        _compact(self.preset)
+        f.addRow("Preset", self.preset)
+        v.addLayout(f)
+        grid = QGridLayout()
+        self.layers = self._spin(1, 48, 2)
+        self.heads = self._spin(1, 64, 4)
+        self.width = self._spin(1, 4096, 64)
+        self.block = self._spin(1, 4096, 32)
+        self.pos = QComboBox()
+        self.pos.addItems(["learned", "sinusoidal", "rotary", "none"])
+        self.norm = QComboBox()
+        self.norm.addItems(["pre", "post"])
+        self.dropout = QDoubleSpinBox()
+        self.dropout.setRange(0.0, 0.99)
+        self.dropout.setSingleStep(0.05)
+        self.dropout.setDecimals(2)
+        cells = [("Layers", self.layers), ("Heads", self.heads), ("Width", self.width),
+                 ("Block", self.block), ("Positions", self.pos), ("Norm", self.norm),
+                 ("Dropout", self.dropout)]
+        tips = {"Width": "n_embd: size of each token's vector", "Block": "block size: the "
+                "longest context the model sees", "Positions": "how positions are encoded",
+                "Norm": "layer norm before (pre, GPT-2) or after (post, Vaswani) each sublayer"}
+        for i, (label, w) in enumerate(cells):
+            lab = QLabel(label)
+            if label in tips:
+                lab.setToolTip(tips[label])
+                w.setToolTip(tips[label])
+            w.setMinimumWidth(60)
+            grid.addWidget(lab, i // 2, 2 * (i % 2))
+            grid.addWidget(w, i // 2, 2 * (i % 2) + 1)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        v.addLayout(grid)
+        self.model_info = QLabel("")
+        self.model_info.setWordWrap(True)
+        self.model_info.setStyleSheet(f"color: {THEME.muted};")
+        v.addWidget(self.model_info)
+        lay.addWidget(g)
+
+        # training
+        g = QGroupBox("Training")
+        f = QFormLayout(g)
+        self.steps = self._spin(1, 10_000_000, 1000)
+        self.steps.setSingleStep(100)
+        self.batch = self._spin(1, 4096, 64)
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(5)
+        self.lr.setRange(0.0, 10.0)
+        self.lr.setSingleStep(1e-4)
+        self.lr.setValue(3e-3)
+        self.seed = self._spin(0, 2**31 - 1, 1337)
+        self.seed.setGroupSeparatorShown(False)
+        self.device = QComboBox()
+        self.device.addItem("auto", "auto")
+        _compact(self.device)
+        self.sample_every = self._spin(0, 1_000_000, 0)
+        self.sample_every.setSpecialValueText("auto")
+        self.sample_every.setSuffix(" steps")
+        self.attention_every = self._spin(0, 1_000_000, 0)
+        self.attention_every.setSpecialValueText("auto")
+        self.attention_every.setSuffix(" steps")
+        f.addRow("Steps", self.steps)
+        f.addRow("Batch size", self.batch)
+        f.addRow("Learning rate", self.lr)
+        f.addRow("Seed", self.seed)
+        f.addRow("Device", self.device)
+        f.addRow("Sample every", self.sample_every)
+        f.addRow("Attention every", self.attention_every)
+        row = QHBoxLayout()
+        self.out_path = QLineEdit()
+        self.out_path.setPlaceholderText("new file in the runs folder")
+        self.out_path.setToolTip("Where the checkpoint is saved (on Stop, at the end and every "
+                                 "10 % of the steps); empty = a new file per run")
+        self.out_browse = QPushButton("…")
+        self.out_browse.setToolTip("Choose where to save the checkpoint")
+        self.out_browse.clicked.connect(self._choose_out)
+        row.addWidget(self.out_path, 1)
+        row.addWidget(self.out_browse)
+        f.addRow("Save to", row)
+        lay.addWidget(g)
+
+        self.error = QLabel("")
+        self.error.setWordWrap(True)
+        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error.setStyleSheet(f"color: {THEME.bad}; font-weight: bold;")
+        self.error.hide()
+        lay.addWidget(self.error)
+
+        for w in (self.source, self.preset, self.pos, self.norm, self.device):
+            w.currentIndexChanged.connect(self._on_edit)
+        for w in (self.layers, self.heads, self.width, self.block, self.steps, self.batch,
+                  self.seed, self.sample_every, self.attention_every, self.dropout, self.lr):
+            w.valueChanged.connect(self._on_edit)
+        self.path.textChanged.connect(self._on_edit)
+        self.out_path.textChanged.connect(self._on_edit)
+        self.new_model.toggled.connect(self._on_edit)
+        self.preset.currentIndexChanged.connect(self._on_preset)
+        self._probing = False
+        self._probe_sink = _Probe(self)
+        self._probe_sink.timed.connect(self._on_timed)
+        self._on_preset()
+        self._corpus_form.setRowVisible(self.path_row, False)
+
+    @staticmethod
+    def _spin(lo: int, hi: int, value: int) -> QSpinBox:
+        s = QSpinBox()
+        s.setRange(lo, hi)
+        s.setValue(value)
+        s.setGroupSeparatorShown(hi >= 10_000)
+        s.setKeyboardTracking(False)
+        return s
+
+    # -- values --------------------------------------------------------------------------------
+    def values(self) -> FormValues:
+        return FormValues(
+            source=self.source.currentData(), path=self.path.text().strip(),
+            continue_model=self.cont_model.isChecked(), preset=self.preset.currentData(),
+            layers=self.layers.value(), heads=self.heads.value(), width=self.width.value(),
+            block=self.block.value(), pos=self.pos.currentText(), norm=self.norm.currentText(),
+            dropout=float(self.dropout.value()), steps=self.steps.value(),
+            batch=self.batch.value(), lr=float(self.lr.value()), seed=self.seed.value(),
+            device=self.device.currentData() or "auto", sample_every=self.sample_every.value(),
+            attention_every=self.attention_every.value(), out_path=self.out_path.text().strip())
+
+    def set_source(self, source: str, path: str | None = None) -> None:
+        i = self.source.findData(source)
+        if i >= 0:
+            self.source.setCurrentIndex(i)
+        if path is not None:
+            self.path.setText(path)
+
+    def set_model_fields(self, cfg) -> None:
+        """Show a config in the model fields (a preset or the loaded model)."""
+        self._updating = True
+        try:
+            self.layers.setValue(cfg["n_layer"] if isinstance(cfg, dict) else cfg.n_layer)
+            get = (lambda k: cfg[k]) if isinstance(cfg, dict) else (lambda k: getattr(cfg, k))
+            self.heads.setValue(get("n_head"))
+            self.width.setValue(get("n_embd"))
+            self.block.setValue(get("block_size"))
+            if not isinstance(cfg, dict):
+                self.pos.setCurrentText(cfg.pos_kind)
+                self.norm.setCurrentText(cfg.norm)
+                self.dropout.setValue(cfg.dropout)
+        finally:
+            self._updating = False
+
+    def set_devices(self, devices: list[tuple[str, str]]) -> None:
+        self.device.blockSignals(True)
+        self.device.clear()
+        self.device.addItem("auto", "auto")
+        for name, desc in devices:
+            self.device.addItem(desc if desc.lower() != name else name, name)
+        self.device.blockSignals(False)
+
+    def set_running(self, running: bool) -> None:
+        for w in (self.source, self.path_row, self.new_model, self.cont_model, self.preset,
+                  self.steps, self.batch, self.lr, self.seed, self.device, self.sample_every,
+                  self.attention_every, self.out_path, self.out_browse):
+            w.setEnabled(not running)
+        self._update_model_enabled(running)
+
+    def _update_model_enabled(self, running: bool = False) -> None:
+        custom = self.preset.currentData() == "custom" and not self.cont_model.isChecked()
+        for w in (self.layers, self.heads, self.width, self.block, self.pos, self.norm,
+                  self.dropout):
+            w.setEnabled(custom and not running)
+        self.preset.setEnabled(not self.cont_model.isChecked() and not running)
+
+    def show_error(self, text: str | None) -> None:
+        self.error.setText(text or "")
+        self.error.setVisible(bool(text))
+
+    # -- slots ---------------------------------------------------------------------------------
+    @Slot()
+    def _on_preset(self) -> None:
+        name = self.preset.currentData()
+        if name in PRESETS:
+            self.set_model_fields(PRESETS[name])
+            self._updating = True
+            self.batch.setValue(PRESET_BATCH[name])
+            self._updating = False
+        self._update_model_enabled()
+        self.changed.emit()
+
+    @Slot()
+    def _on_edit(self, *_: Any) -> None:
+        self._corpus_form.setRowVisible(self.path_row, self.source.currentData() == "file")
+        self._update_model_enabled()
+        if not self._updating:
+            self.changed.emit()
+
+    @Slot()
+    def _choose_out(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the trained model to", "",
+                                              "Model (*.safetensors)")
+        if path:
+            if not path.endswith(".safetensors"):
+                path += ".safetensors"
+            self.out_path.setText(path)
+
+    # -- speed estimates -----------------------------------------------------------------------
+    def measure_presets(self, vocab_size: int, device: str) -> None:
+        """Time a few steps of each preset in the background (once per batch and device)."""
+        from model.config import ModelConfig
+
+        from ..training_worker import SpeedProbe
+
+        jobs = []
+        for name, kw in PRESETS.items():
+            cfg = ModelConfig(vocab_size=vocab_size, **kw)
+            self.param_counts[name] = cfg.n_params()
+            key = f"{name}|{PRESET_BATCH[name]}|{device}"
+            if key not in self.timings:
+                jobs.append((key, cfg, PRESET_BATCH[name], device))
+        self._refresh_preset_labels(device)
+        if jobs and not self._probing:
+            from PySide6.QtCore import QThreadPool
+
+            self._probing = True
+            self._probe = SpeedProbe(jobs, self._probe_sink)
+            QThreadPool.globalInstance().start(self._probe)
+
+    def cancel_measurement(self) -> None:
+        probe = getattr(self, "_probe", None)
+        if probe is not None:
+            probe.cancel()
+
+    @Slot(str, float)
+    def _on_timed(self, key: str, seconds: float) -> None:
+        if key == "done":
+            self._probing = False
+            return
+        if key == "error" or not math.isfinite(seconds):
+            return
+        self.timings[key] = seconds
+        self._refresh_preset_labels(key.split("|")[2])
+        self.changed.emit()
+
+    def _refresh_preset_labels(self, device: str) -> None:
+        for i in range(self.preset.count()):
+            name = self.preset.itemData(i)
+            if name not in PRESETS:
+                continue
+            text = name
+            if name in self.param_counts:
+                text += f" — {fmt_params(self.param_counts[name])} params"
+            t = self.timings.get(f"{name}|{PRESET_BATCH[name]}|{device}")
+            text += f", ~{fmt_duration(1000 * t)} per 1,000 steps" if t else ", timing…"
+            self.preset.setItemText(i, text)
+
+    def seconds_per_step(self, cfg, batch: int, device: str) -> float | None:
+        """Measured for a preset at its batch size; otherwise scaled by FLOPs from the nearest
+        measured preset (CPU time of these small models grows about linearly with FLOPs)."""
+        best = None
+        for name, kw in PRESETS.items():
+            key = f"{name}|{PRESET_BATCH[name]}|{device}"
+            t = self.timings.get(key)
+            if t is None:
+                continue
+            from model.config import ModelConfig
+
+            ref = ModelConfig(vocab_size=cfg.vocab_size, **kw)
+            ratio = train_flops(cfg, batch) / train_flops(ref, PRESET_BATCH[name])
+            score = abs(math.log(max(ratio, 1e-9)))
+            if best is None or score < best[0]:
+                best = (score, t * ratio)
+        return None if best is None else best[1]
+
+
+__all__ = ["PRESETS", "PRESET_BATCH", "TASK_SOURCES", "SetupForm"]

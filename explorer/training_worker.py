@@ -1,0 +1,353 @@
+"""Training in a background QThread: :func:`model.training.train_gpt` behind Qt signals.
+
+:class:`TrainingRun` (GUI thread) owns a QThread and a :class:`TrainingWorker` moved onto it.
+The worker's callbacks run in the training thread and turn everything into plain Python/numpy
+data carried by signals; step metrics are batched and emitted at most ``METRICS_HZ`` times a
+second, so a tiny model doing hundreds of steps a second cannot flood the GUI's event queue.
+
+Pause, resume and stop call the thread-safe :class:`model.training.TrainControl`. A snapshot of
+the weights ("Explore this model" during training) is a request flag that the training thread
+serves between two steps (in ``on_step``) by copying the state dict to the CPU; while the run
+is paused the loop is blocked, so the GUI thread copies the weights itself.
+
+Connect the worker's signals only to methods of QObjects living in the GUI thread: a lambda or
+plain function has no thread of its own, so (PySide6 6.x) it would run in the training thread.
+
+Torch threads: the training thread uses ``cores - 1`` (1 on the 2-core target machine), chosen
+by measurement (benchmarks/bench_training.py, tiny preset on the copy task, 400 steps, the same
+configuration headless and in the GUI, other jobs sharing the machine):
+
+* headless, 1 thread: 61-63k tokens/s; 2 threads: 15k-89k (89k only while the second core was
+  idle; whenever anything else runs, OpenMP's two workers wait on each other);
+* in the GUI, 1 thread: 54-67k tokens/s; 2 threads: 42-47k, because the GUI thread needs a core;
+  event-loop lateness p99 2.6-4.3 ms (1 thread) vs 3.9-5.6 ms (2 threads);
+* under heavy load (load average 7): 1 thread 27k tokens/s, 2 threads 0.8k.
+
+``torch.set_num_threads`` is process-wide; the inference worker uses the same formula.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QRunnable, QThread, Signal, Slot
+
+METRICS_HZ = 10  # most step-metric batches per second handed to the GUI
+
+
+def training_threads() -> int:
+    """Torch threads for the training thread: all cores but one for the GUI (at least 1)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a training run needs, prepared (and checked) in the GUI thread."""
+
+    corpus: Any  # model.corpora.Corpus
+    train_cfg: Any  # model.config.TrainConfig
+    out_path: Path
+    model_cfg: Any = None  # ModelConfig for a new model
+    resume_from: Path | None = None  # continue this checkpoint (weights, steps, optimizer)
+    model: Any = field(default=None, compare=False)  # continue this in-memory GPT (a copy)
+    tokenizer: Any = None  # the in-memory model's tokenizer
+    threads: int = 0  # torch threads; 0 = training_threads()
+    task: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A copy of the weights taken between two steps (CPU tensors, never the live ones)."""
+
+    step: int
+    config: Any  # ModelConfig
+    tokenizer: Any
+    state_dict: dict = field(compare=False)
+
+    def build(self, device: str = "cpu"):
+        """A new GPT in eval mode holding these weights."""
+        import torch
+
+        from model.transformer import GPT
+
+        m = GPT(self.config)
+        with torch.no_grad():
+            m.load_state_dict(self.state_dict)
+        return m.to(device).eval()
+
+
+def copy_state(model) -> dict:
+    """A CPU copy of ``model``'s state dict (never shares storage with the live weights)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+class _Callbacks:
+    """model.training.Callbacks forwarding to the worker (runs in the training thread)."""
+
+    def __init__(self, worker: TrainingWorker):
+        self.w = worker
+
+    def on_start(self, trainer) -> None:
+        self.w._on_start(trainer)
+
+    def on_step(self, m) -> None:
+        self.w._on_step(m)
+
+    def on_eval(self, m) -> None:
+        self.w._flush()
+        val = float("nan") if m.val_loss is None else float(m.val_loss)
+        self.w.evaluated.emit(int(m.step), float(m.train_loss), val)
+
+    def on_sample(self, step, text) -> None:
+        self.w.sampled.emit(int(step), str(text))
+
+    def on_attention(self, step, attention) -> None:
+        self.w.attention.emit(int(step), np.array(attention, dtype=np.float32, copy=True))
+
+    def on_checkpoint(self, step, path) -> None:
+        self.w.checkpoint_saved.emit(int(step), str(path) if path is not None else "")
+
+    def on_message(self, text) -> None:
+        self.w.message.emit(str(text))
+
+
+class TrainingWorker(QObject):
+    """Runs one training run in whatever thread calls :meth:`run` (the run's QThread)."""
+
+    started = Signal(object)  # dict: start_step, total_steps, n_params, device, threads, ...
+    metrics = Signal(object)  # dict of numpy arrays step/loss/lr/grad_norm + tokens_per_s, elapsed
+    evaluated = Signal(int, float, float)  # step, train loss, val loss (NaN if none)
+    sampled = Signal(int, str)
+    attention = Signal(int, object)  # step, (L, H, T, T) float32
+    checkpoint_saved = Signal(int, str)
+    snapshot_ready = Signal(object)  # Snapshot
+    message = Signal(str)
+    diverged = Signal(str)  # the explanation; the last good checkpoint is kept
+    failed = Signal(str, str)  # title, text: an exception in the training thread
+    done = Signal(object)  # TrainResult, or None after a failure
+
+    def __init__(self, spec: RunSpec):
+        super().__init__()
+        self.spec = spec
+        from model.training import TrainControl
+
+        self.control = TrainControl()
+        self.trainer = None
+        self._lock = threading.Lock()
+        self._buf: list[tuple] = []
+        self._last_emit = 0.0
+        self._snapshot_wanted = threading.Event()
+        self._fast_stop = False
+        self.step = 0
+
+    # -- thread-safe control (any thread) ------------------------------------------------------
+    def pause(self) -> None:
+        self.control.pause()
+
+    def resume(self) -> None:
+        self.control.resume()
+
+    def stop(self, quick: bool = False) -> None:
+        """Stop after the current step and save; ``quick`` (closing the window) also makes the
+        final evaluation one batch and skips the final sample, so the thread ends fast."""
+        if quick:
+            self._fast_stop = True
+            t = self.trainer
+            if t is not None:  # attribute swap: atomic; read by the loop's final probes
+                t.cfg = dataclasses.replace(t.cfg, eval_iters=1, sample_tokens=0)
+        self.control.stop()
+
+    @property
+    def is_paused(self) -> bool:
+        return self.control.is_paused
+
+    def request_snapshot(self) -> None:
+        """Ask for a copy of the weights; ``snapshot_ready`` carries it.
+
+        Running: served by the training thread right after the current step. Paused: the loop
+        sits blocked, so the weights cannot change while this (GUI) thread copies them."""
+        t = self.trainer
+        if t is not None and self.control.is_paused and self.control.wait_until_paused(0.5):
+            self.snapshot_ready.emit(self._snapshot(t))
+            return
+        self._snapshot_wanted.set()
+
+    # -- the run (training thread) -------------------------------------------------------------
+    @Slot()
+    def run(self) -> None:
+        result = None
+        try:
+            result = self._run()
+        except Exception as e:  # noqa: BLE001 - every failure becomes a dialog, the app stays up
+            self._flush()
+            tb = traceback.format_exc(limit=6)
+            self.failed.emit("Training failed", f"{type(e).__name__}: {e}\n\n{tb}")
+        finally:
+            self._flush()
+            self.trainer = None
+            self.done.emit(result)
+            # QThread.quit is thread-safe; calling it here (not through a queued signal) ends
+            # the thread even while the GUI thread blocks in wait() (closing the window)
+            self.thread().quit()
+
+    def _run(self):
+        import torch
+
+        from model.training import train_gpt
+
+        spec = self.spec
+        torch.set_num_threads(spec.threads or training_threads())
+        result = train_gpt(spec.corpus, spec.model_cfg, spec.train_cfg, spec.out_path,
+                           callbacks=_Callbacks(self), resume_from=spec.resume_from,
+                           model=spec.model, tokenizer=spec.tokenizer, control=self.control)
+        if self._snapshot_wanted.is_set():
+            self._snapshot_wanted.clear()
+        if result is not None and not result.ok:
+            self.diverged.emit(result.reason)
+        return result
+
+    def _on_start(self, trainer) -> None:
+        self.trainer = trainer
+        self.step = trainer.step
+        if self._fast_stop:
+            trainer.cfg = dataclasses.replace(trainer.cfg, eval_iters=1, sample_tokens=0)
+        m = trainer.model
+        self.started.emit({
+            "start_step": int(trainer.step), "total_steps": int(trainer.cfg.steps),
+            "n_params": int(sum(p.numel() for p in m.parameters())),
+            "device": str(trainer.device), "threads": int(__import__("torch").get_num_threads()),
+            "config": getattr(m, "config", None),
+            "tokens_per_step": int(trainer.cfg.batch_size * m.config.block_size),
+        })
+
+    def _on_step(self, m) -> None:
+        self.step = m.step
+        self._buf.append((m.step, m.loss, m.lr, m.grad_norm, m.tokens_per_s, m.elapsed))
+        if self._snapshot_wanted.is_set():
+            self._snapshot_wanted.clear()
+            self.snapshot_ready.emit(self._snapshot(self.trainer))
+        now = time.perf_counter()
+        if now - self._last_emit >= 1.0 / METRICS_HZ:
+            self._flush(now)
+
+    def _flush(self, now: float | None = None) -> None:
+        if not self._buf:
+            return
+        buf, self._buf = self._buf, []
+        a = np.array(buf, dtype=np.float64)  # (n, 6)
+        self._last_emit = time.perf_counter() if now is None else now
+        self.metrics.emit({
+            "step": a[:, 0].astype(np.int64), "loss": a[:, 1], "lr": a[:, 2],
+            "grad_norm": a[:, 3], "tokens_per_s": float(a[-1, 4]), "elapsed": float(a[-1, 5]),
+        })
+
+    def _snapshot(self, trainer) -> Snapshot:
+        from model.checkpoints import unwrap_model
+
+        model = unwrap_model(trainer.model)
+        tok = self.spec.tokenizer or self.spec.corpus.tokenizer
+        return Snapshot(step=int(trainer.step), config=model.config, tokenizer=tok,
+                        state_dict=copy_state(model))
+
+
+class TrainingRun(QObject):
+    """GUI-thread owner of one run: the QThread, the worker and their teardown."""
+
+    finished = Signal()  # the thread has ended (after the worker's ``done``)
+
+    def __init__(self, spec: RunSpec, parent: QObject | None = None):
+        super().__init__(parent)
+        self.spec = spec
+        self.worker = TrainingWorker(spec)
+        self.thread = QThread()
+        self.thread.setObjectName("training")
+        self.worker.moveToThread(self.thread)
+        self.thread.started.connect(self.worker.run)
+        self.thread.finished.connect(self._on_thread_finished)
+        self.result = None
+        self.ended = False
+
+    def start(self) -> None:
+        self.thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self.thread.isRunning()
+
+    def wait(self, timeout_ms: int) -> bool:
+        if not self.thread.isRunning():
+            return True
+        return bool(self.thread.wait(max(0, int(timeout_ms))))
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        self.ended = True
+        self.finished.emit()
+
+
+class SpeedProbe(QRunnable):
+    """Times a few training steps of some configurations (for "~N s per 1,000 steps").
+
+    Runs in the global QThreadPool; results go through ``sink.timed(key, seconds_per_step)``,
+    a signal of a GUI-thread QObject. ``cancel()`` stops between configurations and steps."""
+
+    def __init__(self, jobs: list[tuple[Any, Any, int, str]], sink: QObject, threads: int = 0):
+        super().__init__()
+        self.jobs = jobs  # (key, ModelConfig, batch, device)
+        self.sink = sink
+        self.threads = threads or training_threads()
+        self._cancel = threading.Event()
+        self.setAutoDelete(True)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def run(self) -> None:
+        try:
+            import torch
+
+            from model.devices import resolve_device
+            from model.transformer import GPT
+
+            torch.set_num_threads(self.threads)
+            for key, cfg, batch, device in self.jobs:
+                if self._cancel.is_set():
+                    return
+                dev = resolve_device(device)
+                m = GPT(cfg).to(dev)
+                opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+                x = torch.randint(cfg.vocab_size, (batch, cfg.block_size), device=dev)
+                times = []
+                for _ in range(3):  # one warm-up, two timed
+                    if self._cancel.is_set():
+                        return
+                    t0 = time.perf_counter()
+                    _, loss = m(x, x)
+                    loss.backward()
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize()
+                    times.append(time.perf_counter() - t0)
+                self.sink.timed.emit(key, float(min(times[1:])))
+        except Exception:  # noqa: BLE001 - an estimate is optional
+            self._tell("error")
+        finally:
+            self._tell("done")
+
+    def _tell(self, key: str) -> None:
+        try:
+            self.sink.timed.emit(key, float("nan"))
+        except RuntimeError:  # the form is gone (app closing)
+            pass
+
+
+__all__ = ["METRICS_HZ", "training_threads", "RunSpec", "Snapshot", "copy_state",
+           "TrainingWorker", "TrainingRun", "SpeedProbe"]
