@@ -1,6 +1,7 @@
 """Model benchmarks: every figure is a ratio against a reference measured in the same run.
 
     python benchmarks/bench_model.py [--quick] [--out FILE] [--threads N] [--no-tune-malloc]
+                                     [--device cpu|cuda]
 
 Prints ONE JSON document. Sections:
 
@@ -29,6 +30,12 @@ glibc's malloc is tuned the way the application's entry points are meant to tune
 wall-clock (``time.perf_counter``); most sections also give the ratio of process CPU time,
 which other processes on a shared machine disturb less when one thread is used.
 Figures are reported, never asserted (tests only check that the document is complete).
+
+``--device cuda`` runs the training, capture, KV-cache and stepper comparisons (and the
+GPT-2-small step time) on the GPU, both sides of every ratio alike, with
+``torch.cuda.synchronize()`` before each clock reading; the peak-RSS child stays on the CPU
+(host memory is what it measures). The reference loop stays the plain fp32 loop there too
+(nanoGPT itself would switch to fused AdamW and bf16 autocast on a GPU).
 """
 from __future__ import annotations
 
@@ -77,6 +84,15 @@ GPT2_SMALL = ModelConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=1
 
 
 # -- measurement helpers -----------------------------------------------------------------------
+DEVICE = torch.device("cpu")  # set by main() from --device
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so a clock reading after it counts it (no-op on the CPU)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def _median(xs):
     return float(statistics.median(xs))
 
@@ -87,6 +103,7 @@ def interleave(fns: dict, rounds: int, inner: int = 1, warmup: int = 1) -> dict:
     for f in fns.values():
         for _ in range(warmup):
             f()
+    sync()
     wall = {k: [] for k in fns}
     cpu = {k: [] for k in fns}
     for _ in range(rounds):
@@ -94,6 +111,7 @@ def interleave(fns: dict, rounds: int, inner: int = 1, warmup: int = 1) -> dict:
             t, c = time.perf_counter(), time.process_time()
             for _ in range(inner):
                 f()
+            sync()
             wall[k].append((time.perf_counter() - t) / inner)
             cpu[k].append((time.process_time() - c) / inner)
     out = {k: _median(v) for k, v in wall.items()}
@@ -181,7 +199,7 @@ def reference_loop(data: np.ndarray, cfg: dict, lr: float = 1e-3):
     torch.manual_seed(SEED)
     B, T = cfg["batch_size"], cfg["block_size"]
     model = RefGPT(cfg["vocab_size"], T, cfg["n_layer"], cfg["n_head"], cfg["n_embd"])
-    model.train()
+    model.to(DEVICE).train()
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -192,7 +210,7 @@ def reference_loop(data: np.ndarray, cfg: dict, lr: float = 1e-3):
         ix = torch.randint(len(data) - T, (B,))
         x = torch.stack([torch.from_numpy(data[i:i + T].astype(np.int64)) for i in ix])
         y = torch.stack([torch.from_numpy(data[i + 1:i + 1 + T].astype(np.int64)) for i in ix])
-        return x, y
+        return x.to(DEVICE), y.to(DEVICE)
 
     def get_lr(it):
         if it < warmup:
@@ -230,6 +248,7 @@ class _Clock:
                 cb.wall, cb.cpu = [], []
 
             def on_step(cb, metrics):
+                sync()
                 cb.wall.append(time.perf_counter())
                 cb.cpu.append(time.process_time())
 
@@ -246,10 +265,11 @@ def our_trainer_round(corpus: Corpus, model: GPT, cfg: dict, steps: int, gen: to
     big = 10 ** 9
     tcfg = TrainConfig(steps=steps + 1, batch_size=B, lr=1e-3, warmup_steps=100,
                        eval_interval=big, eval_iters=1, sample_interval=big,
-                       capture_interval=big, log_interval=1, seed=SEED, device="cpu")
+                       capture_interval=big, log_interval=1, seed=SEED, device=DEVICE.type)
     clock = _Clock().cb
-    trainer = Trainer(model, tcfg, lambda split: corpus.get_batch(split, B, T, generator=gen),
-                      clock, device="cpu", **({} if amp is None else {"amp": amp}))
+    trainer = Trainer(model, tcfg,
+                      lambda split: corpus.get_batch(split, B, T, generator=gen, device=DEVICE),
+                      clock, device=DEVICE, **({} if amp is None else {"amp": amp}))
     trainer.run()
     return (clock.wall[-1] - clock.wall[0], clock.cpu[-1] - clock.cpu[0],
             bool(getattr(trainer, "amp", False)), type(trainer.optimizer).__name__,
@@ -287,9 +307,11 @@ def bench_training(quick: bool) -> dict:
         ours_c.append(c)
         o32_w.append(our_trainer_round(corpus, model32, cfg, steps, gen, amp=False)[0])
         ref_step()  # untimed, as the first step of our round is
+        sync()
         t, tc = time.perf_counter(), time.process_time()
         for _ in range(steps):
             ref_step()
+        sync()
         ref_w.append(time.perf_counter() - t)
         ref_c.append(time.process_time() - tc)
     ours_tps, ref_tps = tokens / _median(ours_w), tokens / _median(ref_w)
@@ -316,7 +338,7 @@ def bench_training(quick: bool) -> dict:
 def _small_model(block: int) -> GPT:
     torch.manual_seed(SEED)
     m = GPT(ModelConfig(vocab_size=65, block_size=block, n_layer=4, n_head=4, n_embd=128))
-    return m.eval()
+    return m.to(DEVICE).eval()
 
 
 def bench_capture(quick: bool) -> dict:
@@ -325,7 +347,7 @@ def bench_capture(quick: bool) -> dict:
            "target_ratio": 1.3}
     g = torch.Generator().manual_seed(SEED)
     for T in (64, 256):
-        idx = torch.randint(65, (1, T), generator=g)
+        idx = torch.randint(65, (1, T), generator=g).to(DEVICE)
 
         def plain(idx=idx):
             model(idx)
@@ -345,7 +367,7 @@ def bench_capture(quick: bool) -> dict:
 
 def _kv_pair(model: GPT, T: int, quick: bool) -> dict:
     g = torch.Generator().manual_seed(SEED)
-    idx = torch.randint(model.config.vocab_size, (1, T), generator=g)
+    idx = torch.randint(model.config.vocab_size, (1, T), generator=g).to(DEVICE)
     cache = model.new_cache()
     with torch.inference_mode():
         model(idx[:, :-1], cache=cache)  # T-1 positions cached
@@ -381,13 +403,17 @@ def bench_stepper(model: GPT, tok: CharTokenizer, T: int, spec: CaptureSpec, qui
     for _ in range(rounds):
         st.set_prompt(prompt)
         for _ in range(steps):
+            sync()
             t, c = time.perf_counter(), time.process_time()
             st.step()
+            sync()
             step_t.append(time.perf_counter() - t)
             step_c.append(time.process_time() - c)
         for _ in range(max(1, steps // 4)):
+            sync()
             t, c = time.perf_counter(), time.process_time()
             st.refresh()
+            sync()
             full_t.append(time.perf_counter() - t)
             full_c.append(time.process_time() - c)
     return {"T": T, "step_ms": _ms(_median(step_t)), "full_recompute_ms": _ms(_median(full_t)),
@@ -472,13 +498,13 @@ def bench_gpt2_small(threads: int, rss: dict | None = None) -> dict:
     if rss is None:
         rss = _peak_rss(1024, LARGE_SPEC, threads, fastpath.malloc_tuned())
     torch.manual_seed(SEED)
-    model = GPT(GPT2_SMALL).eval()
+    model = GPT(GPT2_SMALL).to(DEVICE).eval()
     tok = _big_tokenizer(GPT2_SMALL.vocab_size)
     step = bench_stepper(model, tok, 128, LARGE_SPEC, quick=False, steps=6, rounds=3)
     del model
     gb = 1e9
     out = {
-        "skipped": False,
+        "skipped": False, "step_device": str(DEVICE), "rss_device": "cpu",
         "config": GPT2_SMALL.to_dict(), "n_params": GPT2_SMALL.n_params(),
         "spec": _spec_dict(LARGE_SPEC),
         "step_ms_T128": step["step_ms"], "step_cpu_ms_T128": step["step_cpu_ms"],
@@ -501,7 +527,7 @@ def bench_gpt2_small(threads: int, rss: dict | None = None) -> dict:
 
 
 def gpt2_small_skipped() -> dict:
-    keys = ("config", "n_params", "spec", "step_ms_T128", "step_cpu_ms_T128",
+    keys = ("step_device", "rss_device", "config", "n_params", "spec", "step_ms_T128", "step_cpu_ms_T128",
             "full_recompute_ms_T128", "full_recompute_cpu_ms_T128", "step_speedup_T128",
             "target_step_ms", "target_peak_rss_gb", "peak_rss_gb_T1024", "vm_hwm_gb_T1024",
             "rss_after_model_gb", "rss_error")
@@ -518,9 +544,16 @@ def main(argv=None) -> dict:
                     help="torch threads for every measurement (default 1)")
     ap.add_argument("--no-tune-malloc", action="store_true",
                     help="leave glibc's malloc as it is (default: model.fastpath.tune_malloc())")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="where the model comparisons run (default cpu; peak RSS stays on cpu)")
     ap.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    global DEVICE
+    if args.device == "cuda" and not args.rss_child:
+        if not torch.cuda.is_available():
+            ap.error("--device cuda: no CUDA GPU is available on this machine")
+        DEVICE = torch.device("cuda")
     torch.set_num_threads(args.threads)
     tuned = False if args.no_tune_malloc else fastpath.tune_malloc()
     if args.rss_child:
@@ -533,6 +566,9 @@ def main(argv=None) -> dict:
     doc = {
         "benchmark": "bench_model",
         "quick": bool(args.quick),
+        "device": str(DEVICE),
+        "device_name": (torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda"
+                        else "cpu"),
         "threads": torch.get_num_threads(),
         "seed": SEED,
         "torch": torch.__version__,
