@@ -10,7 +10,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .capture import Recording, additive_causal_mask, causal_mask
 from .config import ModelConfig
@@ -91,13 +90,18 @@ class CausalSelfAttention(nn.Module):
                 y = sdpa(q, k, v, attn_mask=mask, dropout_p=drop)
         else:
             # in place where possible: each (B, nh, T, Tk) temporary is fresh memory to fault in
-            scores = (q @ k.transpose(-2, -1)).mul_(1.0 / math.sqrt(self.head_size))  # (B,nh,T,Tk)
+            shape = torch.Size((B, self.n_head, T, Tk))
+            out_s = record.sink("scores", self.layer_idx, shape, q) if record.spec.scores \
+                else None
+            out_p = record.sink("attention", self.layer_idx, shape, q)
+            scores = torch.matmul(q, k.transpose(-2, -1), out=out_s)  # (B, nh, T, Tk)
+            scores.mul_(1.0 / math.sqrt(self.head_size))
             if T == 1 and past + 1 == Tk:  # one new query sees every key: nothing to mask
-                probs = F.softmax(scores, dim=-1)  # (B,nh,1,Tk)
+                probs = torch.softmax(scores, dim=-1, out=out_p)  # (B,nh,1,Tk)
             else:  # + 0 / -inf: the same numbers as masked_fill(~mask, -inf), but faster
                 mask = additive_causal_mask(T, Tk, past, x.device, scores.dtype)  # (T, Tk)
                 masked = scores + mask if record.spec.scores else scores.add_(mask)
-                probs = F.softmax(masked, dim=-1)  # (B,nh,T,Tk)
+                probs = torch.softmax(masked, dim=-1, out=out_p)  # (B,nh,T,Tk)
             if record.spec.scores:
                 record.attn_scores.append(scores.detach())
             if record.spec.attention:

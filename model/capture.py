@@ -35,6 +35,20 @@ class Recording:
     ffn_hidden: list[torch.Tensor] = field(default_factory=list)  # L × (B, T, F) after GELU
     mlp_out: list[torch.Tensor] = field(default_factory=list)  # L × (B, T, C)
     logit_lens: torch.Tensor | None = None  # (L+1, B, T, V) each residual through ln_f + lm_head
+    # optional preallocated destinations, name ("attention" or "scores") -> (L, B, nh, T, Tk):
+    # a layer whose shapes match computes straight into its slice, which saves a copy for a
+    # caller that keeps them (the stepper's buffers); what is recorded is the same either way
+    out: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def sink(self, name: str, layer: int, shape: torch.Size, like: torch.Tensor
+             ) -> torch.Tensor | None:
+        """The destination for ``name`` at ``layer`` if one of exactly ``shape`` was given, with
+        the dtype and device of ``like`` and no autograd graph to join (else None)."""
+        t = self.out.get(name)
+        if (t is None or layer >= t.shape[0] or t[layer].shape != shape or t.dtype != like.dtype
+                or t.device != like.device or like.requires_grad):
+            return None
+        return t[layer]
 
     @property
     def wants_attention(self) -> bool:

@@ -88,9 +88,13 @@ class CaptureBuffers:
     the buffers first, so older results never change.
     """
 
-    def __init__(self, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], type]]):
+    def __init__(self, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], type]],
+                 zeroed: bool = True):
         self.shapes = shapes  # name -> (full shape, axes that have block-size length, dtype)
-        self.arrays = {n: np.zeros(s, dtype=d) for n, (s, _, d) in shapes.items()}
+        # zeroed=False when the first write fills every entry (a full window): zeroing 10+ MB
+        # each slid step costs more than the rest of the bookkeeping
+        new = np.zeros if zeroed else np.empty
+        self.arrays = {n: new(s, dtype=d) for n, (s, _, d) in shapes.items()}
         self.seen = 0
 
     def _prefix(self, name: str, n: int) -> tuple:
