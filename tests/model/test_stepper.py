@@ -578,3 +578,21 @@ def test_stepper_on_cuda_matches_cpu(pos_kind):
     assert_matches_full(r, model, atol=1e-4)
     out = generate_text(gpu, tok, "abc", 10, SEEDED)
     assert out == st.text[3:] + tok.token_str(st.result.planned)
+
+
+@pytest.mark.parametrize("vocab, k", [(2, 1), (65, 5), (300, 6), (2000, 3)])
+def test_logit_lens_topk_matches_torch_topk(vocab, k):
+    from model.stepper import _topk
+
+    g = torch.Generator().manual_seed(vocab)
+    probs = torch.softmax(torch.randn(5, 64, vocab, generator=g), dim=-1)  # (L+1, T, V)
+    if vocab > 4:
+        probs[0, 0, :4] = probs[0, 0].max()  # ties at the top: the lowest ids must come first
+    values, ids = _topk(probs, min(k, vocab))
+    ref = probs.topk(min(k, vocab), dim=-1)
+    assert torch.equal(values, ref.values)
+    picked = torch.gather(probs, -1, ids)
+    assert torch.equal(picked, ref.values)  # same values at the ids we picked
+    assert ids.dtype == torch.long and ids.shape == ref.indices.shape
+    if 4 < vocab <= 1024 and k > 1:  # our path (larger vocabularies use torch.topk's order)
+        assert ids[0, 0, :2].tolist() == [0, 1]
