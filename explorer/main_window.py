@@ -26,7 +26,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMe
 
 from .panels.distribution import DistributionPanel
 from .panels.prompt import PromptPanel
-from .plotting import THEME
+from .plotting import THEME, catch_up
 from .session import Session
 
 ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -54,6 +54,15 @@ def example_models(folder: Path = ASSETS_MODELS) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.glob("*.safetensors") if not p.name.endswith(".optim.safetensors"))
+
+
+def _fix_width(label: QLabel, widest: str) -> None:
+    """Give a status label the size of ``widest``: then a new text does not re-lay out the window."""
+    fm = label.fontMetrics()
+    m = label.contentsMargins()
+    extra = 2 * label.margin()
+    label.setFixedSize(fm.horizontalAdvance(widest) + m.left() + m.right() + extra + 2,
+                       fm.height() + m.top() + m.bottom() + extra)
 
 
 def _is_model_file(path: str) -> bool:
@@ -142,6 +151,8 @@ class MainWindow(QMainWindow):
         dock = QDockWidget(name, self)
         dock.setObjectName("dock_" + "".join(c if c.isalnum() else "_" for c in name.lower()))
         dock.setWidget(widget)
+        # a tab raised in a tabbed dock area gets no Show event: tell the panel to catch up
+        dock.visibilityChanged.connect(lambda shown, d=dock: shown and catch_up(d.widget()))
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
@@ -325,6 +336,10 @@ class MainWindow(QMainWindow):
         for w in (self.trained_label, self.model_label, self.params_label, self.device_label,
                   self.context_label, self.busy_label):
             sb.addPermanentWidget(w)
+        # the labels that change at every step get a fixed size: a label whose size hint may
+        # change re-lays out the status bar and then the whole window (docks included)
+        _fix_width(self.busy_label, "\u25cf working")
+        _fix_width(self.context_label, "context 0000/0000 (+000000 cropped)")
 
     @Slot(str)
     def show_message(self, text: str) -> None:
@@ -367,14 +382,19 @@ class MainWindow(QMainWindow):
         text = f"context {r.T}/{block}"
         if r.cropped:
             text += f" (+{r.cropped} cropped)"
-        self.context_label.setText(text)
+        if text != self.context_label.text():
+            self.context_label.setText(text)
+            if self.context_label.sizeHint().width() > self.context_label.width():
+                _fix_width(self.context_label, text)  # a longer text than planned for
         note = getattr(r, "note", "")
         if note and r.chosen is None:
             self.show_message(note[0].upper() + note[1:])
 
     @Slot(bool)
     def _on_busy(self, busy: bool) -> None:
-        self.busy_label.setText("\u25cf working" if busy else "")
+        text = "\u25cf working" if busy else ""
+        if text != self.busy_label.text():
+            self.busy_label.setText(text)
 
     @Slot(bool)
     def _on_loading(self, loading: bool) -> None:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QTimer
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel, QSizePolicy, QWidget
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,8 @@ def style_plot(plot: pg.PlotItem, title: str | None = None, x: str | None = None
         ax.setTickFont(font)
         ax.setTextPen(pg.mkPen(THEME.text))
         ax.setPen(pg.mkPen(THEME.grid))
+        if name in ("right", "top"):  # hidden in these plots: with the SI prefix on, every
+            ax.enableAutoSIPrefix(False)  # range change re-renders its (empty) label's HTML
     if title:
         plot.setTitle(title, color=THEME.text, size=f"{THEME.font_pt + 1}pt")
     label_style = {"color": THEME.muted, "font-size": f"{THEME.font_pt}pt"}
@@ -274,6 +276,75 @@ class TextLabels(pg.GraphicsObject):
         p.restore()
 
 
+def is_shown(widget) -> bool:
+    """Whether ``widget`` is on screen. ``isVisible()`` is not enough: a dock tab behind another
+    stays "visible" (Qt parks it outside the window), so check it has an unobscured region too."""
+    return widget.isVisible() and not widget.visibleRegion().isEmpty()
+
+
+def catch_up(widget) -> None:
+    """Tell a panel that its dock came to the front (a tab raised): a redraw skipped while it
+    was hidden happens now. Panels opt in with a ``catch_up()`` method."""
+    fn = getattr(widget, "catch_up", None)
+    if callable(fn):
+        fn()
+
+
+class QuietLabel(QWidget):
+    """A QLabel whose text can change at every step without re-laying out the whole window.
+
+    ``QLabel.setText`` asks the parent layout for a new layout, and inside a dock that re-lays
+    out the main window (every dock, the status bar: milliseconds a step), even when the label
+    keeps its size. Here the label sits in a holder without a layout, which ignores that request;
+    the holder asks for a new layout only when the text needs more room (wider, or another
+    height when word-wrapped). Offers the QLabel methods the panels use; ``label`` is the QLabel.
+    """
+
+    def __init__(self, parent: QWidget | None = None, word_wrap: bool = False,
+                 align: Qt.AlignmentFlag = Qt.AlignmentFlag.AlignLeft):
+        super().__init__(parent)
+        self.label = QLabel(self)
+        self.label.setWordWrap(word_wrap)
+        self.label.setAlignment(align | Qt.AlignmentFlag.AlignVCenter)
+        policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        policy.setHeightForWidth(word_wrap)
+        self.setSizePolicy(policy)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - QLabel's API
+        if text == self.label.text():
+            return
+        self.label.setText(text)
+        if self.label.wordWrap():
+            grow = self.heightForWidth(self.width()) != self.height()
+        else:
+            hint = self.label.sizeHint()
+            grow = hint.width() > self.width() or hint.height() > self.height()
+        if grow:
+            self.updateGeometry()
+
+    def text(self) -> str:
+        return self.label.text()
+
+    def setTextFormat(self, fmt: Qt.TextFormat) -> None:  # noqa: N802
+        self.label.setTextFormat(fmt)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt API
+        return self.label.wordWrap()
+
+    def heightForWidth(self, w: int) -> int:  # noqa: N802
+        return self.label.heightForWidth(w)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return self.label.sizeHint()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return self.label.minimumSizeHint()
+
+    def resizeEvent(self, e) -> None:  # noqa: N802
+        self.label.setGeometry(self.rect())
+        super().resizeEvent(e)
+
+
 class Coalescer(QObject):
     """Runs ``fn`` once, ~``ms`` after the first of a burst of ``request()`` calls.
 
@@ -296,17 +367,22 @@ class Coalescer(QObject):
             widget.installEventFilter(self)
 
     def request(self) -> None:
-        if self._widget is not None and not self._widget.isVisible():
-            self._dirty = True  # drawn on the next show
+        if self._widget is not None and not is_shown(self._widget):
+            self._dirty = True  # drawn on the next show (or catch_up, for a raised dock tab)
             return
         if not self._timer.isActive():
             self._timer.start()
 
     def eventFilter(self, obj, e) -> bool:  # noqa: N802 - Qt API
-        if self._dirty and e.type() == QEvent.Type.Show:
+        if e.type() == QEvent.Type.Show:
+            self.catch_up()
+        return False
+
+    def catch_up(self) -> None:
+        """Run the redraw skipped while the widget was hidden, if any."""
+        if self._dirty:
             self._dirty = False
             self._timer.start()
-        return False
 
     def flush(self) -> None:
         """Run now if a redraw is pending (tests and benchmarks)."""
@@ -326,4 +402,5 @@ __all__ = [
     "Theme", "THEME", "SEQUENTIAL", "DIVERGING", "qcolor", "ui_font", "mono_font",
     "configure_pyqtgraph", "apply_theme", "colormap", "prob_color", "token_label", "token_ticks",
     "set_token_ticks", "style_plot", "Heatmap", "symmetric_levels", "TextLabels", "Coalescer",
+    "is_shown", "catch_up", "QuietLabel",
 ]

@@ -86,6 +86,7 @@ class LabelAxis(pg.AxisItem):
                  numeric: bool = False, **kwargs):
         super().__init__(orientation, **kwargs)
         self._labels: list[str] = []
+        self._drawn_key: tuple | None = None  # (centre, cell, numeric) of the labels set last
         self.centre = centre
         self.cell = cell  # view units per label (the all-heads mosaic has one label per cell)
         self.numeric = numeric  # labels are numbers already: never prefix the index
@@ -100,7 +101,12 @@ class LabelAxis(pg.AxisItem):
                       hideOverlappingLabels=12 if orientation in ("left", "right") else 40)
 
     def set_labels(self, labels: Sequence[str]) -> None:
-        self._labels = list(labels)
+        labels = list(labels)
+        key = (self.centre, self.cell, self.numeric)
+        if labels == self._labels and key == self._drawn_key:
+            return  # unchanged: keep the cached picture (re-rendering an axis costs ms)
+        self._labels = labels
+        self._drawn_key = key
         if self.orientation in ("left", "right"):
             n = len(self._labels)
             widest = max((self._metrics.horizontalAdvance(s) for s in set(self._labels)),
@@ -229,6 +235,8 @@ class HeatmapWidget(pg.GraphicsLayoutWidget):
         self.colorbar = pg.ColorBarItem(values=levels, colorMap=colormap, interactive=False,
                                         width=16, colorMapMenu=False)
         self.colorbar.axis.setStyle(tickFont=tick_font())
+        # no label on the bar: the SI prefix only re-rendered its empty label at every new range
+        self.colorbar.axis.enableAutoSIPrefix(False)
         self.addItem(self.colorbar, row=0, col=1)
         self._levels = (float(levels[0]), float(levels[1]))
         self._luts(colormap)
@@ -289,8 +297,10 @@ class HeatmapWidget(pg.GraphicsLayoutWidget):
         self._display = display
         self._export = display if export is None else export
         if levels is not None:
-            self._levels = (float(levels[0]), float(levels[1]))
-            self.colorbar.setLevels(values=self._levels)
+            new = (float(levels[0]), float(levels[1]))
+            if new != self._levels:  # the same levels: keep the bar axis' cached picture
+                self._levels = new
+                self.colorbar.setLevels(values=new)
         rows, cols = display.shape
         if display.size:
             self.image.setImage(display, autoLevels=False, levels=image_levels, lut=lut)

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME
+from explorer.plotting import THEME, is_shown
 from model.positional import DESCRIPTIONS
 from model.tokenizer import printable
 
@@ -340,9 +340,14 @@ class ArchitecturePanel(QWidget):
         if self._dirty:
             self.schedule_redraw()
 
+    def catch_up(self) -> None:
+        """The dock's tab came to the front: draw what was skipped while it was behind."""
+        if self._dirty:
+            self.schedule_redraw()
+
     def redraw_now(self) -> None:
         self._timer.stop()
-        if not self.isVisible():
+        if not is_shown(self):  # a closed dock or a tab behind another
             self._dirty = True
             return
         self._dirty = False

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME
+from explorer.plotting import THEME, is_shown
 from model.tokenizer import printable
 
 from ._attention_lines import AttentionLines
@@ -341,6 +341,11 @@ class AttentionPanel(QWidget):
         if self._dirty:
             self.schedule_redraw()
 
+    def catch_up(self) -> None:
+        """The dock's tab came to the front: draw what was skipped while it was behind."""
+        if self._dirty:
+            self.schedule_redraw()
+
     # -- drawing -------------------------------------------------------------------------------
     def _labels(self, r) -> list[str]:
         return [printable(t) for t in r.tokens]
@@ -360,7 +365,7 @@ class AttentionPanel(QWidget):
     def redraw_now(self) -> None:
         """Redraw at once from ``session.result`` (the coalescing timer calls this)."""
         self._timer.stop()
-        if not self.isVisible():
+        if not is_shown(self):  # a closed dock or a tab behind another
             self._dirty = True  # drawn when shown (a hidden dock tab costs nothing)
             return
         self._dirty = False

@@ -28,7 +28,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..plotting import THEME, Coalescer, TextLabels, mono_font, qcolor, style_plot, ui_font
+from ..plotting import (
+    THEME,
+    Coalescer,
+    QuietLabel,
+    TextLabels,
+    mono_font,
+    qcolor,
+    style_plot,
+    ui_font,
+)
 from .token_strip import printable
 
 T_MAX = 3.0
@@ -195,9 +204,8 @@ class DistributionPanel(QWidget):
         self.controls.view_changed.connect(self.request_redraw)
         self.controls.resample_button.clicked.connect(session.resample)
 
-        self.summary = QLabel(self)
+        self.summary = QuietLabel(self, word_wrap=True)  # new text each step: no window relayout
         self.summary.setFont(ui_font(THEME.font_pt + 1))
-        self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
 
         self.axis = _PercentAxis("bottom")
@@ -213,6 +221,11 @@ class DistributionPanel(QWidget):
         self.plot.getAxis("left").setTickFont(mono_font(THEME.font_pt + 1))
         self.plot.getAxis("left").setStyle(tickLength=0)
         self.plot.getAxis("left").setWidth(44)
+        for name in ("left", "bottom"):
+            # fixed text space (the left axis has a fixed width, the bottom one keeps its default
+            # 18 px): auto-expanding re-sizes the axis and drops its cached picture at every paint,
+            # which re-rendered both axes and painted the plot twice per step
+            self.plot.getAxis(name).setStyle(autoExpandTextSpace=False)
         self.bars = pg.BarGraphItem(x0=[0.0], y=[0.0], height=0.72, width=[0.0], brush=THEME.grid,
                                     pen=pg.mkPen(None))
         self.plot.addItem(self.bars)
@@ -291,6 +304,10 @@ class DistributionPanel(QWidget):
     def flush(self) -> None:
         self._redraw.flush()
 
+    def catch_up(self) -> None:
+        """The dock's tab came to the front: draw what was skipped while it was behind."""
+        self._redraw.catch_up()
+
     # -- drawing ------------------------------------------------------------------------------
     def redraw(self) -> None:
         r = self.session.result
@@ -352,6 +369,9 @@ class DistributionPanel(QWidget):
         if n != self._n_bars:
             self._n_bars = n
             self.plot.setYRange(-0.6, max(n, 1) - 0.4, padding=0)
+        # apply a new range now: pyqtgraph would apply it while painting, and the items moved
+        # by it would then be painted a second time
+        self.plot.vb.updateMatrix()
         self.shown_ids = ids.copy()
         self._update_summary(r, d, tok, n)
 

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME
+from explorer.plotting import THEME, is_shown
 from model.positional import DESCRIPTIONS
 from model.tokenizer import printable
 
@@ -331,10 +331,15 @@ class PositionalPanel(QWidget):
         if self._dirty:
             self.schedule_redraw()
 
+    def catch_up(self) -> None:
+        """The dock's tab came to the front: draw what was skipped while it was behind."""
+        if self._dirty:
+            self.schedule_redraw()
+
     # -- drawing -------------------------------------------------------------------------------
     def redraw_now(self) -> None:
         self._timer.stop()
-        if not self.isVisible():
+        if not is_shown(self):  # a closed dock or a tab behind another
             self._dirty = True
             return
         self._dirty = False

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..plotting import THEME, mono_font, ui_font
+from ..plotting import THEME, QuietLabel, mono_font, ui_font
 from .token_strip import ChipScroll, TokenStrip, printable
 
 DEBOUNCE_MS = 300  # typing pauses this long before generation restarts from the new prompt
@@ -112,7 +112,8 @@ class PromptPanel(QWidget):
         self.run_interval.setPrefix("every ")
         self.run_interval.setSuffix(" ms")
         self.run_interval.setToolTip("Pause between steps while running (0 = as fast as possible)")
-        self.info = QLabel(self)
+        # new text each step: a QuietLabel does not re-lay out the window for it
+        self.info = QuietLabel(self, align=Qt.AlignmentFlag.AlignRight)
         self.info.setStyleSheet(f"color: {THEME.muted};")
         for w in (self.step_button, self.back_button, self.reset_button, self.resample_button):
             buttons.addWidget(w)

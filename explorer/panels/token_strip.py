@@ -4,7 +4,9 @@ Prompt tokens are neutral chips; generated tokens are coloured by the probabilit
 they were chosen (red = a long shot, green = the obvious choice; forced tokens get a dashed
 border); whitespace is made visible with model.tokenizer.printable. The ghost chip at the end is
 the token the next step will pick. One painted widget rather than a widget per chip: a step
-re-lays out and repaints hundreds of chips in a few milliseconds.
+re-lays out and repaints hundreds of chips in a few milliseconds. Each chip is rendered once into
+a cached pixmap (antialiased text is the costly part): at a full window every step slides all
+chips along, and repainting them is then one blit each.
 """
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import QMenu, QScrollArea, QSizePolicy, QWidget
 
 from ..plotting import THEME, mono_font, prob_color
@@ -69,6 +71,8 @@ class TokenStrip(QWidget):
         self.lookup = None  # callable: token id -> string
         self._widths: dict[str, int] = {}  # label -> pixel width (font fixed)
         self._min_w = 8
+        # (label, fill rgba, border kind, text colour, size, device pixel ratio) -> chip image
+        self._chip_cache: dict[tuple, QPixmap] = {}
 
     # -- data ---------------------------------------------------------------------------------
     def set_result(self, result: Any) -> None:
@@ -101,6 +105,12 @@ class TokenStrip(QWidget):
     def resizeEvent(self, e) -> None:  # noqa: N802
         self._safe_relayout(e.size().width())
         super().resizeEvent(e)
+
+    def changeEvent(self, e) -> None:  # noqa: N802 - Qt API
+        if e.type() == QEvent.Type.FontChange and hasattr(self, "_widths"):
+            self._widths.clear()  # cached widths and chip images depend on the font
+            self._chip_cache.clear()
+        super().changeEvent(e)
 
     def _safe_relayout(self, width: int) -> None:
         # An exception escaping a virtual called from inside another Qt call can crash PySide6;
@@ -193,6 +203,7 @@ class TokenStrip(QWidget):
                        "Loading the model \u2026")
             return
         clip = e.rect()
+        dpr = self.devicePixelRatioF()
         text_dark, text_light = QColor("#0b0c10"), QColor(THEME.text)
         forced = getattr(r, "token_forced", None)
         for c in self._chips:
@@ -221,16 +232,44 @@ class TokenStrip(QWidget):
                 fg = text_light
             if i == self._hover:
                 fill = fill.lighter(125)
-            p.setBrush(fill)
             if i == self.selected:
-                p.setPen(QPen(QColor(THEME.accent), 2.5))
+                border = 1
             elif generated and forced is not None and bool(forced[i]):
-                p.setPen(QPen(QColor(THEME.text), 1.5, Qt.PenStyle.DashLine))
+                border = 2
             else:
-                p.setPen(Qt.PenStyle.NoPen)
-            p.drawRoundedRect(rect.adjusted(1, 1, -1, -1), 4, 4)
-            p.setPen(fg)
-            p.drawText(rect, Qt.AlignmentFlag.AlignCenter, self._labels[i])
+                border = 0
+            p.drawPixmap(rect.topLeft(), self._chip_pixmap(self._labels[i], fill, border, fg,
+                                                           rect.width(), rect.height(), dpr))
+
+    def _chip_pixmap(self, label: str, fill: QColor, border: int, fg: QColor, w: int, h: int,
+                     dpr: float) -> QPixmap:
+        """One chip drawn at (0, 0), cached: the same token keeps its colour from step to step."""
+        key = (label, fill.rgba(), border, fg.rgba(), w, h, dpr)
+        pm = self._chip_cache.get(key)
+        if pm is not None:
+            return pm
+        if len(self._chip_cache) > 4096:  # bounded: long runs see many (token, colour) pairs
+            self._chip_cache.clear()
+        pm = QPixmap(max(1, round(w * dpr)), max(1, round(h * dpr)))
+        pm.setDevicePixelRatio(dpr)
+        pm.fill(Qt.GlobalColor.transparent)
+        q = QPainter(pm)
+        q.setRenderHint(QPainter.RenderHint.Antialiasing)
+        q.setFont(self.font())
+        q.setBrush(fill)
+        if border == 1:  # selected
+            q.setPen(QPen(QColor(THEME.accent), 2.5))
+        elif border == 2:  # forced (clicked) token
+            q.setPen(QPen(QColor(THEME.text), 1.5, Qt.PenStyle.DashLine))
+        else:
+            q.setPen(Qt.PenStyle.NoPen)
+        rect = QRect(0, 0, w, h)
+        q.drawRoundedRect(rect.adjusted(1, 1, -1, -1), 4, 4)
+        q.setPen(fg)
+        q.drawText(rect, Qt.AlignmentFlag.AlignCenter, label)
+        q.end()
+        self._chip_cache[key] = pm
+        return pm
 
     # -- mouse --------------------------------------------------------------------------------
     def mousePressEvent(self, e: QMouseEvent) -> None:  # noqa: N802

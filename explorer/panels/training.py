@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QCoreApplication, Qt, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..plotting import THEME, Coalescer
+from ..plotting import THEME, Coalescer, is_shown
 from ..training_worker import RunSpec, TrainingRun
 from .film_strip import FilmStrip
 from .training_plan import (
@@ -518,11 +518,18 @@ class TrainingPanel(ResultsMixin, QWidget):
                 self.form.set_devices(available_devices())
             except Exception:  # noqa: BLE001
                 pass
+        # after the dock layout has settled: a tab behind another is shown too (parked outside
+        # the window), and timing runs there would compete with the explorer for the CPU
+        QTimer.singleShot(0, self, self._measure_presets)
+
+    def catch_up(self) -> None:
+        """The dock's tab came to the front (see MainWindow.add_panel)."""
         self._measure_presets()
 
     def _measure_presets(self) -> None:
-        """Time each preset once (in the background, never while a run trains)."""
-        if self.running or not self.isVisible() or not self.auto_measure:
+        """Time each preset once (in the background, never while a run trains), only while the
+        panel is on screen."""
+        if self.running or not is_shown(self) or not self.auto_measure:
             return
         try:
             from model.corpora import task_tokenizer
