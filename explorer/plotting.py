@@ -345,6 +345,52 @@ class QuietLabel(QWidget):
         super().resizeEvent(e)
 
 
+class LiveRedraw:
+    """Mixin for the panels that redraw from every session result.
+
+    Bursts of ``schedule_redraw()`` (typing, fast stepping) coalesce into one ``redraw_now()``
+    per frame; a panel that is not on screen (a closed dock, a tab behind another) only marks
+    itself dirty and catches up when it is shown or its tab is raised. Put it before QWidget in
+    the bases, call ``_init_redraw()`` in ``__init__`` and start ``redraw_now`` with
+    ``if not self._begin_redraw(): return``.
+    """
+
+    redraw_ms = 16
+
+    def _init_redraw(self) -> None:
+        self.redraw_count = 0
+        self._dirty = True
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(self.redraw_ms)
+        self._timer.timeout.connect(self.redraw_now)
+
+    def schedule_redraw(self, *_args) -> None:
+        self._dirty = True
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def showEvent(self, ev):  # noqa: N802 - Qt API
+        super().showEvent(ev)
+        if self._dirty:
+            self.schedule_redraw()
+
+    def catch_up(self) -> None:
+        """The dock's tab came to the front: draw what was skipped while it was behind."""
+        if self._dirty:
+            self.schedule_redraw()
+
+    def _begin_redraw(self) -> bool:
+        """True when the panel is on screen and should draw now; else it stays dirty."""
+        self._timer.stop()
+        if not is_shown(self):
+            self._dirty = True
+            return False
+        self._dirty = False
+        self.redraw_count += 1
+        return True
+
+
 class Coalescer(QObject):
     """Runs ``fn`` once, ~``ms`` after the first of a burst of ``request()`` calls.
 

@@ -12,7 +12,7 @@ import html
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractTableModel, Qt, QTimer
+from PySide6.QtCore import QAbstractTableModel, Qt
 from PySide6.QtGui import QColor, QFontMetricsF
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME, is_shown
+from explorer.plotting import THEME, LiveRedraw
 from model.positional import DESCRIPTIONS
 from model.tokenizer import printable
 
@@ -148,7 +148,7 @@ class LensModel(QAbstractTableModel):
 
 
 # -- the panel ---------------------------------------------------------------------------------
-class ArchitecturePanel(QWidget):
+class ArchitecturePanel(LiveRedraw, QWidget):
     """The model as a diagram; click a block for its live values."""
 
     def __init__(self, session, parent: QWidget | None = None):
@@ -157,12 +157,7 @@ class ArchitecturePanel(QWidget):
         self.blocks: list[BlockSpec] = []
         self.selected: str | None = None
         self.collapsed = False
-        self.redraw_count = 0
-        self._dirty = True
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(16)
-        self._timer.timeout.connect(self.redraw_now)
+        self._init_redraw()
         self._build_ui()
         session.model_changed.connect(self._on_model_changed)
         session.step_ready.connect(self.schedule_redraw)
@@ -303,11 +298,6 @@ class ArchitecturePanel(QWidget):
         return list(range(n))
 
     # -- session -------------------------------------------------------------------------------
-    def schedule_redraw(self, *_args) -> None:
-        self._dirty = True
-        if not self._timer.isActive():
-            self._timer.start()
-
     def _on_model_changed(self) -> None:
         model = getattr(self.session, "model", None)
         self.blocks = model_blocks(model) if model is not None else []
@@ -335,23 +325,9 @@ class ArchitecturePanel(QWidget):
         if self.detail_stack.currentWidget() is self.lens_table and i >= 0:
             self.lens_table.selectColumn(i)
 
-    def showEvent(self, ev):  # noqa: N802
-        super().showEvent(ev)
-        if self._dirty:
-            self.schedule_redraw()
-
-    def catch_up(self) -> None:
-        """The dock's tab came to the front: draw what was skipped while it was behind."""
-        if self._dirty:
-            self.schedule_redraw()
-
     def redraw_now(self) -> None:
-        self._timer.stop()
-        if not is_shown(self):  # a closed dock or a tab behind another
-            self._dirty = True
+        if not self._begin_redraw():  # hidden: drawn when shown
             return
-        self._dirty = False
-        self.redraw_count += 1
         softmax = self.items.get("final.softmax")
         if softmax is not None:
             t = self._temperature(getattr(self.session, "result", None))

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME, is_shown
+from explorer.plotting import THEME, LiveRedraw
 from model.tokenizer import printable
 
 from ._attention_lines import AttentionLines
@@ -73,7 +73,7 @@ def _fmt(v: float) -> str:
     return f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
 
 
-class AttentionPanel(QWidget):
+class AttentionPanel(LiveRedraw, QWidget):
     """Attention patterns of the current context, redrawn from ``session.result``."""
 
     def __init__(self, session, parent: QWidget | None = None):
@@ -86,18 +86,13 @@ class AttentionPanel(QWidget):
         self.average = False
         self.lines_all_heads = False
         self.threshold = 0.05
-        self.redraw_count = 0
         self._hover = (-1, -1)
         self._lines_hover = -1
-        self._dirty = True
         self._future: dict[tuple[int, int, int], np.ndarray] = {}
         self._grid_geom = (1, 1, 0, 1)  # rows (layers), cols (heads or 1), cell size, pool factor
         self._cmap = {"head": PROB_CMAP, "grid": PROB_CMAP}
 
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(16)
-        self._timer.timeout.connect(self.redraw_now)
+        self._init_redraw()
 
         self._build_ui()
         session.model_changed.connect(self._on_model_changed)
@@ -292,12 +287,6 @@ class AttentionPanel(QWidget):
         self.set_view("head")
 
     # -- session -------------------------------------------------------------------------------
-    def schedule_redraw(self, *_args) -> None:
-        """Coalesce bursts (typing, fast stepping) into one redraw per frame."""
-        self._dirty = True
-        if not self._timer.isActive():
-            self._timer.start()
-
     def _on_model_changed(self) -> None:
         cfg = getattr(self.session, "config", None)
         self._set_shape(cfg.n_layer if cfg else 0, cfg.n_head if cfg else 0)
@@ -336,16 +325,6 @@ class AttentionPanel(QWidget):
         if self.view == "lines":
             self.schedule_redraw()
 
-    def showEvent(self, ev):  # noqa: N802
-        super().showEvent(ev)
-        if self._dirty:
-            self.schedule_redraw()
-
-    def catch_up(self) -> None:
-        """The dock's tab came to the front: draw what was skipped while it was behind."""
-        if self._dirty:
-            self.schedule_redraw()
-
     # -- drawing -------------------------------------------------------------------------------
     def _labels(self, r) -> list[str]:
         return [printable(t) for t in r.tokens]
@@ -364,12 +343,8 @@ class AttentionPanel(QWidget):
 
     def redraw_now(self) -> None:
         """Redraw at once from ``session.result`` (the coalescing timer calls this)."""
-        self._timer.stop()
-        if not is_shown(self):  # a closed dock or a tab behind another
-            self._dirty = True  # drawn when shown (a hidden dock tab costs nothing)
+        if not self._begin_redraw():  # hidden: drawn when shown
             return
-        self._dirty = False
-        self.redraw_count += 1
         r = getattr(self.session, "result", None)
         if r is None or r.attention is None:
             self.hover_label.setText("Attention was not captured for this step."

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
     QLabel,
@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME, is_shown
+from explorer.plotting import THEME, LiveRedraw
 from model.positional import DESCRIPTIONS
 from model.tokenizer import printable
 
@@ -120,7 +120,7 @@ def display_matrix(kind: str, m: np.ndarray) -> np.ndarray:
     return m
 
 
-class PositionalPanel(QWidget):
+class PositionalPanel(LiveRedraw, QWidget):
     """The model's positional encoding, explained."""
 
     def __init__(self, session, parent: QWidget | None = None):
@@ -129,17 +129,12 @@ class PositionalPanel(QWidget):
         self.view = "matrix"
         self.kind = "none"
         self.dims: list[int] = []
-        self.redraw_count = 0
         self._dirty_model = True
         self._dirty_curves = True
         self._legend_has_pos: bool | None = None
-        self._dirty = True
         self._pe_matrix: np.ndarray | None = None
         self._curves: list[pg.PlotCurveItem] = []
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(16)
-        self._timer.timeout.connect(self.redraw_now)
+        self._init_redraw()
         self._build_ui()
         session.model_changed.connect(self._on_model_changed)
         session.step_ready.connect(self.schedule_redraw)
@@ -304,11 +299,6 @@ class PositionalPanel(QWidget):
         model = getattr(self.session, "model", None)
         return getattr(model, "pe", None)
 
-    def schedule_redraw(self, *_args) -> None:
-        self._dirty = True
-        if not self._timer.isActive():
-            self._timer.start()
-
     def _on_model_changed(self) -> None:
         pe = self._pe()
         self.kind = getattr(pe, "kind", "none") if pe is not None else "none"
@@ -326,24 +316,10 @@ class PositionalPanel(QWidget):
         self.matrix_plot.highlight_row(i)
         self.similarity_plot.highlight_row(i)
 
-    def showEvent(self, ev):  # noqa: N802
-        super().showEvent(ev)
-        if self._dirty:
-            self.schedule_redraw()
-
-    def catch_up(self) -> None:
-        """The dock's tab came to the front: draw what was skipped while it was behind."""
-        if self._dirty:
-            self.schedule_redraw()
-
     # -- drawing -------------------------------------------------------------------------------
     def redraw_now(self) -> None:
-        self._timer.stop()
-        if not is_shown(self):  # a closed dock or a tab behind another
-            self._dirty = True
+        if not self._begin_redraw():  # hidden: drawn when shown
             return
-        self._dirty = False
-        self.redraw_count += 1
         pe = self._pe()
         if pe is None:
             return
