@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLayout,
     QMenu,
+    QScrollArea,
     QSizePolicy,
     QToolButton,
     QWidget,
@@ -680,6 +681,26 @@ def rich_text(title: str, formula: str, *paragraphs: str) -> str:
     body = "".join(f"<p>{p}</p>" for p in paragraphs if p)
     return (f"<p style='font-size:{TEXT_PT + 2}pt'><b>{title}</b></p>"
             f"<p style='font-size:{TEXT_PT + 1}pt; color:{THEME.accent}'>{formula}</p>{body}")
+
+
+def explanation_pane(margin: int, min_width: int,
+                     max_width: int | None = None) -> tuple[QLabel, QScrollArea]:
+    """The scrollable rich-text column beside a plot that holds ``rich_text`` explanations."""
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+    label.setMargin(margin)
+    f = label.font()
+    f.setPointSize(TEXT_PT)
+    label.setFont(f)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setWidget(label)
+    scroll.setMinimumWidth(min_width)
+    if max_width is not None:
+        scroll.setMaximumWidth(max_width)
+    return label, scroll
 
 
 def status_label(pt: int = TEXT_PT) -> QLabel:

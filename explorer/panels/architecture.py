@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QScrollArea,
     QSplitter,
     QStackedWidget,
     QTableView,
@@ -40,6 +39,7 @@ from ._plot_helpers import (
     LabelAxis,
     SeriesPlot,
     causal_future,
+    explanation_pane,
     export_button,
     mosaic,
     rich_text,
@@ -232,19 +232,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
                   self.detail_text):
             self.detail_stack.addWidget(w)
         dl.addWidget(self.detail_stack, 3)
-        self.explain = QLabel()
-        self.explain.setWordWrap(True)
-        self.explain.setTextFormat(Qt.TextFormat.RichText)
-        self.explain.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.explain.setMargin(6)
-        f = self.explain.font()
-        f.setPointSize(TEXT_PT)
-        self.explain.setFont(f)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(self.explain)
-        scroll.setMinimumWidth(240)
-        scroll.setMaximumWidth(340)
+        self.explain, scroll = explanation_pane(margin=6, min_width=240, max_width=340)
         dl.addWidget(scroll, 1)
         split.addWidget(detail)
         split.setStretchFactor(0, 1)

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -36,6 +35,7 @@ from ._plot_helpers import (
     HeatmapWidget,
     LabelAxis,
     SeriesPlot,
+    explanation_pane,
     export_button,
     flow_bar,
     labeled,
@@ -213,18 +213,7 @@ class PositionalPanel(LiveRedraw, QWidget):
             self.stack.addWidget(w)
         split.addWidget(self.stack)
 
-        self.text = QLabel()
-        self.text.setWordWrap(True)
-        self.text.setTextFormat(Qt.TextFormat.RichText)
-        self.text.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.text.setMargin(8)
-        f = self.text.font()
-        f.setPointSize(TEXT_PT)
-        self.text.setFont(f)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(self.text)
-        scroll.setMinimumWidth(220)
+        self.text, scroll = explanation_pane(margin=8, min_width=220)
         split.addWidget(scroll)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)

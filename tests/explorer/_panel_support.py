@@ -84,3 +84,13 @@ def make_session(model=None, prompt: str = "hello there", steps: int = 0) -> Fak
     if steps:
         s.step(steps)
     return s
+
+
+def shown(qtbot, panel):
+    """Add ``panel`` to qtbot, show it at a fixed size and draw it once (no timer wait)."""
+    qtbot.addWidget(panel)
+    panel.resize(900, 700)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.redraw_now()
+    return panel

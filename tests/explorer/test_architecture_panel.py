@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _panel_support import make_session, tiny_model
+from _panel_support import make_session, shown, tiny_model
 from PySide6.QtCore import QPoint, Qt
 
 from explorer.panels.architecture import ArchitecturePanel, model_blocks
@@ -14,13 +14,7 @@ from model.tokenizer import printable
 
 def _panel(qtbot, **kw):
     s = make_session(tiny_model(**kw), "hello there", steps=3)
-    p = ArchitecturePanel(s)
-    qtbot.addWidget(p)
-    p.resize(900, 700)
-    p.show()
-    qtbot.waitExposed(p)
-    p.redraw_now()
-    return p
+    return shown(qtbot, ArchitecturePanel(s))
 
 
 @pytest.mark.parametrize("n_layer", [1, 4, 12])

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from _panel_support import make_session, tiny_model
+from _panel_support import make_session, shown, tiny_model
 from PySide6.QtCore import QPoint, Qt
 
 from explorer.panels._plot_helpers import MASKED_CODE, quantize
@@ -16,13 +16,7 @@ from model.tokenizer import printable
 @pytest.fixture
 def panel(qtbot):
     session = make_session(tiny_model(n_layer=2, n_head=3, n_embd=24), "hello there", steps=4)
-    p = AttentionPanel(session)
-    qtbot.addWidget(p)
-    p.resize(900, 700)
-    p.show()
-    qtbot.waitExposed(p)
-    p.redraw_now()
-    return p
+    return shown(qtbot, AttentionPanel(session))
 
 
 def _expected(r, stage, layer, head):

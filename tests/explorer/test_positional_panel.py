@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from _panel_support import make_session, tiny_model
+from _panel_support import make_session, shown, tiny_model
 
 from explorer.panels.positional import VIEWS, PositionalPanel, display_matrix
 from model.positional import DESCRIPTIONS, sinusoidal_table
@@ -14,13 +14,7 @@ from model.positional import DESCRIPTIONS, sinusoidal_table
 def _panel(qtbot, kind: str, **kw):
     s = make_session(tiny_model(kind, n_layer=1, n_head=2, n_embd=16, block_size=48, **kw),
                      "hello there", steps=2)
-    p = PositionalPanel(s)
-    qtbot.addWidget(p)
-    p.resize(900, 700)
-    p.show()
-    qtbot.waitExposed(p)
-    p.redraw_now()
-    return p
+    return shown(qtbot, PositionalPanel(s))
 
 
 @pytest.mark.parametrize("kind", ["learned", "sinusoidal", "rotary"])
