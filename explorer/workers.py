@@ -9,6 +9,10 @@ tagged with the model *generation* so a late result for a replaced model is igno
 Connect this worker's signals only to slots (methods) of QObjects that live in the GUI thread: a
 lambda or plain function connected to them would run in the worker thread (PySide6 6.x).
 
+When it has nothing to do, the worker runs the next step's pass ahead of time
+(:meth:`Stepper.lookahead`): a Step that picks the planned token then costs no forward pass,
+which matters most once the window is full and every step recomputes all of it.
+
 Torch threads: the worker sets ``torch.set_num_threads(inference_threads())`` = cores − 1, at most
 4 (at least 1). The models here are small, so more threads buy little, and leaving one core free
 keeps the GUI thread responsive while Run generates continuously. The setting is process-wide.
@@ -175,6 +179,8 @@ class InferenceWorker(QObject):
         self._timer: QTimer | None = None
         self.requests_handled = 0  # for tests and benchmarks
         self.steps_done = 0
+        self.lookahead_enabled = True  # False: every step computes when asked (benchmarks)
+        self.lookaheads = 0  # passes run ahead (for tests and benchmarks)
         self._wake.connect(self._process, Qt.ConnectionType.QueuedConnection)
         self._tick.connect(self._run_tick, Qt.ConnectionType.QueuedConnection)
 
@@ -210,6 +216,12 @@ class InferenceWorker(QObject):
         return getattr(st, "auto_seed", None) if st is not None else None
 
     @property
+    def lookahead_hits(self) -> int:
+        """Steps of the current stepper that found their pass already run (read-only)."""
+        st = self._stepper
+        return getattr(st, "lookahead_hits", 0) if st is not None else 0
+
+    @property
     def pending(self) -> int:
         with self._lock:
             return len(self._pending)
@@ -226,6 +238,19 @@ class InferenceWorker(QObject):
             self._handle(req)
             self.requests_handled += 1
         self._set_busy(self._run_left > 0)
+        self._idle()
+
+    def _idle(self) -> None:
+        """Nothing queued and no Run: compute the planned next step's pass while the user looks.
+        A request that arrives meanwhile waits for it (one forward pass)."""
+        if (not self.lookahead_enabled or self._stepper is None or self._run_left > 0
+                or self.pending):
+            return
+        try:
+            if self._stepper.lookahead():
+                self.lookaheads += 1
+        except Exception:  # noqa: BLE001 - only a guess failed; a real step reports its own error
+            pass
 
     def _set_busy(self, busy: bool) -> None:
         if busy != self._busy:
@@ -392,6 +417,7 @@ class InferenceWorker(QObject):
         if self._stop:
             self._end_run()
             self._set_busy(False)
+            self._idle()
             return
         if self.pending:  # user requests first; they end the run if they change the text
             self._process()
@@ -422,6 +448,7 @@ class InferenceWorker(QObject):
         if self._run_left <= 0:
             self.running_changed.emit(False, self._generation)
             self._set_busy(False)
+            self._idle()
 
 
 def _sample_config(sample: Any) -> Any:

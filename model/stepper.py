@@ -16,6 +16,11 @@ written again (after back/rewind/resample), the buffers are copied first (copy-o
 
 Past the block size the window slides like nanoGPT's ``generate``: the model sees the last
 ``block_size`` tokens, recomputed in full with positions starting again at 0.
+
+``lookahead()`` runs the pass the next ``step()`` will need before it is asked for (the GUI's
+worker calls it while it waits for the user): the planned token's pass goes into a side state
+that a ``step()`` picking that token adopts without running the model, and that anything else
+drops. Nothing a caller can see changes until then.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ import operator
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,11 +40,15 @@ from .config import CAPTURE_ALL, CAPTURE_NOTHING, CaptureSpec, ModelConfig, Samp
 from .sampling import distribution_for, sample_from, uniform_for
 from .step_result import CaptureBuffers, StepResult
 from .tokenizer import CharTokenizer
+from .topk import topk_rows
 from .transformer import GPT
 
 DEFAULT_SAMPLE = SampleConfig()
 EMPTY_PROMPT_NEWLINE = "empty prompt: generation starts from a newline"
 EMPTY_PROMPT_TOKEN0 = "empty prompt: generation starts from token 0 ({!r})"
+#: a lookahead that would need its own capture buffers larger than this is not run (a
+#: GPT-2-small's attention and scores at 1024 tokens are 1.2 GB)
+LOOKAHEAD_MAX_BYTES = 256 * 2**20
 
 
 @contextmanager
@@ -64,39 +75,17 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
-_SMALL_VOCAB = 1024  # up to here _topk transposes the probabilities (V/1024 × their size)
-_MANY_ROWS = 64  # below this torch.topk is faster (a cached step has L+1 rows)
+@dataclass
+class _Ahead:
+    """The next step's pass, run before it was asked for (see :meth:`Stepper.lookahead`)."""
 
-
-def _topk(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``probs.topk(k, dim=-1)`` as (values, int64 indices), several times faster for a small
-    vocabulary: on a CPU torch.topk over rows of 65 costs ~0.6 µs a row (0.8 ms for the logit
-    lens of a full 256-token window), while a max down the columns of the transposed (V, N)
-    matrix is vectorised across rows. k rounds of "take each row's max, then blank it"; among
-    equal values the lowest id comes first (torch.topk leaves the order of ties unspecified)."""
-    V = probs.shape[-1]
-    if V > _SMALL_VOCAB or probs.numel() < _MANY_ROWS * V or probs.device.type != "cpu":
-        top = probs.topk(k, dim=-1)
-        return top.values, top.indices
-    lead = probs.shape[:-1]
-    q = probs.reshape(-1, V).t().contiguous()  # (V, N)
-    # weight V - id: the largest weight among a row's maxima marks its lowest id
-    w = torch.arange(V, 0, -1, dtype=q.dtype, device=q.device).unsqueeze(1)  # (V, 1)
-    values = q.new_empty((k, q.shape[1]))  # (k, N)
-    indices = torch.empty((k, q.shape[1]), dtype=torch.long, device=q.device)  # (k, N)
-    for r in range(k):
-        m = q.amax(dim=0, keepdim=True)  # (1, N)
-        # 1.0 where q equals its column's max (q - m == 0; in-place ops keep it float: fast)
-        hit = q.sub(m).eq_(0).mul_(w).amax(dim=0, keepdim=True)  # (1, N) V - lowest such id
-        i = hit.neg_().add_(V).long().clamp_(max=V - 1)  # (1, N); clamp: NaN rows match nothing
-        values[r] = m[0]
-        indices[r] = i[0]
-        q.scatter_(0, i, float("-inf"))  # exclude the pick from the next round
-    if torch.isnan(values).any():  # NaN probabilities: torch.topk's own ordering
-        top = probs.topk(k, dim=-1)
-        return top.values, top.indices
-    return (values.t().reshape(*lead, k).contiguous(),
-            indices.t().reshape(*lead, k).contiguous())
+    key: tuple  # (token, weights fingerprint): what the pass depends on besides the ids
+    logits: np.ndarray  # (V,) next-token logits after the token
+    slid: bool  # True: the window moved, so the pass has its own cache and buffers (below)
+    length: int = 0  # not slid: the live cache's length before the pass appended its row
+    cache: Any = None
+    bufs: CaptureBuffers | None = None
+    start: int = 0
 
 
 class Stepper:
@@ -130,6 +119,9 @@ class Stepper:
         self._bufs: CaptureBuffers | None = None
         self._start = 0  # absolute index of the window's first token
         self._valid = False  # the KV cache (and buffers) hold the window ids[_start:]
+        self._ahead: _Ahead | None = None  # see lookahead()
+        self._spare = None  # a second KV cache, for lookaheads that slide the window
+        self.lookahead_hits = 0  # steps that adopted a lookahead (for tests and benchmarks)
 
     # -- public state ---------------------------------------------------------------------------
     @property
@@ -167,6 +159,7 @@ class Stepper:
         if len(ids) > block:
             note = (f"the prompt is longer than the block size ({block}): the model sees its last "
                     f"{block} tokens, the first {len(ids) - block} are cropped")
+        self._drop_ahead()
         self._ids, self._n_prompt, self._note = list(ids), len(ids), note
         self._probs, self._ranks, self._forced, self._draws = [], [], [], {}
         self._valid = False
@@ -192,10 +185,12 @@ class Stepper:
             if not 0 <= tok < self.config.vocab_size or tok != force:
                 raise ValueError(f"forced token {force!r} is not a token id "
                                  f"(0..{self.config.vocab_size - 1})")
+        logits = self._take_ahead(tok)
         self._ids.append(tok)
         try:
-            with _inference(self.model):
-                logits = self._advance(tok)
+            if logits is None:
+                with _inference(self.model):
+                    logits = self._advance(tok)
         except BaseException:
             self._ids.pop()
             self._valid = False
@@ -250,6 +245,7 @@ class Stepper:
 
     def set_capture(self, capture: CaptureSpec) -> StepResult | None:
         """Change what is recorded; the window is run again once so the result has it."""
+        self._drop_ahead()
         self.capture = capture
         self._valid = False
         return self.refresh() if self._ids else None
@@ -258,11 +254,95 @@ class Stepper:
         """Run the window again (after the weights or the head mask changed). The latest logits
         are replaced; those kept for earlier steps are not."""
         self._need_prompt()
+        self._drop_ahead()
         with _inference(self.model):
             self._logits[-1] = self._rebuild()
         return self._publish()
 
+    def lookahead(self) -> bool:
+        """Run the pass that ``step()`` without ``force`` will need next, before it is asked for.
+
+        The token is the one ``step()`` would sample under the current settings (the result's
+        ``planned``). Below the block size its row goes into the live KV cache past what any
+        result shows; when the step would slide the window, the whole next window is run into a
+        second cache and fresh buffers. ``step()`` adopts the pass when it picks that token
+        (same weights, head mask and capture); every other action drops it first. Returns True
+        when a pass ran (False: no prompt, the same lookahead is already there, or the buffers
+        would exceed ``LOOKAHEAD_MAX_BYTES``). Nothing visible changes."""
+        if not self._ids:
+            return False
+        pos = len(self._ids)
+        dist = distribution_for(self._logits[-1], self.sample)
+        tok = sample_from(dist, uniform_for(self.seed, pos, self.draw_index(pos)))
+        key = self._ahead_key(tok)
+        if key[1] is None:
+            return False  # a change to such weights could not be noticed: never run ahead
+        if self._ahead is not None:
+            if self._ahead.key == key:
+                return False
+            self._drop_ahead()
+        s = max(0, pos + 1 - self.config.block_size)  # the next window's start
+        with _inference(self.model):
+            if self._valid and s == self._start:  # one cached row, as _advance would run it
+                length = self._cache.length
+                logits = self._run([tok], past=pos - s)
+                self._ahead = _Ahead(key, logits, slid=False, length=length)
+                return True
+            if self._bufs is not None and sum(a.nbytes for a in self._bufs.arrays.values()) \
+                    > LOOKAHEAD_MAX_BYTES:
+                return False
+            live = self._cache, self._bufs, self._start, self._valid
+            self._cache = self._spare
+            self._ids.append(tok)
+            try:
+                logits = self._rebuild()
+                self._ahead = _Ahead(key, logits, slid=True, cache=self._cache, bufs=self._bufs,
+                                     start=self._start)
+                self._spare = None
+            finally:
+                self._ids.pop()
+                self._cache, self._bufs, self._start, self._valid = live
+        return True
+
+    @property
+    def has_lookahead(self) -> bool:
+        return self._ahead is not None
+
     # -- internals ------------------------------------------------------------------------------
+    def _ahead_key(self, tok: int) -> tuple:
+        """What a pass depends on besides the ids: the token, the weights (each parameter's
+        in-place version counter), the head mask and what is captured."""
+        m = self.model
+        try:
+            weights = sum(p._version for p in m.parameters())
+        except RuntimeError:  # parameters made under inference_mode have no version counter
+            weights = None
+        return (int(tok), weights, id(m.head_mask), self.capture)
+
+    def _take_ahead(self, tok: int) -> np.ndarray | None:
+        """The lookahead's logits when it is for ``tok`` (its state adopted), else None (dropped)."""
+        a = self._ahead
+        if a is None:
+            return None
+        if a.key != self._ahead_key(tok):
+            self._drop_ahead()
+            return None
+        self._ahead = None
+        if a.slid:
+            self._spare = self._cache  # the old window's cache: no step goes back to it cheaply
+            self._cache, self._bufs, self._start, self._valid = a.cache, a.bufs, a.start, True
+        self.lookahead_hits += 1
+        return a.logits
+
+    def _drop_ahead(self) -> None:
+        a, self._ahead = self._ahead, None
+        if a is None:
+            return
+        if a.slid:
+            self._spare = a.cache
+        else:
+            self._cache.truncate(a.length)  # forget the row it appended (no result showed it)
+
     def _need_prompt(self) -> None:
         if not self._ids:
             raise RuntimeError("no prompt yet: call set_prompt() first")
@@ -275,6 +355,7 @@ class Stepper:
         return self._rebuild()  # the window slid: recompute it in full
 
     def _shrink(self, n_generated: int, rebuild: bool = True) -> None:
+        self._drop_ahead()
         n = self._n_prompt + n_generated
         del self._ids[n:], self._probs[n_generated:], self._ranks[n_generated:]
         del self._forced[n_generated:], self._logits[n_generated + 1:]
@@ -389,7 +470,7 @@ class Stepper:
                 bufs.write("pos_emb", past, _np(rec.pos_emb))
         if spec.logit_lens:
             probs = torch.softmax(rec.logit_lens[:, 0].float(), dim=-1)  # (L+1, t, V)
-            values, indices = _topk(probs, self.lens_k)  # (L+1, t, k)
+            values, indices = topk_rows(probs, self.lens_k)  # (L+1, t, k)
             bufs.write("lens_ids", past, indices.cpu().numpy())
             bufs.write("lens_probs", past, _np(values))
 

@@ -22,6 +22,8 @@ def test_bars_show_the_top_candidates(qtbot, window):
 
 def test_temperature_slider_reranks_without_a_forward_pass(qtbot, window, count_forwards):
     s, d = window.session, window.distribution_panel
+    s.worker.lookahead_enabled = False  # no pass run ahead while idle: count only the re-rank's
+    qtbot.waitUntil(lambda: not s.busy and s.worker.pending == 0)
     calls = count_forwards(s.model)
     logits = s.result.logits.copy()
     got = s.results_received

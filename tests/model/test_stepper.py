@@ -582,7 +582,7 @@ def test_stepper_on_cuda_matches_cpu(pos_kind):
 
 @pytest.mark.parametrize("vocab, k", [(2, 1), (65, 5), (300, 6), (2000, 3)])
 def test_logit_lens_topk_matches_torch_topk(vocab, k):
-    from model.stepper import _topk
+    from model.topk import topk_rows as _topk
 
     g = torch.Generator().manual_seed(vocab)
     probs = torch.softmax(torch.randn(5, 64, vocab, generator=g), dim=-1)  # (L+1, T, V)
