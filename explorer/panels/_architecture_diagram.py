@@ -302,13 +302,15 @@ class Diagram(QGraphicsView):
     def _clicked(self, key: str) -> None:
         self.block_clicked.emit(key)
 
-    def set_selected(self, key: str | None) -> None:
+    def set_selected(self, key: str | None, scroll: bool = True) -> None:
+        """Mark ``key``'s block; ``scroll``: bring it into view."""
         if self.selected in self.items:
             self.items[self.selected].set_selected(False)
         self.selected = key
         if key in self.items:
             self.items[key].set_selected(True)
-            self.ensureVisible(self.items[key], 20, 20)
+            if scroll:
+                self.ensureVisible(self.items[key], 20, 20)
 
     def resizeEvent(self, ev):  # noqa: N802
         super().resizeEvent(ev)
@@ -409,9 +411,12 @@ class Diagram(QGraphicsView):
             max_x = max(max_x, x)
             y += ROW_H
         self.scene().setSceneRect(QRectF(0, 0, max_x + 10, y))
+        self.fit()
+        # a new diagram starts at its input row (the scroll position of the old one is stale)
+        self.verticalScrollBar().setValue(self.verticalScrollBar().minimum())
+        self.horizontalScrollBar().setValue(self.horizontalScrollBar().minimum())
         if self.selected in self.items:
             self.items[self.selected].set_selected(True)
-        self.fit()
 
     def _input_row(self, specs, x, y, yc, placed) -> QPointF:
         """[Token embedding] → (+) ← [Positions]; rotary/none: a dashed, unconnected box."""
@@ -484,5 +489,9 @@ class Diagram(QGraphicsView):
             return
         avail = self.viewport().width() - 4
         s = min(1.0, max(0.6, avail / rect.width()))
+        bar = self.verticalScrollBar()
+        at_top = bar.value() == bar.minimum()
         self.resetTransform()
-        self.scale(s, s)
+        self.scale(s, s)  # anchored at the view's centre: this would scroll a view at its top
+        if at_top:
+            bar.setValue(bar.minimum())

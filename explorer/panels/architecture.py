@@ -85,6 +85,7 @@ TEXTS = {
                 "likely next tokens."),
     "other": ("", "Parameters the diagram does not place in a block."),
 }
+DEFAULT_BLOCK = "L0.attn"  # selected when a model is loaded
 OVERVIEW = ("Click a block to see what it computes for the current context. Data flows left to "
             "right along each row and row by row downwards; the curved arrows are residual "
             "connections.")
@@ -277,7 +278,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
     def _build_diagram(self) -> None:
         cfg = getattr(self.session, "config", None)
         self.view.build(self.blocks, cfg.norm if cfg is not None else "pre", self.shown_layers())
-        self.view.set_selected(self.selected)
+        self.view.set_selected(self.selected, scroll=False)  # a new diagram opens at its top
 
     def shown_layers(self) -> list[int]:
         n = self.session.config.n_layer if getattr(self.session, "config", None) else 0
@@ -289,7 +290,8 @@ class ArchitecturePanel(LiveRedraw, QWidget):
     def _on_model_changed(self) -> None:
         model = getattr(self.session, "model", None)
         self.blocks = model_blocks(model) if model is not None else []
-        self.selected = None
+        # open on the first attention block: its heads are what a first look is for
+        self.selected = DEFAULT_BLOCK if self.block(DEFAULT_BLOCK) is not None else None
         n = model.config.n_layer if model is not None else 0
         self.collapsed = n > 6
         self.collapse_box.blockSignals(True)

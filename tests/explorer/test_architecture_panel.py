@@ -147,3 +147,19 @@ def test_detail_export(qtbot, tmp_path):
     assert plot.export_png(tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
     m = np.loadtxt(plot.export_csv(tmp_path / "f.csv"), delimiter=",")
     np.testing.assert_array_equal(m.astype(np.float32), p.session.result.ffn[0])
+
+
+def test_opens_on_the_first_attention_block_at_the_top_of_the_diagram(qtbot):
+    p = _panel(qtbot, n_layer=4, n_head=2, n_embd=16)
+    assert p.selected == "L0.attn" and p.view.selected == "L0.attn"
+    assert p.detail_stack.currentWidget() is p.detail_heads  # its heads, not a "click" hint
+    bar = p.view.verticalScrollBar()
+    p.resize(300, 200)  # a small view: the diagram scrolls, and growing rescales it
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    p.resize(900, 500)
+    qtbot.wait(10)
+    assert bar.maximum() > 0 and bar.value() == bar.minimum()  # the input row stays in view
+    # a new model opens at the top again, even after the user scrolled down
+    bar.setValue(bar.maximum())
+    p.session.model_changed.emit()
+    assert bar.value() == bar.minimum() and p.selected == "L0.attn"
