@@ -208,3 +208,21 @@ def test_random_walk_with_lookaheads_equals_one_without(pos_kind):
     assert_matches_full(a.result, model)
     for r, snap in held:
         assert_same(snapshot(r), snap)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("pos_kind", POS_KINDS)
+def test_lookahead_on_cuda_matches_the_cpu(pos_kind):
+    model, tok = make_model(pos_kind, block_size=8)
+    gpu = make_model(pos_kind, block_size=8)[0].to("cuda")
+    st = Stepper(gpu, tok, SEEDED)
+    st.set_prompt("abc")
+    for _ in range(10):  # cached steps, then past the block size
+        assert st.lookahead()
+        r = st.step()
+        assert_matches_full(r, model, atol=1e-4)
+    assert st.lookahead_hits == 10
+    st.lookahead()
+    r = st.step(force=(st.result.planned + 1) % tok.vocab_size)  # dropped, computed afresh
+    assert st.lookahead_hits == 10
+    assert_matches_full(r, model, atol=1e-4)
