@@ -138,10 +138,15 @@ class _Driver:
 
             @Slot()
             def timeout(self) -> None:
-                print(f"transformer-explorer: gave up waiting (state {driver.state})",
+                if driver.state == "done":
+                    return
+                pending = " (panels still loading)" if driver.window.panels_pending else ""
+                print(f"transformer-explorer: gave up waiting (state {driver.state}{pending})",
                       file=sys.stderr)
                 driver.exit_code = 1
-                driver._finish()
+                driver.state = "done"  # not _finish(): it may wait again for what never came
+                driver.window.close()
+                driver.app.exit(1)
 
         self.hooks = Hooks()
         self.state = "loading"

@@ -107,6 +107,8 @@ COALESCE = (LoadModel, UseModel, SetDevice, SetPrompt, Redistribute, Run)
 SUPERSEDE = (LoadModel, UseModel, SetPrompt)
 MODEL_KINDS = (LoadModel, UseModel)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
+#: how long after a result the worker starts the next step's pass (see InferenceWorker._idle)
+LOOKAHEAD_DELAY_MS = 15
 
 
 def inference_threads() -> int:
@@ -180,6 +182,8 @@ class InferenceWorker(QObject):
         self.requests_handled = 0  # for tests and benchmarks
         self.steps_done = 0
         self.lookahead_enabled = True  # False: every step computes when asked (benchmarks)
+        self.lookahead_delay_ms = LOOKAHEAD_DELAY_MS
+        self._ahead_timer: QTimer | None = None
         self.lookaheads = 0  # passes run ahead (for tests and benchmarks)
         self._wake.connect(self._process, Qt.ConnectionType.QueuedConnection)
         self._tick.connect(self._run_tick, Qt.ConnectionType.QueuedConnection)
@@ -240,11 +244,26 @@ class InferenceWorker(QObject):
         self._set_busy(self._run_left > 0)
         self._idle()
 
+    def _can_look_ahead(self) -> bool:
+        return (self.lookahead_enabled and self._stepper is not None and self._run_left <= 0
+                and not self.pending)
+
     def _idle(self) -> None:
-        """Nothing queued and no Run: compute the planned next step's pass while the user looks.
-        A request that arrives meanwhile waits for it (one forward pass)."""
-        if (not self.lookahead_enabled or self._stepper is None or self._run_left > 0
-                or self.pending):
+        """Nothing queued and no Run: compute the planned next step's pass while the user looks,
+        ``lookahead_delay_ms`` from now, once the GUI has drawn the result just sent (a pass
+        alongside the redraw would slow both down on a 2-core machine). A request arriving
+        before then is handled first; one arriving during the pass waits for it."""
+        if not self._can_look_ahead():
+            return
+        if self._ahead_timer is None:  # created here so it lives in the worker thread
+            self._ahead_timer = QTimer(self)
+            self._ahead_timer.setSingleShot(True)
+            self._ahead_timer.timeout.connect(self._look_ahead)
+        self._ahead_timer.start(max(0, int(self.lookahead_delay_ms)))
+
+    @Slot()
+    def _look_ahead(self) -> None:
+        if not self._can_look_ahead():
             return
         try:
             if self._stepper.lookahead():

@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.plotting import THEME, LiveRedraw
-from model.tokenizer import printable
 
 from ._attention_lines import AttentionLines
 from ._plot_helpers import (
@@ -46,6 +45,7 @@ from ._plot_helpers import (
     status_label,
     symmetric_levels,
 )
+from .token_strip import printable  # remembered per token: a step relabels the whole window
 
 STAGES = ("probs", "masked", "scores")
 STAGE_TITLES = {"scores": "Scores QKᵀ/√d", "masked": "Masked scores", "probs": "Softmax weights"}

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QBrush
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import (
 from ..plotting import (
     THEME,
     Coalescer,
+    FastAxis,
     QuietLabel,
     TextLabels,
     mono_font,
@@ -181,7 +183,7 @@ def _label(text: str) -> QLabel:
     return lab
 
 
-class _PercentAxis(pg.AxisItem):
+class _PercentAxis(FastAxis):
     """Bottom axis that prints probabilities as percentages (logits as plain numbers)."""
 
     percent = True
@@ -210,7 +212,8 @@ class DistributionPanel(QWidget):
 
         self.axis = _PercentAxis("bottom")
         self.axis.enableAutoSIPrefix(False)
-        self.view = pg.PlotWidget(self, axisItems={"bottom": self.axis})
+        self.view = pg.PlotWidget(self, axisItems={"bottom": self.axis,
+                                                   "left": FastAxis("left")})
         self.view.setMinimumHeight(220)
         self.plot: pg.PlotItem = self.view.getPlotItem()
         style_plot(self.plot, x="probability of being the next token")
@@ -229,6 +232,8 @@ class DistributionPanel(QWidget):
         self.bars = pg.BarGraphItem(x0=[0.0], y=[0.0], height=0.72, width=[0.0], brush=THEME.grid,
                                     pen=pg.mkPen(None))
         self.plot.addItem(self.bars)
+        self._bar_brushes = tuple(QBrush(qcolor(c)) for c in (THEME.accent, "#5f7ea8", THEME.grid))
+        self._bar_pens = (pg.mkPen(THEME.accent2, width=2), pg.mkPen(None))
         self.labels = TextLabels(ui_font(THEME.font_pt - 1))  # the value beside each bar
         self.plot.addItem(self.labels)
         self.cutoff = pg.InfiniteLine(angle=0, movable=False,
@@ -323,11 +328,12 @@ class DistributionPanel(QWidget):
         probs = np.where(kept, d.probs[ids], d.full_probs[ids])
         vals = d.logits[ids].astype(np.float64) if logits_mode else probs
         planned = int(r.planned)
-        colours = [THEME.accent if i == planned else ("#5f7ea8" if k else THEME.grid)
+        # shared QBrush / QPen objects: pyqtgraph makes a new one per bar from anything else
+        b_plan, b_kept, b_cut = self._bar_brushes
+        p_plan, p_none = self._bar_pens
+        brushes = [b_plan if i == planned else (b_kept if k else b_cut)
                    for i, k in zip(ids.tolist(), kept.tolist(), strict=True)]
-        brushes = [qcolor(c) for c in colours]
-        pens = [pg.mkPen(THEME.accent2, width=2) if i == planned else pg.mkPen(None)
-                for i in ids.tolist()]
+        pens = [p_plan if i == planned else p_none for i in ids.tolist()]
         y = np.arange(n, dtype=float)
         self.bars.setOpts(x0=np.zeros(n), y=y, height=0.72, width=vals, brushes=brushes,
                           pens=pens)

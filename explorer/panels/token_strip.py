@@ -11,7 +11,6 @@ chips along, and repainting them is then one blit each.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal, Slot
@@ -24,24 +23,30 @@ _SPECIAL = {"\n": "\u21b5", "\t": "\u21e5", " ": "\u2423", "\r": "\u240d"}
 
 
 _PRINTABLE: Any = None
+_SHOWN: dict[str, str] = {}  # token -> printable(token): every step labels a whole window
 
 
 def printable(token: str) -> str:
-    """model.tokenizer.printable, imported on first use (torch must not delay the first paint)."""
+    """model.tokenizer.printable, imported on first use (torch must not delay the first paint),
+    remembered per token (it is a pure function, and a step relabels hundreds of tokens)."""
     global _PRINTABLE
+    shown = _SHOWN.get(token)
+    if shown is not None:
+        return shown
     if _PRINTABLE is None:
         try:
             from model.tokenizer import printable as p
         except Exception:  # noqa: BLE001 - a broken model package must not break the strip
             return _SPECIAL.get(token, token)
         _PRINTABLE = p
-    return _PRINTABLE(token)
+    if len(_SHOWN) > 65536:  # bounded: a BPE vocabulary has many tokens
+        _SHOWN.clear()
+    shown = _SHOWN[token] = _PRINTABLE(token)
+    return shown
 
 
-@dataclass
-class _Chip:
-    rect: QRect
-    index: int  # index into result.ids; -1 for the "earlier tokens" marker, -2 for the ghost chip
+# chip index of the "… n earlier" marker and of the ghost chip (the planned token)
+_CROPPED, _GHOST = -1, -2
 
 
 class TokenStrip(QWidget):
@@ -60,10 +65,16 @@ class TokenStrip(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.setFont(mono_font(THEME.font_pt + 2))
+        # opaque: a step repaints the strip only, not the scroll area, dock and window beneath
+        self.setAutoFillBackground(True)
         self.result: Any = None
         self.selected = -1
         self.show_planned = True
-        self._chips: list[_Chip] = []
+        self._chips: list[tuple[int, int, int, int]] = []  # (x, y, width, index) of each chip
+        self._chip_h = 0
+        self._looks: list[tuple] | None = None  # see _chip_looks; None: to be worked out
+        self._colours: list[tuple[QColor, QColor] | None] = []
+        self._fills: dict[float, tuple[QColor, int]] = {}
         self._labels: list[str] = []
         self._layout_width = -1
         self._height = 40
@@ -71,20 +82,25 @@ class TokenStrip(QWidget):
         self.lookup = None  # callable: token id -> string
         self._widths: dict[str, int] = {}  # label -> pixel width (font fixed)
         self._min_w = 8
-        # (label, fill rgba, border kind, text colour, size, device pixel ratio) -> chip image
+        # (look, width, height, device pixel ratio) -> chip image
         self._chip_cache: dict[tuple, QPixmap] = {}
 
     # -- data ---------------------------------------------------------------------------------
     def set_result(self, result: Any) -> None:
+        width = self.width()
+        same_place = self.result is not None and result is not None and \
+            self._layout_width == width and self._looks is not None
+        before = list(zip(self._chips, self._looks, strict=True)) if same_place else None
         self.result = result
         self._labels = [printable(t) for t in result.tokens] if result is not None else []
-        self._relayout(self.width())
-        self.update()
+        self._relayout(width)
+        self._update_changed(before)
         self.content_changed.emit()
 
     def set_selected(self, i: int) -> None:
         if i != self.selected:
             self.selected = i
+            self._looks = None
             self.update()
 
     # -- geometry -----------------------------------------------------------------------------
@@ -110,6 +126,7 @@ class TokenStrip(QWidget):
         if e.type() == QEvent.Type.FontChange and hasattr(self, "_widths"):
             self._widths.clear()  # cached widths and chip images depend on the font
             self._chip_cache.clear()
+            self._looks = None
         super().changeEvent(e)
 
     def _safe_relayout(self, width: int) -> None:
@@ -130,30 +147,35 @@ class TokenStrip(QWidget):
         fm = QFontMetrics(self.font())
         self._min_w = fm.horizontalAdvance("M")
         h = fm.height() + 2 * self.PAD_Y
-        x = y = self.MARGIN
-        right = max(width, 80) - self.MARGIN
-        chips: list[_Chip] = []
-
-        def place(w: int, idx: int) -> None:
-            nonlocal x, y
-            if x + w > right and x > self.MARGIN:
-                x, y = self.MARGIN, y + h + self.LINE_GAP
-            chips.append(_Chip(QRect(x, y, w, h), idx))
-            x += w + self.GAP
-
+        margin, gap, pad2 = self.MARGIN, self.GAP, 2 * self.PAD_X
+        line = h + self.LINE_GAP
+        right = max(width, 80) - margin
+        # (index, width) of every chip in order; then one pass places them (hundreds a step)
+        items: list[tuple[int, int]] = []
         r = self.result
         if r is not None:
             if r.cropped:
-                place(fm.horizontalAdvance(self._cropped_text(r)) + 2 * self.PAD_X, -1)
-            for i, label in enumerate(self._labels):
-                place(self._advance(fm, label) + 2 * self.PAD_X, i)
-                if r.tokens[i] == "\n":  # mirror the text's lines
-                    x, y = self.MARGIN, y + h + self.LINE_GAP
+                items.append((_CROPPED, fm.horizontalAdvance(self._cropped_text(r)) + pad2))
+            widths, advance = self._widths, self._advance
+            items.extend((i, (widths.get(label) or advance(fm, label)) + pad2)
+                         for i, label in enumerate(self._labels))
             if self.show_planned:
-                place(fm.horizontalAdvance(self._ghost_text(r)) + 2 * self.PAD_X, -2)
+                items.append((_GHOST, fm.horizontalAdvance(self._ghost_text(r)) + pad2))
+        tokens = r.tokens if r is not None else ()
+        chips: list[tuple[int, int, int, int]] = []
+        x = y = margin
+        for idx, w in items:
+            if x + w > right and x > margin:
+                x, y = margin, y + line
+            chips.append((x, y, w, idx))
+            x += w + gap
+            if idx >= 0 and tokens[idx] == "\n":  # mirror the text's lines
+                x, y = margin, y + line
         self._chips = chips
+        self._chip_h = h
+        self._looks = None
         self._layout_width = width
-        self._height = (y + h + self.MARGIN) if chips else 40
+        self._height = (y + h + margin) if chips else 40
 
     @staticmethod
     def _cropped_text(r: Any) -> str:
@@ -174,18 +196,87 @@ class TokenStrip(QWidget):
         return printable(self.token_str(r.planned)) + " ?"
 
     def chip_rect(self, i: int) -> QRect:
-        for c in self._chips:
-            if c.index == i:
-                return QRect(c.rect)
+        for x, y, w, idx in self._chips:
+            if idx == i:
+                return QRect(x, y, w, self._chip_h)
         return QRect()
 
     def chip_at(self, pos: QPoint) -> int:
-        for c in self._chips:
-            if c.rect.contains(pos):
-                return c.index
+        px, py, h = pos.x(), pos.y(), self._chip_h
+        for x, y, w, idx in self._chips:
+            if x <= px < x + w and y <= py < y + h:
+                return idx
         return -3
 
     # -- painting -----------------------------------------------------------------------------
+    def _chip_looks(self) -> list[tuple]:
+        """What each chip shows, as hashable keys: (label, fill rgba, border, text rgba) for a
+        token, (kind, text) for the two special chips. Equal keys paint equal pixels, which is how
+        :meth:`set_result` finds the few chips a step really changed."""
+        if self._looks is not None:
+            return self._looks
+        r = self.result
+        looks: list[tuple] = []
+        colours: list[tuple[QColor, QColor] | None] = []
+        if r is not None:
+            prompt_fill, light, dark = QColor(THEME.prompt_chip), QColor(THEME.text), \
+                QColor("#0b0c10")
+            prompt_rgba, light_rgba, dark_rgba = prompt_fill.rgba(), light.rgba(), dark.rgba()
+            forced = getattr(r, "token_forced", None)
+            forced = forced.tolist() if forced is not None else None
+            probs = r.token_probs.tolist()
+            n_prompt, hover, selected, labels = r.n_prompt, self._hover, self.selected, \
+                self._labels
+            fills = self._fills  # probability -> (colour, rgba): a token keeps its colour
+            for _x, _y, _w, i in self._chips:
+                if i < 0:
+                    looks.append((i, self._cropped_text(r) if i == _CROPPED
+                                  else self._ghost_text(r)))
+                    colours.append(None)
+                    continue
+                generated = i >= n_prompt
+                if generated:
+                    fill_rgba = fills.get(probs[i])
+                    if fill_rgba is None:
+                        if len(fills) > 4096:
+                            fills.clear()
+                        c = prob_color(probs[i])
+                        fill_rgba = fills[probs[i]] = (c, c.rgba())
+                    (fill, rgba), fg, fg_rgba = fill_rgba, dark, dark_rgba
+                else:
+                    fill, rgba, fg, fg_rgba = prompt_fill, prompt_rgba, light, light_rgba
+                if i == hover:
+                    fill = fill.lighter(125)
+                    rgba = fill.rgba()
+                if i == selected:
+                    border = 1
+                elif generated and forced is not None and forced[i]:
+                    border = 2
+                else:
+                    border = 0
+                looks.append((labels[i], rgba, border, fg_rgba))
+                colours.append((fill, fg))
+        self._looks, self._colours = looks, colours
+        return looks
+
+    def _update_changed(self, before: list[tuple] | None) -> None:
+        """Repaint only the chips whose place or look changed since ``before`` (a step below the
+        block size appends a chip and moves the ghost; a full window slides every chip)."""
+        after = list(zip(self._chips, self._chip_looks(), strict=True))
+        if before is None:
+            self.update()
+            return
+        changed = set(before).symmetric_difference(after)
+        if len(changed) * 2 > len(after):
+            self.update()
+            return
+        area = QRect()
+        h = self._chip_h
+        for (x, y, w, _i), _look in changed:
+            area = area.united(QRect(x, y, w, h))
+        if not area.isEmpty():
+            self.update(area)
+
     def paintEvent(self, e: QPaintEvent) -> None:  # noqa: N802
         try:
             self._paint(e)
@@ -203,53 +294,38 @@ class TokenStrip(QWidget):
                        "Loading the model \u2026")
             return
         clip = e.rect()
+        left, top, right, bottom = clip.left(), clip.top(), clip.right(), clip.bottom()
         dpr = self.devicePixelRatioF()
-        text_dark, text_light = QColor("#0b0c10"), QColor(THEME.text)
-        forced = getattr(r, "token_forced", None)
-        for c in self._chips:
-            if not c.rect.intersects(clip):
+        h = self._chip_h
+        looks = self._chip_looks()
+        for (x, y, w, i), look, colours in zip(self._chips, looks, self._colours, strict=True):
+            if y > bottom or y + h <= top or x > right or x + w <= left:
                 continue
-            rect = c.rect
-            if c.index == -1:
+            if colours is not None:
+                fill, fg = colours
+                p.drawPixmap(x, y, self._chip_pixmap(look, fill, fg, w, h, dpr))
+            elif i == _CROPPED:
                 p.setPen(QColor(THEME.muted))
-                p.drawText(rect, Qt.AlignmentFlag.AlignCenter, self._cropped_text(r))
-                continue
-            if c.index == -2:
+                p.drawText(QRect(x, y, w, h), Qt.AlignmentFlag.AlignCenter, look[1])
+            else:  # the ghost chip: the token the next step will pick
+                rect = QRect(x, y, w, h)
                 pen = QPen(QColor(THEME.accent), 1.5, Qt.PenStyle.DashLine)
                 p.setPen(pen)
                 p.setBrush(Qt.BrushStyle.NoBrush)
                 p.drawRoundedRect(rect.adjusted(1, 1, -1, -1), 4, 4)
                 p.setPen(QColor(THEME.accent))
-                p.drawText(rect, Qt.AlignmentFlag.AlignCenter, self._ghost_text(r))
-                continue
-            i = c.index
-            generated = i >= r.n_prompt
-            if generated:
-                fill = prob_color(float(r.token_probs[i]))
-                fg = text_dark
-            else:
-                fill = QColor(THEME.prompt_chip)
-                fg = text_light
-            if i == self._hover:
-                fill = fill.lighter(125)
-            if i == self.selected:
-                border = 1
-            elif generated and forced is not None and bool(forced[i]):
-                border = 2
-            else:
-                border = 0
-            p.drawPixmap(rect.topLeft(), self._chip_pixmap(self._labels[i], fill, border, fg,
-                                                           rect.width(), rect.height(), dpr))
+                p.drawText(rect, Qt.AlignmentFlag.AlignCenter, look[1])
 
-    def _chip_pixmap(self, label: str, fill: QColor, border: int, fg: QColor, w: int, h: int,
+    def _chip_pixmap(self, look: tuple, fill: QColor, fg: QColor, w: int, h: int,
                      dpr: float) -> QPixmap:
         """One chip drawn at (0, 0), cached: the same token keeps its colour from step to step."""
-        key = (label, fill.rgba(), border, fg.rgba(), w, h, dpr)
+        key = (look, w, h, dpr)
         pm = self._chip_cache.get(key)
         if pm is not None:
             return pm
         if len(self._chip_cache) > 4096:  # bounded: long runs see many (token, colour) pairs
             self._chip_cache.clear()
+        label, _fill, border, _fg = look
         pm = QPixmap(max(1, round(w * dpr)), max(1, round(h * dpr)))
         pm.setDevicePixelRatio(dpr)
         pm.fill(Qt.GlobalColor.transparent)
@@ -290,12 +366,14 @@ class TokenStrip(QWidget):
         i = self.chip_at(e.position().toPoint())
         if i != self._hover:
             self._hover = i
+            self._looks = None
             self.setToolTip(self.tooltip_for(i))  # Qt shows it after the usual hover delay
             self.update()
         super().mouseMoveEvent(e)
 
     def leaveEvent(self, e) -> None:  # noqa: N802
         self._hover = -3
+        self._looks = None
         self.update()
 
     def contextMenuEvent(self, e) -> None:  # noqa: N802
