@@ -87,6 +87,9 @@ def _gui_figures(d: dict, floor: dict) -> dict:
         25.0, p50=st["p50"], worker_p95=d["worker_ms"]["p95"], gui_thread_p95=d["gui_ms"]["p95"],
         context_tokens=d.get("context_tokens"), pace_ms=d.get("pace_ms"),
         lookahead_hits=d.get("lookahead_hits"), cold_p50=cold["p50"],
+        held_pace_ms=d.get("held_pace_ms"), held_p50=d.get("step_held_ms", {}).get("p50"),
+        held_p95=d.get("step_held_ms", {}).get("p95"),
+        cached_held_p95=d.get("cached_step_held_ms", {}).get("p95"),
         cached_p95=cached.get("p95"), cached_cold_p95=d.get("cached_step_cold_ms", {}).get("p95"),
         cached_context_tokens=d.get("cached_context_tokens")),
         "slider_redraw": figure(

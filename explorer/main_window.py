@@ -511,6 +511,7 @@ class MainWindow(QMainWindow):
         super().showEvent(e)
         if not self._shown:
             self._shown = True
+            self.session.watch_paints(self)
             if not self._state_restored:
                 QTimer.singleShot(0, self._default_dock_sizes)
 

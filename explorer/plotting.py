@@ -17,6 +17,8 @@ from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPalette, QPen, QPicture
 from PySide6.QtWidgets import QApplication, QLabel, QSizePolicy, QWidget
 
+from . import redraws
+
 
 @dataclass(frozen=True)
 class Theme:
@@ -654,7 +656,7 @@ class LiveRedraw:
         self.redraw_count = 0
         self._dirty = True
         self._last_redraw = -1e9  # time.perf_counter() of the last redraw
-        self._timer = QTimer(self)
+        self._timer = redraws.register(QTimer(self))
         self._timer.setSingleShot(True)
         self._timer.setInterval(self.redraw_ms)
         self._timer.timeout.connect(self.redraw_now)
@@ -701,7 +703,7 @@ class Coalescer(QObject):
         self._fn = fn
         self._widget = widget
         self._dirty = False
-        self._timer = QTimer(self)
+        self._timer = redraws.register(QTimer(self))
         self._timer.setSingleShot(True)
         self._timer.setInterval(ms)
         self._timer.timeout.connect(self._fire)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, QThread, QTimer, Signal, Slot
 
+from . import redraws
 from . import workers as W
 
 EMPTY_PROMPT_MESSAGE = "Empty prompt: generation starts from a newline"
@@ -114,6 +115,13 @@ class Session(QObject):
         self.worker.device_changed.connect(self._on_device_changed)
         self.worker.busy_changed.connect(self._on_busy)
         self.worker.running_changed.connect(self._on_running)
+        # after a result, once the window has painted it: tells the worker it may compute the
+        # next step ahead (see watch_paints); the worker goes ahead anyway if no paint comes
+        self._await_paint = False
+        self._drawn_timer = QTimer(self)
+        self._drawn_timer.setSingleShot(True)
+        self._drawn_timer.setInterval(0)  # started while a paint is handled: fires after it
+        self._drawn_timer.timeout.connect(self._on_drawn)
 
     # -- settings ------------------------------------------------------------------------------
     @property
@@ -314,6 +322,7 @@ class Session(QObject):
         if self._closed:
             return
         self._closed = True
+        self._drawn_timer.stop()
         self.stop()
         self._thread.close()
 
@@ -363,11 +372,31 @@ class Session(QObject):
         self.results_received += 1
         if quiet:
             # the worker confirmed what set_sample() already showed: no redraw needed
+            self.worker.gui_drawn()
             return
+        self._await_paint = True
         if self.selected_token >= result.T:
             self.selected_token = -1
             self.selected_token_changed.emit(-1)
         self.step_ready.emit(result)
+
+    def watch_paints(self, window: Any) -> None:
+        """Watch ``window`` (the top-level widget): once it has painted a new result, the
+        worker computes the next step ahead. Before that the pass would compete with the redraw
+        for the CPU (two cores here) and the GIL."""
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj: Any, e: Any) -> bool:  # noqa: N802 - Qt API
+        # the first paint with no panel redraw still waiting shows the whole result
+        if self._await_paint and e.type() == QEvent.Type.UpdateRequest and not redraws.pending():
+            self._await_paint = False
+            self._drawn_timer.start()
+        return False
+
+    @Slot()
+    def _on_drawn(self) -> None:
+        if not self._closed:
+            self.worker.gui_drawn()
 
     @Slot(object, object, int)
     def _on_model_ready(self, loaded: Any, result: Any, generation: int) -> None:

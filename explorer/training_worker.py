@@ -42,6 +42,22 @@ from PySide6.QtCore import QObject, QRunnable, QThread, Signal, Slot
 METRICS_HZ = 10  # most step-metric batches per second handed to the GUI
 
 
+_BUSY_LOCK = threading.Lock()
+_BUSY = 0  # training runs and timing jobs computing right now, in any thread
+
+
+def training_busy() -> bool:
+    """True while a training run (or a timing job) is computing: the inference worker then
+    keeps to one torch thread, so the two never fight over the cores."""
+    return _BUSY > 0
+
+
+def _busy(delta: int) -> None:
+    global _BUSY
+    with _BUSY_LOCK:
+        _BUSY += delta
+
+
 def training_threads() -> int:
     """Torch threads for the training thread: all cores but one for the GUI (at least 1)."""
     return max(1, (os.cpu_count() or 1) - 1)
@@ -183,6 +199,7 @@ class TrainingWorker(QObject):
     @Slot()
     def run(self) -> None:
         result = None
+        _busy(+1)
         try:
             result = self._run()
         except Exception as e:  # noqa: BLE001 - every failure becomes a dialog, the app stays up
@@ -190,6 +207,7 @@ class TrainingWorker(QObject):
             tb = traceback.format_exc(limit=6)
             self.failed.emit("Training failed", f"{type(e).__name__}: {e}\n\n{tb}")
         finally:
+            _busy(-1)
             self._flush()
             self.trainer = None
             self.done.emit(result)
@@ -310,6 +328,7 @@ class SpeedProbe(QRunnable):
         self._cancel.set()
 
     def run(self) -> None:
+        _busy(+1)
         try:
             import torch
 
@@ -340,6 +359,7 @@ class SpeedProbe(QRunnable):
         except Exception:  # noqa: BLE001 - an estimate is optional
             self._tell("error")
         finally:
+            _busy(-1)
             self._tell("done")
 
     def _tell(self, key: str) -> None:

@@ -14,8 +14,10 @@ When it has nothing to do, the worker runs the next step's pass ahead of time
 which matters most once the window is full and every step recomputes all of it.
 
 Torch threads: the worker sets ``torch.set_num_threads(inference_threads())`` = cores − 1, at most
-4 (at least 1). The models here are small, so more threads buy little, and leaving one core free
-keeps the GUI thread responsive while Run generates continuously. The setting is process-wide.
+4 (at least 1): the models here are small, so more threads buy little, and leaving one core free
+keeps the GUI thread responsive while Run generates continuously. A lookahead pass uses
+:func:`lookahead_threads` instead (the GUI has painted by then). With torch's OpenMP the setting
+belongs to the calling thread (the training thread sets its own).
 """
 from __future__ import annotations
 
@@ -107,13 +109,25 @@ COALESCE = (LoadModel, UseModel, SetDevice, SetPrompt, Redistribute, Run)
 SUPERSEDE = (LoadModel, UseModel, SetPrompt)
 MODEL_KINDS = (LoadModel, UseModel)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
-#: how long after a result the worker starts the next step's pass (see InferenceWorker._idle)
-LOOKAHEAD_DELAY_MS = 15
+#: the longest the worker waits for the GUI to say it has drawn a result before it runs the
+#: next step's pass anyway (see InferenceWorker._idle)
+LOOKAHEAD_DELAY_MS = 50
 
 
 def inference_threads() -> int:
     n = os.cpu_count() or 1
     return max(1, min(4, n - 1))
+
+
+def lookahead_threads() -> int:
+    """Torch threads for the pass run ahead. It starts once the GUI has painted, so the GUI
+    thread's core is free: every core (at most 4), or one while a training run computes.
+    Measured (bench_gui, 2-core box, full 256 window, steps every 40 ms): one thread often
+    cannot finish the ~22 ms pass before the next request; two finish it in ~14 ms."""
+    from .training_worker import training_busy
+
+    n = os.cpu_count() or 1
+    return 1 if training_busy() else max(1, min(4, n))
 
 
 @dataclass(frozen=True)
@@ -158,6 +172,7 @@ class InferenceWorker(QObject):
     running_changed = Signal(bool, int)
     _wake = Signal()
     _tick = Signal()
+    _drawn = Signal()
 
     def __init__(self, capture: Any = None, lens_k: int = 5):
         super().__init__()
@@ -184,9 +199,11 @@ class InferenceWorker(QObject):
         self.lookahead_enabled = True  # False: every step computes when asked (benchmarks)
         self.lookahead_delay_ms = LOOKAHEAD_DELAY_MS
         self._ahead_timer: QTimer | None = None
+        self._ahead_armed = False
         self.lookaheads = 0  # passes run ahead (for tests and benchmarks)
         self._wake.connect(self._process, Qt.ConnectionType.QueuedConnection)
         self._tick.connect(self._run_tick, Qt.ConnectionType.QueuedConnection)
+        self._drawn.connect(self._look_ahead, Qt.ConnectionType.QueuedConnection)
 
     # -- called from the GUI thread -----------------------------------------------------------
     def submit(self, req: Any) -> None:
@@ -250,11 +267,13 @@ class InferenceWorker(QObject):
 
     def _idle(self) -> None:
         """Nothing queued and no Run: compute the planned next step's pass while the user looks,
-        ``lookahead_delay_ms`` from now, once the GUI has drawn the result just sent (a pass
-        alongside the redraw would slow both down on a 2-core machine). A request arriving
-        before then is handled first; one arriving during the pass waits for it."""
+        once the GUI has drawn the result just sent (:meth:`gui_drawn`; a pass alongside the
+        redraw would slow both down on a 2-core machine), or ``lookahead_delay_ms`` from now if
+        the GUI does not say. A request arriving before then is handled first; one arriving
+        during the pass waits for it."""
         if not self._can_look_ahead():
             return
+        self._ahead_armed = True
         if self._ahead_timer is None:  # created here so it lives in the worker thread
             self._ahead_timer = QTimer(self)
             self._ahead_timer.setSingleShot(True)
@@ -262,14 +281,36 @@ class InferenceWorker(QObject):
         self._ahead_timer.start(max(0, int(self.lookahead_delay_ms)))
 
     @Slot()
+    def _stop_timers(self) -> None:
+        self._ahead_armed = False
+        for t in (self._ahead_timer, self._timer):
+            if t is not None:
+                t.stop()
+
+    def gui_drawn(self) -> None:
+        """The GUI has drawn the last result (thread-safe): the worker may run ahead now."""
+        self._drawn.emit()
+
+    @Slot()
     def _look_ahead(self) -> None:
+        if not self._ahead_armed:
+            return
+        self._ahead_armed = False
+        if self._ahead_timer is not None:
+            self._ahead_timer.stop()
         if not self._can_look_ahead():
             return
+        import torch
+
+        n0 = torch.get_num_threads()
+        torch.set_num_threads(lookahead_threads())  # this thread's own setting (OpenMP)
         try:
             if self._stepper.lookahead():
                 self.lookaheads += 1
         except Exception:  # noqa: BLE001 - only a guess failed; a real step reports its own error
             pass
+        finally:
+            torch.set_num_threads(n0)
 
     def _set_busy(self, busy: bool) -> None:
         if busy != self._busy:
@@ -519,6 +560,8 @@ class InferenceThread:
         self.thread.setObjectName("inference")
         self.worker = InferenceWorker(capture)
         self.worker.moveToThread(self.thread)
+        # emitted in the worker thread as it ends: its timers must be stopped there
+        self.thread.finished.connect(self.worker._stop_timers, Qt.ConnectionType.DirectConnection)
         self.thread.start()
 
     def close(self, timeout_ms: int = 10000) -> bool:

@@ -70,3 +70,27 @@ def test_no_lookahead_when_switched_off_or_while_running(qtbot, make_window, tin
         s.run(5, 0)
     # a Run steps without running ahead; once it ends the worker runs the next step ahead
     qtbot.waitUntil(lambda: s.worker.lookaheads == n + 1, timeout=10000)
+
+
+def test_the_window_painting_a_result_starts_the_lookahead(qtbot, make_window, tiny_models):
+    w = make_window(tiny_models["tiny"], prompt=FULL)
+    s = w.session
+    s.worker.lookahead_delay_ms = 600_000  # no fallback: only the paint can start it
+    qtbot.waitUntil(lambda: not s.busy and s.worker.pending == 0)
+    n = s.worker.lookaheads
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        s.step()
+    w.repaint()  # offscreen windows paint too; this one does it now
+    qtbot.waitUntil(lambda: s.worker.lookaheads > n, timeout=10000)
+
+
+def test_the_lookahead_keeps_to_one_thread_while_training(monkeypatch):
+    from explorer import training_worker, workers
+
+    monkeypatch.setattr(training_worker, "_BUSY", 0)
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
+    assert workers.lookahead_threads() == 2
+    training_worker._busy(+1)
+    assert training_worker.training_busy() and workers.lookahead_threads() == 1
+    training_worker._busy(-1)
+    assert not training_worker.training_busy()
