@@ -371,8 +371,9 @@ class Session(QObject):
         self.result = result
         self.results_received += 1
         if quiet:
-            # the worker confirmed what set_sample() already showed: no redraw needed
-            self.worker.gui_drawn()
+            # the worker confirmed what set_sample() already showed: no redraw needed (and no
+            # word to the worker: while a slider is dragged its pass would compete with the
+            # re-ranking; it runs ahead after a pause instead)
             return
         self._await_paint = True
         if self.selected_token >= result.T:

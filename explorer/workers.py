@@ -203,7 +203,7 @@ class InferenceWorker(QObject):
         self.lookaheads = 0  # passes run ahead (for tests and benchmarks)
         self._wake.connect(self._process, Qt.ConnectionType.QueuedConnection)
         self._tick.connect(self._run_tick, Qt.ConnectionType.QueuedConnection)
-        self._drawn.connect(self._look_ahead, Qt.ConnectionType.QueuedConnection)
+        self._drawn.connect(self._look_ahead_now, Qt.ConnectionType.QueuedConnection)
 
     # -- called from the GUI thread -----------------------------------------------------------
     def submit(self, req: Any) -> None:
@@ -277,7 +277,7 @@ class InferenceWorker(QObject):
         if self._ahead_timer is None:  # created here so it lives in the worker thread
             self._ahead_timer = QTimer(self)
             self._ahead_timer.setSingleShot(True)
-            self._ahead_timer.timeout.connect(self._look_ahead)
+            self._ahead_timer.timeout.connect(self._look_ahead_late)
         self._ahead_timer.start(max(0, int(self.lookahead_delay_ms)))
 
     @Slot()
@@ -292,7 +292,17 @@ class InferenceWorker(QObject):
         self._drawn.emit()
 
     @Slot()
-    def _look_ahead(self) -> None:
+    def _look_ahead_now(self) -> None:
+        """The GUI has painted (so it is idle): run ahead on every core that is free."""
+        self._look_ahead(lookahead_threads())
+
+    @Slot()
+    def _look_ahead_late(self) -> None:
+        """No paint came (e.g. a slider being dragged re-ranks without a redraw of everything):
+        the GUI may be busy, so the pass keeps to the worker's usual threads."""
+        self._look_ahead(inference_threads())
+
+    def _look_ahead(self, threads: int) -> None:
         if not self._ahead_armed:
             return
         self._ahead_armed = False
@@ -303,7 +313,7 @@ class InferenceWorker(QObject):
         import torch
 
         n0 = torch.get_num_threads()
-        torch.set_num_threads(lookahead_threads())  # this thread's own setting (OpenMP)
+        torch.set_num_threads(threads)  # this thread's own setting (OpenMP)
         try:
             if self._stepper.lookahead():
                 self.lookaheads += 1
