@@ -5,39 +5,45 @@
 - :class:`HeatmapWidget`: one matrix as an image with a colour bar, hatched "masked" cells
   (NaN is transparent and lets a hatched rectangle show through), a highlighted row, hover and
   click signals, and PNG / SVG / CSV export from its context menu or :func:`export_button`.
-- :func:`write_csv`: a matrix with its row/column labels as a header that ``np.loadtxt`` skips.
 - :func:`pool_cells`: shrink large matrices for the all-heads mosaic.
+
+Export (:mod:`._exports`: PNG, SVG, CSV with :func:`write_csv`) and layout pieces
+(:mod:`._layout`: the explanation column, status lines, a flow layout) live in their own
+modules and are re-exported here, where the panels import them from.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-import pyqtgraph.exporters  # noqa: F401  (registers pg.exporters.*)
-from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QBrush, QColor, QFont, QFontMetricsF, QImage, QPen, qRgba
-from PySide6.QtWidgets import (
-    QFileDialog,
-    QGraphicsRectItem,
-    QHBoxLayout,
-    QLabel,
-    QLayout,
-    QMenu,
-    QScrollArea,
-    QSizePolicy,
-    QToolButton,
-    QWidget,
-)
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPen, qRgba
+from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
 from explorer.plotting import DIVERGING, SEQUENTIAL, THEME, FastAxis
 
+from ._exports import (  # noqa: F401 - re-exported: the panels import them from here
+    add_export_actions,
+    export_button,
+    export_png,
+    export_svg,
+    replace_scene_export,
+    write_csv,
+)
+from ._layout import (  # noqa: F401 - re-exported
+    TEXT_PT,
+    FlowLayout,
+    explanation_pane,
+    flow_bar,
+    labeled,
+    rich_text,
+    status_label,
+)
+
 TICK_PT = 11  # axis labels: readable on a projector
-TEXT_PT = 12  # explanations and formulas beside the plots
 PROB_CMAP = SEQUENTIAL  # attention probabilities, 0..1
 DIVERGING_CMAP = DIVERGING  # signed values: scores, embeddings, activations
 CYCLIC_CMAP = "CET-C6"  # angles (rotary)
@@ -501,149 +507,6 @@ class HeatmapWidget(pg.GraphicsLayoutWidget):
         return write_csv(path, t[0], t[1], t[2], header)
 
 
-# -- export ------------------------------------------------------------------------------------
-def export_png(item, path: str | Path, width: int | None = None) -> Path:
-    """Render a graphics item (a plot, a layout, a scene) to PNG."""
-    path = Path(path)
-    ex = pg.exporters.ImageExporter(item)
-    w = int(ex.parameters()["width"])
-    target = int(width) if width else max(w, 1200)  # crisp enough for slides
-    ex.parameters()["width"] = max(target, 16)
-    ex.export(str(path))
-    return path
-
-
-def export_svg(item, path: str | Path) -> Path:
-    """SVG of a graphics item: pyqtgraph's exporter, or Qt's QSvgGenerator where that fails
-    (pyqtgraph 0.14's exporter cannot parse the path data newer Qt versions write)."""
-    path = Path(path)
-    try:
-        pg.exporters.SVGExporter(item).export(str(path))
-        return path
-    except Exception:  # noqa: BLE001 - any failure: fall back to Qt's generator
-        pass
-    from PySide6.QtCore import QSize
-    from PySide6.QtGui import QPainter
-    from PySide6.QtSvg import QSvgGenerator
-
-    scene = item.scene() if hasattr(item, "scene") and callable(item.scene) else item
-    source = item.sceneBoundingRect() if hasattr(item, "sceneBoundingRect") else \
-        scene.sceneRect()
-    w, h = max(1, int(source.width())), max(1, int(source.height()))
-    gen = QSvgGenerator()
-    gen.setFileName(str(path))
-    gen.setSize(QSize(w, h))
-    gen.setViewBox(QRectF(0, 0, w, h))
-    views = scene.views()
-    # the scene is laid out for the screen: render at its resolution so text and pens match
-    gen.setResolution(int(views[0].logicalDpiX()) if views else 96)
-    gen.setTitle(path.stem)
-    painter = QPainter(gen)
-    try:
-        bg = views[0].backgroundBrush() if views else QBrush(QColor(THEME.background))
-        painter.fillRect(QRectF(0, 0, w, h), bg if bg.style() != Qt.BrushStyle.NoBrush
-                         else QBrush(QColor(THEME.background)))
-        scene.render(painter, QRectF(0, 0, w, h), source)
-    finally:
-        painter.end()
-    return path
-
-
-def write_csv(path: str | Path, matrix: np.ndarray, row_labels: Sequence[str],
-              col_labels: Sequence[str], title: str = "") -> Path:
-    """Numbers only on the data lines; labels in '#' header lines (``np.loadtxt`` skips them).
-
-    Values read back exactly (as the array's own dtype). NaN and ±inf are written as ``nan`` / ``inf`` / ``-inf`` (``np.loadtxt`` reads them back).
-    """
-    path = Path(path)
-    src = np.asarray(matrix)
-    # enough digits to read the same float back: 9 for float32, 17 for float64
-    fmt = "%.9g" if src.dtype.itemsize <= 4 else "%.17g"
-    m = np.atleast_2d(src.astype(np.float64))
-
-    def row(labels) -> str:
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="").writerow([str(s).replace("\n", "\u21b5")
-                                                     for s in labels])
-        return buf.getvalue()
-
-    lines = []
-    if title:
-        lines += [f"# {t}" for t in title.splitlines()]
-    lines.append("# rows: " + row(row_labels))
-    lines.append("# columns: " + row(col_labels))
-    header = "\n".join(lines)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(header + "\n")
-        np.savetxt(f, m, delimiter=",", fmt=fmt)
-    return path
-
-
-def _ask_path(parent: QWidget | None, kind: str, stem: str) -> str:
-    filters = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)",
-               "csv": "CSV table (*.csv)"}
-    path, _ = QFileDialog.getSaveFileName(parent, f"Export {kind.upper()}", f"{stem}.{kind}",
-                                          filters[kind])
-    if path and not path.lower().endswith("." + kind):
-        path += "." + kind
-    return path
-
-
-def replace_scene_export(scene) -> None:
-    """Hide pyqtgraph's own "Export..." entry: ours (PNG/SVG/CSV) sit in the same context menu,
-    and pyqtgraph 0.14's SVG export fails with recent Qt versions."""
-    for action in getattr(scene, "contextMenu", []):
-        if action.text().replace("&", "").startswith("Export"):
-            action.setVisible(False)
-
-
-def add_export_actions(menu: QMenu, target, parent: QWidget | None = None) -> list[QAction]:
-    """Add "Export PNG/SVG/CSV…" to a menu. ``target`` has export_png/svg/csv(path)."""
-    actions = []
-    if menu is None:
-        return actions
-    menu.addSeparator()
-    for kind in ("png", "svg", "csv"):
-        if not hasattr(target, f"export_{kind}"):
-            continue
-        act = QAction(f"Export {kind.upper()}…", menu)
-
-        def run(_checked=False, kind=kind):
-            stem = getattr(target, "name", "plot")
-            path = _ask_path(parent or (target if isinstance(target, QWidget) else None),
-                             kind, stem)
-            if path:
-                getattr(target, f"export_{kind}")(path)
-
-        act.triggered.connect(run)
-        menu.addAction(act)
-        actions.append(act)
-    return actions
-
-
-def export_button(parent: QWidget, target_getter: Callable[[], object],
-                  text: str = "Export") -> QToolButton:
-    """A toolbar button with PNG/SVG/CSV entries for whichever plot ``target_getter`` returns."""
-    btn = QToolButton(parent)
-    btn.setText(text)
-    btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-    menu = QMenu(btn)
-    for kind in ("png", "svg", "csv"):
-        act = menu.addAction(f"{kind.upper()}…")
-
-        def run(_checked=False, kind=kind):
-            target = target_getter()
-            if target is None or not hasattr(target, f"export_{kind}"):
-                return
-            path = _ask_path(parent, kind, getattr(target, "name", "plot"))
-            if path:
-                getattr(target, f"export_{kind}")(path)
-
-        act.triggered.connect(run)
-    btn.setMenu(menu)
-    return btn
-
-
 # -- matrices ----------------------------------------------------------------------------------
 MASKED_CODE = 255  # colour code of masked cells in set_codes images (transparent: hatched)
 
@@ -748,128 +611,3 @@ class SeriesPlot(pg.GraphicsLayoutWidget):
             raise ValueError("nothing to export yet")
         header = self.export_header() if self.export_header else self.name
         return write_csv(path, *self._table, header)
-
-
-def rich_text(title: str, formula: str, *paragraphs: str) -> str:
-    """The explanation beside a plot: a title, the formula, a few sentences."""
-    body = "".join(f"<p>{p}</p>" for p in paragraphs if p)
-    return (f"<p style='font-size:{TEXT_PT + 2}pt'><b>{title}</b></p>"
-            f"<p style='font-size:{TEXT_PT + 1}pt; color:{THEME.accent}'>{formula}</p>{body}")
-
-
-def explanation_pane(margin: int, min_width: int,
-                     max_width: int | None = None) -> tuple[QLabel, QScrollArea]:
-    """The scrollable rich-text column beside a plot that holds ``rich_text`` explanations."""
-    label = QLabel()
-    label.setWordWrap(True)
-    label.setTextFormat(Qt.TextFormat.RichText)
-    label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-    label.setMargin(margin)
-    f = label.font()
-    f.setPointSize(TEXT_PT)
-    label.setFont(f)
-    scroll = QScrollArea()
-    scroll.setWidgetResizable(True)
-    scroll.setWidget(label)
-    scroll.setMinimumWidth(min_width)
-    if max_width is not None:
-        scroll.setMaximumWidth(max_width)
-    return label, scroll
-
-
-def status_label(pt: int = TEXT_PT) -> QLabel:
-    """One line under a plot for hover values; long text never widens the panel."""
-    label = QLabel(" ")
-    f = label.font()
-    f.setPointSize(pt)
-    label.setFont(f)
-    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-    label.setMinimumWidth(1)
-    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    return label
-
-
-class FlowLayout(QLayout):
-    """Lays widgets out left to right and wraps onto the next line when the dock is narrow
-    (Qt's flow layout example): a panel's controls never force its minimum width."""
-
-    def __init__(self, parent: QWidget | None = None, spacing: int = 6):
-        super().__init__(parent)
-        self._items = []
-        self.setSpacing(spacing)
-        self.setContentsMargins(0, 0, 0, 0)
-
-    def addItem(self, item):  # noqa: N802
-        self._items.append(item)
-
-    def count(self) -> int:
-        return len(self._items)
-
-    def itemAt(self, i):  # noqa: N802
-        return self._items[i] if 0 <= i < len(self._items) else None
-
-    def takeAt(self, i):  # noqa: N802
-        return self._items.pop(i) if 0 <= i < len(self._items) else None
-
-    def expandingDirections(self):  # noqa: N802
-        return Qt.Orientation(0)
-
-    def hasHeightForWidth(self) -> bool:  # noqa: N802
-        return True
-
-    def heightForWidth(self, width: int) -> int:  # noqa: N802
-        return self._place(QRect(0, 0, width, 0), move=False)
-
-    def setGeometry(self, rect) -> None:  # noqa: N802
-        super().setGeometry(rect)
-        self._place(rect, move=True)
-
-    def sizeHint(self) -> QSize:  # noqa: N802
-        return self.minimumSize()
-
-    def minimumSize(self) -> QSize:  # noqa: N802
-        size = QSize()
-        for it in self._items:
-            size = size.expandedTo(it.minimumSize())
-        m = self.contentsMargins()
-        return size + QSize(m.left() + m.right(), m.top() + m.bottom())
-
-    def _place(self, rect, move: bool) -> int:
-        m = self.contentsMargins()
-        r = rect.adjusted(m.left(), m.top(), -m.right(), -m.bottom())
-        x, y, line = r.x(), r.y(), 0
-        gap = self.spacing()
-        for it in self._items:
-            w = it.widget()
-            if w is not None and w.isHidden():
-                continue
-            hint = it.sizeHint()
-            if x > r.x() and x + hint.width() > r.right() + 1:
-                x, y, line = r.x(), y + line + gap, 0
-            if move:
-                it.setGeometry(QRect(QPoint(x, y), hint))
-            x += hint.width() + gap
-            line = max(line, hint.height())
-        return y + line - rect.y() + m.bottom()
-
-
-def flow_bar(parent: QWidget, *widgets: QWidget) -> tuple[QWidget, FlowLayout]:
-    """A wrapping row of controls in its own widget (add it to the panel's layout)."""
-    bar = QWidget(parent)
-    flow = FlowLayout(bar)
-    for w in widgets:
-        flow.addWidget(w)
-    return bar, flow
-
-
-def labeled(text: str, widget: QWidget) -> QWidget:
-    """A label and its control kept together on one line of a flow bar."""
-    box = QWidget()
-    lay = QHBoxLayout(box)
-    lay.setContentsMargins(0, 0, 0, 0)
-    lay.setSpacing(4)
-    label = QLabel(text)
-    lay.addWidget(label)
-    lay.addWidget(widget)
-    box.label = label  # type: ignore[attr-defined]
-    return box

@@ -1,0 +1,141 @@
+"""Layout pieces shared by the panels: the explanation column, status lines, a flow layout."""
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, QRect, QSize, Qt
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLayout,
+    QScrollArea,
+    QSizePolicy,
+    QWidget,
+)
+
+from explorer.plotting import THEME
+
+TEXT_PT = 12  # explanations and formulas beside the plots
+
+
+def rich_text(title: str, formula: str, *paragraphs: str) -> str:
+    """The explanation beside a plot: a title, the formula, a few sentences."""
+    body = "".join(f"<p>{p}</p>" for p in paragraphs if p)
+    return (f"<p style='font-size:{TEXT_PT + 2}pt'><b>{title}</b></p>"
+            f"<p style='font-size:{TEXT_PT + 1}pt; color:{THEME.accent}'>{formula}</p>{body}")
+
+
+def explanation_pane(margin: int, min_width: int,
+                     max_width: int | None = None) -> tuple[QLabel, QScrollArea]:
+    """The scrollable rich-text column beside a plot that holds ``rich_text`` explanations."""
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+    label.setMargin(margin)
+    f = label.font()
+    f.setPointSize(TEXT_PT)
+    label.setFont(f)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setWidget(label)
+    scroll.setMinimumWidth(min_width)
+    if max_width is not None:
+        scroll.setMaximumWidth(max_width)
+    return label, scroll
+
+
+def status_label(pt: int = TEXT_PT) -> QLabel:
+    """One line under a plot for hover values; long text never widens the panel."""
+    label = QLabel(" ")
+    f = label.font()
+    f.setPointSize(pt)
+    label.setFont(f)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.setMinimumWidth(1)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+class FlowLayout(QLayout):
+    """Lays widgets out left to right and wraps onto the next line when the dock is narrow
+    (Qt's flow layout example): a panel's controls never force its minimum width."""
+
+    def __init__(self, parent: QWidget | None = None, spacing: int = 6):
+        super().__init__(parent)
+        self._items = []
+        self.setSpacing(spacing)
+        self.setContentsMargins(0, 0, 0, 0)
+
+    def addItem(self, item):  # noqa: N802
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, i):  # noqa: N802
+        return self._items[i] if 0 <= i < len(self._items) else None
+
+    def takeAt(self, i):  # noqa: N802
+        return self._items.pop(i) if 0 <= i < len(self._items) else None
+
+    def expandingDirections(self):  # noqa: N802
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802
+        return self._place(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect) -> None:  # noqa: N802
+        super().setGeometry(rect)
+        self._place(rect, move=True)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return self.minimumSize()
+
+    def minimumSize(self) -> QSize:  # noqa: N802
+        size = QSize()
+        for it in self._items:
+            size = size.expandedTo(it.minimumSize())
+        m = self.contentsMargins()
+        return size + QSize(m.left() + m.right(), m.top() + m.bottom())
+
+    def _place(self, rect, move: bool) -> int:
+        m = self.contentsMargins()
+        r = rect.adjusted(m.left(), m.top(), -m.right(), -m.bottom())
+        x, y, line = r.x(), r.y(), 0
+        gap = self.spacing()
+        for it in self._items:
+            w = it.widget()
+            if w is not None and w.isHidden():
+                continue
+            hint = it.sizeHint()
+            if x > r.x() and x + hint.width() > r.right() + 1:
+                x, y, line = r.x(), y + line + gap, 0
+            if move:
+                it.setGeometry(QRect(QPoint(x, y), hint))
+            x += hint.width() + gap
+            line = max(line, hint.height())
+        return y + line - rect.y() + m.bottom()
+
+
+def flow_bar(parent: QWidget, *widgets: QWidget) -> tuple[QWidget, FlowLayout]:
+    """A wrapping row of controls in its own widget (add it to the panel's layout)."""
+    bar = QWidget(parent)
+    flow = FlowLayout(bar)
+    for w in widgets:
+        flow.addWidget(w)
+    return bar, flow
+
+
+def labeled(text: str, widget: QWidget) -> QWidget:
+    """A label and its control kept together on one line of a flow bar."""
+    box = QWidget()
+    lay = QHBoxLayout(box)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.setSpacing(4)
+    label = QLabel(text)
+    lay.addWidget(label)
+    lay.addWidget(widget)
+    box.label = label  # type: ignore[attr-defined]
+    return box
