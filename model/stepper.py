@@ -174,13 +174,9 @@ class Stepper:
     def step(self, force: int | None = None) -> StepResult:
         """Sample the next token (or take ``force``), append it and run the model on it."""
         self._need_prompt()
-        dist = distribution_for(self._logits[-1], self.sample)
-        pos = len(self._ids)
-        draw = None
-        if force is None:
-            draw = self.draw_index(pos)
-            tok = sample_from(dist, uniform_for(self.seed, pos, draw))
-        else:
+        dist, draw, tok = self._plan()
+        if force is not None:
+            draw = None
             tok = int(force)
             if not 0 <= tok < self.config.vocab_size or tok != force:
                 raise ValueError(f"forced token {force!r} is not a token id "
@@ -272,8 +268,7 @@ class Stepper:
         if not self._ids:
             return False
         pos = len(self._ids)
-        dist = distribution_for(self._logits[-1], self.sample)
-        tok = sample_from(dist, uniform_for(self.seed, pos, self.draw_index(pos)))
+        tok = self._plan()[2]
         key = self._ahead_key(tok)
         if key[1] is None:
             return False  # a change to such weights could not be noticed: never run ahead
@@ -309,6 +304,14 @@ class Stepper:
         return self._ahead is not None
 
     # -- internals ------------------------------------------------------------------------------
+    def _plan(self) -> tuple:
+        """(distribution, draw index, token) of the next token under the current settings: what
+        ``step()`` samples, the result's ``planned`` and the token a lookahead runs."""
+        pos = len(self._ids)
+        dist = distribution_for(self._logits[-1], self.sample)
+        draw = self.draw_index(pos)
+        return dist, draw, sample_from(dist, uniform_for(self.seed, pos, draw))
+
     def _ahead_key(self, tok: int) -> tuple:
         """What a pass depends on besides the ids: the token, the weights (each parameter's
         in-place version counter), the head mask and what is captured."""
@@ -522,9 +525,7 @@ class Stepper:
         ranks[n_prompt:] = self._ranks[g0:]
         forced_arr[n_prompt:] = self._forced[g0:]
         logits = self._logits[-1]
-        dist = distribution_for(logits, self.sample)
-        draw = self.draw_index(n)
-        planned = sample_from(dist, uniform_for(self.seed, n, draw))
+        dist, draw, planned = self._plan()
         views = self._bufs.views(t) if (self.capture.any and self._bufs is not None) else {}
         for a in (probs, ranks, forced_arr):
             a.flags.writeable = False
