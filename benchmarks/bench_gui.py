@@ -108,7 +108,6 @@ class InProcess:
         from explorer.session import Session
 
         self.app = QApplication.instance() or QApplication([])
-        self._timers: list = []
         apply_theme(self.app)
         settings = make_settings()
         self.session = Session(device=device, sample=sample_from_settings(settings, seed=0))
@@ -141,17 +140,11 @@ class InProcess:
         finally:
             tick.stop()
 
-    def _redraw_timers(self) -> list:
-        from PySide6.QtCore import QTimer
-
-        if not self._timers:  # searching the widget tree costs ~0.6 ms: not inside a measurement
-            self._timers = [t for t in self.window.findChildren(QTimer)
-                            if t.isSingleShot() and t.interval() <= 100]
-        return self._timers
-
     def flush_redraws(self) -> None:
-        """Fire every pending coalescing timer of the window's widgets now, then paint."""
-        timers = self._redraw_timers()
+        """Fire every pending panel redraw timer now (explorer.redraws), then paint."""
+        from explorer import redraws
+
+        timers = redraws.timers()
         for _ in range(3):
             fired = False
             for t in timers:
@@ -167,9 +160,10 @@ class InProcess:
         """Let the event loop run, the panels' coalescing timers firing when they are due (as
         they would for a user), until none is pending; then paint. What a step costs the user
         includes any frame-pacing delay before a panel redraws."""
-        timers = self._redraw_timers()
+        from explorer import redraws
+
         self.app.processEvents()
-        self.wait(lambda: not any(t.isActive() for t in timers))
+        self.wait(lambda: not redraws.pending())  # the panels' own registry of redraw timers
         self.app.processEvents()  # the paints the redraws asked for
 
     def settle(self) -> None:
@@ -187,7 +181,6 @@ class InProcess:
         self.window.prompt_panel.set_prompt_text(text)
         self.wait(lambda: s.results_received > got, 60)
         self.settle()
-        self._timers = []  # panels may have made new timers: search again
 
     def step_times(self, n: int, pace_ms: float = 0.0, lookahead: bool = True
                    ) -> tuple[list[float], list[float], list[float]]:

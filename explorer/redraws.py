@@ -20,12 +20,19 @@ def register(timer: QTimer) -> QTimer:
     return timer
 
 
-def pending() -> bool:
-    """True while some registered redraw timer is running (its redraw has not happened yet)."""
+def timers() -> list[QTimer]:
+    """The registered redraw timers whose panels still exist (benchmarks fire them early)."""
+    out = []
     for t in list(_TIMERS):
         try:
-            if t.isActive():
-                return True
+            t.isActive()
         except RuntimeError:  # its C++ object is gone with its panel
             _TIMERS.discard(t)
-    return False
+            continue
+        out.append(t)
+    return out
+
+
+def pending() -> bool:
+    """True while some registered redraw timer is running (its redraw has not happened yet)."""
+    return any(t.isActive() for t in timers())
