@@ -5,7 +5,7 @@
 
 Prints ONE JSON document. Sections:
 
-* ``training``: tokens/s of our training loop (:class:`model.training.Trainer` with its
+* ``training``: tokens/s of our training loop (:class:`model.trainer.Trainer` with its
   defaults, cheap callbacks; ``speedup_fp32``: the same with bf16 autocast forced off)
   against a plain nanoGPT-style PyTorch loop written here (fused qkv Linear, SDPA with
   ``is_causal=True``, GELU MLP, pre-LayerNorm, tied embeddings, non-fused AdamW with nanoGPT's
@@ -26,7 +26,7 @@ The machine may be shared and noisy: measurements of A and B are interleaved (A,
 and medians reported; seeds are fixed and so are torch's threads (1 by default: on a busy
 2-core machine two OpenMP threads that wait for each other can make a step 5x slower).
 glibc's malloc is tuned the way the application's entry points are meant to tune it
-(:func:`model.fastpath.tune_malloc`; ``--no-tune-malloc`` measures without). Timings are
+(:func:`model.speedups.tune_malloc`; ``--no-tune-malloc`` measures without). Timings are
 wall-clock (``time.perf_counter``); most sections also give the ratio of process CPU time,
 which other processes on a shared machine disturb less when one thread is used.
 Figures are reported, never asserted (tests only check that the document is complete).
@@ -65,7 +65,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from model import fastpath  # noqa: E402
+from model import speedups  # noqa: E402
 from model.capture import capture  # noqa: E402
 from model.config import CAPTURE_ALL, CaptureSpec, ModelConfig, SampleConfig, TrainConfig  # noqa: E402
 from model.corpora import Corpus  # noqa: E402
@@ -241,7 +241,7 @@ class _Clock:
     """Cheap callbacks: a timestamp (wall and CPU) per step."""
 
     def __init__(self):
-        from model.training import Callbacks
+        from model.trainer import Callbacks
 
         class CB(Callbacks):
             def __init__(cb):
@@ -259,7 +259,7 @@ def our_trainer_round(corpus: Corpus, model: GPT, cfg: dict, steps: int, gen: to
                       amp: bool | None = None):
     """Run our Trainer for 1 + ``steps`` steps; (wall s, cpu s, amp used, optimizer class,
     optimizer implementation) of the last ``steps``. ``amp=None``: the Trainer's default."""
-    from model.training import Trainer
+    from model.trainer import Trainer
 
     B, T = cfg["batch_size"], cfg["block_size"]
     big = 10 ** 9
@@ -330,7 +330,7 @@ def bench_training(quick: bool) -> dict:
         "target_speedup": 1.25,
         "ours_bf16_autocast": amp,
         "ours_optimizer": impl,
-        "cpu_native_bf16": fastpath.cpu_has_native_bf16(),
+        "cpu_native_bf16": speedups.cpu_has_native_bf16(),
     }
 
 
@@ -496,7 +496,7 @@ def _peak_rss(T: int, spec: CaptureSpec, threads: int, tuned: bool) -> dict:
 def bench_gpt2_small(threads: int, rss: dict | None = None) -> dict:
     """``rss``: the child's result when main() started it early (see :func:`rss_child`)."""
     if rss is None:
-        rss = _peak_rss(1024, LARGE_SPEC, threads, fastpath.malloc_tuned())
+        rss = _peak_rss(1024, LARGE_SPEC, threads, speedups.malloc_tuned())
     torch.manual_seed(SEED)
     model = GPT(GPT2_SMALL).to(DEVICE).eval()
     tok = _big_tokenizer(GPT2_SMALL.vocab_size)
@@ -543,7 +543,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for every measurement (default 1)")
     ap.add_argument("--no-tune-malloc", action="store_true",
-                    help="leave glibc's malloc as it is (default: model.fastpath.tune_malloc())")
+                    help="leave glibc's malloc as it is (default: model.speedups.tune_malloc())")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                     help="where the model comparisons run (default cpu; peak RSS stays on cpu)")
     ap.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
@@ -555,7 +555,7 @@ def main(argv=None) -> dict:
             ap.error("--device cuda: no CUDA GPU is available on this machine")
         DEVICE = torch.device("cuda")
     torch.set_num_threads(args.threads)
-    tuned = False if args.no_tune_malloc else fastpath.tune_malloc()
+    tuned = False if args.no_tune_malloc else speedups.tune_malloc()
     if args.rss_child:
         rss_child(args.rss_child, args.spec, args.threads)
         return {}

@@ -85,8 +85,8 @@ def main() -> None:
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
     app = QApplication.instance() or QApplication([])
-    from explorer.panels.architecture import ArchitecturePanel
-    from explorer.panels.attention import AttentionPanel
+    from explorer.panels.architecture.panel import ArchitecturePanel
+    from explorer.panels.attention.panel import AttentionPanel
     from explorer.panels.positional import PositionalPanel
     from explorer.plotting import apply_theme
     apply_theme(app)

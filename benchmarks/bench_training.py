@@ -3,8 +3,8 @@
 Runs the same configuration (the training panel's own plan for a preset on a synthetic task)
 twice per torch thread count, in one process:
 
-* headless: :func:`model.training.train_gpt` called directly in the main thread, no Qt;
-* GUI: the :class:`explorer.panels.training.TrainingPanel` (offscreen, 1000 × 750) training in
+* headless: :func:`model.train_gpt.train_gpt` called directly in the main thread, no Qt;
+* GUI: the :class:`explorer.panels.training.panel.TrainingPanel` (offscreen, 1000 × 750) training in
   its QThread while a 10 ms ``QTimer`` measures how late the GUI's event loop runs.
 
 Prints one JSON object. Targets (issue 5, not asserted): GUI tokens/s ≥ 0.95 × headless,
@@ -54,11 +54,11 @@ def main(argv=None) -> int:
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QObject, Qt, QTimer, Slot
     from PySide6.QtWidgets import QApplication
 
-    from explorer.panels.training import TrainingPanel
+    from explorer.panels.training.panel import TrainingPanel
     from explorer.plotting import apply_theme
     from explorer.session import Session
     from explorer.training_worker import training_threads
-    from model.training import train_gpt
+    from model.train_gpt import train_gpt
 
     app = QApplication.instance() or QApplication([])
     apply_theme(app)

@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from run_figures import collect_figures, device_notes  # noqa: E402
+from headline_figures import collect_figures, device_notes  # noqa: E402
 
 #: name -> (script, needs Qt, takes --device); run in this order
 BENCHES = {

@@ -96,7 +96,7 @@ def sample_from_settings(settings, seed: int | None = None):
 
 
 def default_checkpoint(settings, explicit: str | None) -> Path | None:
-    from .main_window import DEFAULT_MODEL, example_models
+    from explorer.main_window import DEFAULT_MODEL, example_models
 
     if explicit:
         return Path(explicit)
@@ -224,15 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
-    from .plotting import apply_theme
+    from explorer.plotting import apply_theme
 
     apply_theme(app)
     settings = make_settings()
     if args.no_restore:
         settings.clear()
 
-    from .main_window import DEFAULT_PROMPT, MainWindow
-    from .session import Session
+    from explorer.main_window import DEFAULT_PROMPT, MainWindow
+    from explorer.session import Session
 
     device = args.device or str(settings.value("device", "auto") or "auto")
     session = Session(device=device)

@@ -24,10 +24,10 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QWidget
 
-from .panels.distribution import DistributionPanel
-from .panels.prompt import PromptPanel
-from .plotting import THEME, catch_up
-from .session import Session
+from explorer.panels.distribution import DistributionPanel
+from explorer.panels.prompt import PromptPanel
+from explorer.plotting import THEME, catch_up
+from explorer.session import Session
 
 ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
 DEFAULT_MODEL = ASSETS_MODELS / "shakespeare_char.safetensors"
@@ -42,11 +42,11 @@ MODEL_FILTER = "Transformer Explorer models (*.safetensors);;All files (*)"
 AREA = Qt.DockWidgetArea.TopDockWidgetArea
 #: (module, class, dock title, placed beside: (dock, orientation) or tabbed with: "dock")
 OPTIONAL_PANELS = [
-    ("explorer.panels.attention", "AttentionPanel", "Attention",
+    ("explorer.panels.attention.panel", "AttentionPanel", "Attention",
      ("Next token", Qt.Orientation.Horizontal)),
     ("explorer.panels.positional", "PositionalPanel", "Positional encoding", "Attention"),
-    ("explorer.panels.architecture", "ArchitecturePanel", "Architecture", "Attention"),
-    ("explorer.panels.training", "TrainingPanel", "Training", "Attention"),
+    ("explorer.panels.architecture.panel", "ArchitecturePanel", "Architecture", "Attention"),
+    ("explorer.panels.training.panel", "TrainingPanel", "Training", "Attention"),
 ]
 
 

@@ -17,8 +17,8 @@ from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPalette
 from PySide6.QtWidgets import QApplication, QLabel, QSizePolicy, QWidget
 
-from . import redraws
-from .axes import FastAxis  # noqa: F401 - part of this module's API (see __all__)
+from explorer import redraws
+from explorer.widgets.axes import FastAxis  # noqa: F401 - part of this module's API (see __all__)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A :class:`Session` lives in the GUI thread. Panels read from it and listen to its signals; they
 ask for work through its methods, which hand frozen request dataclasses to the inference worker
-(:mod:`explorer.workers`) running in its own QThread. Moving the temperature slider re-ranks the
+(:mod:`explorer.inference_worker`) running in its own QThread. Moving the temperature slider re-ranks the
 cached logits right here (no forward pass) and then tells the worker, so the next step uses the
 new settings.
 
@@ -17,8 +17,8 @@ from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, QThread, QTimer, Signal, Slot
 
-from . import redraws
-from . import workers as W
+from explorer import inference_worker as W
+from explorer import redraws
 
 EMPTY_PROMPT_MESSAGE = "Empty prompt: generation starts from a newline"
 

@@ -1,11 +1,11 @@
-"""Training in a background QThread: :func:`model.training.train_gpt` behind Qt signals.
+"""Training in a background QThread: :func:`model.train_gpt.train_gpt` behind Qt signals.
 
 :class:`TrainingRun` (GUI thread) owns a QThread and a :class:`TrainingWorker` moved onto it.
 The worker's callbacks run in the training thread and turn everything into plain Python/numpy
 data carried by signals; step metrics are batched and emitted at most ``METRICS_HZ`` times a
 second, so a tiny model doing hundreds of steps a second cannot flood the GUI's event queue.
 
-Pause, resume and stop call the thread-safe :class:`model.training.TrainControl`. A snapshot of
+Pause, resume and stop call the thread-safe :class:`model.trainer.TrainControl`. A snapshot of
 the weights ("Explore this model" during training) is a request flag that the training thread
 serves between two steps (in ``on_step``) by copying the state dict to the CPU; while the run
 is paused the loop is blocked, so the GUI thread copies the weights itself.
@@ -105,7 +105,7 @@ def copy_state(model) -> dict:
 
 
 class _Callbacks:
-    """model.training.Callbacks forwarding to the worker (runs in the training thread)."""
+    """model.trainer.Callbacks forwarding to the worker (runs in the training thread)."""
 
     def __init__(self, worker: TrainingWorker):
         self.w = worker
@@ -152,7 +152,7 @@ class TrainingWorker(QObject):
     def __init__(self, spec: RunSpec):
         super().__init__()
         self.spec = spec
-        from model.training import TrainControl
+        from model.trainer import TrainControl
 
         self.control = TrainControl()
         self.trainer = None
@@ -218,7 +218,7 @@ class TrainingWorker(QObject):
     def _run(self):
         import torch
 
-        from model.training import train_gpt
+        from model.train_gpt import train_gpt
 
         spec = self.spec
         torch.set_num_threads(spec.threads or training_threads())

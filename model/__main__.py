@@ -12,7 +12,7 @@ import math
 import sys
 import time
 
-from .training import Callbacks
+from .trainer import Callbacks
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -115,7 +115,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .config import ModelConfig, TrainConfig
     from .corpora import load_corpus
     from .devices import resolve_device
-    from .training import train_gpt
+    from .train_gpt import train_gpt
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -300,7 +300,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 def cmd_eval(a: argparse.Namespace) -> int:
     from .checkpoints import load_checkpoint
     from .corpora import load_corpus
-    from .training import evaluate_split
+    from .train_gpt import evaluate_split
 
     ck = load_checkpoint(a.checkpoint, device=a.device)
     corpus = load_corpus(a.corpus, block_size=ck.config.block_size, tokenizer=ck.tokenizer,
@@ -323,9 +323,9 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "inspect": cmd_inspect
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from . import fastpath
+    from . import speedups
 
-    fastpath.tune_malloc()  # large temporaries reuse heap pages instead of faulting them in anew
+    speedups.tune_malloc()  # large temporaries reuse heap pages instead of faulting them in anew
     from .checkpoints import CheckpointError
     from .config import ConfigError
     from .corpora import CorpusError

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from .capture import Recording, additive_causal_mask, causal_mask
 from .config import ModelConfig
-from .fastpath import scaled_dot_product_attention as sdpa
+from .speedups import scaled_dot_product_attention as sdpa
 
 
 class KVCache:

@@ -1,6 +1,6 @@
 """What one stepper state shows (:class:`StepResult`) and the buffers its arrays view.
 
-Split from :mod:`model.stepper`, which re-exports :class:`StepResult`.
+The stepper fills the buffers; the GUI reads the StepResult.
 """
 from __future__ import annotations
 

@@ -24,8 +24,8 @@ import torch
 
 from .config import TrainConfig
 from .devices import resolve_device
-from .fastpath import clip_grad_norm_, default_amp
 from .optim import apply_optimizer_state, lr_at, make_optimizer, total_norm
+from .speedups import clip_grad_norm_, default_amp
 
 # -- results and callbacks ---------------------------------------------------------------------
 
@@ -147,7 +147,7 @@ class Trainer:
     ``start_step`` continue an earlier run: the schedule goes on from ``start_step``.
     ``device`` defaults to ``resolve_device(cfg.device)``; ``control`` is a shared
     :class:`TrainControl` (one is made if not given); ``amp`` switches bf16 autocast on (CUDA
-    or CPU); None (default): on for CPUs with native bf16 (:func:`model.fastpath.default_amp`),
+    or CPU); None (default): on for CPUs with native bf16 (:func:`model.speedups.default_amp`),
     off otherwise.
     The model is left in eval mode when ``run`` returns.
     """
@@ -181,7 +181,7 @@ class Trainer:
         # bf16 autocast: off by default on a GPU, since for the small models of this project it
         # costs more in casts than it saves (measured on an H100: 17 vs 14 ms per step); on by
         # default on CPUs with native bf16 dot products, where the matrix products run ~2x
-        # faster (attention stays fp32, see model.fastpath; ~1.5x per step for nanoGPT's CPU
+        # faster (attention stays fp32, see model.speedups; ~1.5x per step for nanoGPT's CPU
         # configuration, benchmarks/bench_model.py)
         if amp is None:
             amp = self.device.type == "cpu" and default_amp(self.device)

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..plotting import (
+from explorer.plotting import (
     THEME,
     Coalescer,
     FastAxis,
@@ -40,7 +40,7 @@ from ..plotting import (
     style_plot,
     ui_font,
 )
-from .token_strip import printable
+from explorer.widgets.token_strip import printable
 
 T_MAX = 3.0
 T_STEP = 0.05

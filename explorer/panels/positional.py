@@ -25,10 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.plotting import THEME, LiveRedraw
-from model.positional import DESCRIPTIONS
-from model.tokenizer import printable
-
-from ._plot_helpers import (
+from explorer.widgets.plot_helpers import (
     CYCLIC_CMAP,
     DIVERGING_CMAP,
     TEXT_PT,
@@ -43,6 +40,8 @@ from ._plot_helpers import (
     status_label,
     symmetric_levels,
 )
+from model.positional import DESCRIPTIONS
+from model.tokenizer import printable
 
 VIEWS = ("matrix", "curves", "similarity", "prompt")
 VIEW_TITLES = {"matrix": "Encoding table", "curves": "Dimension curves",

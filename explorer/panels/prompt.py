@@ -35,8 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..plotting import THEME, QuietLabel, mono_font, ui_font
-from .token_strip import ChipScroll, TokenStrip, printable
+from explorer.plotting import THEME, QuietLabel, mono_font, ui_font
+from explorer.widgets.token_strip import ChipScroll, TokenStrip, printable
 
 DEBOUNCE_MS = 300  # typing pauses this long before generation restarts from the new prompt
 EDITOR_KEYS_NOTE = ("While the prompt editor has the keyboard focus, Space, Backspace and the "

@@ -32,7 +32,7 @@ def _load_run():
 
 
 run = _load_run()
-from run_figures import FIGURES  # noqa: E402  (run.py put benchmarks/ on sys.path)
+from headline_figures import FIGURES  # noqa: E402  (run.py put benchmarks/ on sys.path)
 
 TOP = {"benchmark", "quick", "device", "options", "machine", "figures", "import_floor",
        "benchmarks", "failed", "notes", "elapsed_s"}

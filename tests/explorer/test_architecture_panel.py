@@ -8,7 +8,7 @@ import torch
 from _panel_support import make_session, shown, tiny_model
 from PySide6.QtCore import QPoint, Qt
 
-from explorer.panels.architecture import ArchitecturePanel, model_blocks
+from explorer.panels.architecture.panel import ArchitecturePanel, model_blocks
 from model.tokenizer import printable
 
 

@@ -8,8 +8,8 @@ import pytest
 from _panel_support import make_session, shown, tiny_model
 from PySide6.QtCore import QPoint, Qt
 
-from explorer.panels._plot_helpers import MASKED_CODE, quantize
-from explorer.panels.attention import STAGES, AttentionPanel
+from explorer.panels.attention.panel import STAGES, AttentionPanel
+from explorer.widgets.plot_helpers import MASKED_CODE, quantize
 from model.tokenizer import printable
 
 
@@ -247,7 +247,7 @@ def test_1024_tokens_zoom_pan_and_thinned_labels(qtbot):
 
 
 def test_hosted_by_the_main_window_with_the_real_session(make_window, tiny_models, qtbot):
-    from explorer.panels.architecture import ArchitecturePanel
+    from explorer.panels.architecture.panel import ArchitecturePanel
     from explorer.panels.positional import PositionalPanel
 
     w = make_window(tiny_models["tiny"], optional_panels=True)

@@ -17,11 +17,11 @@ from PySide6.QtCore import QEvent, QObject, QRect
 from PySide6.QtGui import QImage, QPainter, QPicture, QTransform
 from PySide6.QtWidgets import QStyleOptionGraphicsItem, QVBoxLayout, QWidget
 
-from explorer.panels._plot_helpers import HeatmapWidget, LabelAxis, ValueImage
-from explorer.panels.attention import AttentionPanel
+from explorer.panels.attention.panel import AttentionPanel
 from explorer.panels.distribution import _PercentAxis
-from explorer.panels.token_strip import ChipScroll, TokenStrip, printable
 from explorer.plotting import FastAxis, QuietLabel, mono_font
+from explorer.widgets.plot_helpers import HeatmapWidget, LabelAxis, ValueImage
+from explorer.widgets.token_strip import ChipScroll, TokenStrip, printable
 from model.tokenizer import printable as model_printable
 
 LABELS = list("hello world, the quick brown fox jumps\n over the lazy dog. ") * 5

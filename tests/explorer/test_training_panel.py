@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from explorer.panels.training import TrainingPanel
+from explorer.panels.training.panel import TrainingPanel
 from explorer.session import Session
 
 
@@ -211,7 +211,7 @@ def test_closing_during_training_stops_the_thread_quickly(qtbot, panel):
 
 
 def test_film_strip_keeps_the_snapshots_and_the_slider_replays_them(qtbot, panel):
-    from explorer.panels.film_strip import composite
+    from explorer.panels.training.film_strip import composite
     from model import tasks
 
     configure(panel, steps=40, attention_every=5)

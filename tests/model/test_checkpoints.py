@@ -22,8 +22,8 @@ from model.checkpoints import (
     save_checkpoint,
 )
 from model.config import POS_KINDS, ModelConfig, TrainConfig
+from model.optim import apply_optimizer_state, make_optimizer
 from model.tokenizer import CharTokenizer
-from model.training import apply_optimizer_state, make_optimizer
 from model.transformer import GPT
 
 TOK = CharTokenizer("\n abcdefghij")

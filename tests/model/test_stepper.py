@@ -11,7 +11,8 @@ import torch
 from model.capture import capture
 from model.config import CAPTURE_ALL, CAPTURE_NOTHING, CaptureSpec, ModelConfig, SampleConfig
 from model.sampling import distribution_for, sample_from, uniform_for
-from model.stepper import EMPTY_PROMPT_NEWLINE, Stepper, StepResult, generate_text
+from model.step_result import StepResult
+from model.stepper import EMPTY_PROMPT_NEWLINE, Stepper, generate_text
 from model.tokenizer import CharTokenizer, UnknownCharactersError
 from model.transformer import GPT
 

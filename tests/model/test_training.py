@@ -15,17 +15,9 @@ import torch.nn.functional as F
 from model.checkpoints import load_checkpoint, load_optimizer_state, optimizer_path, read_metadata
 from model.config import ModelConfig, TrainConfig
 from model.corpora import Corpus, CorpusError, load_corpus
-from model.training import (
-    Callbacks,
-    TrainControl,
-    Trainer,
-    TrainingDiverged,
-    evaluate_split,
-    lr_at,
-    make_optimizer,
-    param_groups,
-    train_gpt,
-)
+from model.optim import lr_at, make_optimizer, param_groups
+from model.train_gpt import evaluate_split, train_gpt
+from model.trainer import Callbacks, TrainControl, Trainer, TrainingDiverged
 from model.transformer import GPT
 
 TINY = ModelConfig(block_size=16, n_layer=1, n_head=2, n_embd=16)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
-from .training_plan import device_name
+from explorer.panels.training.plan import device_name
 
 
 class ResultsMixin:
-    """Explore/save for :class:`explorer.panels.training.TrainingPanel` (uses its run, session,
+    """Explore/save for :class:`explorer.panels.training.panel.TrainingPanel` (uses its run, session,
     ``_spec``, ``_pending``, ``last_checkpoint``, ``_message`` and ``_error``)."""
 
     def explore(self) -> None:

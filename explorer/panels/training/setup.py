@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..plotting import THEME
-from .training_plan import FormValues, fmt_duration, fmt_params, train_flops
+from explorer.panels.training.plan import FormValues, fmt_duration, fmt_params, train_flops
+from explorer.plotting import THEME
 
 TASK_SOURCES = ("copy", "induction", "reverse", "sort")
 
@@ -320,9 +320,8 @@ class SetupForm(QWidget):
     # -- speed estimates -----------------------------------------------------------------------
     def measure_presets(self, vocab_size: int, device: str) -> None:
         """Time a few steps of each preset in the background (once per batch and device)."""
+        from explorer.training_worker import SpeedProbe
         from model.config import ModelConfig
-
-        from ..training_worker import SpeedProbe
 
         jobs = []
         for name, kw in PRESETS.items():

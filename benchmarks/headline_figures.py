@@ -137,7 +137,7 @@ def _training_figures(t: dict, model: dict | None) -> dict:
         "training_gui_vs_headless": figure(
             _round(s["gui_tokens_per_s"], 1), "tokens/s", f"{src}.summary.{threads}",
             _round(s["headless_tokens_per_s"], 1),
-            "model.training.train_gpt headless, same plan, same run", ratio, 0.95, "ratio", True,
+            "model.train_gpt.train_gpt headless, same plan, same run", ratio, 0.95, "ratio", True,
             threads=int(threads), gui_vs_reference_derived=_round(ratio * head)
             if isinstance(head, (int, float)) and isinstance(ratio, (int, float)) else None),
         "lateness_training": figure(_round(s["lateness_p99_ms"]), "ms (p99)", f"{src}", None,

@@ -1,4 +1,4 @@
-"""model.fastpath: the CPU training speed-ups keep the math (within bf16 rounding) and fall back."""
+"""model.speedups: the CPU training speed-ups keep the math (within bf16 rounding) and fall back."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import fastpath
+from model import speedups
 from model.capture import additive_causal_mask, causal_mask
 from model.config import ModelConfig, TrainConfig
 from model.transformer import GPT
@@ -21,23 +21,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True)
 def _fresh_detection(monkeypatch):
-    fastpath.cpu_has_native_bf16.cache_clear()
+    speedups.cpu_has_native_bf16.cache_clear()
     yield
-    fastpath.cpu_has_native_bf16.cache_clear()
+    speedups.cpu_has_native_bf16.cache_clear()
 
 
 def test_env_overrides_bf16_detection(monkeypatch):
     monkeypatch.setenv("TE_CPU_BF16", "0")
-    assert fastpath.cpu_has_native_bf16() is False
-    assert fastpath.default_amp("cpu") is False
-    fastpath.cpu_has_native_bf16.cache_clear()
+    assert speedups.cpu_has_native_bf16() is False
+    assert speedups.default_amp("cpu") is False
+    speedups.cpu_has_native_bf16.cache_clear()
     monkeypatch.setenv("TE_CPU_BF16", "1")
-    assert fastpath.cpu_has_native_bf16() is True
-    assert fastpath.default_amp("cpu") is True
+    assert speedups.cpu_has_native_bf16() is True
+    assert speedups.default_amp("cpu") is True
 
 
 def test_default_amp_is_off_where_it_does_not_pay():
-    assert fastpath.default_amp("meta") is False
+    assert speedups.default_amp("meta") is False
 
 
 def test_sdpa_runs_in_fp32_when_training_under_cpu_autocast():
@@ -45,7 +45,7 @@ def test_sdpa_runs_in_fp32_when_training_under_cpu_autocast():
     q, k, v = (torch.randn(2, 3, 8, 4, requires_grad=True) for _ in range(3))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         qb, kb, vb = q.bfloat16(), k.bfloat16(), v.bfloat16()
-        y = fastpath.scaled_dot_product_attention(qb, kb, vb, is_causal=True)
+        y = speedups.scaled_dot_product_attention(qb, kb, vb, is_causal=True)
     assert y.dtype == torch.float32  # computed in fp32 from the bf16 inputs
     ref = F.scaled_dot_product_attention(qb.float(), kb.float(), vb.float(), is_causal=True)
     torch.testing.assert_close(y, ref)
@@ -55,11 +55,11 @@ def test_sdpa_runs_in_fp32_when_training_under_cpu_autocast():
 
 def test_sdpa_unchanged_outside_autocast_and_without_grad():
     q, k, v = (torch.randn(1, 2, 5, 4) for _ in range(3))
-    torch.testing.assert_close(fastpath.scaled_dot_product_attention(q, k, v, is_causal=True),
+    torch.testing.assert_close(speedups.scaled_dot_product_attention(q, k, v, is_causal=True),
                                F.scaled_dot_product_attention(q, k, v, is_causal=True),
                                rtol=0, atol=0)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        y = fastpath.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+        y = speedups.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
     assert y.dtype == torch.bfloat16  # inference keeps the (fast) bf16 forward
 
 
@@ -80,12 +80,12 @@ def test_make_adamw_and_clip_match_the_plain_versions():
     a = torch.nn.Linear(4, 3)
     b = torch.nn.Linear(4, 3)
     b.load_state_dict(a.state_dict())
-    oa = fastpath.make_adamw(a.parameters(), lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1)
+    oa = speedups.make_adamw(a.parameters(), lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1)
     ob = torch.optim.AdamW(b.parameters(), lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1,
                            foreach=False)
     x = torch.randn(8, 4)
     for _ in range(3):
-        for m, o, clip in ((a, oa, fastpath.clip_grad_norm_),
+        for m, o, clip in ((a, oa, speedups.clip_grad_norm_),
                            (b, ob, torch.nn.utils.clip_grad_norm_)):
             o.zero_grad()
             (m(x) ** 2).sum().backward()
@@ -130,8 +130,8 @@ def test_trainer_uses_the_fast_path_on_cpu(monkeypatch):
 
 def test_tune_malloc_is_safe_to_call_twice():
     # in a subprocess: the setting is process-wide and would outlive this test
-    code = ("from model import fastpath; a = fastpath.tune_malloc(); "
-            "assert fastpath.tune_malloc() == a == fastpath.malloc_tuned(); print(a)")
+    code = ("from model import speedups; a = speedups.tune_malloc(); "
+            "assert speedups.tune_malloc() == a == speedups.malloc_tuned(); print(a)")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 0, p.stderr

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..plotting import THEME, Coalescer, mono_font, qcolor, style_plot
+from explorer.plotting import THEME, Coalescer, mono_font, qcolor, style_plot
 
 #: the loss curve is redrawn at most 4 times a second: smooth enough to watch, and each redraw
 #: of a 660 × 250 plot costs 4-7 ms of GUI-thread CPU on the 2-core target machine

@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from ..plotting import SEQUENTIAL, THEME, Coalescer, colormap, style_plot, ui_font
+from explorer.plotting import SEQUENTIAL, THEME, Coalescer, colormap, style_plot, ui_font
 
 
 def _heat(layout: pg.GraphicsLayout, row: int, col: int, title: str) -> tuple[pg.PlotItem,

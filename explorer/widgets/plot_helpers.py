@@ -24,8 +24,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPen, qR
 from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
 from explorer.plotting import DIVERGING, SEQUENTIAL, THEME, FastAxis
-
-from ._exports import (  # noqa: F401 - re-exported: the panels import them from here
+from explorer.widgets.exports import (  # noqa: F401 - re-exported: the panels import them from here
     add_export_actions,
     export_button,
     export_png,
@@ -33,7 +32,7 @@ from ._exports import (  # noqa: F401 - re-exported: the panels import them from
     replace_scene_export,
     write_csv,
 )
-from ._layout import (  # noqa: F401 - re-exported
+from explorer.widgets.layout import (  # noqa: F401 - re-exported
     TEXT_PT,
     FlowLayout,
     explanation_pane,

@@ -2,8 +2,7 @@
 
 :func:`train_gpt` builds (or continues) a GPT, wires the probes (sample text, attention of the
 probe prompt) and saves checkpoints with the optimizer state beside them. The loop itself is
-:class:`model.trainer.Trainer`; its names are re-exported here, so ``from model.training import
-Trainer, Callbacks, lr_at`` works.
+:class:`model.trainer.Trainer`.
 """
 from __future__ import annotations
 
@@ -18,11 +17,9 @@ import torch
 
 from .config import ModelConfig, TrainConfig
 from .devices import resolve_device
-from .optim import apply_optimizer_state, lr_at, make_optimizer, param_groups, total_norm
+from .optim import apply_optimizer_state
 from .trainer import (
     Callbacks,
-    EvalMetrics,
-    StepMetrics,
     TrainControl,
     Trainer,
     TrainingDiverged,
@@ -258,9 +255,3 @@ def _encode_gen(gen: torch.Generator) -> str:
     from .checkpoints import encode_bytes
     return encode_bytes(gen.get_state())
 
-
-__all__ = [
-    "StepMetrics", "EvalMetrics", "TrainResult", "TrainingDiverged", "Callbacks", "TrainControl",
-    "Trainer", "lr_at", "make_optimizer", "param_groups", "apply_optimizer_state", "total_norm",
-    "evaluate_split", "train_gpt",
-]

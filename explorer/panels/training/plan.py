@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths
 
-from ..training_worker import RunSpec
+from explorer.training_worker import RunSpec
 
 RUNS_ENV = "TRANSFORMER_EXPLORER_RUNS"
 EVAL_ITERS = 5  # batches per evaluation: keeps the final evaluation (on Stop) short

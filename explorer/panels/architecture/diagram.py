@@ -32,8 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.plotting import THEME
-
-from ._plot_helpers import TEXT_PT
+from explorer.widgets.plot_helpers import TEXT_PT
 
 # -- what the model is made of -----------------------------------------------------------------
 

@@ -26,12 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.panels.architecture.diagram import BlockSpec, Diagram, model_blocks
 from explorer.plotting import THEME, LiveRedraw
-from model.positional import DESCRIPTIONS
-from model.tokenizer import printable
-
-from ._architecture_diagram import BlockSpec, Diagram, model_blocks
-from ._plot_helpers import (
+from explorer.widgets.plot_helpers import (
     DIVERGING_CMAP,
     PROB_CMAP,
     TEXT_PT,
@@ -46,6 +43,8 @@ from ._plot_helpers import (
     status_label,
     symmetric_levels,
 )
+from model.positional import DESCRIPTIONS
+from model.tokenizer import printable
 
 # -- explanations ------------------------------------------------------------------------------
 LN_FORMULA = "LN(x) = γ ⊙ (x − μ) / √(σ² + ε) + β"

@@ -124,7 +124,7 @@ def lookahead_threads() -> int:
     thread's core is free: every core (at most 4), or one while a training run computes.
     Measured (bench_gui, 2-core box, full 256 window, steps every 40 ms): one thread often
     cannot finish the ~22 ms pass before the next request; two finish it in ~14 ms."""
-    from .training_worker import training_busy
+    from explorer.training_worker import training_busy
 
     n = os.cpu_count() or 1
     return 1 if training_busy() else max(1, min(4, n))
@@ -382,10 +382,10 @@ class InferenceWorker(QObject):
     def _load(self, req: LoadModel) -> None:
         import torch
 
-        from model import fastpath
+        from model import speedups
 
         torch.set_num_threads(inference_threads())
-        fastpath.tune_malloc()  # process-wide; keeps capture buffers from page-faulting each step
+        speedups.tune_malloc()  # process-wide; keeps capture buffers from page-faulting each step
         from model.devices import DeviceError, resolve_device
 
         self._end_run()

@@ -31,10 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..plotting import THEME, Coalescer, is_shown
-from ..training_worker import RunSpec, TrainingRun
-from .film_strip import FilmStrip
-from .training_plan import (
+from explorer.panels.training.film_strip import FilmStrip
+from explorer.panels.training.plan import (
     PlanError,
     Planner,
     default_runs_dir,
@@ -42,10 +40,12 @@ from .training_plan import (
     fmt_duration,
     fmt_params,
 )
-from .training_plots import LossView, SampleLog
-from .training_results import ResultsMixin
-from .training_setup import SetupForm
-from .training_task import TaskView
+from explorer.panels.training.plots import LossView, SampleLog
+from explorer.panels.training.results import ResultsMixin
+from explorer.panels.training.setup import SetupForm
+from explorer.panels.training.task import TaskView
+from explorer.plotting import THEME, Coalescer, is_shown
+from explorer.training_worker import RunSpec, TrainingRun
 
 PROGRESS_MS = 250  # progress bar and status line refresh
 

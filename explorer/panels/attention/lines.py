@@ -15,8 +15,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Signal
 
 from explorer.plotting import THEME
-
-from ._plot_helpers import (
+from explorer.widgets.plot_helpers import (
     LabelAxis,
     add_export_actions,
     export_png,

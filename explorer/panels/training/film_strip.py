@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..plotting import SEQUENTIAL, THEME, Coalescer, colormap, style_plot
+from explorer.plotting import SEQUENTIAL, THEME, Coalescer, colormap, style_plot
 
 MAX_BYTES = 64 * 2**20
 PLAY_MS = 120

@@ -25,10 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.panels.attention.lines import AttentionLines
 from explorer.plotting import THEME, LiveRedraw
-
-from ._attention_lines import AttentionLines
-from ._plot_helpers import (
+from explorer.widgets.plot_helpers import (
     DIVERGING_CMAP,
     MASKED_CODE,
     PROB_CMAP,
@@ -45,7 +44,9 @@ from ._plot_helpers import (
     status_label,
     symmetric_levels,
 )
-from .token_strip import printable  # remembered per token: a step relabels the whole window
+from explorer.widgets.token_strip import (
+    printable,  # remembered per token: a step relabels the whole window
+)
 
 STAGES = ("probs", "masked", "scores")
 STAGE_TITLES = {"scores": "Scores QKᵀ/√d", "masked": "Masked scores", "probs": "Softmax weights"}
