@@ -9,7 +9,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QDockWidget, QLabel
 
-from explorer import workers as W
+from explorer import inference_worker as W
 from explorer.app import make_settings
 
 

@@ -85,12 +85,12 @@ def test_the_window_painting_a_result_starts_the_lookahead(qtbot, make_window, t
 
 
 def test_the_lookahead_keeps_to_one_thread_while_training(monkeypatch):
-    from explorer import training_worker, workers
+    from explorer import inference_worker, training_worker
 
     monkeypatch.setattr(training_worker, "_BUSY", 0)
-    monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
-    assert workers.lookahead_threads() == 2
+    monkeypatch.setattr(inference_worker.os, "cpu_count", lambda: 2)
+    assert inference_worker.lookahead_threads() == 2
     training_worker._busy(+1)
-    assert training_worker.training_busy() and workers.lookahead_threads() == 1
+    assert training_worker.training_busy() and inference_worker.lookahead_threads() == 1
     training_worker._busy(-1)
     assert not training_worker.training_busy()
