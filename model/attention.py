@@ -73,6 +73,8 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         q, k = pe.rotate(q, k, positions)
+        if record is not None and record.want_queries:
+            record.queries.append(q.detach())
         past = 0
         if cache is not None:
             past = cache.length

@@ -35,6 +35,10 @@ class Recording:
     ffn_hidden: list[torch.Tensor] = field(default_factory=list)  # L × (B, T, F) after GELU
     mlp_out: list[torch.Tensor] = field(default_factory=list)  # L × (B, T, C)
     logit_lens: torch.Tensor | None = None  # (L+1, B, T, V) each residual through ln_f + lm_head
+    # the queries after the positional rotation, L × (B, nh, T, hs): not part of a CaptureSpec
+    # (nothing shows them), asked for by a caller that scores earlier queries against later keys
+    want_queries: bool = False
+    queries: list[torch.Tensor] = field(default_factory=list)
     # optional preallocated destinations, name ("attention" or "scores") -> (L, B, nh, T, Tk):
     # a layer whose shapes match computes straight into its slice, which saves a copy for a
     # caller that keeps them (the stepper's buffers); what is recorded is the same either way

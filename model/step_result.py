@@ -1,6 +1,6 @@
-"""What one stepper state shows (:class:`StepResult`) and the buffers its arrays view.
+"""What one stepper state shows (:class:`StepResult`): plain data and read-only numpy views.
 
-The stepper fills the buffers; the GUI reads the StepResult.
+The stepper fills it (its arrays view :mod:`model.capture_buffers`); the GUI reads it.
 """
 from __future__ import annotations
 
@@ -98,53 +98,3 @@ class StepResult:
             raise ValueError("scores were not captured (CaptureSpec.scores is off)")
         keep = np.tril(np.ones((self.T, self.T), dtype=bool))
         return np.where(keep, self.scores, np.float32(-np.inf)).astype(np.float32)
-
-
-class CaptureBuffers:
-    """Capture arrays of block-size capacity; results get read-only prefix views.
-
-    ``seen`` is how many rows some result may already show: rewriting one of them copies
-    the buffers first, so older results never change.
-    """
-
-    def __init__(self, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], type]],
-                 zeroed: bool = True):
-        self.shapes = shapes  # name -> (full shape, axes that have block-size length, dtype)
-        # zeroed=False when the first write fills every entry (a full window): zeroing 10+ MB
-        # each slid step costs more than the rest of the bookkeeping
-        new = np.zeros if zeroed else np.empty
-        self.arrays = {n: new(s, dtype=d) for n, (s, _, d) in shapes.items()}
-        self.seen = 0
-
-    def _prefix(self, name: str, n: int) -> tuple:
-        shape, axes, _ = self.shapes[name]
-        return tuple(slice(0, n) if i in axes else slice(None) for i in range(len(shape)))
-
-    def make_writable(self, row: int) -> None:
-        if row < self.seen:  # copy-on-write: keep rows [:row], forget the rest
-            fresh = {n: np.zeros(s, dtype=d) for n, (s, _, d) in self.shapes.items()}
-            for n, a in self.arrays.items():
-                sl = self._prefix(n, row)
-                fresh[n][sl] = a[sl]
-            self.arrays = fresh
-            self.seen = row
-
-    def write(self, name: str, row: int, data: np.ndarray) -> None:
-        """Store rows row..row+t. Square (…, T, T) arrays also get columns [:row+t]."""
-        a = self.arrays[name]
-        t = data.shape[-2] if len(self.shapes[name][1]) == 2 else None
-        if t is not None:
-            a[..., row:row + t, :row + t] = data
-        else:
-            axis = self.shapes[name][1][0]
-            idx = (slice(None),) * axis + (slice(row, row + data.shape[axis]),)
-            a[idx] = data
-
-    def views(self, n: int) -> dict[str, np.ndarray]:
-        self.seen = max(self.seen, n)
-        out = {}
-        for name, a in self.arrays.items():
-            v = a[self._prefix(name, n)]
-            v.flags.writeable = False
-            out[name] = v
-        return out

@@ -650,3 +650,36 @@ def test_cuda_paths_agree_with_cpu(pos_kind, norm):
     for start, n in ((0, 5), (5, 1), (6, 10)):
         logits, _ = run(model, gidx[:, start:start + n], cache=cache)
         torch.testing.assert_close(logits.cpu(), ref[:, start:start + n], atol=1e-4, rtol=1e-4)
+
+
+# -- queries ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("pos_kind", POS_KINDS)
+def test_recorded_queries_with_the_cached_keys_give_the_scores(pos_kind):
+    """Queries are recorded after the positional rotation, on request only (a caller scoring
+    earlier queries against later keys, e.g. model.context_window)."""
+    model = make_model(pos_kind).eval()
+    idx = tokens(b=1)
+    cache = model.new_cache()
+    hs = model.config.head_size
+    with torch.no_grad():
+        first = Recording(spec=CaptureSpec(scores=True), want_queries=True)
+        model(idx[:, :7], cache=cache, record=first)
+        second = Recording(spec=CaptureSpec(scores=True), want_queries=True)
+        logits, _ = model(idx[:, 7:], cache=cache, record=second)
+        plain = Recording(spec=CaptureSpec(scores=True))
+        again = model(idx[:, 7:], cache=_refilled(model, idx[:, :7]), record=plain)[0]
+    assert plain.queries == [] and len(second.queries) == model.config.n_layer
+    torch.testing.assert_close(logits, again, rtol=0, atol=0)  # recording them changes nothing
+    for layer in range(model.config.n_layer):
+        q = torch.cat([first.queries[layer], second.queries[layer]], dim=2)  # (1, nh, T, hs)
+        assert q.shape == (1, model.config.n_head, T, hs) and not q.requires_grad
+        k = cache.k[layer, :, :, :T]
+        scores = q @ k.transpose(-2, -1) / math.sqrt(hs)  # every query against every key
+        torch.testing.assert_close(scores[:, :, 7:], second.attn_scores[layer])
+        torch.testing.assert_close(scores[:, :, :7, :7], first.attn_scores[layer])
+
+
+def _refilled(model, idx):
+    cache = model.new_cache()
+    model(idx, cache=cache, record=Recording(spec=CaptureSpec(scores=True)))
+    return cache

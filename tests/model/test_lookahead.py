@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import model.stepper as stepper_mod
+import model.context_window as context_window
 from model.config import CAPTURE_NOTHING, CaptureSpec, SampleConfig
 from model.stepper import Stepper
 from tests.model.test_stepper import (
@@ -142,7 +142,7 @@ def test_capture_change_drops_the_lookahead():
 
 def test_no_lookahead_when_its_buffers_would_be_too_large(monkeypatch):
     _, _, a, _ = twins(prompt="abcdefg")  # past the block: a lookahead needs its own buffers
-    monkeypatch.setattr(stepper_mod, "LOOKAHEAD_MAX_BYTES", 0)
+    monkeypatch.setattr(context_window, "LOOKAHEAD_MAX_BYTES", 0)
     assert a.lookahead() is False and not a.has_lookahead
     a2 = twins(prompt="abc")[2]  # below it: one row in the live buffers, no extra memory
     assert a2.lookahead() is True

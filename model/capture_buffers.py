@@ -1,0 +1,138 @@
+"""Capture buffers: what a stepped context window recorded, row by row, in arrays of block-size
+capacity that results view without copying (:class:`CaptureBuffers`), and the copy of one
+forward pass's :class:`~model.capture.Recording` into them (:func:`store`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .capture import Recording
+from .config import CaptureSpec, ModelConfig
+from .topk import topk_rows
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+class CaptureBuffers:
+    """Capture arrays of block-size capacity; results get read-only prefix views.
+
+    ``seen`` is how many rows some result may already show: rewriting one of them copies
+    the buffers first, so older results never change.
+    """
+
+    def __init__(self, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], type]],
+                 zeroed: bool = True):
+        self.shapes = shapes  # name -> (full shape, axes that have block-size length, dtype)
+        # zeroed=False when the first write fills every entry (a full window): zeroing 10+ MB
+        # each slid step costs more than the rest of the bookkeeping
+        new = np.zeros if zeroed else np.empty
+        self.arrays = {n: new(s, dtype=d) for n, (s, _, d) in shapes.items()}
+        self.seen = 0
+
+    def _prefix(self, name: str, n: int) -> tuple:
+        shape, axes, _ = self.shapes[name]
+        return tuple(slice(0, n) if i in axes else slice(None) for i in range(len(shape)))
+
+    def make_writable(self, row: int) -> None:
+        if row < self.seen:  # copy-on-write: keep rows [:row], forget the rest
+            fresh = {n: np.zeros(s, dtype=d) for n, (s, _, d) in self.shapes.items()}
+            for n, a in self.arrays.items():
+                sl = self._prefix(n, row)
+                fresh[n][sl] = a[sl]
+            self.arrays = fresh
+            self.seen = row
+
+    def write(self, name: str, row: int, data: np.ndarray) -> None:
+        """Store rows row..row+t. Square (…, T, T) arrays also get columns [:row+t]."""
+        a = self.arrays[name]
+        t = data.shape[-2] if len(self.shapes[name][1]) == 2 else None
+        if t is not None:
+            a[..., row:row + t, :row + t] = data
+        else:
+            axis = self.shapes[name][1][0]
+            idx = (slice(None),) * axis + (slice(row, row + data.shape[axis]),)
+            a[idx] = data
+
+    def views(self, n: int) -> dict[str, np.ndarray]:
+        self.seen = max(self.seen, n)
+        out = {}
+        for name, a in self.arrays.items():
+            v = a[self._prefix(name, n)]
+            v.flags.writeable = False
+            out[name] = v
+        return out
+
+
+def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_positions: bool,
+                zeroed: bool = True) -> CaptureBuffers:
+    """Empty buffers for what ``spec`` records, for a window of ``config.block_size`` tokens."""
+    L, H, B, C, F, k = (config.n_layer, config.n_head, config.block_size, config.n_embd,
+                        config.n_ffn, lens_k)
+    f32, i64 = np.float32, np.int64
+    shapes: dict = {}
+    if spec.attention:
+        shapes["attention"] = ((L, H, B, B), (2, 3), f32)
+    if spec.scores:
+        shapes["scores"] = ((L, H, B, B), (2, 3), f32)
+    if spec.residual:
+        shapes["residual"] = ((L + 1, B, C), (1,), f32)
+    if spec.sublayers:
+        shapes["attn_out"] = ((L, B, C), (1,), f32)
+        shapes["mlp_out"] = ((L, B, C), (1,), f32)
+    if spec.ffn:
+        shapes["ffn"] = ((L, B, F), (1,), f32)
+    if spec.embeddings:
+        shapes["tok_emb"] = ((B, C), (0,), f32)
+        if additive_positions:
+            shapes["pos_emb"] = ((B, C), (0,), f32)
+    if spec.logit_lens:
+        shapes["lens_ids"] = ((L + 1, B, k), (1,), i64)
+        shapes["lens_probs"] = ((L + 1, B, k), (1,), f32)
+    return CaptureBuffers(shapes, zeroed=zeroed)
+
+
+def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, lens_k: int
+          ) -> None:
+    """Copy what ``rec`` recorded for rows past…past+t into ``bufs`` (emptying ``rec``'s
+    per-layer lists as it goes)."""
+    if spec.attention:
+        _write_layers(bufs, "attention", past, rec.attn_probs)  # L × (1, H, t, Tk)
+    if spec.scores:
+        _write_layers(bufs, "scores", past, rec.attn_scores)
+    if spec.residual:
+        _write_layers(bufs, "residual", past, rec.resid)  # (L+1) × (1, t, C)
+    if spec.sublayers:
+        _write_layers(bufs, "attn_out", past, rec.attn_out)  # L × (1, t, C)
+        _write_layers(bufs, "mlp_out", past, rec.mlp_out)
+    if spec.ffn:
+        _write_layers(bufs, "ffn", past, rec.ffn_hidden)  # L × (1, t, F)
+    if spec.embeddings:
+        bufs.write("tok_emb", past, to_numpy(rec.tok_emb[0]))  # (t, C)
+        if rec.pos_emb is not None and "pos_emb" in bufs.arrays:
+            bufs.write("pos_emb", past, to_numpy(rec.pos_emb))
+    if spec.logit_lens:
+        probs = torch.softmax(rec.logit_lens[:, 0].float(), dim=-1)  # (L+1, t, V)
+        values, indices = topk_rows(probs, lens_k)  # (L+1, t, k)
+        bufs.write("lens_ids", past, indices.cpu().numpy())
+        bufs.write("lens_probs", past, to_numpy(values))
+
+
+def _write_layers(bufs: CaptureBuffers, name: str, past: int, tensors: list) -> None:
+    """Copy per-layer tensors (1, …) into buffer ``name`` at rows past…past+t, one layer at a
+    time, dropping each from the (local) recording once copied: the whole (L, …) stack never
+    exists twice (a GPT-2-small's attention at 1024 tokens is 600 MB per copy)."""
+    arr = bufs.arrays[name]
+    square = len(bufs.shapes[name][1]) == 2  # (L, H, T, T) vs (L, T, X)
+    for i in range(len(tensors)):
+        d = to_numpy(tensors[i][0])  # (H, t, Tk) or (t, X)
+        tensors[i] = None
+        t = d.shape[-2]
+        dst = arr[i, :, past:past + t, :past + t] if square else arr[i, past:past + t]
+        if d.ctypes.data != dst.ctypes.data or d.strides != dst.strides:  # not computed in place
+            dst[...] = d
+
+
+__all__ = ["CaptureBuffers", "new_buffers", "store", "to_numpy"]

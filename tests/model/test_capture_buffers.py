@@ -1,0 +1,80 @@
+"""CaptureBuffers: block-size arrays that results view without copying, copy-on-write for rows
+a result can see, and ``store`` copying one recorded pass into them exactly."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.capture import capture
+from model.capture_buffers import CaptureBuffers, new_buffers, store
+from model.config import CAPTURE_ALL, CaptureSpec, ModelConfig
+from model.transformer import GPT
+
+
+def small(pos_kind="learned") -> GPT:
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16,
+                      pos_kind=pos_kind)
+    return GPT(cfg).eval()
+
+
+def test_new_buffers_hold_what_the_spec_asks_for():
+    cfg = small().config
+    spec = CaptureSpec(attention=True, scores=False, residual=False, ffn=False, logit_lens=True,
+                       embeddings=True, sublayers=False)
+    only = new_buffers(cfg, spec, lens_k=3, additive_positions=False)
+    assert set(only.arrays) == {"attention", "tok_emb", "lens_ids", "lens_probs"}
+    assert only.arrays["attention"].shape == (2, 2, 8, 8)
+    assert only.arrays["lens_ids"].shape == (3, 8, 3) and only.arrays["lens_ids"].dtype == np.int64
+    full = new_buffers(cfg, CAPTURE_ALL, lens_k=3, additive_positions=True)
+    assert {"scores", "residual", "attn_out", "mlp_out", "ffn", "pos_emb"} <= set(full.arrays)
+    assert full.arrays["ffn"].shape == (2, 8, cfg.n_ffn)
+
+
+def test_views_are_read_only_prefixes_and_rewrites_copy_first():
+    bufs = CaptureBuffers({"a": ((2, 4, 4), (1, 2), np.float32), "r": ((4, 3), (0,), np.float32)})
+    bufs.write("a", 0, np.ones((2, 3, 3), np.float32))
+    bufs.write("r", 0, np.full((3, 3), 5, np.float32))
+    v = bufs.views(3)
+    assert v["a"].shape == (2, 3, 3) and v["r"].shape == (3, 3)
+    with pytest.raises(ValueError):
+        v["r"][0, 0] = 1
+    before = {k: x.copy() for k, x in v.items()}
+    bufs.make_writable(2)  # row 2 is seen by v: the buffers are copied before it is rewritten
+    bufs.write("r", 2, np.full((1, 3), 9, np.float32))
+    bufs.write("a", 2, np.full((2, 1, 3), 7, np.float32))
+    for k in v:
+        np.testing.assert_array_equal(v[k], before[k])  # the old result did not change
+    w = bufs.views(3)
+    assert w["r"][2].tolist() == [9, 9, 9] and w["r"][1].tolist() == [5, 5, 5]
+    assert w["a"][0, 2].tolist() == [7, 7, 7] and w["a"][0, 1, :2].tolist() == [1, 1]
+
+
+def test_writing_unseen_rows_does_not_copy():
+    bufs = CaptureBuffers({"r": ((4, 2), (0,), np.float32)})
+    bufs.views(2)
+    arrays = bufs.arrays
+    bufs.make_writable(2)  # rows from 2 on were never shown
+    assert bufs.arrays is arrays
+
+
+@pytest.mark.parametrize("pos_kind", ["learned", "rotary"])
+def test_store_copies_a_recorded_pass_exactly(pos_kind):
+    model = small(pos_kind)
+    idx = torch.tensor([[1, 4, 2, 9, 3]])
+    with torch.inference_mode(), capture(model, CAPTURE_ALL) as rec:
+        model(idx)
+    bufs = new_buffers(model.config, CAPTURE_ALL, lens_k=2, additive_positions=model.pe.additive)
+    ref = {"attention": torch.stack(rec.attn_probs)[:, 0].numpy(),
+           "residual": torch.stack(rec.resid)[:, 0].numpy(),
+           "ffn": torch.stack(rec.ffn_hidden)[:, 0].numpy(),
+           "tok_emb": rec.tok_emb[0].numpy()}
+    lens = torch.softmax(rec.logit_lens[:, 0], dim=-1).topk(2)
+    store(bufs, rec, CAPTURE_ALL, past=0, lens_k=2)
+    v = bufs.views(5)
+    for name, want in ref.items():
+        np.testing.assert_array_equal(v[name], want)
+    np.testing.assert_array_equal(v["lens_probs"], lens.values.numpy())
+    assert rec.attn_probs == [None, None]  # dropped from the recording once copied
+    assert ("pos_emb" in v) == (pos_kind == "learned")
