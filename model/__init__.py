@@ -18,13 +18,17 @@ _LAZY = {
     "SampleConfig": "config",
     "TrainConfig": "config",
     "CharTokenizer": "tokenizer",
+    "Tokenizer": "tokenizer",
+    "load_tokenizer": "tokenizer",
+    "tokenizer_from_dict": "tokenizer",
     "UnknownCharactersError": "tokenizer",
     "GPT": "transformer",
 }
 
 __all__ = [  # noqa: F822 - provided lazily by __getattr__
     "CaptureSpec", "ConfigError", "ModelConfig", "SampleConfig", "TrainConfig",
-    "CharTokenizer", "UnknownCharactersError", "GPT",
+    "CharTokenizer", "Tokenizer", "load_tokenizer", "tokenizer_from_dict", "UnknownCharactersError",
+    "GPT",
 ]
 
 
@@ -44,5 +48,11 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .config import CaptureSpec, ConfigError, ModelConfig, SampleConfig, TrainConfig
-    from .tokenizer import CharTokenizer, UnknownCharactersError
+    from .tokenizer import (
+        CharTokenizer,
+        Tokenizer,
+        UnknownCharactersError,
+        load_tokenizer,
+        tokenizer_from_dict,
+    )
     from .transformer import GPT
