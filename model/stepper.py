@@ -6,9 +6,10 @@ cache, so a step appends one row of attention instead of recomputing the whole c
 ``back()``, ``rewind_to()``, ``reset()`` and ``resample()`` undo steps; ``redistribute()``
 re-ranks the cached logits under new settings without running the model.
 
-Sampling is seeded per position: the token at absolute text position ``p`` is drawn with
-``uniform_for(seed, p, draw)``, so the same seed and settings give the same text however the
-user stepped there, and ``planned`` is exactly what ``step()`` will pick.
+Sampling is seeded per position (:func:`model.sampling.next_token`, the one rule the GUI also
+uses): the token at absolute text position ``p`` is drawn with ``uniform_for(seed, p, draw)``, so
+the same seed and settings give the same text however the user stepped there, and ``planned`` is
+exactly what ``step()`` will pick.
 
 The KV cache and the capture buffers of the window the model sees live in a
 :class:`~model.context_window.ContextWindow`: every :class:`StepResult` is a set of read-only numpy

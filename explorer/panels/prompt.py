@@ -44,6 +44,7 @@ DEBOUNCE_MS = 300  # typing pauses this long before generation restarts from the
 EDITOR_KEYS_NOTE = ("While the prompt editor has the keyboard focus, Space, Backspace and the "
                     "arrow keys edit the text; press Esc or click the tokens to leave it.")
 
+
 def qt_spans(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """Spans of ``text`` in Python str indices (code points, as the tokenizer reports them) as
     Qt text positions (UTF-16 code units): a character beyond U+FFFF, such as an emoji, is one

@@ -1,9 +1,12 @@
 """The prompt panel: typing, the step buttons and shortcuts, token chips, and bad prompts."""
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QTextCursor, QTextDocument
 
-from explorer.panels.prompt import DEBOUNCE_MS
+from explorer.panels.prompt import DEBOUNCE_MS, qt_spans
 
 
 def step_and_wait(qtbot, window, fn, timeout=5000):
@@ -145,6 +148,29 @@ def test_unknown_characters_after_an_emoji_are_highlighted_in_place(qtbot, windo
     assert [x.cursor.selectedText() for x in p.editor.extraSelections()] == [
         "\U0001F600", "\u200b", "\u202e", "\u00a7"]
     assert s.result.text == "hi  there, ok  The end"
+
+
+def test_qt_spans_count_utf16_units():
+    assert qt_spans("abc", [(0, 1), (1, 3)]) == [(0, 1), (1, 3)]
+    text = "a\U0001F600b\u00e9\U0001F44D\U0001F3FDc"  # thumbs up + skin tone: two astral chars
+    assert qt_spans(text, [(0, 1), (1, 2), (2, 3), (3, 4), (4, 6), (6, 7)]) == [
+        (0, 1), (1, 3), (3, 4), (4, 5), (5, 9), (9, 10)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab \t\u00e9\u0301\u4e2d\u200b\u202e\u00a7")
+                                        + ["\U0001F600", "\U0001F44D", "\U0001F3FD", "\U00010348",
+                                           "\u200d"]),
+               min_size=1, max_size=20), st.data())
+def test_qt_spans_select_the_same_characters_in_a_document(qapp, text, data):
+    start = data.draw(st.integers(0, len(text) - 1))
+    end = data.draw(st.integers(start + 1, len(text)))
+    doc = QTextDocument(text)
+    (a, b), = qt_spans(text, [(start, end)])
+    cur = QTextCursor(doc)
+    cur.setPosition(a)
+    cur.setPosition(b, QTextCursor.MoveMode.KeepAnchor)
+    assert cur.selectedText() == text[start:end]
 
 
 def test_empty_prompt_starts_from_newline(qtbot, window):
