@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
-    from explorer.plotting import apply_theme
+    from explorer.theme import apply_theme
 
     apply_theme(app)
     settings = make_settings()

@@ -26,8 +26,9 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMe
 
 from explorer.panels.distribution import DistributionPanel
 from explorer.panels.prompt import PromptPanel
-from explorer.plotting import THEME, catch_up
+from explorer.redraws import catch_up
 from explorer.session import Session
+from explorer.theme import THEME
 
 ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
 DEFAULT_MODEL = ASSETS_MODELS / "shakespeare_char.safetensors"

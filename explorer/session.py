@@ -183,7 +183,6 @@ class Session(QObject):
         self.selected_token_changed.emit(-1)
         self.prompt_check = check
         self.prompt_checked.emit(check)
-        self._describe_model()
 
     def load_checkpoint(self, path: str | Path) -> bool:
         """Load a model file; on any problem emit ``error`` and keep the current model."""
@@ -219,7 +218,6 @@ class Session(QObject):
         if self.info is not None:
             self.info = dataclasses.replace(self.info, path=path, name=path.stem)
         self.message.emit(f"Saved {path}")
-        self._describe_model()
         return True
 
     def set_device(self, name: str) -> None:
@@ -354,9 +352,6 @@ class Session(QObject):
             self.loading = loading
             self.loading_changed.emit(loading)
 
-    def _describe_model(self) -> None:
-        """The status bar's permanent labels say what the model is; nothing to add here."""
-
     # -- worker slots (queued into the GUI thread) ---------------------------------------------
     @Slot(object, int, str)
     def _on_result(self, result: Any, generation: int, kind: str = "") -> None:
@@ -423,7 +418,6 @@ class Session(QObject):
         check = self._check(self.prompt)
         self.prompt_check = check
         self.prompt_checked.emit(check)
-        self._describe_model()
         if result is not None:
             self._on_result(result, generation)
         if self.prompt != self._start_prompt:  # typed while the model was loading

@@ -29,17 +29,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import (
-    THEME,
-    Coalescer,
-    FastAxis,
-    QuietLabel,
-    TextLabels,
-    mono_font,
-    qcolor,
-    style_plot,
-    ui_font,
-)
+from explorer.redraws import Redraw
+from explorer.theme import THEME, mono_font, qcolor, ui_font
+from explorer.widgets.axes import FastAxis
+from explorer.widgets.layout import QuietLabel
+from explorer.widgets.plot_helpers import TextLabels, style_plot
 from explorer.widgets.token_strip import printable
 
 T_MAX = 3.0
@@ -259,7 +253,7 @@ class DistributionPanel(QWidget):
         self._ticks: list = []
         self._x_range: tuple[float, float] | None = None
         self._n_bars = -1
-        self._redraw = Coalescer(self.redraw, ms=0, parent=self, widget=self)
+        self._redraw = Redraw(self.redraw, ms=0, parent=self, widget=self)
         session.step_ready.connect(self._on_step)
         session.sample_changed.connect(self._on_sample)
         session.model_changed.connect(self._on_model_changed)

@@ -24,20 +24,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME, LiveRedraw
-from explorer.widgets.plot_helpers import (
-    CYCLIC_CMAP,
-    DIVERGING_CMAP,
+from explorer.redraws import LiveRedraw
+from explorer.theme import THEME
+from explorer.widgets.exports import export_button
+from explorer.widgets.layout import (
     TEXT_PT,
-    HeatmapWidget,
-    LabelAxis,
-    SeriesPlot,
     explanation_pane,
-    export_button,
     flow_bar,
     labeled,
     rich_text,
     status_label,
+)
+from explorer.widgets.plot_helpers import (
+    CYCLIC_CMAP,
+    DIVERGING_CMAP,
+    HeatmapWidget,
+    LabelAxis,
+    SeriesPlot,
     symmetric_levels,
 )
 from model.positional import DESCRIPTIONS

@@ -35,7 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME, QuietLabel, mono_font, ui_font
+from explorer.theme import THEME, mono_font, ui_font
+from explorer.widgets.layout import QuietLabel
 from explorer.widgets.token_strip import ChipScroll, TokenStrip, printable
 
 DEBOUNCE_MS = 300  # typing pauses this long before generation restarts from the new prompt

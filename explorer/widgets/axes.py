@@ -2,7 +2,7 @@
 
 :class:`FastAxis` computes the same draw specs as ``pg.AxisItem`` (tests compare the two) with
 text sizes cached per label, and draws a changed axis straight onto the view instead of
-recording and replaying a picture. Moved out of :mod:`explorer.plotting`, which re-exports it.
+recording and replaying a picture.
 """
 from __future__ import annotations
 

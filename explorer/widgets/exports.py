@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME
+from explorer.theme import THEME
 
 
 # -- export ------------------------------------------------------------------------------------

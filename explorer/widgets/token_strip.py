@@ -17,7 +17,7 @@ from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import QMenu, QScrollArea, QSizePolicy, QWidget
 
-from explorer.plotting import THEME, mono_font, prob_color
+from explorer.theme import THEME, mono_font, prob_color
 
 _SPECIAL = {"\n": "\u21b5", "\t": "\u21e5", " ": "\u2423", "\r": "\u240d"}
 

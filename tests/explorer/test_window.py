@@ -299,7 +299,7 @@ def test_deferred_panels_fill_their_placeholders(qtbot, monkeypatch, tiny_models
         ("explorer.panels.distribution", "DistributionPanel", "Second", ("Next token",
                                                                        Qt.Orientation.Horizontal)),
         ("explorer.panels.not_written_yet", "NopePanel", "Missing", "Second"),
-        ("explorer.plotting", "NoSuchPanel", "Broken", "Second"),
+        ("explorer.theme", "NoSuchPanel", "Broken", "Second"),
     ])
     s = Session(device="cpu")
     w = mw.MainWindow(s, make_settings(), defer_panels=True)

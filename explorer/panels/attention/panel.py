@@ -26,22 +26,20 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.panels.attention.lines import AttentionLines
-from explorer.plotting import THEME, LiveRedraw
+from explorer.redraws import LiveRedraw
+from explorer.theme import THEME
+from explorer.widgets.exports import export_button
+from explorer.widgets.layout import TEXT_PT, flow_bar, labeled, status_label
 from explorer.widgets.plot_helpers import (
     DIVERGING_CMAP,
     MASKED_CODE,
     PROB_CMAP,
-    TEXT_PT,
     HeatmapWidget,
     causal_future,
-    export_button,
-    flow_bar,
     grid_lines,
-    labeled,
     mosaic,
     pool_cells,
     quantize,
-    status_label,
     symmetric_levels,
 )
 from explorer.widgets.token_strip import (

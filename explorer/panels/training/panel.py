@@ -44,7 +44,8 @@ from explorer.panels.training.plots import LossView, SampleLog
 from explorer.panels.training.results import ResultsMixin
 from explorer.panels.training.setup import SetupForm
 from explorer.panels.training.task import TaskView
-from explorer.plotting import THEME, Coalescer, is_shown
+from explorer.redraws import Redraw, is_shown
+from explorer.theme import THEME
 from explorer.training_worker import RunSpec, TrainingRun
 
 PROGRESS_MS = 250  # progress bar and status line refresh
@@ -166,7 +167,7 @@ class TrainingPanel(ResultsMixin, QWidget):
         split.setStretchFactor(1, 1)
         split.setSizes([340, 660])
 
-        self._progress_redraw = Coalescer(self._show_progress, PROGRESS_MS, self)
+        self._progress_redraw = Redraw(self._show_progress, PROGRESS_MS, self)
         self.film.frame_changed.connect(self._on_frame)
         self.film.head_selected.connect(self._on_film_head)
         self.task_view.head_selected.connect(self._on_task_head)

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.panels.training.plan import FormValues, fmt_duration, fmt_params, train_flops
-from explorer.plotting import THEME
+from explorer.theme import THEME
 
 TASK_SOURCES = ("copy", "induction", "reverse", "sort")
 

@@ -12,7 +12,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from explorer.plotting import SEQUENTIAL, THEME, Coalescer, colormap, style_plot, ui_font
+from explorer.redraws import Redraw
+from explorer.theme import SEQUENTIAL, THEME, colormap, ui_font
+from explorer.widgets.plot_helpers import style_plot
 
 
 def _heat(layout: pg.GraphicsLayout, row: int, col: int, title: str) -> tuple[pg.PlotItem,
@@ -85,7 +87,7 @@ class TaskView(QWidget):
         self.hist_plot.setMenuEnabled(False)
         self.hist_plot.showGrid(x=True, y=True, alpha=0.2)
         self._curves: list[pg.PlotDataItem] = []
-        self._history_redraw = Coalescer(self._draw_history, 250, self)
+        self._history_redraw = Redraw(self._draw_history, 250, self)
         self.note = QLabel("")
         self.note.setWordWrap(True)
         self.note.setStyleSheet(f"color: {THEME.muted}; font-size: {THEME.font_pt - 1}pt;")
