@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from model.config import ConfigError, SampleConfig
+
 SETTINGS_ENV = "TRANSFORMER_EXPLORER_SETTINGS"
 LAUNCH_ENV = "TRANSFORMER_EXPLORER_LAUNCHED"  # epoch seconds when a benchmark launched us
 ORG = "TransformerExplorer"
@@ -86,8 +88,6 @@ def sample_fields(settings, seed: int | None = None) -> dict:
 
 def sample_from_settings(settings, seed: int | None = None):
     """The SampleConfig saved last time (``seed`` overrides), or the default one."""
-    from model.config import ConfigError, SampleConfig
-
     fields = sample_fields(settings, seed)
     try:
         return SampleConfig(**fields)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import string
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,30 +32,37 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
+from explorer.training_worker import training_busy
+from model.config import ConfigError, SampleConfig
+
 # -- requests --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class LoadModel:
-    """Load a checkpoint (or build the untrained default when path is None) in the worker."""
+    """Make a model current; every model is loaded here, in the worker (never in the GUI thread).
+
+    From ``path`` (a checkpoint file), from ``snapshot`` (weights copied from a training run), or
+    the untrained default when both are None. ``keep_current``: if it fails, the model in use stays
+    (File → Open, the training dock); otherwise the untrained default is shown (start-up)."""
 
     path: Path | None
     device: str
     prompt: str
     sample: Any  # SampleConfig, or a dict of its fields (the GUI need not import torch for it)
     generation: int
+    keep_current: bool = False
+    snapshot: Any = field(default=None, compare=False)  # a training_worker.Snapshot
+    name: str | None = None  # shown in the status bar (default: the file's stem)
+    summary: dict | None = field(default=None, compare=False)  # a snapshot's training summary
 
 
 @dataclass(frozen=True)
-class UseModel:
-    """Switch to a model that is already built (File → Open, the training dock)."""
+class SaveModel:
+    """Write the current model to ``path`` (.safetensors) with ``summary``."""
 
-    model: Any = field(compare=False)
-    tokenizer: Any = field(compare=False)
-    device: str
-    prompt: str
-    sample: Any
-    generation: int
+    path: Path
+    summary: dict = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -104,10 +112,10 @@ class Run:
 
 
 #: kinds where only the newest pending request matters
-COALESCE = (LoadModel, UseModel, SetDevice, SetPrompt, Redistribute, Run)
+COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run)
 #: kinds that make every older pending request obsolete (they start a new text)
-SUPERSEDE = (LoadModel, UseModel, SetPrompt)
-MODEL_KINDS = (LoadModel, UseModel)
+SUPERSEDE = (LoadModel, SetPrompt)
+MODEL_KINDS = (LoadModel,)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
 #: the longest the worker waits for the GUI to say it has drawn a result before it runs the
 #: next step's pass anyway (see InferenceWorker._idle)
@@ -124,15 +132,17 @@ def lookahead_threads() -> int:
     thread's core is free: every core (at most 4), or one while a training run computes.
     Measured (bench_gui, 2-core box, full 256 window, steps every 40 ms): one thread often
     cannot finish the ~22 ms pass before the next request; two finish it in ~14 ms."""
-    from explorer.training_worker import training_busy
-
     n = os.cpu_count() or 1
     return 1 if training_busy() else max(1, min(4, n))
 
 
 @dataclass(frozen=True)
 class Loaded:
-    """What the worker hands back after LoadModel: the model and how to describe it."""
+    """What the worker hands back after LoadModel: the model and how to describe it.
+
+    ``model`` is the one torch object that still reaches the GUI thread: the positional and
+    architecture panels read its positional encoding and layer-norm weights (read-only) until
+    the model describes its own anatomy."""
 
     model: Any
     tokenizer: Any
@@ -140,13 +150,13 @@ class Loaded:
     device: str
     summary: dict
     trained: bool
+    name: str
+    n_params: int
     sample: Any = None  # the SampleConfig in use
 
 
 def untrained_default(device: str = "cpu") -> tuple[Any, Any]:
     """The model shown until a trained one exists: random weights, printable ASCII + newline."""
-    import string
-
     import torch
 
     from model import GPT, CharTokenizer, ModelConfig
@@ -165,6 +175,7 @@ class InferenceWorker(QObject):
 
     result_ready = Signal(object, int, str)  # StepResult, generation, request kind
     model_ready = Signal(object, object, int)  # Loaded, StepResult | None, generation
+    saved = Signal(object, int)  # Path written by SaveModel, generation
     failed = Signal(str, str, str, int)  # request kind, title, text, generation
     notice = Signal(str, int)  # a status-bar message, generation
     device_changed = Signal(str, int)  # device actually in use, generation
@@ -333,8 +344,8 @@ class InferenceWorker(QObject):
             if isinstance(req, LoadModel):
                 self._load(req)
                 return
-            if isinstance(req, UseModel):
-                self._use(req)
+            if isinstance(req, SaveModel):
+                self._save(req)
                 return
             if isinstance(req, Run):
                 self._start_run(req)
@@ -388,31 +399,33 @@ class InferenceWorker(QObject):
         speedups.tune_malloc()  # process-wide; keeps capture buffers from page-faulting each step
         from model.devices import DeviceError, resolve_device
 
-        self._end_run()
-        self._generation = req.generation
         try:
             device = str(resolve_device(req.device))
         except DeviceError as e:
             device = "cpu"
             self.notice.emit(f"{e}; using the CPU instead", req.generation)
         loaded: Loaded | None = None
-        if req.path is not None:
-            from model.checkpoints import CheckpointError, load_checkpoint
-
+        if req.path is not None or req.snapshot is not None:
             try:
-                ck = load_checkpoint(req.path, device=device)
-                loaded = Loaded(ck.model, ck.tokenizer, Path(req.path), device,
-                                dict(ck.summary or {}), is_trained(ck.summary))
-            except (CheckpointError, OSError, RuntimeError) as e:
+                loaded = self._read(req, device)
+            except Exception as e:  # noqa: BLE001 - unreadable files, odd OS errors: one message
                 text = _describe(e)
-                if str(req.path) not in text:
+                if req.path is not None and str(req.path) not in text:
                     text = f"{req.path}: {text}"
-                self.failed.emit("LoadModel", "Could not open the model",
+                if req.keep_current:  # nothing changed here: the current model goes on
+                    self.failed.emit("OpenModel", _title("OpenModel"), text, req.generation)
+                    return
+                self._end_run()
+                self._generation = req.generation
+                self.failed.emit("LoadModel", _title("LoadModel"),
                                  f"{text}\n\nAn untrained model is shown instead.",
                                  req.generation)
         if loaded is None:
             model, tok = untrained_default(device)
-            loaded = Loaded(model, tok, None, device, {"untrained": True, "steps": 0}, False)
+            loaded = Loaded(model, tok, None, device, {"untrained": True, "steps": 0}, False,
+                            "untrained model", _count_params(model))
+        self._end_run()
+        self._generation = req.generation
         self._model, self._tokenizer, self._device = loaded.model, loaded.tokenizer, device
         self._sample = _sample_config(req.sample)
         loaded = dataclasses.replace(loaded, sample=self._sample)
@@ -421,13 +434,37 @@ class InferenceWorker(QObject):
         self._acked = False
         self.model_ready.emit(loaded, result, req.generation)
 
-    def _use(self, req: UseModel) -> None:
-        self._end_run()
-        self._generation = req.generation
-        self._model, self._tokenizer, self._device = req.model, req.tokenizer, req.device
-        self._sample = req.sample
-        self._stepper = self._new_stepper(req.model, req.tokenizer, req.sample)
-        self._emit(self._first_result(req.prompt))
+    def _read(self, req: LoadModel, device: str) -> Loaded:
+        """The model of ``req``'s file or snapshot, on ``device``."""
+        if req.snapshot is not None:
+            snap = req.snapshot
+            model = snap.build(device)
+            summary = dict(req.summary or {})
+            return Loaded(model, snap.tokenizer, None, device, summary, snap.step > 0,
+                          req.name or "trained model", _count_params(model))
+        from model.checkpoints import load_checkpoint
+
+        path = Path(req.path)
+        ck = load_checkpoint(path, device=device)
+        return Loaded(ck.model, ck.tokenizer, path, device, dict(ck.summary or {}),
+                      is_trained(ck.summary), req.name or path.stem, _count_params(ck.model))
+
+    def _save(self, req: SaveModel) -> None:
+        from model.checkpoints import save_checkpoint
+
+        if self._model is None:
+            self.failed.emit("SaveModel", "Nothing to save", "No model is loaded yet.",
+                             self._generation)
+            return
+        try:
+            save_checkpoint(req.path, self._model, self._tokenizer, summary=req.summary)
+        except Exception as e:  # noqa: BLE001 - a full disk, a read-only folder: one message
+            text = _describe(e)
+            if str(req.path) not in text:
+                text = f"{req.path}: {text}"
+            self.failed.emit("SaveModel", _title("SaveModel"), text, self._generation)
+            return
+        self.saved.emit(req.path, self._generation)
 
     def _first_result(self, prompt: str) -> Any:
         text = "".join(c for c in prompt if c in self._tokenizer.stoi)
@@ -523,8 +560,6 @@ class InferenceWorker(QObject):
 
 def _sample_config(sample: Any) -> Any:
     """A SampleConfig from a SampleConfig, a dict of its fields (invalid → default), or None."""
-    from model.config import ConfigError, SampleConfig
-
     if isinstance(sample, SampleConfig):
         return sample
     try:
@@ -540,6 +575,10 @@ def _split_text(stepper: Any) -> tuple[str, list[int]]:
     return stepper.prompt_text, (ids[len(ids) - n:] if n > 0 else [])
 
 
+def _count_params(model: Any) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
 def is_trained(summary: dict | None) -> bool:
     s = summary or {}
     if s.get("untrained"):
@@ -548,7 +587,8 @@ def is_trained(summary: dict | None) -> bool:
     return not (isinstance(steps, int) and steps == 0)
 
 
-_TITLES = {"LoadModel": "Could not open the model", "UseModel": "Could not use the model",
+_TITLES = {"LoadModel": "Could not open the model", "OpenModel": "Could not open the model",
+           "SaveModel": "Could not save the model",
            "SetDevice": "Device problem", "SetPrompt": "Could not set the prompt",
            "Run": "Generation stopped"}
 

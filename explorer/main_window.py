@@ -129,6 +129,8 @@ class MainWindow(QMainWindow):
         session.device_changed.connect(self._on_device_changed)
         session.busy_changed.connect(self._on_busy)
         session.loading_changed.connect(self._on_loading)
+        session.model_opened.connect(self._on_opened)
+        session.model_saved.connect(self._on_saved)
         if restore:
             self.restore_settings()
 
@@ -410,19 +412,20 @@ class MainWindow(QMainWindow):
         if path:
             self.open_model(path)
 
-    def open_model(self, path: str | Path) -> bool:
-        """Load a model file; on failure a dialog names the problem and the current model stays."""
-        path = Path(path)
-        ok = self.session.load_checkpoint(path)
-        if ok:
-            self._add_recent(str(path))
-            self.settings.setValue("files/last_dir", str(path.parent))
-            self.show_message(f"Opened {path}")
-        return ok
+    def open_model(self, path: str | Path) -> None:
+        """Load a model file (in the inference worker); on failure a dialog names the problem
+        and the current model stays."""
+        self.session.load_checkpoint(Path(path))
+
+    @Slot(object)
+    def _on_opened(self, path: Path) -> None:
+        self._add_recent(str(path))
+        self.settings.setValue("files/last_dir", str(path.parent))
+        self.show_message(f"Opened {path}")
 
     @Slot()
     def save_model_dialog(self) -> None:
-        if self.session.model is None:
+        if self.session.info is None:
             self.show_message("No model to save yet")
             return
         start = self.settings.value("files/last_dir", str(Path.home()))
@@ -432,16 +435,18 @@ class MainWindow(QMainWindow):
         if path:
             self.save_model(path)
 
-    def save_model(self, path: str | Path) -> bool:
+    def save_model(self, path: str | Path) -> None:
+        """Write the model (in the inference worker); a dialog names any problem."""
         path = Path(path)
         if not path.name.endswith(".safetensors"):
             path = path.with_name(path.name + ".safetensors")
-        ok = self.session.save_checkpoint(path)
-        if ok:
-            self._add_recent(str(path))
-            self.settings.setValue("files/last_dir", str(path.parent))
-            self._on_model_changed()
-        return ok
+        self.session.save_checkpoint(path)
+
+    @Slot(object)
+    def _on_saved(self, path: Path) -> None:
+        self._add_recent(str(path))
+        self.settings.setValue("files/last_dir", str(path.parent))
+        self._on_model_changed()
 
     def recent_files(self) -> list[str]:
         v = self.settings.value("files/recent", [])

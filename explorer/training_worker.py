@@ -80,7 +80,8 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A copy of the weights taken between two steps (CPU tensors, never the live ones)."""
+    """A copy of the weights taken between two steps (numpy arrays, never the live tensors): it
+    crosses the GUI thread to the inference worker, which builds the model from it."""
 
     step: int
     config: Any  # ModelConfig
@@ -95,13 +96,20 @@ class Snapshot:
 
         m = GPT(self.config)
         with torch.no_grad():
-            m.load_state_dict(self.state_dict)
+            m.load_state_dict({k: torch.from_numpy(v) for k, v in self.state_dict.items()})
         return m.to(device).eval()
 
 
 def copy_state(model) -> dict:
-    """A CPU copy of ``model``'s state dict (never shares storage with the live weights)."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    """A numpy copy of ``model``'s state dict (never shares storage with the live weights;
+    bf16 tensors, which numpy lacks, become float32 like the GPT's own parameters)."""
+    import torch
+
+    out = {}
+    for k, v in model.state_dict().items():
+        t = v.detach().to("cpu", copy=True)
+        out[k] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+    return out
 
 
 class _Callbacks:

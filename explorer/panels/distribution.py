@@ -35,6 +35,7 @@ from explorer.widgets.axes import FastAxis
 from explorer.widgets.layout import QuietLabel
 from explorer.widgets.plot_helpers import TextLabels, style_plot
 from explorer.widgets.token_strip import printable
+from model.config import ConfigError, SampleConfig
 
 T_MAX = 3.0
 T_STEP = 0.05
@@ -269,8 +270,6 @@ class DistributionPanel(QWidget):
 
     @Slot()
     def _on_controls(self) -> None:
-        from model.config import ConfigError, SampleConfig
-
         try:
             cfg = SampleConfig(**self.controls.values())
         except ConfigError as e:

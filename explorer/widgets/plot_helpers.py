@@ -16,6 +16,7 @@ their own modules.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -584,7 +585,6 @@ def pool_cells(a: np.ndarray, factor: int, how: str = "max") -> np.ndarray:
     pad[..., :r, :c] = a
     blocks = pad.reshape(*lead, rr, factor, cc, factor)
     with np.errstate(all="ignore"):
-        import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             if how == "max":

@@ -19,6 +19,8 @@ from pathlib import Path
 from PySide6.QtCore import QStandardPaths
 
 from explorer.training_worker import RunSpec
+from model import tasks
+from model.config import ConfigError, ModelConfig, TrainConfig
 
 RUNS_ENV = "TRANSFORMER_EXPLORER_RUNS"
 EVAL_ITERS = 5  # batches per evaluation: keeps the final evaluation (on Stop) short
@@ -155,9 +157,7 @@ def model_corpus_source(session) -> tuple[str | None, str]:
     name = (info.summary or {}).get("corpus")
     if not name:
         return None, "the loaded model does not say what it was trained on"
-    from model.tasks import task_of
-
-    task = task_of(name)
+    task = tasks.task_of(name)
     if task is not None and str(name).startswith("task:"):
         return f"task:{task}", str(name)
     candidates = [Path(str(name)).expanduser()]
@@ -282,8 +282,6 @@ class Planner:
 
     def plan(self, v: FormValues, light: bool = False) -> Plan:
         """Check everything; with ``light`` only what is cheap (no corpus encoding, no copy)."""
-        from model import tasks
-        from model.config import ConfigError, ModelConfig, TrainConfig
         from model.corpora import Corpus, CorpusError, load_corpus, task_tokenizer
 
         spec, text = self.corpus_spec(v)

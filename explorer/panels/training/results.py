@@ -11,8 +11,6 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
-from explorer.panels.training.plan import device_name
-
 
 class ResultsMixin:
     """Explore/save for :class:`explorer.panels.training.panel.TrainingPanel` (uses its run, session,
@@ -89,14 +87,8 @@ class ResultsMixin:
         self._message(f"Saved the model at step {snap.step:,} to {path}")
 
     def _use_snapshot(self, snap) -> None:
-        from explorer.session import ModelInfo
-
-        device = device_name(str(getattr(self.session, "device", "cpu") or "cpu"))
-        model = snap.build(device)
         name = f"{self._spec.out_path.stem if self._spec else 'trained'} @ step {snap.step:,}"
-        info = ModelInfo(name=name, path=None, n_params=sum(p.numel() for p in model.parameters()),
-                         device=device, trained=snap.step > 0, summary=self._summary(snap))
-        self.session.set_model(model, snap.tokenizer, info)
+        self.session.use_snapshot(snap, name, self._summary(snap))
         self._message(f"Exploring the model at step {snap.step:,}"
                       + (" (training goes on)" if self.running else ""))
 

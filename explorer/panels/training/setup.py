@@ -31,6 +31,8 @@ from PySide6.QtWidgets import (
 
 from explorer.panels.training.plan import FormValues, fmt_duration, fmt_params, train_flops
 from explorer.theme import THEME
+from explorer.training_worker import SpeedProbe
+from model.config import ModelConfig
 
 TASK_SOURCES = ("copy", "induction", "reverse", "sort")
 
@@ -320,9 +322,6 @@ class SetupForm(QWidget):
     # -- speed estimates -----------------------------------------------------------------------
     def measure_presets(self, vocab_size: int, device: str) -> None:
         """Time a few steps of each preset in the background (once per batch and device)."""
-        from explorer.training_worker import SpeedProbe
-        from model.config import ModelConfig
-
         jobs = []
         for name, kw in PRESETS.items():
             cfg = ModelConfig(vocab_size=vocab_size, **kw)
@@ -375,8 +374,6 @@ class SetupForm(QWidget):
             t = self.timings.get(key)
             if t is None:
                 continue
-            from model.config import ModelConfig
-
             ref = ModelConfig(vocab_size=cfg.vocab_size, **kw)
             ratio = train_flops(cfg, batch) / train_flops(ref, PRESET_BATCH[name])
             score = abs(math.log(max(ratio, 1e-9)))

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from explorer.redraws import Redraw
 from explorer.theme import SEQUENTIAL, THEME, colormap, ui_font
 from explorer.widgets.plot_helpers import style_plot
+from model import tasks
 
 
 def _heat(layout: pg.GraphicsLayout, row: int, col: int, title: str) -> tuple[pg.PlotItem,
@@ -95,8 +96,6 @@ class TaskView(QWidget):
 
     # -- data ----------------------------------------------------------------------------------
     def set_task(self, task: str | None, tokens: list[str]) -> None:
-        from model import tasks
-
         self.task = task
         self.tokens = list(tokens)
         self.history_steps.clear()
@@ -134,8 +133,6 @@ class TaskView(QWidget):
         """Record the scores of a new snapshot (for the history plot)."""
         if self.task is None or self.ideal is None:
             return
-        from model import tasks
-
         a = np.asarray(attention, dtype=np.float32)
         if a.shape[-1] != len(self.tokens):
             return
@@ -163,8 +160,6 @@ class TaskView(QWidget):
         """Show the frame the film strip shows: the grid of scores and the picked head."""
         if self.task is None or self.ideal is None:
             return
-        from model import tasks
-
         a = np.asarray(attention, dtype=np.float32)
         if a.shape[-1] != len(self.tokens):
             return
@@ -207,8 +202,6 @@ class TaskView(QWidget):
                           f"compare it.{hint}")
 
     def _score_name(self) -> str:
-        from model import tasks
-
         return tasks.SCORE_NAMES.get(self.task or "", "score")
 
     def _draw_grid(self, step: int) -> None:
