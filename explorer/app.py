@@ -115,6 +115,7 @@ class _Driver:
         self.app, self.window, self.session, self.args, self.t0 = app, window, session, args, t0
         self.times: dict[str, float] = {}
         self.exit_code = 0
+        self._shown_panel = False  # --show: the panel was brought to the front
         driver = self
 
         class Hooks(QObject):
@@ -185,7 +186,7 @@ class _Driver:
             self.window.panels_loaded.connect(self.hooks.finish)
             return
         self.times.setdefault("panels_s", time.perf_counter() - self.t0)
-        if self.args.show and not getattr(self, "_shown_panel", False):
+        if self.args.show and not self._shown_panel:
             self._shown_panel = True
             if self.window.show_panel(self.args.show):
                 from PySide6.QtCore import QTimer

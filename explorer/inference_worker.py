@@ -28,12 +28,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from explorer.training_worker import training_busy
-from model.config import ConfigError, SampleConfig
+from model.config import CaptureSpec, ConfigError, ModelConfig, SampleConfig
+from model.step_result import StepResult
+from model.tokenizer import CharTokenizer
+
+if TYPE_CHECKING:
+    from explorer.training_worker import Snapshot
+    from model.stepper import Stepper
+    from model.transformer import GPT
 
 # -- requests --------------------------------------------------------------------------------------
 
@@ -49,10 +56,10 @@ class LoadModel:
     path: Path | None
     device: str
     prompt: str
-    sample: Any  # SampleConfig, or a dict of its fields (the GUI need not import torch for it)
+    sample: SampleConfig | dict | None  # or a dict of its fields (saved settings); None: default
     generation: int
     keep_current: bool = False
-    snapshot: Any = field(default=None, compare=False)  # a training_worker.Snapshot
+    snapshot: Snapshot | None = field(default=None, compare=False)
     name: str | None = None  # shown in the status bar (default: the file's stem)
     summary: dict | None = field(default=None, compare=False)  # a snapshot's training summary
 
@@ -102,7 +109,7 @@ class Resample:
 
 @dataclass(frozen=True)
 class Redistribute:
-    sample: Any  # SampleConfig
+    sample: SampleConfig
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,8 @@ COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run)
 #: kinds that make every older pending request obsolete (they start a new text)
 SUPERSEDE = (LoadModel, SetPrompt)
 MODEL_KINDS = (LoadModel,)
+Request = (LoadModel | SaveModel | SetDevice | SetPrompt | Step | Back | RewindTo | Reset | Resample
+           | Redistribute | Run)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
 #: the longest the worker waits for the GUI to say it has drawn a result before it runs the
 #: next step's pass anyway (see InferenceWorker._idle)
@@ -144,22 +153,22 @@ class Loaded:
     architecture panels read its positional encoding and layer-norm weights (read-only) until
     the model describes its own anatomy."""
 
-    model: Any
-    tokenizer: Any
+    model: GPT
+    tokenizer: CharTokenizer
     path: Path | None
     device: str
     summary: dict
     trained: bool
     name: str
     n_params: int
-    sample: Any = None  # the SampleConfig in use
+    sample: SampleConfig | None = None  # the SampleConfig in use
 
 
-def untrained_default(device: str = "cpu") -> tuple[Any, Any]:
+def untrained_default(device: str = "cpu") -> tuple[GPT, CharTokenizer]:
     """The model shown until a trained one exists: random weights, printable ASCII + newline."""
     import torch
 
-    from model import GPT, CharTokenizer, ModelConfig
+    from model.transformer import GPT
 
     chars = sorted(set(string.printable) - set("\t\r\x0b\x0c"))  # letters, digits, punctuation, space, \n
     tok = CharTokenizer(chars)
@@ -185,17 +194,17 @@ class InferenceWorker(QObject):
     _tick = Signal()
     _drawn = Signal()
 
-    def __init__(self, capture: Any = None, lens_k: int = 5):
+    def __init__(self, capture: CaptureSpec | None = None, lens_k: int = 5):
         super().__init__()
         self._capture = capture
         self._lens_k = lens_k
         self._lock = threading.Lock()
-        self._pending: list[Any] = []
-        self._stepper: Any = None
-        self._model: Any = None
-        self._tokenizer: Any = None
+        self._pending: list[Request] = []
+        self._stepper: Stepper | None = None
+        self._model: GPT | None = None
+        self._tokenizer: CharTokenizer | None = None
         self._device = "cpu"
-        self._sample: Any = None
+        self._sample: SampleConfig | None = None
         self._generation = -1
         self._busy = False
         # Run state: written by the GUI thread only through stop_run()/ack() (single assignments)
@@ -217,7 +226,7 @@ class InferenceWorker(QObject):
         self._drawn.connect(self._look_ahead_now, Qt.ConnectionType.QueuedConnection)
 
     # -- called from the GUI thread -----------------------------------------------------------
-    def submit(self, req: Any) -> None:
+    def submit(self, req: Request) -> None:
         with self._lock:
             if isinstance(req, SUPERSEDE):
                 self._pending = [p for p in self._pending if isinstance(p, MODEL_KINDS)
@@ -245,13 +254,13 @@ class InferenceWorker(QObject):
     def auto_seed(self) -> int | None:
         """The seed the stepper draws with while SampleConfig.seed is None (read-only)."""
         st = self._stepper
-        return getattr(st, "auto_seed", None) if st is not None else None
+        return st.auto_seed if st is not None else None
 
     @property
     def lookahead_hits(self) -> int:
         """Steps of the current stepper that found their pass already run (read-only)."""
         st = self._stepper
-        return getattr(st, "lookahead_hits", 0) if st is not None else 0
+        return st.lookahead_hits if st is not None else 0
 
     @property
     def pending(self) -> int:
@@ -338,7 +347,7 @@ class InferenceWorker(QObject):
             self._busy = busy
             self.busy_changed.emit(busy)
 
-    def _handle(self, req: Any) -> None:
+    def _handle(self, req: Request) -> None:
         kind = type(req).__name__
         try:
             if isinstance(req, LoadModel):
@@ -378,11 +387,12 @@ class InferenceWorker(QObject):
             self._end_run()
             self.failed.emit(kind, _title(kind), _describe(e), self._generation)
 
-    def _emit(self, result: Any, kind: str = "") -> None:
+    def _emit(self, result: StepResult, kind: str = "") -> None:
         self._acked = False
         self.result_ready.emit(result, self._generation, kind)
 
-    def _new_stepper(self, model: Any, tokenizer: Any, sample: Any) -> Any:
+    def _new_stepper(self, model: GPT, tokenizer: CharTokenizer,
+                     sample: SampleConfig) -> Stepper:
         from model.stepper import Stepper
 
         kwargs: dict[str, Any] = {"lens_k": self._lens_k}
@@ -466,7 +476,7 @@ class InferenceWorker(QObject):
             return
         self.saved.emit(req.path, self._generation)
 
-    def _first_result(self, prompt: str) -> Any:
+    def _first_result(self, prompt: str) -> StepResult:
         text = "".join(c for c in prompt if c in self._tokenizer.stoi)
         return self._stepper.set_prompt(text, errors="drop")
 
@@ -491,7 +501,7 @@ class InferenceWorker(QObject):
         self.device_changed.emit(dev, self._generation)
         self._emit(stepper.result)
 
-    def _rebuild(self, prompt: str, generated: list[int], auto_seed: int) -> Any:
+    def _rebuild(self, prompt: str, generated: list[int], auto_seed: int) -> Stepper:
         """A fresh Stepper on the model's current device, replaying the generated tokens."""
         s = self._new_stepper(self._model, self._tokenizer, self._sample)
         s.auto_seed = auto_seed  # the same draws as before the move
@@ -558,7 +568,7 @@ class InferenceWorker(QObject):
             self._idle()
 
 
-def _sample_config(sample: Any) -> Any:
+def _sample_config(sample: SampleConfig | dict | None) -> SampleConfig:
     """A SampleConfig from a SampleConfig, a dict of its fields (invalid → default), or None."""
     if isinstance(sample, SampleConfig):
         return sample
@@ -568,14 +578,14 @@ def _sample_config(sample: Any) -> Any:
         return SampleConfig()
 
 
-def _split_text(stepper: Any) -> tuple[str, list[int]]:
+def _split_text(stepper: Stepper) -> tuple[str, list[int]]:
     """(prompt text, generated ids) of a stepper's whole text."""
     n = stepper.n_generated
     ids = stepper.ids
     return stepper.prompt_text, (ids[len(ids) - n:] if n > 0 else [])
 
 
-def _count_params(model: Any) -> int:
+def _count_params(model: GPT) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
@@ -605,7 +615,7 @@ def _describe(e: BaseException) -> str:
 class InferenceThread:
     """The worker and its QThread; ``close()`` stops the thread and waits for it."""
 
-    def __init__(self, capture: Any = None):
+    def __init__(self, capture: CaptureSpec | None = None):
         self.thread = QThread()
         self.thread.setObjectName("inference")
         self.worker = InferenceWorker(capture)

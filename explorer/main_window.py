@@ -11,9 +11,11 @@ import importlib.util
 import platform
 import sys
 from pathlib import Path
-from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot
+import numpy
+import pyqtgraph
+import PySide6
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot, qVersion
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -29,6 +31,7 @@ from explorer.panels.prompt import PromptPanel
 from explorer.redraws import catch_up
 from explorer.session import Session
 from explorer.theme import THEME
+from model.step_result import StepResult
 
 ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
 DEFAULT_MODEL = ASSETS_MODELS / "shakespeare_char.safetensors"
@@ -96,6 +99,7 @@ class MainWindow(QMainWindow):
         self._device_group: QActionGroup | None = None
         self.device_choice: str | None = None  # saved only when the user picked one
         self.interactive = True  # False: errors go to stderr and the status bar, not dialogs
+        self._dropped: str | None = None  # a dropped model file, opened once the drag ends
 
         self._build_menus()
         self.prompt_panel = PromptPanel(session)
@@ -181,7 +185,7 @@ class MainWindow(QMainWindow):
         try:
             panel_cls = getattr(importlib.import_module(module), cls)
         except ImportError as e:
-            if getattr(e, "name", None) != module:  # the module exists but is broken: say so
+            if e.name != module:  # the module exists but is broken: say so
                 self.panel_errors[title] = f"{type(e).__name__}: {e}"
             return None
         except Exception as e:  # noqa: BLE001 - a broken panel must not break the window
@@ -379,8 +383,8 @@ class MainWindow(QMainWindow):
             a.setChecked(_same_device(a.data(), device))
 
     @Slot(object)
-    def _on_step(self, r: Any) -> None:
-        cfg = getattr(r, "config", None) or self.session.config
+    def _on_step(self, r: StepResult) -> None:
+        cfg = r.config or self.session.config
         block = cfg.block_size if cfg is not None else r.T
         text = f"context {r.T}/{block}"
         if r.cropped:
@@ -389,7 +393,7 @@ class MainWindow(QMainWindow):
             self.context_label.setText(text)
             if self.context_label.sizeHint().width() > self.context_label.width():
                 _fix_width(self.context_label, text)  # a longer text than planned for
-        note = getattr(r, "note", "")
+        note = r.note
         if note and r.chosen is None:
             self.show_message(note[0].upper() + note[1:])
 
@@ -473,7 +477,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _open_dropped(self) -> None:
-        path, self._dropped = getattr(self, "_dropped", None), None
+        path, self._dropped = self._dropped, None
         if path:
             self.open_model(path)
 
@@ -580,11 +584,6 @@ class MainWindow(QMainWindow):
 
     # -- help ---------------------------------------------------------------------------------
     def about_text(self) -> str:
-        import numpy
-        import pyqtgraph
-        import PySide6
-        from PySide6.QtCore import qVersion
-
         try:
             import torch
 
@@ -662,14 +661,14 @@ def _human(n: int) -> str:
     return str(n)
 
 
-def _int(v: Any, default: int) -> int:
+def _int(v: object, default: int) -> int:
     try:
         return int(v)
     except (TypeError, ValueError):
         return default
 
 
-def _bool(v: Any, default: bool) -> bool:
+def _bool(v: object, default: bool) -> bool:
     if v is None:
         return default
     if isinstance(v, str):

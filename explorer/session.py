@@ -13,18 +13,21 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QThread, QTimer, Signal, Slot
 
 from explorer import inference_worker as W
 from explorer import redraws
-from model.config import SampleConfig
+from model.config import CaptureSpec, ModelConfig, SampleConfig
 from model.sampling import distribution_for, sample_from, uniform_for
+from model.step_result import StepResult
+from model.tokenizer import CharTokenizer
 
 if TYPE_CHECKING:
     from explorer.training_worker import Snapshot as TrainingSnapshot
+    from model.transformer import GPT
 
 EMPTY_PROMPT_MESSAGE = "Empty prompt: generation starts from a newline"
 
@@ -81,15 +84,15 @@ class Session(QObject):
     model_opened = Signal(object)  # Path: a file from load_checkpoint() is the current model now
     model_saved = Signal(object)  # Path written by save_checkpoint()
 
-    def __init__(self, device: str = "auto", sample: Any = None, parent: QObject | None = None,
-                 capture: Any = None):
+    def __init__(self, device: str = "auto", sample: SampleConfig | None = None,
+                 parent: QObject | None = None, capture: CaptureSpec | None = None):
         super().__init__(parent)
-        self.model: Any = None
-        self.tokenizer: Any = None
-        self.config: Any = None
+        self.model: GPT | None = None
+        self.tokenizer: CharTokenizer | None = None
+        self.config: ModelConfig | None = None
         self.info: ModelInfo | None = None
-        self.result: Any = None
-        self._sample: Any = sample
+        self.result: StepResult | None = None
+        self._sample: SampleConfig | None = sample
         self.selected_token = -1
         self.device = device
         self.prompt = ""
@@ -125,12 +128,12 @@ class Session(QObject):
 
     # -- settings ------------------------------------------------------------------------------
     @property
-    def sample(self) -> Any:
+    def sample(self) -> SampleConfig:
         if self._sample is None:
             self._sample = _default_sample()
         return self._sample
 
-    def set_sample(self, sample: Any) -> None:
+    def set_sample(self, sample: SampleConfig) -> None:
         """New sampling settings: re-rank the cached logits now, then tell the worker."""
         if sample == self._sample:
             return
@@ -140,7 +143,7 @@ class Session(QObject):
             self.worker.submit(W.Redistribute(sample))
         self.sample_changed.emit(sample)
 
-    def _reranked(self, r: Any, sample: Any) -> Any:
+    def _reranked(self, r: StepResult, sample: SampleConfig) -> StepResult:
         """``r`` under new settings, computed here from its cached logits (no forward pass).
 
         ``planned`` follows the stepper's rule (model/stepper.py): the token at absolute position
@@ -149,7 +152,7 @@ class Session(QObject):
         planned = r.planned
         seed = sample.seed if sample.seed is not None else self.worker.auto_seed
         if seed is not None:
-            planned = sample_from(dist, uniform_for(seed, r.cropped + r.T, getattr(r, "draw", 0)))
+            planned = sample_from(dist, uniform_for(seed, r.cropped + r.T, r.draw))
         return dataclasses.replace(r, dist=dist, sample=sample, planned=planned)
 
     # -- models --------------------------------------------------------------------------------
@@ -295,7 +298,7 @@ class Session(QObject):
         return self._closed
 
     # -- helpers -------------------------------------------------------------------------------
-    def _submit(self, req: Any) -> None:
+    def _submit(self, req: W.Request) -> None:
         self.worker.submit(req)
 
     def _check(self, text: str) -> PromptCheck:
@@ -330,7 +333,7 @@ class Session(QObject):
 
     # -- worker slots (queued into the GUI thread) ---------------------------------------------
     @Slot(object, int, str)
-    def _on_result(self, result: Any, generation: int, kind: str = "") -> None:
+    def _on_result(self, result: StepResult, generation: int, kind: str = "") -> None:
         _in_gui_thread(self)
         self.worker.ack()
         if generation != self._generation or self._closed:
@@ -352,13 +355,13 @@ class Session(QObject):
             self.selected_token_changed.emit(-1)
         self.step_ready.emit(result)
 
-    def watch_paints(self, window: Any) -> None:
+    def watch_paints(self, window: QObject) -> None:
         """Watch ``window`` (the top-level widget): once it has painted a new result, the
         worker computes the next step ahead. Before that the pass would compete with the redraw
         for the CPU (two cores here) and the GIL."""
         window.installEventFilter(self)
 
-    def eventFilter(self, obj: Any, e: Any) -> bool:  # noqa: N802 - Qt API
+    def eventFilter(self, obj: QObject, e: QEvent) -> bool:  # noqa: N802 - Qt API
         # the first paint with no panel redraw still waiting shows the whole result
         if self._await_paint and e.type() == QEvent.Type.UpdateRequest and not redraws.pending():
             self._await_paint = False
@@ -371,7 +374,8 @@ class Session(QObject):
             self.worker.gui_drawn()
 
     @Slot(object, object, int)
-    def _on_model_ready(self, loaded: Any, result: Any, generation: int) -> None:
+    def _on_model_ready(self, loaded: W.Loaded, result: StepResult | None,
+                        generation: int) -> None:
         _in_gui_thread(self)
         self.worker.ack()
         if generation not in (self._generation, self._opening) or self._closed:
@@ -468,12 +472,12 @@ def _in_gui_thread(obj: QObject) -> None:
                            "worker signals only to @Slot methods of GUI-thread objects")
 
 
-def _same_state(a: Any, b: Any) -> bool:
+def _same_state(a: StepResult | None, b: StepResult | None) -> bool:
     """True when ``b`` shows exactly what ``a`` shows (a redistribute answer for settings that
     set_sample() has already applied here)."""
     if a is None or b is None or b.chosen is not None:
         return False
     return (a.T == b.T and a.n_generated == b.n_generated and a.cropped == b.cropped
             and a.planned == b.planned and a.sample == b.sample
-            and getattr(a, "draw", 0) == getattr(b, "draw", 0)
+            and a.draw == b.draw
             and np.array_equal(a.ids, b.ids) and np.array_equal(a.logits, b.logits))

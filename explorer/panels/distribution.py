@@ -11,7 +11,7 @@ Moving the temperature slider re-ranks the cached logits of the latest result in
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
@@ -36,6 +36,12 @@ from explorer.widgets.layout import QuietLabel
 from explorer.widgets.plot_helpers import TextLabels, style_plot
 from explorer.widgets.token_strip import printable
 from model.config import ConfigError, SampleConfig
+from model.sampling import Distribution
+from model.step_result import StepResult
+from model.tokenizer import CharTokenizer
+
+if TYPE_CHECKING:
+    from explorer.session import Session
 
 T_MAX = 3.0
 T_STEP = 0.05
@@ -193,7 +199,7 @@ class _PercentAxis(FastAxis):
 class DistributionPanel(QWidget):
     """Top candidates for the next token as horizontal bars, plus the sampling controls."""
 
-    def __init__(self, session: Any, parent: QWidget | None = None):
+    def __init__(self, session: Session, parent: QWidget | None = None):
         super().__init__(parent)
         self.session = session
         self.controls = SamplingControls(self)
@@ -259,12 +265,12 @@ class DistributionPanel(QWidget):
         session.sample_changed.connect(self._on_sample)
         session.model_changed.connect(self._on_model_changed)
         self._show_sample(session.sample if session._sample is not None else None)
-        if session.model is not None:  # made after the model: start from the session's state
+        if session.config is not None:  # made after the model: start from the session's state
             self._on_model_changed()
             self.request_redraw()
 
     # -- settings -----------------------------------------------------------------------------
-    def _show_sample(self, s: Any) -> None:
+    def _show_sample(self, s: SampleConfig | None) -> None:
         if s is not None:
             self.controls.set_values(s.temperature, s.top_k, s.top_p, s.seed)
 
@@ -278,7 +284,7 @@ class DistributionPanel(QWidget):
         self.session.set_sample(cfg)
 
     @Slot(object)
-    def _on_sample(self, s: Any) -> None:
+    def _on_sample(self, s: SampleConfig) -> None:
         if self.controls.values() != {"temperature": s.temperature, "top_k": s.top_k,
                                       "top_p": s.top_p, "seed": s.seed}:
             self._show_sample(s)
@@ -292,7 +298,7 @@ class DistributionPanel(QWidget):
         self._show_sample(self.session.sample)
 
     @Slot(object)
-    def _on_step(self, _result: Any) -> None:
+    def _on_step(self, _result: StepResult) -> None:
         self.request_redraw()
 
     @Slot()
@@ -374,7 +380,8 @@ class DistributionPanel(QWidget):
         self.shown_ids = ids.copy()
         self._update_summary(r, d, tok, n)
 
-    def _update_summary(self, r: Any, d: Any, tok: Any, n: int) -> None:
+    def _update_summary(self, r: StepResult, d: Distribution, tok: CharTokenizer,
+                        n: int) -> None:
         h = d.entropy
         planned = int(r.planned)
         p_plan = float(d.probs[planned])

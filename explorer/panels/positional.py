@@ -287,12 +287,12 @@ class PositionalPanel(LiveRedraw, QWidget):
 
     # -- session -------------------------------------------------------------------------------
     def _pe(self):
-        model = getattr(self.session, "model", None)
-        return getattr(model, "pe", None)
+        model = self.session.model
+        return model.pe if model is not None else None
 
     def _on_model_changed(self) -> None:
         pe = self._pe()
-        self.kind = getattr(pe, "kind", "none") if pe is not None else "none"
+        self.kind = pe.kind if pe is not None else "none"
         self._pe_matrix = None
         self._dirty_model = True
         self._dirty_curves = True
@@ -317,13 +317,13 @@ class PositionalPanel(LiveRedraw, QWidget):
         if self._dirty_model:
             self._draw_model(pe)
             self._dirty_model = False
-        r = getattr(self.session, "result", None)
+        r = self.session.result
         t = r.T if r is not None else 0
         self._context_line.setPos(t)
         self._context_line.setVisible(t > 0)
         self._curve_context.setPos(t - 1)
         self._curve_context.setVisible(t > 0)
-        self.matrix_plot.highlight_row(getattr(self.session, "selected_token", -1))
+        self.matrix_plot.highlight_row(self.session.selected_token)
         self._draw_prompt(r)
         if self._dirty_curves:  # the curves depend on the model and the dimensions only
             self._draw_curves()

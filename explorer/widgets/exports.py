@@ -111,7 +111,7 @@ def _ask_path(parent: QWidget | None, kind: str, stem: str) -> str:
 def replace_scene_export(scene) -> None:
     """Hide pyqtgraph's own "Export..." entry: ours (PNG/SVG/CSV) sit in the same context menu,
     and pyqtgraph 0.14's SVG export fails with recent Qt versions."""
-    for action in getattr(scene, "contextMenu", []):
+    for action in scene.contextMenu:
         if action.text().replace("&", "").startswith("Export"):
             action.setVisible(False)
 

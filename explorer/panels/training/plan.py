@@ -151,7 +151,7 @@ class TextCache:
 def model_corpus_source(session) -> tuple[str | None, str]:
     """The loaded model's own corpus as a spec ("task:copy" or a readable path) and a
     description; (None, why not) when it cannot be found."""
-    info = getattr(session, "info", None)
+    info = session.info
     if info is None:
         return None, "no model is loaded"
     name = (info.summary or {}).get("corpus")
@@ -253,7 +253,7 @@ class Planner:
         """The loaded model's corpus (a task or a readable file) and why not if unavailable."""
         src, why = model_corpus_source(self.session)
         if src is None:
-            info = getattr(self.session, "info", None)
+            info = self.session.info
             name = (info.summary or {}).get("corpus") if info else None
             if name and str(name) in self.known_corpora:
                 return self.known_corpora[str(name)], str(name)
@@ -286,7 +286,7 @@ class Planner:
 
         spec, text = self.corpus_spec(v)
         task = tasks.task_of(spec) if spec.startswith("task:") else None
-        live = getattr(self.session, "model", None)
+        live = self.session.model
         tokenizer = None
         resume_from = None
         start = 0
@@ -295,8 +295,8 @@ class Planner:
                 raise PlanError("No model is loaded to continue; choose 'Train a new model'.")
             cfg = live.config
             tokenizer = self.session.tokenizer
-            info = getattr(self.session, "info", None)
-            path = getattr(info, "path", None)
+            info = self.session.info
+            path = info.path if info is not None else None
             if path is not None and Path(path).is_file():  # steps and optimizer from the file
                 resume_from = Path(path)
                 done = (info.summary or {}).get("steps", 0)

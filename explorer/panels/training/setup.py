@@ -8,7 +8,6 @@ themselves live in :mod:`.training_plan`.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -40,7 +39,7 @@ TASK_SOURCES = ("copy", "induction", "reverse", "sort")
 #: defaults (batch 64, lr 3e-3, learned positions, 1,000 steps) learns the copy task in the app in
 #: 30 s on the 2-core target machine: an induction head appears in layer 1 around step 300-500
 #: (score 0.5), validation loss 2.54 -> 1.42 (the floor for block 32 is about 1.40)
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, int]] = {
     "tiny": dict(n_layer=2, n_head=4, n_embd=64, block_size=32),
     "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),
     "medium": dict(n_layer=6, n_head=6, n_embd=192, block_size=256),
@@ -68,6 +67,7 @@ class SetupForm(QWidget):
         self._updating = False
         self.timings: dict[str, float] = {}  # preset key -> seconds per step (measured)
         self.param_counts: dict[str, int] = {}
+        self._probe: SpeedProbe | None = None  # the measurement running
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(6)
@@ -304,7 +304,7 @@ class SetupForm(QWidget):
         self.changed.emit()
 
     @Slot()
-    def _on_edit(self, *_: Any) -> None:
+    def _on_edit(self, *_: object) -> None:
         self._corpus_form.setRowVisible(self.path_row, self.source.currentData() == "file")
         self._update_model_enabled()
         if not self._updating:
@@ -338,7 +338,7 @@ class SetupForm(QWidget):
             QThreadPool.globalInstance().start(self._probe)
 
     def cancel_measurement(self) -> None:
-        probe = getattr(self, "_probe", None)
+        probe = self._probe
         if probe is not None:
             probe.cancel()
 

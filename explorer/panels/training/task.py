@@ -57,6 +57,7 @@ class TaskView(QWidget):
         self.scores: np.ndarray | None = None  # of the frame shown
         self.prev_scores: np.ndarray | None = None
         self.selected: tuple[int, int] | None = None
+        self._attention: np.ndarray | None = None  # the frame shown
         self.auto_select = True  # follow the best head until the user picks one
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -184,7 +185,7 @@ class TaskView(QWidget):
 
     # -- drawing -------------------------------------------------------------------------------
     def _draw_learned(self) -> None:
-        if self.selected is None or getattr(self, "_attention", None) is None:
+        if self.selected is None or self._attention is None:
             return
         li, hi = self.selected
         a = self._attention
