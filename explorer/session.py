@@ -6,6 +6,10 @@ ask for work through its methods, which hand frozen request dataclasses to the i
 cached logits right here (no forward pass) and then tells the worker, so the next step uses the
 new settings.
 
+Every model is loaded (start-up, File → Open, the training dock) and saved by the worker, never
+in this thread: :meth:`Session.load_checkpoint` returns at once, ``model_opened`` or ``error``
+follows, and a file that fails to open leaves the current model working.
+
 Nothing here imports torch at module level: the window can paint while torch loads.
 """
 from __future__ import annotations
