@@ -422,7 +422,9 @@ class InferenceWorker(QObject):
                 text = _describe(e)
                 if req.path is not None and str(req.path) not in text:
                     text = f"{req.path}: {text}"
-                if req.keep_current:  # nothing changed here: the current model goes on
+                # nothing changed here: the current model goes on (if there is one yet: a
+                # file opened while the first model loads replaced that request)
+                if req.keep_current and self._stepper is not None:
                     self.failed.emit("OpenModel", _title("OpenModel"), text, req.generation)
                     return
                 self._end_run()

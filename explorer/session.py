@@ -110,6 +110,7 @@ class Session(QObject):
         self._issued = 0  # the newest generation handed to the worker
         self._opening: int | None = None  # a model being opened: the current one stays till then
         self._start_prompt = ""
+        self._start_sample: SampleConfig | dict | None = None
         self._closed = False
         self._thread = W.InferenceThread(capture)
         self.worker = self._thread.worker
@@ -172,6 +173,7 @@ class Session(QObject):
         path = Path(checkpoint) if checkpoint else None
         self._start_prompt = self.prompt
         spec = sample if sample is not None else self._sample  # None: the worker's default
+        self._start_sample = spec  # also for a file opened before this model is ready
         self.worker.submit(W.LoadModel(path, self.device, self.prompt, spec, self._generation))
 
     def load_checkpoint(self, path: str | Path) -> None:
@@ -328,6 +330,8 @@ class Session(QObject):
         self.stop()
         self._opening = req.generation
         self._start_prompt = self.prompt
+        if req.sample is None:
+            req = dataclasses.replace(req, sample=self._start_sample)
         self.worker.submit(req)
 
     def _set_loading(self, loading: bool) -> None:

@@ -103,6 +103,23 @@ def test_a_bad_file_leaves_the_current_model_working(qtbot, session, tmp_path):
     assert s.result.n_generated == result.n_generated + 1 and s.info.name == "tiny"
 
 
+def test_a_bad_file_opened_while_the_first_model_loads(qtbot, tiny_models, tmp_path):
+    """The open may replace the start-up request still queued: a model is shown either way."""
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a model" * 20)
+    s = Session(device="cpu")
+    try:
+        with qtbot.waitSignal(s.error, timeout=20000):
+            s.start(tiny_models["tiny"])
+            s.load_checkpoint(bad)
+        qtbot.waitUntil(lambda: not s.loading and s.result is not None, timeout=20000)
+        assert s.info is not None and s._opening is None
+        with qtbot.waitSignal(s.step_ready, timeout=10000):
+            s.step()
+    finally:
+        s.close()
+
+
 def test_files_load_in_the_worker_thread(qtbot, session, tiny_models, monkeypatch):
     s, _ = session
     threads = []
