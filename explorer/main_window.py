@@ -24,7 +24,15 @@ from PySide6.QtGui import (
     QDropEvent,
     QGuiApplication,
 )
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QWidget,
+)
 
 from explorer.panels.distribution import DistributionPanel
 from explorer.panels.prompt import PromptPanel
@@ -638,9 +646,7 @@ def _placeholder(title: str) -> QWidget:
     return lab
 
 
-def _north():
-    from PySide6.QtWidgets import QTabWidget
-
+def _north() -> QTabWidget.TabPosition:
     return QTabWidget.TabPosition.North
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401  (registers pg.exporters.*)
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QAction, QBrush, QColor
+from PySide6.QtGui import QAction, QBrush, QColor, QPainter
 from PySide6.QtWidgets import (
     QFileDialog,
     QMenu,
@@ -42,8 +42,7 @@ def export_svg(item, path: str | Path) -> Path:
         return path
     except Exception:  # noqa: BLE001 - any failure: fall back to Qt's generator
         pass
-    from PySide6.QtGui import QPainter
-    from PySide6.QtSvg import QSvgGenerator
+    from PySide6.QtSvg import QSvgGenerator  # QtSvg loads only when an SVG is written
 
     scene = item.scene() if hasattr(item, "scene") and callable(item.scene) else item
     source = item.sceneBoundingRect() if hasattr(item, "sceneBoundingRect") else \

@@ -46,6 +46,8 @@ from explorer.panels.training.task import TaskView
 from explorer.redraws import Redraw, is_shown
 from explorer.theme import THEME
 from explorer.training_worker import RunSpec, TrainingRun
+from model.corpora import task_tokenizer
+from model.devices import available_devices
 
 PROGRESS_MS = 250  # progress bar and status line refresh
 
@@ -514,8 +516,6 @@ class TrainingPanel(ResultsMixin, QWidget):
         if not self._measured:
             self._measured = True
             try:
-                from model.devices import available_devices
-
                 self.form.set_devices(available_devices())
             except Exception:  # noqa: BLE001
                 pass
@@ -533,8 +533,6 @@ class TrainingPanel(ResultsMixin, QWidget):
         if self.running or not is_shown(self) or not self.auto_measure:
             return
         try:
-            from model.corpora import task_tokenizer
-
             self.form.measure_presets(task_tokenizer("copy").vocab_size, device_name("auto"))
         except Exception:  # noqa: BLE001 - estimates are optional
             pass

@@ -16,11 +16,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from PySide6.QtCore import QStandardPaths
 
 from explorer.training_worker import RunSpec
 from model import tasks
 from model.config import ConfigError, ModelConfig, TrainConfig
+from model.corpora import Corpus, CorpusError, load_corpus, read_text_file, task_tokenizer
+from model.devices import resolve_device
 
 RUNS_ENV = "TRANSFORMER_EXPLORER_RUNS"
 EVAL_ITERS = 5  # batches per evaluation: keeps the final evaluation (on Stop) short
@@ -49,8 +52,6 @@ def available_memory(device: str = "cpu") -> int | None:
     """Free memory in bytes on ``device`` (CUDA: free GPU memory), None if unknown."""
     if device.startswith("cuda"):
         try:
-            import torch
-
             free, _ = torch.cuda.mem_get_info(torch.device(device))
             return int(free)
         except Exception:  # noqa: BLE001
@@ -132,8 +133,6 @@ class TextCache:
 
     def get(self, path: str) -> tuple[str | None, str | None]:
         """(text, None) or (None, error message)."""
-        from model.corpora import CorpusError, read_text_file
-
         p = Path(path).expanduser()
         try:
             st = p.stat()
@@ -221,8 +220,6 @@ def new_run_path(runs_dir: Path, corpus_name: str) -> Path:
 def device_name(name: str) -> str:
     """``auto``/``cpu``/``cuda``… as the device torch will really use ("cpu" if unavailable)."""
     try:
-        from model.devices import resolve_device
-
         return str(resolve_device(name))
     except Exception:  # noqa: BLE001
         return "cpu"
@@ -282,8 +279,6 @@ class Planner:
 
     def plan(self, v: FormValues, light: bool = False) -> Plan:
         """Check everything; with ``light`` only what is cheap (no corpus encoding, no copy)."""
-        from model.corpora import Corpus, CorpusError, load_corpus, task_tokenizer
-
         spec, text = self.corpus_spec(v)
         task = tasks.task_of(spec) if spec.startswith("task:") else None
         live = self.session.model

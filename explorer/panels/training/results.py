@@ -11,6 +11,8 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
+from model.checkpoints import save_checkpoint
+
 
 class ResultsMixin:
     """Explore/save for :class:`explorer.panels.training.panel.TrainingPanel` (uses its run, session,
@@ -77,8 +79,6 @@ class ResultsMixin:
                 "last_loss": self.last_loss, "from_training_panel": True}
 
     def _save_snapshot(self, snap, path: Path) -> None:
-        from model.checkpoints import save_checkpoint
-
         try:
             save_checkpoint(path, snap.build("cpu"), snap.tokenizer, summary=self._summary(snap))
         except Exception as e:  # noqa: BLE001 - a full disk, a read-only folder: one dialog

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -331,8 +331,6 @@ class SetupForm(QWidget):
                 jobs.append((key, cfg, PRESET_BATCH[name], device))
         self._refresh_preset_labels(device)
         if jobs and not self._probing:
-            from PySide6.QtCore import QThreadPool
-
             self._probing = True
             self._probe = SpeedProbe(jobs, self._probe_sink)
             QThreadPool.globalInstance().start(self._probe)
