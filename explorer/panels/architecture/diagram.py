@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
     QGraphicsView,
 )
 
-from explorer.plotting import THEME
-from explorer.widgets.plot_helpers import TEXT_PT
+from explorer.theme import THEME
+from explorer.widgets.layout import TEXT_PT
 
 # -- what the model is made of -----------------------------------------------------------------
 

@@ -27,20 +27,18 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.panels.architecture.diagram import BlockSpec, Diagram, model_blocks
-from explorer.plotting import THEME, LiveRedraw
+from explorer.redraws import LiveRedraw
+from explorer.theme import THEME
+from explorer.widgets.exports import export_button
+from explorer.widgets.layout import TEXT_PT, explanation_pane, rich_text, status_label
 from explorer.widgets.plot_helpers import (
     DIVERGING_CMAP,
     PROB_CMAP,
-    TEXT_PT,
     HeatmapWidget,
     LabelAxis,
     SeriesPlot,
     causal_future,
-    explanation_pane,
-    export_button,
     mosaic,
-    rich_text,
-    status_label,
     symmetric_levels,
 )
 from model.positional import DESCRIPTIONS
