@@ -43,11 +43,6 @@ def _bytes_to_unicode() -> dict[int, str]:
 _BYTE_OF_CHAR = {c: b for b, c in _bytes_to_unicode().items()}
 
 
-def visible(text: str) -> str:
-    """``text`` with every whitespace and control character made visible (one label)."""
-    return "".join(c if c.isprintable() and not c.isspace() else printable(c) for c in text)
-
-
 class BPETokenizer:
     """A ``tokenizers.Tokenizer`` behind this project's tokenizer methods."""
 
@@ -170,22 +165,24 @@ class BPETokenizer:
                 covered[i] = True
         return [UnknownChar(c, i) for i, c in enumerate(text) if not covered[i]]
 
-    def encode(self, text: str, errors: str = "strict", replacement: str | None = None) -> list[int]:
-        """Text to ids. ``errors`` as for the character tokenizer: 'strict' raises
-        :class:`UnknownCharactersError` for characters no token covers, 'drop' leaves them out
-        ('replace' is the same as 'drop' here: a subword vocabulary has no single fallback)."""
-        if errors not in ("strict", "drop", "replace"):
-            raise TokenizerError(f"errors={errors!r} must be 'strict', 'drop' or 'replace'")
+    def _encoding(self, text: str, errors: str):
+        if errors not in ("strict", "drop"):
+            raise TokenizerError(f"errors={errors!r} must be 'strict' or 'drop'")
         if errors == "strict":
             bad = self.unknown(text)
             if bad:
                 raise UnknownCharactersError(bad)
-        return self._tok.encode(text, add_special_tokens=False).ids
+        return self._tok.encode(text, add_special_tokens=False)
 
-    def offsets(self, text: str) -> list[tuple[int, int]]:
+    def encode(self, text: str, errors: str = "strict") -> list[int]:
+        """Text to ids. 'strict' raises :class:`UnknownCharactersError` for characters no token
+        covers (a byte-level BPE has none), 'drop' leaves them out."""
+        return self._encoding(text, errors).ids
+
+    def offsets(self, text: str, errors: str = "strict") -> list[tuple[int, int]]:
         """(start, end) character span of each token of ``text`` in ``text``. Tokens that hold
         parts of one character (an emoji split in two) share that character's span."""
-        return [tuple(o) for o in self._tok.encode(text, add_special_tokens=False).offsets]
+        return [(a, b) for a, b in self._encoding(text, errors).offsets]
 
     def _check_id(self, i: int) -> int:
         i = int(i)
@@ -215,9 +212,10 @@ class BPETokenizer:
                 out.append(self._pieces[i])
                 continue
             try:
-                out.append(visible(self._bytes[i].decode("utf-8")))
+                text = self._bytes[i].decode("utf-8")
             except UnicodeDecodeError:
-                out.append(visible(self._bytes[i].decode("utf-8", "backslashreplace")))
+                text = self._bytes[i].decode("utf-8", "backslashreplace")
+            out.append("".join(printable(c) for c in text))
         return out
 
     # -- persistence ---------------------------------------------------------------------------
@@ -262,4 +260,4 @@ class BPETokenizer:
         return written
 
 
-__all__ = ["BPE_KIND", "END_OF_TEXT", "MIN_BPE_VOCAB", "BPETokenizer", "visible"]
+__all__ = ["BPE_KIND", "END_OF_TEXT", "MIN_BPE_VOCAB", "BPETokenizer"]

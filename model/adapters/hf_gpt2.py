@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -82,7 +83,9 @@ def safe_torch_load(path: Path) -> dict:
     """``torch.load(weights_only=True)``: tensors and plain containers only. A pickle that asks
     for anything else (a function to call, a class to build) is refused before it runs."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+        with warnings.catch_warnings():  # a newer pickle protocol is read fine; say nothing
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[-1] if str(e).strip() else ""
         raise CheckpointError(
