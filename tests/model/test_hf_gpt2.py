@@ -184,6 +184,8 @@ def test_model_name_found_in_the_local_cache(make_hf_folder, tmp_path, monkeypat
 def test_model_name_absent_from_the_cache_says_where_and_how(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.chdir(tmp_path)
     assert main(["generate", "--checkpoint", "gpt2-medium", "--tokens", "1"]) == 2
     err = capsys.readouterr().err.strip()
