@@ -231,12 +231,6 @@ class InferenceWorker(QObject):
             self._tick.emit()
 
     @property
-    def auto_seed(self) -> int | None:
-        """The seed the stepper draws with while SampleConfig.seed is None (read-only)."""
-        st = self._stepper
-        return getattr(st, "auto_seed", None) if st is not None else None
-
-    @property
     def lookahead_hits(self) -> int:
         """Steps of the current stepper that found their pass already run (read-only)."""
         st = self._stepper
@@ -430,8 +424,7 @@ class InferenceWorker(QObject):
         self._emit(self._first_result(req.prompt))
 
     def _first_result(self, prompt: str) -> Any:
-        text = "".join(c for c in prompt if c in self._tokenizer.stoi)
-        return self._stepper.set_prompt(text, errors="drop")
+        return self._stepper.set_prompt(self._tokenizer.without_unknown(prompt), errors="drop")
 
     def _set_device(self, name: str) -> None:
         """Move the model; on any failure fall back to the CPU and say why."""

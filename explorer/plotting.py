@@ -135,21 +135,15 @@ def prob_color(p: float | None) -> QColor:
 
 
 # -- token labels ----------------------------------------------------------------------------------
-def token_label(token: str) -> str:
-    """A token as shown in plots: whitespace made visible (model.tokenizer.printable)."""
-    from model.tokenizer import printable  # model.* imports torch: only call after start-up
-
-    return printable(token)
-
-
-def token_ticks(tokens: Sequence[str], max_labels: int = 64,
+def token_ticks(pieces: Sequence[str], max_labels: int = 64,
                 offset: int = 0) -> list[tuple[float, str]]:
-    """Tick list for an axis of tokens, thinned to at most ``max_labels`` so labels never overlap."""
-    n = len(tokens)
+    """Tick list for an axis of token labels (``StepResult.pieces``), thinned to at most
+    ``max_labels`` so labels never overlap."""
+    n = len(pieces)
     if n == 0:
         return []
     stride = max(1, math.ceil(n / max_labels))
-    return [(float(i), token_label(tokens[i])) for i in range(offset % stride, n, stride)]
+    return [(float(i), pieces[i]) for i in range(offset % stride, n, stride)]
 
 
 def set_token_ticks(axis: pg.AxisItem, tokens: Sequence[str], max_labels: int = 64) -> None:
@@ -459,7 +453,7 @@ class Coalescer(QObject):
 
 __all__ = [
     "Theme", "THEME", "SEQUENTIAL", "DIVERGING", "qcolor", "ui_font", "mono_font",
-    "configure_pyqtgraph", "apply_theme", "colormap", "prob_color", "token_label", "token_ticks",
+    "configure_pyqtgraph", "apply_theme", "colormap", "prob_color", "token_ticks",
     "set_token_ticks", "FastAxis", "style_plot", "Heatmap", "symmetric_levels", "TextLabels",
     "Coalescer",
     "is_shown", "catch_up", "QuietLabel",

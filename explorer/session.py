@@ -3,8 +3,8 @@
 A :class:`Session` lives in the GUI thread. Panels read from it and listen to its signals; they
 ask for work through its methods, which hand frozen request dataclasses to the inference worker
 (:mod:`explorer.inference_worker`) running in its own QThread. Moving the temperature slider re-ranks the
-cached logits right here (no forward pass) and then tells the worker, so the next step uses the
-new settings.
+cached logits right here (no forward pass, ``StepResult.with_sample``: the stepper's own rule,
+``model.sampling.next_token``) and then tells the worker, so the next step uses the new settings.
 
 Nothing here imports torch at module level: the window can paint while torch loads.
 """
@@ -136,23 +136,9 @@ class Session(QObject):
             return
         self._sample = sample
         if self.result is not None:
-            self.result = self._reranked(self.result, sample)
+            self.result = self.result.with_sample(sample)
             self.worker.submit(W.Redistribute(sample))
         self.sample_changed.emit(sample)
-
-    def _reranked(self, r: Any, sample: Any) -> Any:
-        """``r`` under new settings, computed here from its cached logits (no forward pass).
-
-        ``planned`` follows the stepper's rule (model/stepper.py): the token at absolute position
-        p is drawn with ``uniform_for(seed, p, draw)``, so the worker's answer will agree."""
-        from model.sampling import distribution_for, sample_from, uniform_for
-
-        dist = distribution_for(r.logits, sample)
-        planned = r.planned
-        seed = sample.seed if sample.seed is not None else self.worker.auto_seed
-        if seed is not None:
-            planned = sample_from(dist, uniform_for(seed, r.cropped + r.T, getattr(r, "draw", 0)))
-        return dataclasses.replace(r, dist=dist, sample=sample, planned=planned)
 
     # -- models --------------------------------------------------------------------------------
     def start(self, checkpoint: str | Path | None = None, prompt: str | None = None,
@@ -336,10 +322,10 @@ class Session(QObject):
 
     def _check(self, text: str) -> PromptCheck:
         tok = self.tokenizer
-        bad = [i for i, c in enumerate(text) if c not in tok.stoi]
-        n_tokens = len(text) - len(bad)
-        return PromptCheck(text=text, unknown=tuple(bad),
-                           unknown_chars=tuple(sorted({text[i] for i in bad})),
+        bad = tok.unknown(text)
+        n_tokens = len(tok.encode(text, errors="drop"))
+        return PromptCheck(text=text, unknown=tuple(u.position for u in bad),
+                           unknown_chars=tuple(sorted({u.char for u in bad})),
                            empty=n_tokens == 0, n_tokens=n_tokens,
                            block_size=self.model.config.block_size if self.model else 0)
 
@@ -364,17 +350,17 @@ class Session(QObject):
         self.worker.ack()
         if generation != self._generation or self._closed:
             return
+        self.results_received += 1
+        if kind == "Redistribute" and self.result is not None:
+            # set_sample() has shown this already: the worker answers for the state the session
+            # holds (every earlier answer was re-ranked here to the newest settings, below), by
+            # the same rule. No redraw, and no word to the worker: while a slider is dragged its
+            # pass would compete with the re-ranking; it runs ahead after a pause instead.
+            return
         if result.sample != self.sample:
             # the worker has not seen the newest settings yet: show them, it will catch up
-            result = self._reranked(result, self.sample)
-        quiet = kind == "Redistribute" and _same_state(self.result, result)
+            result = result.with_sample(self.sample)
         self.result = result
-        self.results_received += 1
-        if quiet:
-            # the worker confirmed what set_sample() already showed: no redraw needed (and no
-            # word to the worker: while a slider is dragged its pass would compete with the
-            # re-ranking; it runs ahead after a pause instead)
-            return
         self._await_paint = True
         if self.selected_token >= result.T:
             self.selected_token = -1
@@ -479,15 +465,3 @@ def _in_gui_thread(obj: QObject) -> None:
         raise RuntimeError("a worker signal reached the Session outside the GUI thread; connect "
                            "worker signals only to @Slot methods of GUI-thread objects")
 
-
-def _same_state(a: Any, b: Any) -> bool:
-    """True when ``b`` shows exactly what ``a`` shows (a redistribute answer for settings that
-    set_sample() has already applied here)."""
-    if a is None or b is None or b.chosen is not None:
-        return False
-    import numpy as np
-
-    return (a.T == b.T and a.n_generated == b.n_generated and a.cropped == b.cropped
-            and a.planned == b.planned and a.sample == b.sample
-            and getattr(a, "draw", 0) == getattr(b, "draw", 0)
-            and np.array_equal(a.ids, b.ids) and np.array_equal(a.logits, b.logits))

@@ -291,11 +291,13 @@ def inspect_prompt(checkpoint: str, prompt: str, sample, top: int = 10,
     out = {
         "prompt": prompt,
         "tokens": list(r.tokens),
+        "pieces": list(r.pieces),  # the tokens as labels show them (whitespace made visible)
         "ids": [int(i) for i in r.ids],
         "cropped": int(r.cropped),
         "settings": dataclasses.asdict(sample),
-        "next_token": [{"token": tok.token_str(i), "id": int(i), "prob": float(p)}
-                       for i, p in zip(ids, probs, strict=True)],
+        "next_token": [{"token": tok.token_str(i), "piece": piece, "id": int(i), "prob": float(p)}
+                       for i, piece, p in zip(ids, tok.token_pieces(ids.tolist()), probs,
+                                              strict=True)],
         "entropy": float(r.dist.entropy),
         "attention": r.attention.astype(float).round(6).tolist(),
         "logit_lens": [[tok.token_str(int(x)) for x in layer[:, 0]] for layer in r.lens_ids],
@@ -308,8 +310,6 @@ def inspect_prompt(checkpoint: str, prompt: str, sample, top: int = 10,
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
-    from .tokenizer import printable
-
     data = inspect_prompt(a.checkpoint, a.prompt, _sample_config(a), a.top, a.device)
     if a.json:
         json.dump(data, sys.stdout)
@@ -318,21 +318,21 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     cfg = data["config"]
     print(f"model: {cfg['n_layer']} layers × {cfg['n_head']} heads, width {cfg['n_embd']}, "
           f"block {cfg['block_size']}, {cfg['pos_kind']} positions, {cfg['norm']}-norm")
-    print("tokens:", " ".join(printable(t) for t in data["tokens"]))
+    print("tokens:", " ".join(data["pieces"]))
     if data["cropped"]:
         print(f"(prompt cropped: the first {data['cropped']} tokens did not fit the block)")
     print(f"next token (entropy {data['entropy']:.3f} nats):")
     for c in data["next_token"]:
         bar = "█" * max(1, round(c["prob"] * 40))
-        print(f"  {printable(c['token']):>4} {c['prob']:7.2%} {bar}")
+        print(f"  {c['piece']:>4} {c['prob']:7.2%} {bar}")
     print("strongest attention of the last token, per layer and head:")
-    toks = data["tokens"]
+    toks = data["pieces"]
     for li, layer in enumerate(data["attention"]):
         row = []
         for hi, head in enumerate(layer):
             last = head[-1]
             k = max(range(len(last)), key=last.__getitem__)
-            row.append(f"h{hi}→{printable(toks[k])}@{k} {last[k]:.2f}")
+            row.append(f"h{hi}→{toks[k]}@{k} {last[k]:.2f}")
         print(f"  layer {li}: " + ", ".join(row))
     return 0
 

@@ -37,7 +37,7 @@ from safetensors.torch import save as st_save
 
 from .config import ConfigError, ModelConfig
 from .devices import resolve_device
-from .tokenizer import CharTokenizer, TokenizerError
+from .tokenizer import Tokenizer, TokenizerError, tokenizer_from_dict
 from .transformer import GPT
 
 FORMAT = "transformer-explorer/1"
@@ -54,7 +54,7 @@ class CheckpointError(ValueError):
 @dataclass(frozen=True)
 class LoadedCheckpoint:
     model: GPT  # eval mode, on the requested device
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     config: ModelConfig
     summary: dict
     path: Path
@@ -205,7 +205,7 @@ def _json_field(path: Path, meta: dict, key: str, default: Any = None) -> Any:
         raise CheckpointError(f"{path}: the {key!r} metadata is not valid JSON ({e})") from None
 
 
-def _parse_metadata(path: Path, meta: dict) -> tuple[ModelConfig, CharTokenizer, dict]:
+def _parse_metadata(path: Path, meta: dict) -> tuple[ModelConfig, Tokenizer, dict]:
     cfg_d = _json_field(path, meta, "config")
     try:
         config = ModelConfig.from_dict(cfg_d)
@@ -213,7 +213,7 @@ def _parse_metadata(path: Path, meta: dict) -> tuple[ModelConfig, CharTokenizer,
         raise CheckpointError(f"{path}: incompatible model config: {e}") from None
     tok_d = _json_field(path, meta, "tokenizer")
     try:
-        tokenizer = CharTokenizer.from_dict(tok_d)
+        tokenizer = tokenizer_from_dict(tok_d)
     except TokenizerError as e:
         raise CheckpointError(f"{path}: invalid tokenizer: {e}") from None
     if tokenizer.vocab_size != config.vocab_size:
@@ -227,7 +227,7 @@ def _parse_metadata(path: Path, meta: dict) -> tuple[ModelConfig, CharTokenizer,
 
 
 def read_metadata(path: str | Path) -> dict:
-    """``{"config": ModelConfig, "tokenizer": CharTokenizer, "summary": dict, "id": str}``
+    """``{"config": ModelConfig, "tokenizer": Tokenizer, "summary": dict, "id": str}``
     without reading the weights."""
     path = Path(path)
     header, _ = _read_header(path)
@@ -261,7 +261,7 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, tokenizer: CharTokenizer,
+def save_checkpoint(path: str | Path, model: torch.nn.Module, tokenizer: Tokenizer,
                     summary: dict | None = None, optimizer: torch.optim.Optimizer | None = None,
                     trainer_state: dict | None = None) -> Path:
     """Write the model (and, with ``optimizer``, its state beside it) atomically."""

@@ -1,7 +1,8 @@
 """Pure sampling functions on a 1-D array of logits (numpy, so the GUI can re-rank cheaply).
 
-``next_token_distribution`` is the single place that turns logits + settings into what the GUI
-shows; moving a temperature slider calls it again on cached logits, no forward pass needed.
+:func:`next_token` is the one rule for the next token: logits, settings, seed and position give
+the distribution, the draw and the token. The stepper plans and samples with it, and the GUI
+calls it on cached logits when a slider moves (no forward pass), so both always agree.
 """
 from __future__ import annotations
 
@@ -137,6 +138,26 @@ def uniform_for(seed: int | None, position: int, draw: int = 0) -> float:
     if seed is None:
         return float(np.random.default_rng().random())
     return float(np.random.default_rng([int(seed) & 0xFFFFFFFF, position, draw]).random())
+
+
+@dataclass(frozen=True)
+class NextToken:
+    """What :func:`next_token` decides."""
+
+    dist: Distribution  # the distribution under the settings
+    draw: int  # draw index at this position (resampling raises it)
+    token: int  # the token drawn
+
+
+def next_token(logits: np.ndarray, sample: SampleConfig, auto_seed: int, position: int,
+               draw: int = 0) -> NextToken:
+    """The next token after a text of ``position`` tokens: the distribution of ``logits`` under
+    ``sample``, and the token drawn from it with ``uniform_for(seed, position, draw)``, where the
+    seed is ``sample.seed``, or ``auto_seed`` while that is None. The same arguments give the
+    same token however the text was stepped to."""
+    seed = sample.seed if sample.seed is not None else auto_seed
+    dist = distribution_for(logits, sample)
+    return NextToken(dist, draw, sample_from(dist, uniform_for(seed, position, draw)))
 
 
 def sample(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator | None = None) -> int:

@@ -4,12 +4,13 @@ The stepper fills the buffers; the GUI reads the StepResult.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from .config import ModelConfig, SampleConfig
-from .sampling import Distribution
+from .sampling import Distribution, next_token
 
 
 @dataclass(frozen=True, eq=False)
@@ -20,7 +21,8 @@ class StepResult:
     """
 
     ids: np.ndarray  # (T,) int64 token ids of the current context window
-    tokens: list[str]  # (T,) token strings (raw characters)
+    tokens: list[str]  # (T,) the text of each token (Tokenizer.token_strs)
+    pieces: list[str]  # (T,) what each token's label shows (Tokenizer.token_pieces)
     n_prompt: int  # leading prompt tokens in the window
     cropped: int  # tokens dropped from the front (long prompt or slid window)
     token_probs: np.ndarray  # (T,) float32 probability of each generated token when chosen; NaN for prompt
@@ -33,6 +35,7 @@ class StepResult:
     dist: Distribution  # next-token distribution under `sample`
     planned: int  # the token the next step() would pick
     sample: SampleConfig
+    auto_seed: int  # the stepper's own seed: draws use it while sample.seed is None
     attention: np.ndarray | None  # (L, H, T, T) softmax probabilities, exactly 0 above the diagonal
     scores: np.ndarray | None  # (L, H, T, T) QKᵀ/√d before the mask
     residual: np.ndarray | None  # (L+1, T, C) after the embedding and after each block
@@ -62,6 +65,22 @@ class StepResult:
     @property
     def n_head(self) -> int:
         return self.config.n_head if self.config is not None else 0
+
+    @property
+    def seed(self) -> int:
+        """The seed the draws use."""
+        return self.sample.seed if self.sample.seed is not None else self.auto_seed
+
+    @property
+    def position(self) -> int:
+        """Absolute position of the next token in the whole text (tokens before it)."""
+        return self.cropped + self.T
+
+    def with_sample(self, sample: SampleConfig) -> StepResult:
+        """This result under other sampling settings, from its cached logits (no forward pass):
+        the distribution and planned token the stepper gives after ``redistribute(sample)``."""
+        nxt = next_token(self.logits, sample, self.auto_seed, self.position, self.draw)
+        return dataclasses.replace(self, dist=nxt.dist, sample=sample, planned=nxt.token)
 
     @property
     def entropy(self) -> float:

@@ -37,9 +37,9 @@ import torch
 
 from .capture import Recording
 from .config import CAPTURE_ALL, CAPTURE_NOTHING, CaptureSpec, ModelConfig, SampleConfig
-from .sampling import distribution_for, sample_from, uniform_for
+from .sampling import Distribution, next_token
 from .step_result import CaptureBuffers, StepResult
-from .tokenizer import CharTokenizer
+from .tokenizer import Tokenizer
 from .topk import topk_rows
 from .transformer import GPT
 
@@ -65,10 +65,11 @@ def _inference(model: torch.nn.Module) -> Iterator[None]:
             model.train(True)
 
 
-def _start_ids(tokenizer: CharTokenizer) -> tuple[list[int], str]:
-    if "\n" in tokenizer.stoi:
-        return [tokenizer.stoi["\n"]], EMPTY_PROMPT_NEWLINE
-    return [0], EMPTY_PROMPT_TOKEN0.format(tokenizer.token_str(0))
+def _start_ids(tokenizer: Tokenizer) -> tuple[list[int], str]:
+    ids = tokenizer.start_ids()
+    if tokenizer.decode(ids) == "\n":
+        return ids, EMPTY_PROMPT_NEWLINE
+    return ids, EMPTY_PROMPT_TOKEN0.format(tokenizer.token_str(ids[0]))
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -91,7 +92,7 @@ class _Ahead:
 class Stepper:
     """Steps generation one token at a time; see the module docstring."""
 
-    def __init__(self, model: GPT, tokenizer: CharTokenizer, sample: SampleConfig = DEFAULT_SAMPLE,
+    def __init__(self, model: GPT, tokenizer: Tokenizer, sample: SampleConfig = DEFAULT_SAMPLE,
                  capture: CaptureSpec = CAPTURE_ALL, lens_k: int = 5):
         if tokenizer.vocab_size != model.config.vocab_size:
             raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's "
@@ -304,13 +305,12 @@ class Stepper:
         return self._ahead is not None
 
     # -- internals ------------------------------------------------------------------------------
-    def _plan(self) -> tuple:
+    def _plan(self) -> tuple[Distribution, int, int]:
         """(distribution, draw index, token) of the next token under the current settings: what
         ``step()`` samples, the result's ``planned`` and the token a lookahead runs."""
         pos = len(self._ids)
-        dist = distribution_for(self._logits[-1], self.sample)
-        draw = self.draw_index(pos)
-        return dist, draw, sample_from(dist, uniform_for(self.seed, pos, draw))
+        nxt = next_token(self._logits[-1], self.sample, self.auto_seed, pos, self.draw_index(pos))
+        return nxt.dist, nxt.draw, nxt.token
 
     def _ahead_key(self, tok: int) -> tuple:
         """What a pass depends on besides the ids: the token, the weights (each parameter's
@@ -532,10 +532,12 @@ class Stepper:
         ids = np.asarray(window, dtype=np.int64)
         ids.flags.writeable = False
         self.result = StepResult(
-            ids=ids, tokens=[self.tokenizer.token_str(i) for i in window], n_prompt=n_prompt,
+            ids=ids, tokens=self.tokenizer.token_strs(window),
+            pieces=self.tokenizer.token_pieces(window), n_prompt=n_prompt,
             cropped=start, token_probs=probs, token_ranks=ranks, chosen=chosen,
             chosen_prob=chosen_prob, chosen_rank=chosen_rank, forced=forced, logits=logits,
-            dist=dist, planned=planned, sample=self.sample, attention=views.get("attention"),
+            dist=dist, planned=planned, sample=self.sample, auto_seed=self.auto_seed,
+            attention=views.get("attention"),
             scores=views.get("scores"), residual=views.get("residual"),
             attn_out=views.get("attn_out"), mlp_out=views.get("mlp_out"), ffn=views.get("ffn"),
             tok_emb=views.get("tok_emb"), pos_emb=views.get("pos_emb"),
@@ -545,7 +547,7 @@ class Stepper:
         return self.result
 
 
-def generate_text(model: GPT, tokenizer: CharTokenizer, prompt: str, n_tokens: int,
+def generate_text(model: GPT, tokenizer: Tokenizer, prompt: str, n_tokens: int,
                   sample: SampleConfig = DEFAULT_SAMPLE) -> str:
     """The ``n_tokens`` characters generated after ``prompt`` (the prompt is not included).
 
@@ -559,7 +561,7 @@ def generate_text(model: GPT, tokenizer: CharTokenizer, prompt: str, n_tokens: i
     if n_tokens == 0:
         return ""
     block = model.config.block_size
-    seed = sample.seed if sample.seed is not None else secrets.randbits(32)
+    auto_seed = secrets.randbits(32)
     rec = Recording(spec=CAPTURE_NOTHING)
     device = model.device
     out: list[int] = []
@@ -567,8 +569,7 @@ def generate_text(model: GPT, tokenizer: CharTokenizer, prompt: str, n_tokens: i
         cache = model.new_cache()
         logits, _ = model(torch.tensor([ids[-block:]], device=device), cache=cache, record=rec)
         for _ in range(n_tokens):
-            dist = distribution_for(_np(logits[0, -1]), sample)
-            tok = sample_from(dist, uniform_for(seed, len(ids), 0))
+            tok = next_token(_np(logits[0, -1]), sample, auto_seed, len(ids)).token
             ids.append(tok)
             out.append(tok)
             if len(out) == n_tokens:

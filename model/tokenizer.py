@@ -1,17 +1,28 @@
-"""Character-level tokenizer: one token per distinct character of the training corpus.
+"""Tokenizers: the interface every model's tokenizer implements, and the character-level one.
+
+:class:`Tokenizer` is all the GUI and the command line know of a tokenizer: ids from text and
+back, what each token's label shows (:meth:`Tokenizer.token_pieces`), which characters of the
+text each token covers (:meth:`Tokenizer.offsets`), the characters it cannot encode, and a
+JSON-able description whose ``"kind"`` field says which class reads it back
+(:func:`tokenizer_from_dict`). :class:`CharTokenizer` is one token per distinct character of the
+training corpus; a byte-level BPE is another kind behind the same interface.
 
 Unknown characters are reported, never silently dropped: :class:`UnknownCharactersError` says
 which characters and where, and ``encode(..., errors="drop"|"replace")`` is the explicit way out.
+Every position and offset is a Python ``str`` index (code points); a GUI whose text widget
+counts otherwise (Qt: UTF-16 code units) converts them itself.
 """
 from __future__ import annotations
 
 import json
 import unicodedata
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-TOKENIZER_KIND = "char"
+CHAR_KIND = "char"
 
 
 class TokenizerError(ValueError):
@@ -47,22 +58,113 @@ class UnknownCharactersError(ValueError):
         return [u.position for u in self.unknown]
 
 
-def printable(token: str) -> str:
-    """How a token is shown in labels: whitespace and control characters made visible."""
-    special = {"\n": "\u21b5", "\t": "\u21e5", " ": "\u2423", "\r": "\u240d"}
-    if token in special:
-        return special[token]
-    if len(token) == 1 and unicodedata.category(token)[0] in "CZ":
+_VISIBLE = {"\n": "\u21b5", "\t": "\u21e5", " ": "\u2423", "\r": "\u240d"}
+
+
+def _visible_char(c: str) -> str:
+    shown = _VISIBLE.get(c)
+    if shown is not None:
+        return shown
+    if unicodedata.category(c)[0] in "CZ":
         # control, format, separator and unassigned characters would render as blanks
-        code = ord(token)
+        code = ord(c)
         return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-    return token
+    return c
 
 
-class CharTokenizer:
+def printable(piece: str) -> str:
+    """How a token's text is shown in labels: whitespace and control characters made visible,
+    character by character (a BPE token " the" shows as "␣the")."""
+    if len(piece) == 1:
+        return _visible_char(piece)
+    return "".join(_visible_char(c) for c in piece)
+
+
+class Tokenizer(ABC):
+    """What the rest of the project may ask of a tokenizer (see the module docstring)."""
+
+    kind: ClassVar[str]  # the "kind" of its description (to_dict), unique per class
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Number of token ids (0..vocab_size-1)."""
+
+    @abstractmethod
+    def encode(self, text: str, errors: str = "strict") -> list[int]:
+        """Text to ids. errors: 'strict' raises UnknownCharactersError for characters the
+        tokenizer cannot encode, 'drop' leaves them out."""
+
+    @abstractmethod
+    def decode(self, ids: Iterable[int]) -> str:
+        """Ids to text (TokenizerError for an id outside the vocabulary)."""
+
+    @abstractmethod
+    def token_str(self, token_id: int) -> str:
+        """The text one token stands for on its own."""
+
+    @abstractmethod
+    def offsets(self, text: str, errors: str = "strict") -> list[tuple[int, int]]:
+        """For each token ``encode(text, errors)`` gives, the span ``(start, end)`` of ``text``
+        it covers (Python str indices; a token may cover several characters)."""
+
+    @abstractmethod
+    def unknown(self, text: str) -> list[UnknownChar]:
+        """The characters of ``text`` the tokenizer cannot encode, with their positions."""
+
+    @abstractmethod
+    def to_dict(self) -> dict:
+        """A JSON-able description with a ``"kind"`` field; :func:`tokenizer_from_dict` reads it."""
+
+    @classmethod
+    @abstractmethod
+    def from_dict(cls, d: dict) -> Tokenizer:
+        """The tokenizer :meth:`to_dict` described (TokenizerError if it is not one of this kind)."""
+
+    # -- built on the above ------------------------------------------------------------------
+    def token_strs(self, ids: Iterable[int]) -> list[str]:
+        """:meth:`token_str` of each id."""
+        return [self.token_str(i) for i in ids]
+
+    def token_pieces(self, ids: Iterable[int]) -> list[str]:
+        """What the label of each token shows: its text with whitespace and control characters
+        made visible (:func:`printable`)."""
+        return [printable(self.token_str(i)) for i in ids]
+
+    def without_unknown(self, text: str) -> str:
+        """``text`` with the characters the tokenizer cannot encode left out."""
+        bad = {u.position for u in self.unknown(text)}
+        return "".join(c for i, c in enumerate(text) if i not in bad) if bad else text
+
+    def start_ids(self) -> list[int]:
+        """Where generation starts from an empty prompt: a newline if the tokenizer has one
+        token for it, else token 0."""
+        ids = self.encode("\n", errors="drop")
+        return ids if len(ids) == 1 else [0]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    def save(self, path: str | Path) -> None:
+        """Write :meth:`to_json` to ``path``; :func:`load_tokenizer` reads it back."""
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+
+def _parse_json(s: str) -> dict:
+    try:
+        return json.loads(s)
+    except json.JSONDecodeError as e:
+        raise TokenizerError(f"tokenizer is not valid JSON: {e}") from None
+
+
+def _kind_of(d: object) -> object:
+    return d.get("kind") if isinstance(d, dict) else type(d).__name__
+
+
+class CharTokenizer(Tokenizer):
     """Maps each character to an integer id (sorted order, like nanoGPT's shakespeare_char)."""
 
-    kind = TOKENIZER_KIND
+    kind = CHAR_KIND
 
     def __init__(self, chars: Iterable[str]):
         chars = list(chars)
@@ -75,6 +177,8 @@ class CharTokenizer:
             raise TokenizerError("the vocabulary has duplicate characters")
         self.chars: list[str] = chars
         self.stoi: dict[str, int] = {c: i for i, c in enumerate(chars)}
+        # every step labels a whole window: look the labels up, do not work them out again
+        self._pieces = [printable(c) for c in chars]
 
     @classmethod
     def from_text(cls, text: str) -> CharTokenizer:
@@ -118,6 +222,18 @@ class CharTokenizer:
             return [self.stoi.get(c, rid) for c in text]
         raise TokenizerError(f"errors={errors!r} must be 'strict', 'drop' or 'replace'")
 
+    def offsets(self, text: str, errors: str = "strict") -> list[tuple[int, int]]:
+        """One character per token: token k of ``encode(text, errors)`` covers one character."""
+        if errors in ("strict", "drop"):
+            if errors == "strict":
+                bad = self.unknown(text)
+                if bad:
+                    raise UnknownCharactersError(bad)
+            return [(i, i + 1) for i, c in enumerate(text) if c in self.stoi]
+        if errors == "replace":
+            return [(i, i + 1) for i in range(len(text))]
+        raise TokenizerError(f"errors={errors!r} must be 'strict', 'drop' or 'replace'")
+
     def decode(self, ids: Iterable[int]) -> str:
         out = []
         n = len(self.chars)
@@ -128,21 +244,25 @@ class CharTokenizer:
             out.append(self.chars[i])
         return "".join(out)
 
-    def token_str(self, i: int) -> str:
-        return self.chars[int(i)]
+    def token_str(self, token_id: int) -> str:
+        return self.chars[int(token_id)]
+
+    def token_strs(self, ids: Iterable[int]) -> list[str]:
+        chars = self.chars
+        return [chars[i] for i in ids]
+
+    def token_pieces(self, ids: Iterable[int]) -> list[str]:
+        pieces = self._pieces
+        return [pieces[i] for i in ids]
 
     # -- persistence ---------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"kind": self.kind, "chars": self.chars}
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
-
     @classmethod
     def from_dict(cls, d: dict) -> CharTokenizer:
-        if not isinstance(d, dict) or d.get("kind") != TOKENIZER_KIND:
-            kind = d.get("kind") if isinstance(d, dict) else type(d).__name__
-            raise TokenizerError(f"unsupported tokenizer kind {kind!r} (expected 'char')")
+        if not isinstance(d, dict) or d.get("kind") != CHAR_KIND:
+            raise TokenizerError(f"unsupported tokenizer kind {_kind_of(d)!r} (expected 'char')")
         chars = d.get("chars")
         if not isinstance(chars, list):
             raise TokenizerError("tokenizer JSON has no 'chars' list")
@@ -150,15 +270,31 @@ class CharTokenizer:
 
     @classmethod
     def from_json(cls, s: str) -> CharTokenizer:
-        try:
-            d = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise TokenizerError(f"tokenizer is not valid JSON: {e}") from None
-        return cls.from_dict(d)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json(), encoding="utf-8")
+        return cls.from_dict(_parse_json(s))
 
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+#: kind -> the class that reads descriptions of that kind (a new tokenizer adds itself here)
+TOKENIZER_KINDS: dict[str, type[Tokenizer]] = {CharTokenizer.kind: CharTokenizer}
+
+
+def tokenizer_from_dict(d: dict) -> Tokenizer:
+    """The tokenizer a :meth:`Tokenizer.to_dict` description stands for, whatever its kind."""
+    kind = _kind_of(d)
+    cls = TOKENIZER_KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        known = ", ".join(repr(k) for k in TOKENIZER_KINDS)
+        raise TokenizerError(f"unsupported tokenizer kind {kind!r} (known kinds: {known})")
+    return cls.from_dict(d)
+
+
+def tokenizer_from_json(s: str) -> Tokenizer:
+    return tokenizer_from_dict(_parse_json(s))
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Read a tokenizer file written by :meth:`Tokenizer.save`, whatever its kind."""
+    return tokenizer_from_json(Path(path).read_text(encoding="utf-8"))

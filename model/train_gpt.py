@@ -53,7 +53,7 @@ def _probe_ids(tokenizer, prompt: str, block_size: int, message) -> list[int]:
     if tokenizer.unknown(prompt):
         message("the probe prompt has characters the vocabulary lacks; they are left out")
     if not ids:
-        ids = [tokenizer.stoi.get("\n", 0)]
+        ids = tokenizer.start_ids()
     return ids[-block_size:]
 
 

@@ -40,7 +40,6 @@ from explorer.plotting import (
     style_plot,
     ui_font,
 )
-from explorer.widgets.token_strip import printable
 
 T_MAX = 3.0
 T_STEP = 0.05
@@ -353,7 +352,7 @@ class DistributionPanel(QWidget):
                     s = f"({s})"
             labels.append((max(v, 0.0), float(j), s, text_c if kept[j] else muted_c))
         self.labels.set_labels(labels)
-        ticks = [(j, printable(tok.token_str(int(i)))) for j, i in enumerate(ids.tolist())]
+        ticks = list(enumerate(tok.token_pieces(ids.tolist())))
         if ticks != self._ticks:  # re-rendering an axis is one of the costlier parts of a redraw
             self._ticks = ticks
             self.plot.getAxis("left").setTicks([ticks, []])
@@ -385,7 +384,7 @@ class DistributionPanel(QWidget):
         h = d.entropy
         planned = int(r.planned)
         p_plan = float(d.probs[planned])
-        lines = [f"Next: <b style='color:{THEME.accent}'>{_html(printable(tok.token_str(planned)))}"
+        lines = [f"Next: <b style='color:{THEME.accent}'>{_html(tok.token_pieces([planned])[0])}"
                  f"</b> {p_plan * 100:.1f}% (rank {d.rank_of(planned) + 1})"
                  f" &nbsp;·&nbsp; entropy <b>{h:.2f}</b> nats = {h / math.log(2):.2f} bits"
                  f" &nbsp;·&nbsp; like {math.exp(h):.1f} equally likely choices"]
@@ -400,7 +399,7 @@ class DistributionPanel(QWidget):
         if r.chosen is not None:
             how = "forced" if r.forced else "sampled"
             lines.append(f"<span style='color:{THEME.muted}'>Last step {how} "
-                         f"{_html(printable(tok.token_str(int(r.chosen))))}"
+                         f"{_html(tok.token_pieces([int(r.chosen)])[0])}"
                          f" with p = {(r.chosen_prob or 0) * 100:.1f}%, rank "
                          f"{(r.chosen_rank or 0) + 1}</span>")
         self.summary.setText("<br>".join(lines))
@@ -437,7 +436,7 @@ class DistributionPanel(QWidget):
         d = r.dist
         kept = bool(d.kept[tid])
         self.view.setToolTip(
-            f"{printable(tok.token_str(tid))!r} (id {tid}), rank {j + 1}\n"
+            f"{tok.token_pieces([tid])[0]!r} (id {tid}), rank {j + 1}\n"
             f"logit {float(d.logits[tid]):+.3f}\n"
             f"after temperature {float(d.full_probs[tid]) * 100:.2f}%"
             + (f", sampled with {float(d.probs[tid]) * 100:.2f}%" if kept

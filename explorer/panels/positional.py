@@ -41,7 +41,6 @@ from explorer.widgets.plot_helpers import (
     symmetric_levels,
 )
 from model.positional import DESCRIPTIONS
-from model.tokenizer import printable
 
 VIEWS = ("matrix", "curves", "similarity", "prompt")
 VIEW_TITLES = {"matrix": "Encoding table", "curves": "Dimension curves",
@@ -400,7 +399,7 @@ class PositionalPanel(LiveRedraw, QWidget):
         tok, pos, both = self.prompt_norms(r)
         t = len(tok)
         x = np.arange(t, dtype=float)
-        labels = [printable(s) for s in r.tokens]
+        labels = r.pieces
         self.prompt_axis.set_labels(labels)
         if pos is None:
             self.tok_bars.setOpts(x=x, height=tok, width=0.7)

@@ -12,6 +12,8 @@ window's shortcuts never fire there. Esc leaves the editor.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import accumulate
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
@@ -36,11 +38,21 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.plotting import THEME, QuietLabel, mono_font, ui_font
-from explorer.widgets.token_strip import ChipScroll, TokenStrip, printable
+from explorer.widgets.token_strip import ChipScroll, TokenStrip
 
 DEBOUNCE_MS = 300  # typing pauses this long before generation restarts from the new prompt
 EDITOR_KEYS_NOTE = ("While the prompt editor has the keyboard focus, Space, Backspace and the "
                     "arrow keys edit the text; press Esc or click the tokens to leave it.")
+
+def qt_spans(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans of ``text`` in Python str indices (code points, as the tokenizer reports them) as
+    Qt text positions (UTF-16 code units): a character beyond U+FFFF, such as an emoji, is one
+    index in Python and two positions in a QTextDocument."""
+    if text.isascii() or max(text) <= "\uffff":
+        return list(spans)
+    units = list(accumulate((2 if c > "\uffff" else 1 for c in text), initial=0))
+    return [(units[s], units[e]) for s, e in spans]
+
 
 class _EditorFilter(QObject):
     """Esc in the editor hands the keyboard back to the window (so Space steps again)."""
@@ -253,7 +265,7 @@ class PromptPanel(QWidget):
         if tok is None:
             return
         text = self.editor.toPlainText()
-        self.set_prompt_text("".join(c for c in text if c in tok.stoi))
+        self.set_prompt_text(tok.without_unknown(text))
 
     @Slot(object)
     def _on_prompt_checked(self, check: Any) -> None:
@@ -265,11 +277,11 @@ class PromptPanel(QWidget):
             fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.WaveUnderline)
             fmt.setUnderlineColor(QColor(THEME.bad))
             fmt.setToolTip("not in the model's vocabulary")
-            for pos in check.unknown:
+            for start, end in qt_spans(text, [(pos, pos + 1) for pos in check.unknown]):
                 sel = QTextEdit.ExtraSelection()
                 cur = QTextCursor(self.editor.document())
-                cur.setPosition(pos)
-                cur.setPosition(pos + 1, QTextCursor.MoveMode.KeepAnchor)
+                cur.setPosition(start)
+                cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
                 sel.cursor = cur
                 sel.format = fmt
                 selections.append(sel)
@@ -294,7 +306,7 @@ class PromptPanel(QWidget):
     @Slot()
     def _on_model_changed(self) -> None:
         tok = self.session.tokenizer
-        self.strip.lookup = tok.token_str if tok is not None else None
+        self.strip.lookup = tok.token_pieces if tok is not None else None
         self.strip.set_result(self.session.result)  # None until the new model's first result
         self._set_enabled(self.session.model is not None)
 
@@ -339,4 +351,4 @@ class PromptPanel(QWidget):
             self.session.select_token(i)
 
 
-__all__ = ["PromptPanel", "TokenStrip", "printable", "DEBOUNCE_MS", "EDITOR_KEYS_NOTE"]
+__all__ = ["PromptPanel", "TokenStrip", "DEBOUNCE_MS", "EDITOR_KEYS_NOTE", "qt_spans"]

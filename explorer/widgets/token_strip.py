@@ -2,8 +2,8 @@
 
 Prompt tokens are neutral chips; generated tokens are coloured by the probability they had when
 they were chosen (red = a long shot, green = the obvious choice; forced tokens get a dashed
-border); whitespace is made visible with model.tokenizer.printable. The ghost chip at the end is
-the token the next step will pick. One painted widget rather than a widget per chip: a step
+border); a chip shows the token's piece (whitespace made visible: Tokenizer.token_pieces). The
+ghost chip at the end is the token the next step will pick. One painted widget rather than a widget per chip: a step
 re-lays out and repaints hundreds of chips in a few milliseconds. Each chip is rendered once into
 a cached pixmap (antialiased text is the costly part): at a full window every step slides all
 chips along, and repainting them is then one blit each.
@@ -11,6 +11,7 @@ chips along, and repainting them is then one blit each.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal, Slot
@@ -18,32 +19,6 @@ from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEve
 from PySide6.QtWidgets import QMenu, QScrollArea, QSizePolicy, QWidget
 
 from explorer.plotting import THEME, mono_font, prob_color
-
-_SPECIAL = {"\n": "\u21b5", "\t": "\u21e5", " ": "\u2423", "\r": "\u240d"}
-
-
-_PRINTABLE: Any = None
-_SHOWN: dict[str, str] = {}  # token -> printable(token): every step labels a whole window
-
-
-def printable(token: str) -> str:
-    """model.tokenizer.printable, imported on first use (torch must not delay the first paint),
-    remembered per token (it is a pure function, and a step relabels hundreds of tokens)."""
-    global _PRINTABLE
-    shown = _SHOWN.get(token)
-    if shown is not None:
-        return shown
-    if _PRINTABLE is None:
-        try:
-            from model.tokenizer import printable as p
-        except Exception:  # noqa: BLE001 - a broken model package must not break the strip
-            return _SPECIAL.get(token, token)
-        _PRINTABLE = p
-    if len(_SHOWN) > 65536:  # bounded: a BPE vocabulary has many tokens
-        _SHOWN.clear()
-    shown = _SHOWN[token] = _PRINTABLE(token)
-    return shown
-
 
 # chip index of the "… n earlier" marker and of the ghost chip (the planned token)
 _CROPPED, _GHOST = -1, -2
@@ -79,7 +54,8 @@ class TokenStrip(QWidget):
         self._layout_width = -1
         self._height = 40
         self._hover = -3
-        self.lookup = None  # callable: token id -> string
+        # the tokenizer's token_pieces (ids -> labels), for the planned token outside the window
+        self.lookup: Callable[[Sequence[int]], list[str]] | None = None
         self._widths: dict[str, int] = {}  # label -> pixel width (font fixed)
         self._min_w = 8
         # (look, width, height, device pixel ratio) -> chip image
@@ -92,7 +68,7 @@ class TokenStrip(QWidget):
             self._layout_width == width and self._looks is not None
         before = list(zip(self._chips, self._looks, strict=True)) if same_place else None
         self.result = result
-        self._labels = [printable(t) for t in result.tokens] if result is not None else []
+        self._labels = result.pieces if result is not None else []
         self._relayout(width)
         self._update_changed(before)
         self.content_changed.emit()
@@ -169,7 +145,7 @@ class TokenStrip(QWidget):
                 x, y = margin, y + line
             chips.append((x, y, w, idx))
             x += w + gap
-            if idx >= 0 and tokens[idx] == "\n":  # mirror the text's lines
+            if idx >= 0 and tokens[idx].endswith("\n"):  # mirror the text's lines
                 x, y = margin, y + line
         self._chips = chips
         self._chip_h = h
@@ -181,19 +157,19 @@ class TokenStrip(QWidget):
     def _cropped_text(r: Any) -> str:
         return f"\u2026 {r.cropped} earlier"
 
-    def token_str(self, tid: int) -> str:
-        """The string of a token id (the panel sets ``lookup`` to the tokenizer's token_str)."""
+    def piece(self, tid: int) -> str:
+        """The label of a token id (the panel sets ``lookup`` to the tokenizer's token_pieces)."""
         r = self.result
         if self.lookup is not None:
             try:
-                return self.lookup(int(tid))
+                return self.lookup([int(tid)])[0]
             except (IndexError, ValueError):  # a result of the previous model
                 pass
-        hits = [t for i, t in zip(r.ids.tolist(), r.tokens, strict=True) if i == tid] if r is not None else []
+        hits = [t for i, t in zip(r.ids.tolist(), r.pieces, strict=True) if i == tid] if r is not None else []
         return hits[0] if hits else "?"
 
     def _ghost_text(self, r: Any) -> str:
-        return printable(self.token_str(r.planned)) + " ?"
+        return self.piece(r.planned) + " ?"
 
     def chip_rect(self, i: int) -> QRect:
         for x, y, w, idx in self._chips:
@@ -401,10 +377,10 @@ class TokenStrip(QWidget):
         if i == -2:
             tid = int(r.planned)
             p = float(r.dist.probs[tid])
-            return (f"Next step will pick {printable(self.token_str(tid))!r} (id {tid}): "
+            return (f"Next step will pick {self.piece(tid)!r} (id {tid}): "
                     f"probability {p:.3f}, rank {r.dist.rank_of(tid) + 1}")
         tid = int(r.ids[i])
-        head = f"{printable(r.tokens[i])!r}  id {tid}  position {r.cropped + i}"
+        head = f"{r.pieces[i]!r}  id {tid}  position {r.cropped + i}"
         if i < r.n_prompt:
             return f"{head}\nprompt token"
         p = float(r.token_probs[i])
@@ -442,4 +418,4 @@ class ChipScroll(QScrollArea):
         self.fit()
 
 
-__all__ = ["TokenStrip", "ChipScroll", "printable"]
+__all__ = ["TokenStrip", "ChipScroll"]

@@ -136,6 +136,17 @@ def test_unknown_characters_highlighted_and_removed(qtbot, window):
     assert p.editor.extraSelections() == [] and not p.remove_button.isVisibleTo(p)
 
 
+def test_unknown_characters_after_an_emoji_are_highlighted_in_place(qtbot, window):
+    """Qt counts positions in UTF-16 code units, Python in code points: an emoji is one
+    character in the prompt but two positions in the editor."""
+    s, p = window.session, window.prompt_panel
+    with qtbot.waitSignal(s.step_ready, timeout=5000):
+        p.set_prompt_text("hi \U0001F600 there\u200b, \u202eok \u00a7 The end")
+    assert [x.cursor.selectedText() for x in p.editor.extraSelections()] == [
+        "\U0001F600", "\u200b", "\u202e", "\u00a7"]
+    assert s.result.text == "hi  there, ok  The end"
+
+
 def test_empty_prompt_starts_from_newline(qtbot, window):
     s, p = window.session, window.prompt_panel
     with qtbot.waitSignal(s.message, timeout=5000) as msg:

@@ -21,8 +21,7 @@ from explorer.panels.attention.panel import AttentionPanel
 from explorer.panels.distribution import _PercentAxis
 from explorer.plotting import FastAxis, QuietLabel, mono_font
 from explorer.widgets.plot_helpers import HeatmapWidget, LabelAxis, ValueImage
-from explorer.widgets.token_strip import ChipScroll, TokenStrip, printable
-from model.tokenizer import printable as model_printable
+from explorer.widgets.token_strip import ChipScroll, TokenStrip
 
 LABELS = list("hello world, the quick brown fox jumps\n over the lazy dog. ") * 5
 
@@ -311,11 +310,6 @@ def test_live_redraw_waits_only_for_what_is_left_of_a_frame(qtbot):
     panel.schedule_redraw()
     assert panel._timer.interval() == 0
     qtbot.waitUntil(lambda: panel.redraw_count > n, timeout=2000)
-
-
-def test_remembered_printable_matches_the_tokenizers():
-    for tok in ["a", " ", "\n", "\t", "\r", "\x00", "\x7f", "\u200b", "ab", "é"] * 2:
-        assert printable(tok) == model_printable(tok)
 
 
 def test_label_axis_counts_label_widths_once(qapp):

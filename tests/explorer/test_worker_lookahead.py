@@ -11,11 +11,11 @@ from model.stepper import Stepper
 FULL = "the quick brown fox jumps over the lazy dog"  # longer than the tiny model's 32 tokens
 
 
-def reference(path, result_before, auto_seed, prompt, force=None):
+def reference(path, result_before, prompt, force=None):
     """What a fresh stepper gives for one step after ``prompt`` with the same draws."""
     ck = load_checkpoint(path)
     st = Stepper(ck.model, ck.tokenizer, result_before.sample)
-    st.auto_seed = auto_seed
+    st.auto_seed = result_before.auto_seed
     st.set_prompt(prompt)
     return st.step(force=force)
 
@@ -30,7 +30,7 @@ def test_a_step_uses_the_pass_run_ahead(qtbot, make_window, tiny_models):
     assert s.worker.lookahead_hits == 1
     r = s.result
     assert r.chosen == before.planned and r.cropped == before.cropped + 1  # the window slid
-    ref = reference(tiny_models["tiny"], before, s.worker.auto_seed, FULL)
+    ref = reference(tiny_models["tiny"], before, FULL)
     np.testing.assert_array_equal(r.ids, ref.ids)
     np.testing.assert_allclose(r.logits, ref.logits, atol=1e-5)
     np.testing.assert_allclose(r.attention, ref.attention, atol=1e-5)
@@ -49,7 +49,7 @@ def test_a_forced_other_token_is_computed_afresh(qtbot, make_window, tiny_models
         s.step(force=other)
     assert s.worker.lookahead_hits == 0
     assert s.result.chosen == other and s.result.forced
-    ref = reference(tiny_models["tiny"], before, s.worker.auto_seed, FULL, force=other)
+    ref = reference(tiny_models["tiny"], before, FULL, force=other)
     np.testing.assert_allclose(s.result.logits, ref.logits, atol=1e-5)
 
 

@@ -44,7 +44,7 @@ from explorer.widgets.plot_helpers import (
     symmetric_levels,
 )
 from model.positional import DESCRIPTIONS
-from model.tokenizer import printable
+from model.tokenizer import Tokenizer
 
 # -- explanations ------------------------------------------------------------------------------
 LN_FORMULA = "LN(x) = γ ⊙ (x − μ) / √(σ² + ε) + β"
@@ -98,12 +98,12 @@ class LensModel(QAbstractTableModel):
         self.ids = np.zeros((0, 0, 1), np.int64)
         self.probs = np.zeros((0, 0, 1), np.float32)
         self.labels: list[str] = []
-        self.vocab: list[str] = []
+        self.tokenizer: Tokenizer | None = None  # labels the predicted tokens
         self._cmap = pg.colormap.get(PROB_CMAP)
 
-    def set_data(self, ids, probs, labels, vocab) -> None:
+    def set_data(self, ids, probs, labels, tokenizer: Tokenizer | None) -> None:
         self.beginResetModel()
-        self.ids, self.probs, self.labels, self.vocab = ids, probs, labels, vocab
+        self.ids, self.probs, self.labels, self.tokenizer = ids, probs, labels, tokenizer
         self.endResetModel()
 
     def rowCount(self, parent=None):  # noqa: N802
@@ -113,7 +113,8 @@ class LensModel(QAbstractTableModel):
         return 0 if parent is not None and parent.isValid() else self.ids.shape[1]
 
     def _tok(self, i: int) -> str:
-        return printable(self.vocab[i]) if 0 <= i < len(self.vocab) else str(i)
+        tok = self.tokenizer
+        return tok.token_pieces([i])[0] if tok is not None and 0 <= i < tok.vocab_size else str(i)
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
@@ -365,7 +366,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         draw(b, r)
 
     def _labels(self, r) -> list[str]:
-        return [printable(t) for t in r.tokens]
+        return r.pieces
 
     def _temperature(self, r) -> float:
         s = getattr(r, "sample", None) or getattr(self.session, "sample", None)
@@ -516,19 +517,15 @@ class ArchitecturePanel(LiveRedraw, QWidget):
     def _d_lens(self, b, r) -> None:
         if r.lens_ids is None:
             return self._show_text("The logit lens was not captured.")
-        tok = getattr(self.session, "tokenizer", None)
-        vocab = list(getattr(tok, "chars", [])) if tok is not None else []
         self.lens_model.set_data(np.asarray(r.lens_ids), np.asarray(r.lens_probs),
-                                 self._labels(r), vocab)
+                                 self._labels(r), self.session.tokenizer)
         self.detail_stack.setCurrentWidget(self.lens_table)
         if r.T:
             self.lens_table.scrollTo(self.lens_model.index(0, r.T - 1))
 
     def _d_softmax(self, b, r) -> None:
         ids, p = r.dist.top(10)
-        tok = getattr(self.session, "tokenizer", None)
-        vocab = list(getattr(tok, "chars", []))
-        labels = [printable(vocab[i]) if i < len(vocab) else str(i) for i in ids]
+        labels = self.session.tokenizer.token_pieces(ids.tolist())
         self._series(r, labels, [(f"p at τ = {self._temperature(r):g}",
                                   np.asarray(p, dtype=np.float32), THEME.accent)],
                      "probability", "next-token", bars=True)

@@ -44,9 +44,6 @@ from explorer.widgets.plot_helpers import (
     status_label,
     symmetric_levels,
 )
-from explorer.widgets.token_strip import (
-    printable,  # remembered per token: a step relabels the whole window
-)
 
 STAGES = ("probs", "masked", "scores")
 STAGE_TITLES = {"scores": "Scores QKᵀ/√d", "masked": "Masked scores", "probs": "Softmax weights"}
@@ -328,7 +325,7 @@ class AttentionPanel(LiveRedraw, QWidget):
 
     # -- drawing -------------------------------------------------------------------------------
     def _labels(self, r) -> list[str]:
-        return [printable(t) for t in r.tokens]
+        return r.pieces
 
     def _future_mask(self, t: int, reps: tuple[int, int] = (1, 1)) -> np.ndarray:
         key = (t, *reps)

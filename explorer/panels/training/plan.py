@@ -317,7 +317,8 @@ class Planner:
             if problem:
                 raise PlanError(problem)
             if tokenizer is not None:
-                missing = sorted(set(text) - set(tokenizer.chars))
+                # each distinct character once: a corpus is megabytes
+                missing = sorted({u.char for u in tokenizer.unknown("".join(set(text)))})
                 if missing:
                     shown = ", ".join(repr(c) for c in missing[:8])
                     raise PlanError(f"The loaded model cannot continue on this text: it has "
