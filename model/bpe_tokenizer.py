@@ -17,9 +17,17 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
-from .tokenizer import TokenizerError, UnknownChar, UnknownCharactersError, printable
+from .tokenizer import (
+    TOKENIZER_KINDS,
+    Tokenizer,
+    TokenizerError,
+    UnknownChar,
+    UnknownCharactersError,
+    printable,
+)
 
 BPE_KIND = "bpe"
 END_OF_TEXT = "<|endoftext|>"  # GPT-2's document separator; trained BPEs get it as id 0
@@ -43,12 +51,12 @@ def _bytes_to_unicode() -> dict[int, str]:
 _BYTE_OF_CHAR = {c: b for b, c in _bytes_to_unicode().items()}
 
 
-class BPETokenizer:
-    """A ``tokenizers.Tokenizer`` behind this project's tokenizer methods."""
+class BPETokenizer(Tokenizer):
+    """A ``tokenizers.Tokenizer`` behind this project's tokenizer interface."""
 
     kind = BPE_KIND
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: HFTokenizer):
         self._tok = tokenizer
         spec = json.loads(tokenizer.to_str())
         self._spec = spec
@@ -82,7 +90,7 @@ class BPETokenizer:
                 f"256 bytes and {END_OF_TEXT}), got {vocab_size!r}")
         if not text:
             raise TokenizerError("cannot train a tokenizer on empty text")
-        tok = Tokenizer(models.BPE())
+        tok = HFTokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
@@ -99,7 +107,7 @@ class BPETokenizer:
         """A ``tokenizer.json`` written by the ``tokenizers`` library or ``transformers``."""
         path = Path(path)
         try:
-            return cls(Tokenizer.from_str(path.read_text(encoding="utf-8")))
+            return cls(HFTokenizer.from_str(path.read_text(encoding="utf-8")))
         except TokenizerError as e:
             raise TokenizerError(f"{path}: {e}") from None
         except Exception as e:  # the library's own parse errors
@@ -114,7 +122,7 @@ class BPETokenizer:
         except Exception as e:
             raise TokenizerError(f"{vocab} / {merges}: not a GPT-2 vocabulary and merges file "
                                  f"({e})") from None
-        tok = Tokenizer(model)
+        tok = HFTokenizer(model)
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
@@ -215,15 +223,12 @@ class BPETokenizer:
                 text = self._bytes[i].decode("utf-8")
             except UnicodeDecodeError:
                 text = self._bytes[i].decode("utf-8", "backslashreplace")
-            out.append("".join(printable(c) for c in text))
+            out.append(printable(text))
         return out
 
     # -- persistence ---------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"kind": self.kind, "tokenizer": self._spec}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, d: dict) -> BPETokenizer:
@@ -232,9 +237,9 @@ class BPETokenizer:
             raise TokenizerError(f"unsupported tokenizer kind {kind!r} (expected 'bpe')")
         spec = d.get("tokenizer")
         if not isinstance(spec, dict):
-            raise TokenizerError("the BPE tokenizer JSON has no 'tokenizer' object")
+            raise TokenizerError("the 'bpe' tokenizer description has no 'tokenizer' object")
         try:
-            tok = Tokenizer.from_str(json.dumps(spec))
+            tok = HFTokenizer.from_str(json.dumps(spec))
         except Exception as e:
             raise TokenizerError(f"the BPE tokenizer JSON cannot be read ({e})") from None
         return cls(tok)
@@ -259,5 +264,7 @@ class BPETokenizer:
             written += [Path(p) for p in self._tok.model.save(str(folder))]
         return written
 
+
+TOKENIZER_KINDS[BPE_KIND] = BPETokenizer
 
 __all__ = ["BPE_KIND", "END_OF_TEXT", "MIN_BPE_VOCAB", "BPETokenizer"]
