@@ -188,8 +188,9 @@ class BPETokenizer(Tokenizer):
         return self._encoding(text, errors).ids
 
     def offsets(self, text: str, errors: str = "strict") -> list[tuple[int, int]]:
-        """(start, end) character span of each token of ``text`` in ``text``. Tokens that hold
-        parts of one character (an emoji split in two) share that character's span."""
+        """(start, end) character span of each token of ``text`` in ``text``, as transformers'
+        offset mapping gives them: a token that holds part of a character (an emoji split over
+        two tokens) covers that whole character, so neighbouring spans overlap there."""
         return [(a, b) for a, b in self._encoding(text, errors).offsets]
 
     def _check_id(self, i: int) -> int:
