@@ -391,10 +391,11 @@ class InferenceWorker(QObject):
             self.notice.emit(f"{e}; using the CPU instead", req.generation)
         loaded: Loaded | None = None
         if req.path is not None:
-            from model.checkpoints import CheckpointError, load_checkpoint
+            from model.checkpoints import CheckpointError
+            from model.loading import open_model
 
-            try:
-                ck = load_checkpoint(req.path, device=device)
+            try:  # a checkpoint file, a Hugging Face or nanoGPT folder, or a cached model name
+                ck = open_model(req.path, device=device)
                 loaded = Loaded(ck.model, ck.tokenizer, Path(req.path), device,
                                 dict(ck.summary or {}), is_trained(ck.summary))
             except (CheckpointError, OSError, RuntimeError) as e:

@@ -19,6 +19,8 @@ from .adapters.nanogpt import CKPT_NAME, open_nanogpt
 from .checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt")
+# files of a Hugging Face folder: given one of them (a drop, a file dialog), open the folder
+HF_FOLDER_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
 
 
 def open_model(source: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
@@ -33,13 +35,13 @@ def open_model(source: str | Path, device: str | torch.device = "cpu") -> Loaded
             f"{path}: this folder has neither config.json (a Hugging Face model folder) nor "
             f"{CKPT_NAME} (a nanoGPT checkpoint)")
     if path.is_file():
-        if path.name == "config.json":
+        if path.name in HF_FOLDER_FILES and (path.parent / "config.json").is_file():
             return open_hf_folder(path.parent, device)
         if path.suffix in PICKLE_SUFFIXES:
             return open_nanogpt(path, device)
         return load_checkpoint(path, device)
-    if isinstance(source, str) and looks_like_model_name(source):
-        return open_hf_folder(find_cached(source), device, name=source)
+    if looks_like_model_name(str(source)):
+        return open_hf_folder(find_cached(str(source)), device, name=str(source))
     return load_checkpoint(path, device)  # its message for a file that is not there
 
 

@@ -81,7 +81,8 @@ def test_pytorch_model_bin_and_vocab_merges_without_tokenizer_json(make_hf_folde
     (folder / "model.safetensors").unlink()
     (folder / "tokenizer.json").unlink()
     torch.save(hf.state_dict(), folder / "pytorch_model.bin")
-    ck = open_model(folder)
+    ck = open_model(folder / "pytorch_model.bin")  # a file of the folder opens the folder
+    assert ck.path == folder
     ids = ck.tokenizer.encode(PROMPT)
     torch.testing.assert_close(_our_logits(ck.model, ids), _hf_logits(hf, ids)[0], atol=1e-4,
                                rtol=0)
