@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from ..checkpoints import CheckpointError
 from ..config import ModelConfig
@@ -47,6 +48,21 @@ def _shape(t) -> tuple[int, ...]:
     return tuple(t.shape)
 
 
+class _SkipInit(TorchFunctionMode):
+    """Inside it, the random initialisation of new layers does nothing (their memory is left
+    as allocated): a model whose every weight is about to be replaced skips seconds of random
+    numbers at GPT-2 size. A torch function mode is per thread, so a model built meanwhile in
+    another thread (a training run) is initialised as usual."""
+
+    _SKIPPED = frozenset({"normal_", "uniform_", "kaiming_uniform_", "trunc_normal_", "zeros_",
+                          "ones_", "zero_", "fill_"})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in self._SKIPPED:
+            return args[0] if args else (kwargs or {}).get("tensor")
+        return func(*args, **(kwargs or {}))
+
+
 def gpt_from_gpt2_state(state: dict[str, torch.Tensor], config: ModelConfig, *, conv1d: bool,
                         source: str, config_name: str = "the config") -> GPT:
     """Build a GPT from a state dict in GPT-2's layout. ``conv1d``: weights are stored (in, out)
@@ -54,7 +70,9 @@ def gpt_from_gpt2_state(state: dict[str, torch.Tensor], config: ModelConfig, *, 
     naming the tensor and both shapes."""
     if config.pos_kind != "learned" or config.norm != "pre":
         raise ValueError("GPT-2 layout means learned positions and pre-norm")
-    model = GPT(config)
+    # every weight is replaced by the file's (a GPT-2-layout model has no buffers to compute)
+    with _SkipInit():
+        model = GPT(config)
     expected = model.state_dict()
     if config.tie_weights:
         expected.pop("lm_head.weight")
@@ -105,7 +123,8 @@ def gpt_from_gpt2_state(state: dict[str, torch.Tensor], config: ModelConfig, *, 
         raise CheckpointError(f"{source}: these weights are not finite numbers: "
                               f"{', '.join(bad[:5])}")
     with torch.no_grad():
-        model.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()}, strict=False)
+        model.load_state_dict({k: v.to(torch.float32).contiguous() for k, v in tensors.items()},
+                              strict=False, assign=True)
     if config.tie_weights:
         model.lm_head.weight = model.wte.weight
     return model.eval()
