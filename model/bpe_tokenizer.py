@@ -167,31 +167,35 @@ class BPETokenizer(Tokenizer):
         """Characters no token covers (never any for a byte-level BPE)."""
         if self.byte_level or not text:
             return []
-        covered = [False] * len(text)
-        for a, b in self._tok.encode(text, add_special_tokens=False).offsets:
-            for i in range(a, b):
-                covered[i] = True
-        return [UnknownChar(c, i) for i, c in enumerate(text) if not covered[i]]
+        bad = {c for c in set(text) if not self._tok.encode(c, add_special_tokens=False).ids}
+        return [UnknownChar(c, i) for i, c in enumerate(text) if c in bad]
 
-    def _encoding(self, text: str, errors: str):
+    def _encode(self, text: str, errors: str) -> tuple[list[int], list[tuple[int, int]]]:
         if errors not in ("strict", "drop"):
             raise TokenizerError(f"errors={errors!r} must be 'strict' or 'drop'")
-        if errors == "strict":
-            bad = self.unknown(text)
-            if bad:
-                raise UnknownCharactersError(bad)
-        return self._tok.encode(text, add_special_tokens=False)
+        bad = self.unknown(text)
+        if bad and errors == "strict":
+            raise UnknownCharactersError(bad)
+        if not bad:
+            enc = self._tok.encode(text, add_special_tokens=False)
+            return enc.ids, [(a, b) for a, b in enc.offsets]
+        # the library's offsets go wrong after a character it drops: encode the text without
+        # them and map the offsets back onto the original text
+        gone = {u.position for u in bad}
+        keep = [i for i in range(len(text)) if i not in gone]
+        enc = self._tok.encode("".join(text[i] for i in keep), add_special_tokens=False)
+        return enc.ids, [(keep[a], keep[b - 1] + 1) for a, b in enc.offsets]
 
     def encode(self, text: str, errors: str = "strict") -> list[int]:
         """Text to ids. 'strict' raises :class:`UnknownCharactersError` for characters no token
         covers (a byte-level BPE has none), 'drop' leaves them out."""
-        return self._encoding(text, errors).ids
+        return self._encode(text, errors)[0]
 
     def offsets(self, text: str, errors: str = "strict") -> list[tuple[int, int]]:
         """(start, end) character span of each token of ``text`` in ``text``, as transformers'
         offset mapping gives them: a token that holds part of a character (an emoji split over
         two tokens) covers that whole character, so neighbouring spans overlap there."""
-        return [(a, b) for a, b in self._encoding(text, errors).offsets]
+        return self._encode(text, errors)[1]
 
     def _check_id(self, i: int) -> int:
         i = int(i)

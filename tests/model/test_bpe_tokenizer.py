@@ -145,3 +145,24 @@ def test_cli_bad_tokenizer_spec_is_one_line(tmp_path, samples, capsys, spec, wor
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and words in err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_character_tokenizer_exported_as_tokenizer_json_encodes_like_the_original(tmp_path):
+    """Export writes a character model's vocabulary as a BPE without merges; read back, it gives
+    the same ids, offsets and unknown characters (the library's own offsets go wrong after a
+    character it drops)."""
+    from model.adapters.hf_gpt2 import save_hf_folder
+    from model.tokenizer import CharTokenizer, UnknownCharactersError
+
+    char = CharTokenizer.from_text("abc \n")
+    model = GPT(ModelConfig(vocab_size=char.vocab_size, block_size=8, n_layer=1, n_head=1,
+                            n_embd=8))
+    back = BPETokenizer.from_folder(save_hf_folder(model, char, tmp_path / "hf"))
+    for text in ("ab c\n", "xxab cx\n", "abxc", "é"):
+        for method in ("encode", "offsets"):
+            assert getattr(back, method)(text, errors="drop") == \
+                getattr(char, method)(text, errors="drop"), (method, text)
+        assert back.unknown(text) == char.unknown(text)
+    assert back.decode(char.encode("ab c\n")) == "ab c\n"
+    with pytest.raises(UnknownCharactersError, match="'x'"):
+        back.encode("abxc")
