@@ -142,6 +142,37 @@ def test_padded_vocabulary_is_cut_to_the_tokenizers(tmp_path):
         torch.testing.assert_close(ck.model(x, all_logits=True)[0], want, atol=1e-4, rtol=0)
 
 
+def _gpt2_sized_tokenizer_json(path):
+    """A byte-level BPE with GPT-2's 50,257 ids (the 256 bytes, filler pieces, <|endoftext|>
+    last): what nanoGPT's GPT-2 models need, without GPT-2's own files."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    from model.bpe_tokenizer import _bytes_to_unicode
+
+    vocab = {c: i for i, c in enumerate(_bytes_to_unicode().values())}
+    vocab.update({f"piece{i}": i for i in range(256, 50256)})
+    vocab["<|endoftext|>"] = 50256
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|endoftext|>"])
+    tok.save(str(path))
+
+
+def test_gpt2_vocabulary_with_gpt2s_tokenizer_beside_it_and_padding_cut(tmp_path):
+    """nanoGPT's GPT-2 runs: vocab_size 50304 (padded), no meta.pkl, GPT-2's BPE."""
+    _gpt2_sized_tokenizer_json(tmp_path / "tokenizer.json")
+    sd = nanogpt_state(50304, n_embd=32)
+    write_ckpt(tmp_path / "ckpt.pt", sd, 50304, dataset="openwebtext")
+    ck = open_model(tmp_path / "ckpt.pt")
+    assert ck.tokenizer.vocab_size == ck.config.vocab_size == 50257
+    assert ck.summary["tokenizer_from"] == str(tmp_path)
+    x = torch.tensor([ck.tokenizer.encode("hi there")])
+    with torch.no_grad():
+        want = nanogpt_forward(sd, x, 2, 2)[..., :50257]
+        torch.testing.assert_close(ck.model(x, all_logits=True)[0], want, atol=1e-4, rtol=0)
+
+
 def test_cli_generate_and_inspect_from_ckpt(tmp_path, capsys):
     write_ckpt(tmp_path / "ckpt.pt", nanogpt_state(len(CHARS)), len(CHARS))
     write_meta(tmp_path / "meta.pkl")
