@@ -97,9 +97,9 @@ class BPETokenizer(Tokenizer):
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size, min_frequency=2, show_progress=False,
             special_tokens=[END_OF_TEXT], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-        # lines, not one string: the library splits its work per item; the merges only depend
-        # on the word counts, so the result is the same either way
-        tok.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
+        # the whole text as one item: split into lines, a newline followed by indentation would
+        # be counted as other pieces than encoding the text gives
+        tok.train_from_iterator([text], trainer=trainer)
         return cls(tok)
 
     @classmethod

@@ -61,15 +61,13 @@ def config_from_hf(hf: dict, where: str) -> ModelConfig:
         if hf.get(key, ok) != ok:
             raise CheckpointError(f"{where}: {key}={hf[key]!r} is a GPT-2 variant this project "
                                   "does not implement")
-    n_embd = hf.get("n_embd", 768)
     n_inner = hf.get("n_inner")
     try:
         return ModelConfig(
             vocab_size=hf.get("vocab_size", 50257),
             block_size=hf.get("n_positions", hf.get("n_ctx", 1024)),
-            n_layer=hf.get("n_layer", 12), n_head=hf.get("n_head", 12), n_embd=n_embd,
-            n_ffn=n_inner if n_inner is not None else 4 * n_embd if isinstance(n_embd, int)
-            else 0,
+            n_layer=hf.get("n_layer", 12), n_head=hf.get("n_head", 12),
+            n_embd=hf.get("n_embd", 768), n_ffn=n_inner if n_inner is not None else 0,
             pos_kind="learned", norm="pre", dropout=0.0, bias=True,
             tie_weights=bool(hf.get("tie_word_embeddings", True)),
             activation=_ACTIVATIONS[act],

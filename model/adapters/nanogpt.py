@@ -127,10 +127,9 @@ def open_nanogpt(path: str | Path, device: str | torch.device = "cpu") -> Loaded
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{ckpt}: model_args describe an impossible model ({e})") from None
     tokenizer, tok_source = find_tokenizer(ckpt, train_cfg.get("dataset"), config.vocab_size)
-    summary: dict = {"source": "nanogpt", "tokenizer_from": tok_source,
-                     "steps": data["iter_num"] if isinstance(data.get("iter_num"), int) else None}
-    if summary["steps"] is None:
-        del summary["steps"]
+    summary: dict = {"source": "nanogpt", "tokenizer_from": tok_source}
+    if isinstance(data.get("iter_num"), int):
+        summary["steps"] = data["iter_num"]
     n = tokenizer.vocab_size
     if n > config.vocab_size:
         raise CheckpointError(f"{ckpt}: the tokenizer ({tok_source}) has {n:,} tokens but the "
