@@ -22,7 +22,7 @@ from ..bpe_tokenizer import END_OF_TEXT, BPETokenizer
 from ..checkpoints import CheckpointError, LoadedCheckpoint, atomic_write_bytes, unwrap_model
 from ..config import ConfigError, ModelConfig
 from ..devices import resolve_device
-from ..tokenizer import CharTokenizer, TokenizerError
+from ..tokenizer import CharTokenizer, Tokenizer, TokenizerError
 from ..transformer import GPT
 from .gpt2_weights import gpt2_state_from_gpt, gpt_from_gpt2_state
 
@@ -158,7 +158,7 @@ def open_hf_folder(folder: str | Path, device: str | torch.device = "cpu",
                             path=folder)
 
 
-def hf_config(config: ModelConfig, tokenizer: BPETokenizer | CharTokenizer) -> dict:
+def hf_config(config: ModelConfig, tokenizer: Tokenizer) -> dict:
     """``config.json`` for ``GPT2LMHeadModel`` describing a model of this config."""
     out = {
         "architectures": ["GPT2LMHeadModel"],
@@ -194,7 +194,7 @@ def _char_tokenizer_json(tokenizer: CharTokenizer) -> BPETokenizer:
     return BPETokenizer(tok)
 
 
-def save_hf_folder(model: torch.nn.Module, tokenizer, folder: str | Path) -> Path:
+def save_hf_folder(model: torch.nn.Module, tokenizer: Tokenizer, folder: str | Path) -> Path:
     """Write ``config.json``, ``model.safetensors`` and the tokenizer files so that
     ``transformers.GPT2LMHeadModel.from_pretrained(folder)`` gives the same logits."""
     folder = Path(folder)
@@ -205,14 +205,22 @@ def save_hf_folder(model: torch.nn.Module, tokenizer, folder: str | Path) -> Pat
     if tokenizer.vocab_size != config.vocab_size:
         raise CheckpointError(f"{folder}: cannot export: the tokenizer has "
                               f"{tokenizer.vocab_size} tokens, the model {config.vocab_size}")
+    if isinstance(tokenizer, BPETokenizer):
+        bpe = tokenizer
+    elif isinstance(tokenizer, CharTokenizer):
+        bpe = _char_tokenizer_json(tokenizer)
+    else:
+        raise CheckpointError(f"{folder}: cannot export a {tokenizer.kind!r} tokenizer in "
+                              "Hugging Face's format")
     state = gpt2_state_from_gpt(model)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"{folder}: exists and is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    bpe = tokenizer if isinstance(tokenizer, BPETokenizer) else _char_tokenizer_json(tokenizer)
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         bpe.save_folder(folder)
-        tok_cfg = {"model_max_length": config.block_size, "tokenizer_class": "GPT2Tokenizer"}
+        # GPT-2's class for its byte-level BPE; any other tokenizer.json as it stands
+        cls = "GPT2Tokenizer" if bpe.byte_level else "PreTrainedTokenizerFast"
+        tok_cfg = {"model_max_length": config.block_size, "tokenizer_class": cls}
         if bpe.end_of_text is not None:
             tok_cfg.update(bos_token=END_OF_TEXT, eos_token=END_OF_TEXT, unk_token=END_OF_TEXT)
         (folder / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2),
@@ -221,7 +229,7 @@ def save_hf_folder(model: torch.nn.Module, tokenizer, folder: str | Path) -> Pat
         tmp = folder / ".model.safetensors.tmp"
         save_file(state, str(tmp), metadata={"format": "pt"})
         tmp.replace(weights)
-        # config.json last: a folder cut short by a crash has none, so it is not mistaken for
+        # config.json last: a new folder cut short by a crash has none, so it is not taken for
         # a complete model
         atomic_write_bytes(folder / "config.json",
                            json.dumps(hf_config(config, bpe), indent=2).encode("utf-8"))

@@ -138,7 +138,7 @@ def test_export_round_trip(tmp_path, bpe_folder, kw):
 
 
 def test_cli_export_of_a_character_model_and_generate_from_the_folder(tmp_path, capsys):
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoTokenizer, GPT2LMHeadModel
 
     from model.tokenizer import CharTokenizer
 
@@ -150,6 +150,8 @@ def test_cli_export_of_a_character_model_and_generate_from_the_folder(tmp_path, 
     hf = GPT2LMHeadModel.from_pretrained(str(tmp_path / "hf")).eval()
     torch.testing.assert_close(_hf_logits(hf, ids)[0], _our_logits(model, ids), atol=1e-4,
                                rtol=0)
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "hf"))("abc cab\nhead")["input_ids"] \
+        == ids
     back = open_model(tmp_path / "hf")
     assert back.tokenizer.encode("abc cab\nhead") == ids
     capsys.readouterr()
