@@ -448,10 +448,10 @@ class InferenceWorker(QObject):
             summary = dict(req.summary or {})
             return Loaded(model, snap.tokenizer, None, device, summary, snap.step > 0,
                           req.name or "trained model", _count_params(model))
-        from model.checkpoints import load_checkpoint
+        from model.loading import open_model
 
-        path = Path(req.path)
-        ck = load_checkpoint(path, device=device)
+        path = Path(req.path)  # a checkpoint file, a Hugging Face or nanoGPT folder, a cached name
+        ck = open_model(path, device=device)
         return Loaded(ck.model, ck.tokenizer, path, device, dict(ck.summary or {}),
                       is_trained(ck.summary), req.name or path.stem, _count_params(ck.model))
 

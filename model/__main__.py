@@ -80,16 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action="store_true", help="use torch.compile when it works")
     t.add_argument("--resume", default=None, help="continue training this checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar or samples")
+    t.add_argument("--tokenizer", default="char",
+                   help="char (one token per character, default) or bpe:VOCAB (a byte-level BPE "
+                        "with VOCAB tokens, learned from the corpus first)")
 
+    checkpoint_help = ("a .safetensors checkpoint, a Hugging Face GPT-2 folder, a nanoGPT ckpt.pt, "
+                       "or a model name in the local Hugging Face cache (e.g. gpt2)")
     g = sub.add_parser("generate", help="write text with a trained model")
-    g.add_argument("--checkpoint", required=True)
+    g.add_argument("--checkpoint", required=True, help=checkpoint_help)
     g.add_argument("--prompt", default="\n")
     g.add_argument("--tokens", type=_positive_int, default=200)
     g.add_argument("--device", default="cpu")
     _sampling_args(g)
 
     i = sub.add_parser("inspect", help="next-token distribution and attention for a prompt")
-    i.add_argument("--checkpoint", required=True)
+    i.add_argument("--checkpoint", required=True, help=checkpoint_help)
     i.add_argument("--prompt", required=True)
     i.add_argument("--top", type=_positive_int, default=10, help="how many candidates to list")
     i.add_argument("--json", action="store_true", help="print JSON (default: a readable summary)")
@@ -97,13 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(i)
 
     e = sub.add_parser("eval", help="loss of a checkpoint on a corpus's validation split")
-    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--checkpoint", required=True, help=checkpoint_help)
     e.add_argument("--corpus", required=True, help="a UTF-8 text file, or task:NAME")
     e.add_argument("--split", default="val", choices=("train", "val"))
     e.add_argument("--val-fraction", type=float, default=0.1)
     e.add_argument("--batch", type=_positive_int, default=32)
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", action="store_true")
+
+    x = sub.add_parser("export", help="save a model as a Hugging Face GPT-2 folder")
+    x.add_argument("--checkpoint", required=True, help=checkpoint_help)
+    x.add_argument("--hf-folder", required=True,
+                   help="folder to write (config.json, model.safetensors, tokenizer files)")
     return parser
 
 
@@ -125,10 +135,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     resolve_device(a.device)  # an unavailable device is refused before any work starts
     resumed = None
     if a.resume:
+        if a.tokenizer != "char":
+            raise CLIError("--tokenizer cannot be combined with --resume: a resumed model keeps "
+                           "its own tokenizer")
         resumed = load_checkpoint(a.resume, device="cpu")
     block = resumed.config.block_size if resumed else a.block
-    corpus = load_corpus(a.corpus, block_size=block,
-                         tokenizer=resumed.tokenizer if resumed else None)
+    tokenizer = resumed.tokenizer if resumed else _train_tokenizer(a.tokenizer, a.corpus)
+    corpus = load_corpus(a.corpus, block_size=block, tokenizer=tokenizer)
     model_cfg = None
     if not resumed:
         model_cfg = ModelConfig(
@@ -160,6 +173,33 @@ def cmd_train(a: argparse.Namespace) -> int:
     val = f"{result.val_loss:.4f}" if result.val_loss is not None else "n/a"
     print(f"done: step {result.step}, train loss {result.train_loss:.4f}, val loss {val}, "
           f"saved {a.out}")
+    return 0
+
+
+def _train_tokenizer(spec: str, corpus: str):
+    """None for ``char`` (the corpus makes its own); a BPE learned from the text for ``bpe:N``."""
+    if spec == "char":
+        return None
+    kind, _, size = spec.partition(":")
+    if kind != "bpe" or not size.isdigit():
+        raise CLIError(f"--tokenizer {spec!r} must be 'char' or 'bpe:VOCAB' (e.g. bpe:2000)")
+    if corpus.startswith("task:"):
+        raise CLIError("--tokenizer bpe:VOCAB needs a text corpus; the synthetic tasks use "
+                       "their own characters")
+    from .bpe_tokenizer import BPETokenizer
+    from .corpora import read_text_file
+
+    return BPETokenizer.train(read_text_file(corpus), int(size))
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .adapters.hf_gpt2 import save_hf_folder
+    from .loading import open_model
+
+    ck = open_model(a.checkpoint)
+    folder = save_hf_folder(ck.model, ck.tokenizer, a.hf_folder)
+    print(f"saved {folder} (config.json, model.safetensors, tokenizer.json); "
+          "transformers.GPT2LMHeadModel.from_pretrained opens it")
     return 0
 
 
@@ -223,11 +263,11 @@ def _sample_config(a: argparse.Namespace):
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
-    from .checkpoints import load_checkpoint
+    from .loading import open_model
     from .stepper import generate_text
 
     sample = _sample_config(a)
-    ck = load_checkpoint(a.checkpoint, device=a.device)
+    ck = open_model(a.checkpoint, device=a.device)
     ck.tokenizer.encode(a.prompt)  # unknown characters: one clear error before any work
     text = generate_text(ck.model, ck.tokenizer, a.prompt, a.tokens, sample)
     sys.stdout.write(a.prompt + text + ("\n" if not text.endswith("\n") else ""))
@@ -237,11 +277,11 @@ def cmd_generate(a: argparse.Namespace) -> int:
 def inspect_prompt(checkpoint: str, prompt: str, sample, top: int = 10,
                    device: str = "cpu") -> dict:
     """Everything ``inspect --json`` prints, as a dict (also used by tests and notebooks)."""
-    from .checkpoints import load_checkpoint
     from .config import CaptureSpec
+    from .loading import open_model
     from .stepper import Stepper
 
-    ck = load_checkpoint(checkpoint, device=device)
+    ck = open_model(checkpoint, device=device)
     spec = CaptureSpec(attention=True, scores=False, residual=False, ffn=False,
                        logit_lens=True, embeddings=False, sublayers=False)
     stepper = Stepper(ck.model, ck.tokenizer, sample=sample, capture=spec, lens_k=1)
@@ -298,11 +338,11 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from .checkpoints import load_checkpoint
     from .corpora import load_corpus
+    from .loading import open_model
     from .train_gpt import evaluate_split
 
-    ck = load_checkpoint(a.checkpoint, device=a.device)
+    ck = open_model(a.checkpoint, device=a.device)
     corpus = load_corpus(a.corpus, block_size=ck.config.block_size, tokenizer=ck.tokenizer,
                          val_fraction=a.val_fraction)
     t0 = time.perf_counter()
@@ -318,7 +358,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "inspect": cmd_inspect, "eval": cmd_eval}
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "inspect": cmd_inspect, "eval": cmd_eval,
+            "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,9 @@ from typing import Any
 
 POS_KINDS = ("learned", "sinusoidal", "rotary", "none")
 NORM_KINDS = ("pre", "post")
+# the feed-forward non-linearity: exact GELU (nanoGPT, HF "gelu") or its tanh approximation
+# (GPT-2's original code, HF "gelu_new" / "gelu_pytorch_tanh")
+ACTIVATIONS = ("gelu", "gelu_tanh")
 
 
 class ConfigError(ValueError):
@@ -81,6 +84,8 @@ class ModelConfig(_JsonMixin):
     bias: bool = True
     tie_weights: bool = True  # the unembedding shares the token embedding matrix
     rope_base: float = 10000.0
+    activation: str = "gelu"  # gelu (exact) | gelu_tanh (GPT-2's tanh approximation)
+    layer_norm_epsilon: float = 1e-5  # added to the variance in every layer norm
 
     def __post_init__(self) -> None:
         _positive_int("vocab_size", self.vocab_size)
@@ -111,6 +116,11 @@ class ModelConfig(_JsonMixin):
                f"tie_weights={self.tie_weights!r} must be true or false")
         _finite("rope_base", self.rope_base)
         _check(self.rope_base > 1.0, f"rope_base={self.rope_base} must be greater than 1")
+        _check(self.activation in ACTIVATIONS,
+               f"activation={self.activation!r} must be one of {', '.join(ACTIVATIONS)}")
+        _finite("layer_norm_epsilon", self.layer_norm_epsilon)
+        _check(0 < self.layer_norm_epsilon < 1,
+               f"layer_norm_epsilon={self.layer_norm_epsilon} must be a small positive number")
 
     @property
     def head_size(self) -> int:
@@ -235,6 +245,6 @@ CAPTURE_ALL = CaptureSpec()
 CAPTURE_NOTHING = CaptureSpec.nothing()
 
 __all__ = [
-    "POS_KINDS", "NORM_KINDS", "ConfigError", "ModelConfig", "TrainConfig", "SampleConfig",
+    "POS_KINDS", "NORM_KINDS", "ACTIVATIONS", "ConfigError", "ModelConfig", "TrainConfig", "SampleConfig",
     "CaptureSpec", "CAPTURE_ALL", "CAPTURE_NOTHING",
 ]

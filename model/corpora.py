@@ -135,6 +135,8 @@ def check_task_line(task: str, line: str) -> bool:
 # -- encoding ----------------------------------------------------------------------------------
 def _encode(text: str, tokenizer: CharTokenizer) -> np.ndarray:
     """Vectorised ``tokenizer.encode`` (strict) for long texts; returns int64 ids."""
+    if not isinstance(tokenizer, CharTokenizer):  # subword tokenizers encode in native code
+        return np.asarray(tokenizer.encode(text), dtype=np.int64)
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     vocab = np.array([ord(c) for c in tokenizer.chars], dtype=np.uint32)
     order = np.argsort(vocab, kind="stable")

@@ -50,7 +50,7 @@ def evaluate_split(model: torch.nn.Module, corpus, split: str, block_size: int,
 # -- high level: a GPT on a corpus -------------------------------------------------------------
 def _probe_ids(tokenizer, prompt: str, block_size: int, message) -> list[int]:
     ids = tokenizer.encode(prompt, errors="drop")
-    if len(ids) < len(prompt):
+    if tokenizer.unknown(prompt):
         message("the probe prompt has characters the vocabulary lacks; they are left out")
     if not ids:
         ids = tokenizer.start_ids()
