@@ -12,7 +12,7 @@ import math
 import sys
 import time
 
-from .trainer import Callbacks
+from .trainer import Callbacks, TrainControl
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     t.add_argument("--compile", action="store_true", help="use torch.compile when it works")
+    t.add_argument("--grad-accum", type=_positive_int, default=1,
+                   help="split each step's batch into K forward/backward passes per process "
+                        "(same result, less memory; the batch stays the global batch)")
+    t.add_argument("--amp", default="auto", choices=("auto", "on", "off"),
+                   help="bf16 autocast (auto: on for CPUs with native bf16, off on GPUs)")
+    t.add_argument("--dist-timeout", type=_positive_int, default=600,
+                   help="under torchrun: seconds a process waits for the others (default 600)")
     t.add_argument("--resume", default=None, help="continue training this checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar or samples")
 
@@ -111,11 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(a: argparse.Namespace) -> int:
     import torch
 
-    from .checkpoints import load_checkpoint
-    from .config import ModelConfig, TrainConfig
-    from .corpora import load_corpus
+    from . import distributed
     from .devices import resolve_device
-    from .train_gpt import train_gpt
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -123,6 +127,28 @@ def cmd_train(a: argparse.Namespace) -> int:
     if not a.out.endswith(".safetensors"):
         raise CLIError(f"--out {a.out!r} must end in .safetensors")
     resolve_device(a.device)  # an unavailable device is refused before any work starts
+    ctx, device = distributed.start(a.device, a.dist_timeout)  # torchrun: join the other ranks
+    control = TrainControl()
+    try:
+        with distributed.stop_on_sigterm(control, ctx):
+            try:
+                return _train(a, ctx, device, control)
+            except Exception as e:
+                if not (ctx.is_distributed and distributed.is_exchange_error(e)):
+                    raise
+                # printed here, while a SIGTERM from torchrun cannot cut it short
+                print(f"error: {distributed.peer_failure(ctx, e)}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _train(a: argparse.Namespace, ctx, device, control) -> int:
+    from .checkpoints import load_checkpoint
+    from .config import ModelConfig, TrainConfig
+    from .corpora import load_corpus
+    from .train_gpt import train_gpt
+
     resumed = None
     if a.resume:
         resumed = load_checkpoint(a.resume, device="cpu")
@@ -142,18 +168,23 @@ def cmd_train(a: argparse.Namespace) -> int:
         weight_decay=a.weight_decay, grad_clip=a.grad_clip, eval_interval=a.eval_interval,
         eval_iters=a.eval_iters, sample_interval=a.sample_interval,
         capture_interval=max(a.steps, 1), checkpoint_interval=a.checkpoint_interval,
-        probe_prompt=a.probe or corpus.text[: min(16, block)], seed=a.seed, device=a.device,
-        compile=a.compile)
-    cb = ProgressCallbacks(train_cfg.steps, quiet=a.quiet)
+        probe_prompt=a.probe or corpus.text[: min(16, block)], seed=a.seed,
+        device=str(device) if ctx.is_distributed else a.device, compile=a.compile,
+        grad_accum=a.grad_accum, amp=a.amp)
+    cb = ProgressCallbacks(train_cfg.steps, quiet=a.quiet or not ctx.is_main,
+                           batch=train_cfg.batch_size)
     try:
         result = train_gpt(corpus, model_cfg, train_cfg, a.out, callbacks=cb,
-                           resume_from=a.resume if resumed else None)
+                           resume_from=a.resume if resumed else None, dist=ctx,
+                           control=control)
     except KeyboardInterrupt:  # train_gpt saves on stop; a second ^C lands here
         cb.close()
         print("interrupted", file=sys.stderr)
         return 130
     finally:
         cb.close()
+    if not ctx.is_main:
+        return 0 if result.ok else EXIT_DIVERGED
     if not result.ok:
         print(f"error: {result.reason}", file=sys.stderr)
         return EXIT_DIVERGED
@@ -181,10 +212,11 @@ def _apply_recipe_defaults(a: argparse.Namespace) -> None:
 class ProgressCallbacks(Callbacks):
     """tqdm bar with loss and tokens/s; evaluations and samples printed above it."""
 
-    def __init__(self, total: int, quiet: bool = False):
+    def __init__(self, total: int, quiet: bool = False, batch: int | None = None):
         from tqdm import tqdm
 
         self.quiet = quiet
+        self.batch = batch  # the global batch (all processes and accumulation steps)
         self.bar = None if quiet else tqdm(total=total, unit="step", dynamic_ncols=True)
         self._last = 0
 
@@ -192,8 +224,9 @@ class ProgressCallbacks(Callbacks):
         if self.bar is not None:
             self.bar.update(m.step - self._last)
             self._last = m.step
+            extra = {} if self.batch is None else {"batch": self.batch}
             self.bar.set_postfix(loss=f"{m.loss:.4f}", tok_s=f"{m.tokens_per_s:,.0f}",
-                                 lr=f"{m.lr:.2e}")
+                                 lr=f"{m.lr:.2e}", **extra)
 
     def _write(self, text: str) -> None:
         if self.bar is not None:
@@ -330,9 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .corpora import CorpusError
     from .devices import DeviceError
+    from .distributed import DistributedError
     from .tokenizer import TokenizerError, UnknownCharactersError
 
-    known = (CLIError, CheckpointError, ConfigError, CorpusError, DeviceError, TokenizerError,
+    known = (CLIError, CheckpointError, ConfigError, CorpusError, DeviceError, DistributedError,
+             TokenizerError,
              UnknownCharactersError, FileNotFoundError, IsADirectoryError, PermissionError)
     try:
         return COMMANDS[args.command](args)
