@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model on a text file or a synthetic task")
     t.add_argument("--corpus", required=True,
-                   help="a UTF-8 text file, or task:copy|induction|reverse|sort")
+                   help="a UTF-8 text file, a folder of token files (see prepare), or "
+                        "task:copy|induction|reverse|sort")
     t.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     t.add_argument("--layers", type=_positive_int, default=4)
     t.add_argument("--heads", type=_positive_int, default=4)
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", default=None, help="continue training this checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar or samples")
 
+    p = sub.add_parser("prepare", help="encode a large text file into token files for train")
+    p.add_argument("--corpus", required=True, help="a UTF-8 text file")
+    p.add_argument("--tokenizer", default="char", help="char (one token per character)")
+    p.add_argument("--out", required=True, help="folder for train.bin, val.bin and the tokenizer")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the text kept for validation, from its end (default 0.1)")
+
     g = sub.add_parser("generate", help="write text with a trained model")
     g.add_argument("--checkpoint", required=True)
     g.add_argument("--prompt", default="\n")
@@ -105,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="loss of a checkpoint on a corpus's validation split")
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--corpus", required=True, help="a UTF-8 text file, or task:NAME")
+    e.add_argument("--corpus", required=True,
+                   help="a UTF-8 text file, a folder of token files, or task:NAME")
     e.add_argument("--split", default="val", choices=("train", "val"))
     e.add_argument("--val-fraction", type=float, default=0.1)
     e.add_argument("--batch", type=_positive_int, default=32)
@@ -168,7 +177,7 @@ def _train(a: argparse.Namespace, ctx, device, control) -> int:
         weight_decay=a.weight_decay, grad_clip=a.grad_clip, eval_interval=a.eval_interval,
         eval_iters=a.eval_iters, sample_interval=a.sample_interval,
         capture_interval=max(a.steps, 1), checkpoint_interval=a.checkpoint_interval,
-        probe_prompt=a.probe or corpus.text[: min(16, block)], seed=a.seed,
+        probe_prompt=a.probe or corpus.default_probe_prompt(min(16, block)), seed=a.seed,
         device=str(device) if ctx.is_distributed else a.device, compile=a.compile,
         grad_accum=a.grad_accum, amp=a.amp)
     cb = ProgressCallbacks(train_cfg.steps, quiet=a.quiet or not ctx.is_main,
@@ -248,6 +257,17 @@ class ProgressCallbacks(Callbacks):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def cmd_prepare(a: argparse.Namespace) -> int:
+    from .token_files import prepare
+
+    t0 = time.perf_counter()
+    meta = prepare(a.corpus, a.out, tokenizer=a.tokenizer, val_fraction=a.val_fraction)
+    print(f"wrote {meta['train_tokens']:,} training and {meta['val_tokens']:,} validation tokens "
+          f"({meta['dtype']}, {meta['vocab_size']} distinct characters) to {a.out} in "
+          f"{time.perf_counter() - t0:.1f} s; train with --corpus {a.out}")
+    return 0
 
 
 def _sample_config(a: argparse.Namespace):
@@ -351,7 +371,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "inspect": cmd_inspect, "eval": cmd_eval}
+COMMANDS = {"train": cmd_train, "prepare": cmd_prepare, "generate": cmd_generate,
+            "inspect": cmd_inspect, "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:
