@@ -159,3 +159,14 @@ def test_peak_memory_stays_flat_when_the_token_file_grows_tenfold(tmp_path):
     peak_small = _peak_rss_mb(small, tmp_path / "s.safetensors")
     peak_large = _peak_rss_mb(large, tmp_path / "l.safetensors")
     assert peak_large - peak_small < 40, (peak_small, peak_large)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_batches_come_through_pinned_memory_and_equal_the_cpu_ones(text_file, tmp_path):
+    prepare(text_file, tmp_path / "tok")
+    files = TokenFiles.open(tmp_path / "tok")
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    xc, yc = files.get_batch("train", 6, 16, generator=g1, device="cuda")
+    x, y = files.get_batch("train", 6, 16, generator=g2)
+    torch.cuda.synchronize()
+    assert xc.is_cuda and torch.equal(xc.cpu(), x) and torch.equal(yc.cpu(), y)
