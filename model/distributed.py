@@ -7,8 +7,9 @@ group: NCCL between GPUs, gloo between CPU processes. Every process (a *rank*) h
 of the model, draws its own batches and computes gradients on them; DDP averages the gradients
 over the ranks during ``backward``, so every copy takes the same optimizer step.
 
-Besides the gradients the ranks must agree on *when to stop*: a Ctrl+C (torchrun passes it on to
-every rank as SIGTERM) can land on the ranks at different steps, and a rank that left the loop
+Besides the gradients the ranks must agree on *when to stop*: a Ctrl+C (torchrun passes the
+signal it gets on to every rank: SIGINT for Ctrl+C, SIGTERM for ``kill``) lands on the ranks at
+different steps, and a rank that left the loop
 early would leave the others waiting in the next gradient exchange. :func:`any_rank` is the one
 small exchange per step that lets them all stop after the same step. It runs on a gloo group even
 when the gradients go through NCCL, so asking it never waits for the GPU.
@@ -183,9 +184,10 @@ def wrap(model: torch.nn.Module, ctx: DistContext, device: torch.device) -> torc
 
 @contextlib.contextmanager
 def stop_on_sigterm(control, ctx: DistContext):
-    """torchrun passes a Ctrl+C on to the ranks as SIGTERM (and kills them 30 s later): the first
-    one stops training after the current step on every rank, with a checkpoint, as Ctrl+C does
-    in one process. Only for ranks of a torchrun job, in the main thread."""
+    """A ``kill`` of torchrun reaches the ranks as SIGTERM (and SIGKILL 30 s later): the first
+    one stops training after the current step on every rank, with a checkpoint, as Ctrl+C
+    (SIGINT, handled in :mod:`model.train_gpt`) does. Only for ranks of a torchrun job, in the
+    main thread."""
     if not ctx.is_distributed or threading.current_thread() is not threading.main_thread():
         yield
         return
