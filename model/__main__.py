@@ -1,6 +1,8 @@
-"""Headless command line: ``python -m model train|generate|inspect|eval …``.
+"""Headless command line: ``python -m model train|prepare|generate|inspect|eval …``.
 
 The same code the GUI uses, for scripts, notebooks-free experiments and machines with no screen.
+``train`` also runs as every process of ``torchrun --nproc_per_node N -m model train …``
+(:mod:`model.distributed`).
 Every bad input ends with one line on stderr naming the problem and a non-zero exit status.
 """
 from __future__ import annotations
