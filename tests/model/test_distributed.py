@@ -94,12 +94,22 @@ def cli_model_and_config(corpus: Corpus, steps: int, batch: int) -> tuple[ModelC
     return mcfg, tcfg
 
 
+@pytest.mark.parametrize("accum", [1, 2])
 def test_two_ranks_with_half_batches_equal_one_rank_with_the_whole_batch(two_rank_run,
-                                                                          corpus_file):
-    out, _ = two_rank_run
+                                                                          corpus_file, tmp_path,
+                                                                          accum):
+    if accum == 1:
+        out, _ = two_rank_run
+    else:  # each rank: 2 micro-batches of 2, the first without the gradient exchange (no_sync)
+        out = tmp_path / "accum.safetensors"
+        r = torchrun(2, ["--corpus", str(corpus_file), "--out", str(out), *SHAPE, "--batch",
+                         "8", "--grad-accum", "2", "--steps", "3", "--eval-interval", "100000",
+                         *QUIET])
+        assert r.returncode == 0, r.stdout + r.stderr
     corpus = load_corpus(corpus_file, block_size=BLOCK)
     mcfg, tcfg = cli_model_and_config(corpus, steps=3, batch=8)
     # one process sees what the two ranks saw together: rank r's stream (seed + r), 4 rows each
+    # (two draws of 2 rows from a generator are its one draw of 4)
     gens = [torch.Generator().manual_seed(SEED + r) for r in range(2)]
 
     def get_batch(split):
