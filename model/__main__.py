@@ -1,6 +1,8 @@
-"""Headless command line: ``python -m model train|generate|inspect|eval …``.
+"""Headless command line: ``python -m model train|prepare|generate|inspect|eval …``.
 
 The same code the GUI uses, for scripts, notebooks-free experiments and machines with no screen.
+``train`` also runs as every process of ``torchrun --nproc_per_node N -m model train …``
+(:mod:`model.distributed`).
 Every bad input ends with one line on stderr naming the problem and a non-zero exit status.
 """
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import sys
 import time
 
-from .trainer import Callbacks
+from .trainer import Callbacks, TrainControl
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model on a text file or a synthetic task")
     t.add_argument("--corpus", required=True,
-                   help="a UTF-8 text file, or task:copy|induction|reverse|sort")
+                   help="a UTF-8 text file, a folder of token files (see prepare), or "
+                        "task:copy|induction|reverse|sort")
     t.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     t.add_argument("--layers", type=_positive_int, default=4)
     t.add_argument("--heads", type=_positive_int, default=4)
@@ -78,11 +81,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     t.add_argument("--compile", action="store_true", help="use torch.compile when it works")
+    t.add_argument("--grad-accum", type=_positive_int, default=1,
+                   help="split each step's batch into K forward/backward passes per process "
+                        "(same result, less memory; the batch stays the global batch)")
+    t.add_argument("--amp", default="auto", choices=("auto", "on", "off"),
+                   help="bf16 autocast (auto: on for CPUs with native bf16, off on GPUs)")
+    t.add_argument("--dist-timeout", type=_positive_int, default=600,
+                   help="under torchrun: seconds a process waits for the others (default 600)")
     t.add_argument("--resume", default=None, help="continue training this checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar or samples")
     t.add_argument("--tokenizer", default="char",
                    help="char (one token per character, default) or bpe:VOCAB (a byte-level BPE "
                         "with VOCAB tokens, learned from the corpus first)")
+
+    p = sub.add_parser("prepare", help="encode a large text file into token files for train")
+    p.add_argument("--corpus", required=True, help="a UTF-8 text file")
+    p.add_argument("--tokenizer", default="char", help="char (one token per character)")
+    p.add_argument("--out", required=True, help="folder for train.bin, val.bin and the tokenizer")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the text kept for validation, from its end (default 0.1)")
 
     checkpoint_help = ("a .safetensors checkpoint, a Hugging Face GPT-2 folder, a nanoGPT ckpt.pt, "
                        "or a model name in the local Hugging Face cache (e.g. gpt2)")
@@ -103,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="loss of a checkpoint on a corpus's validation split")
     e.add_argument("--checkpoint", required=True, help=checkpoint_help)
-    e.add_argument("--corpus", required=True, help="a UTF-8 text file, or task:NAME")
+    e.add_argument("--corpus", required=True, help="a UTF-8 text file, a folder of token files, or task:NAME")
     e.add_argument("--split", default="val", choices=("train", "val"))
     e.add_argument("--val-fraction", type=float, default=0.1)
     e.add_argument("--batch", type=_positive_int, default=32)
@@ -121,11 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(a: argparse.Namespace) -> int:
     import torch
 
-    from .checkpoints import load_checkpoint
-    from .config import ModelConfig, TrainConfig
-    from .corpora import load_corpus
+    from . import distributed
     from .devices import resolve_device
-    from .train_gpt import train_gpt
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -133,6 +147,28 @@ def cmd_train(a: argparse.Namespace) -> int:
     if not a.out.endswith(".safetensors"):
         raise CLIError(f"--out {a.out!r} must end in .safetensors")
     resolve_device(a.device)  # an unavailable device is refused before any work starts
+    ctx, device = distributed.start(a.device, a.dist_timeout)  # torchrun: join the other ranks
+    control = TrainControl()
+    try:
+        with distributed.stop_on_sigterm(control, ctx):
+            try:
+                return _train(a, ctx, device, control)
+            except Exception as e:
+                if not (ctx.is_distributed and distributed.is_exchange_error(e)):
+                    raise
+                # printed here, while a SIGTERM from torchrun cannot cut it short
+                print(f"error: {distributed.peer_failure(ctx, e)}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _train(a: argparse.Namespace, ctx, device, control) -> int:
+    from .checkpoints import load_checkpoint
+    from .config import ModelConfig, TrainConfig
+    from .corpora import load_corpus
+    from .train_gpt import train_gpt
+
     resumed = None
     if a.resume:
         if a.tokenizer != "char":
@@ -155,18 +191,23 @@ def cmd_train(a: argparse.Namespace) -> int:
         weight_decay=a.weight_decay, grad_clip=a.grad_clip, eval_interval=a.eval_interval,
         eval_iters=a.eval_iters, sample_interval=a.sample_interval,
         capture_interval=max(a.steps, 1), checkpoint_interval=a.checkpoint_interval,
-        probe_prompt=a.probe or corpus.text[: min(16, block)], seed=a.seed, device=a.device,
-        compile=a.compile)
-    cb = ProgressCallbacks(train_cfg.steps, quiet=a.quiet)
+        probe_prompt=a.probe or corpus.default_probe_prompt(min(16, block)), seed=a.seed,
+        device=str(device) if ctx.is_distributed else a.device, compile=a.compile,
+        grad_accum=a.grad_accum, amp=a.amp)
+    cb = ProgressCallbacks(train_cfg.steps, quiet=a.quiet or not ctx.is_main,
+                           batch=train_cfg.batch_size)
     try:
         result = train_gpt(corpus, model_cfg, train_cfg, a.out, callbacks=cb,
-                           resume_from=a.resume if resumed else None)
+                           resume_from=a.resume if resumed else None, dist=ctx,
+                           control=control)
     except KeyboardInterrupt:  # train_gpt saves on stop; a second ^C lands here
         cb.close()
         print("interrupted", file=sys.stderr)
         return 130
     finally:
         cb.close()
+    if not ctx.is_main:
+        return 0 if result.ok else EXIT_DIVERGED
     if not result.ok:
         print(f"error: {result.reason}", file=sys.stderr)
         return EXIT_DIVERGED
@@ -221,10 +262,11 @@ def _apply_recipe_defaults(a: argparse.Namespace) -> None:
 class ProgressCallbacks(Callbacks):
     """tqdm bar with loss and tokens/s; evaluations and samples printed above it."""
 
-    def __init__(self, total: int, quiet: bool = False):
+    def __init__(self, total: int, quiet: bool = False, batch: int | None = None):
         from tqdm import tqdm
 
         self.quiet = quiet
+        self.batch = batch  # the global batch (all processes and accumulation steps)
         self.bar = None if quiet else tqdm(total=total, unit="step", dynamic_ncols=True)
         self._last = 0
 
@@ -232,8 +274,9 @@ class ProgressCallbacks(Callbacks):
         if self.bar is not None:
             self.bar.update(m.step - self._last)
             self._last = m.step
+            extra = {} if self.batch is None else {"batch": self.batch}
             self.bar.set_postfix(loss=f"{m.loss:.4f}", tok_s=f"{m.tokens_per_s:,.0f}",
-                                 lr=f"{m.lr:.2e}")
+                                 lr=f"{m.lr:.2e}", **extra)
 
     def _write(self, text: str) -> None:
         if self.bar is not None:
@@ -255,6 +298,17 @@ class ProgressCallbacks(Callbacks):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def cmd_prepare(a: argparse.Namespace) -> int:
+    from .token_files import prepare
+
+    t0 = time.perf_counter()
+    meta = prepare(a.corpus, a.out, tokenizer=a.tokenizer, val_fraction=a.val_fraction)
+    print(f"wrote {meta['train_tokens']:,} training and {meta['val_tokens']:,} validation tokens "
+          f"({meta['dtype']}, {meta['vocab_size']} distinct characters) to {a.out} in "
+          f"{time.perf_counter() - t0:.1f} s; train with --corpus {a.out}")
+    return 0
 
 
 def _sample_config(a: argparse.Namespace):
@@ -358,8 +412,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "inspect": cmd_inspect, "eval": cmd_eval,
-            "export": cmd_export}
+COMMANDS = {"train": cmd_train, "prepare": cmd_prepare, "generate": cmd_generate,
+            "inspect": cmd_inspect, "eval": cmd_eval, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -371,9 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .corpora import CorpusError
     from .devices import DeviceError
+    from .distributed import DistributedError
     from .tokenizer import TokenizerError, UnknownCharactersError
 
-    known = (CLIError, CheckpointError, ConfigError, CorpusError, DeviceError, TokenizerError,
+    known = (CLIError, CheckpointError, ConfigError, CorpusError, DeviceError, DistributedError,
+             TokenizerError,
              UnknownCharactersError, FileNotFoundError, IsADirectoryError, PermissionError)
     try:
         return COMMANDS[args.command](args)

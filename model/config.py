@@ -167,6 +167,8 @@ class TrainConfig(_JsonMixin):
     device: str = "auto"
     val_fraction: float = 0.1
     compile: bool = False
+    grad_accum: int = 1  # forward/backward passes per optimizer step (the batch is split)
+    amp: str = "auto"  # bf16 autocast: "on", "off", or "auto" (see model.trainer.Trainer)
 
     def __post_init__(self) -> None:
         _positive_int("steps", self.steps)
@@ -199,6 +201,11 @@ class TrainConfig(_JsonMixin):
         _check(isinstance(self.device, str), f"device={self.device!r} must be a string")
         _finite("val_fraction", self.val_fraction)
         _check(0 < self.val_fraction < 1, f"val_fraction={self.val_fraction} must be in (0, 1)")
+        _positive_int("grad_accum", self.grad_accum)
+        _check(self.batch_size % self.grad_accum == 0,
+               f"batch_size={self.batch_size} must be a multiple of grad_accum={self.grad_accum} "
+               "(each accumulation step takes an equal share of the batch)")
+        _check(self.amp in ("auto", "on", "off"), f"amp={self.amp!r} must be auto, on or off")
 
 
 @dataclass(frozen=True)
