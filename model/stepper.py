@@ -443,6 +443,9 @@ class Stepper:
             shapes["mlp_out"] = ((L, B, C), (1,), f32)
         if spec.ffn:
             shapes["ffn"] = ((L, B, F), (1,), f32)
+        if spec.norms:  # ln_1 and ln_2 of every layer, and pre-norm's final norm
+            n_norms = 2 * L + (1 if cfg.norm == "pre" else 0)
+            shapes["norm_stats"] = ((n_norms, B, 2), (1,), f32)
         if spec.embeddings:
             shapes["tok_emb"] = ((B, C), (0,), f32)
             if self.model.pe.additive:
@@ -467,6 +470,8 @@ class Stepper:
             self._write_layers("mlp_out", past, rec.mlp_out)
         if spec.ffn:
             self._write_layers("ffn", past, rec.ffn_hidden)  # L × (1, t, F)
+        if spec.norms:
+            self._write_layers("norm_stats", past, rec.norm_stats)  # N × (1, t, 2)
         if spec.embeddings:
             bufs.write("tok_emb", past, _np(rec.tok_emb[0]))  # (t, C)
             if rec.pos_emb is not None and "pos_emb" in bufs.arrays:
@@ -541,7 +546,8 @@ class Stepper:
             tok_emb=views.get("tok_emb"), pos_emb=views.get("pos_emb"),
             lens_ids=views.get("lens_ids"), lens_probs=views.get("lens_probs"),
             n_generated=self.n_generated, config=self.config, note=self._note,
-            token_forced=forced_arr, draw=draw, chosen_draw=chosen_draw)
+            token_forced=forced_arr, draw=draw, chosen_draw=chosen_draw,
+            norm_stats=views.get("norm_stats"))
         return self.result
 
 

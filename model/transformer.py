@@ -18,6 +18,15 @@ from .config import ModelConfig
 from .positional import make_positional
 
 
+def _normed(ln: nn.Module, x: torch.Tensor, record: Recording | None) -> torch.Tensor:
+    """ln(x), first recording the mean and standard deviation of x over its C entries (what
+    the norm removes) when the recording asks for them."""
+    if record is not None and record.spec.norms:
+        var, mean = torch.var_mean(x.detach().float(), dim=-1, correction=0)  # (B, T) each
+        record.norm_stats.append(torch.stack((mean, var.sqrt()), dim=-1))  # (B, T, 2)
+    return ln(x)
+
+
 class MLP(nn.Module):
     """Position-wise feed-forward network: Linear → GELU → Linear (section 3.3)."""
 
@@ -49,15 +58,15 @@ class Block(nn.Module):
     def forward(self, x, pe, positions, cache=None, record=None, head_mask=None):
         keep = record is not None and record.spec.sublayers
         if self.pre_norm:
-            a = self.attn(self.ln_1(x), pe, positions, cache, record, head_mask)
+            a = self.attn(_normed(self.ln_1, x, record), pe, positions, cache, record, head_mask)
             x = x + a
-            m = self.mlp(self.ln_2(x), record)
+            m = self.mlp(_normed(self.ln_2, x, record), record)
             x = x + m
         else:
             a = self.attn(x, pe, positions, cache, record, head_mask)
-            x = self.ln_1(x + a)
+            x = _normed(self.ln_1, x + a, record)
             m = self.mlp(x, record)
-            x = self.ln_2(x + m)
+            x = _normed(self.ln_2, x + m, record)
         if keep:
             record.attn_out.append(a.detach())
             record.mlp_out.append(m.detach())
@@ -143,7 +152,7 @@ class GPT(nn.Module):
                 record.resid.append(x.detach())
         if cache is not None:
             cache.advance(T)
-        x = self.ln_f(x)
+        x = _normed(self.ln_f, x, record) if self.config.norm == "pre" else x  # post: none
         if targets is not None:
             logits = self.lm_head(x)  # (B, T, V)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),
