@@ -2,13 +2,19 @@
 every block shows its live values."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from _panel_support import make_session, shown, tiny_model
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QGraphicsSimpleTextItem
 
+from explorer.panels.architecture.diagram import Diagram
 from explorer.panels.architecture.panel import ArchitecturePanel
+from model.anatomy import Add, Layer, Stack, describe
+from model.config import ModelConfig
 from model.tokenizer import printable
 
 
@@ -193,3 +199,32 @@ def test_the_panel_draws_from_the_config_and_the_step_result_alone(qtbot):
     np.testing.assert_array_equal(table, r.norm_stats[3])
     _click(qtbot, p, "embed.pos")
     np.testing.assert_array_equal(p.detail_heatmap.image.image, r.pos_emb)
+
+
+def _renamed(stack: Stack, prefix: str, name: str) -> Stack:
+    def box(b):
+        skip = {"skip": prefix + b.skip if b.skip else b.skip} if isinstance(b, Add) else {}
+        return dataclasses.replace(b, key=prefix + b.key, **skip)
+    return dataclasses.replace(
+        stack, name=name, title=name.title(), inputs=tuple(box(b) for b in stack.inputs),
+        layers=tuple(Layer(la.index, tuple(box(b) for b in la.boxes)) for la in stack.layers),
+        closing=tuple(box(b) for b in stack.closing))
+
+
+def test_the_diagram_draws_every_stack_of_an_anatomy(qtbot):
+    """Two stacks (as an encoder–decoder will have) are drawn one after the other, each with
+    its inputs, layers and closing norm, then the head."""
+    one = describe(ModelConfig(vocab_size=20, block_size=8, n_layer=2, n_head=2, n_embd=8))
+    two = dataclasses.replace(one, stacks=(_renamed(one.stacks[0], "enc.", "encoder"),
+                                           one.stacks[0]))
+    view = Diagram()
+    qtbot.addWidget(view)
+    view.build(two, [0, 1])
+    assert set(view.items) == {b.key for b in two.boxes()}
+    labels = [it.text() for it in view.scene().items() if isinstance(it, QGraphicsSimpleTextItem)]
+    for label in ("Encoder Input", "Encoder Layer 1", "Encoder output", "Decoder Input",
+                  "Decoder Layer 0", "Output"):
+        assert label in labels
+    # the encoder's closing norm has a row of its own, above the decoder's input
+    assert view.items["enc.final.ln"].y() < view.items["embed.tok"].y()
+    assert view.items["final.ln"].y() == view.items["final.softmax"].y()
