@@ -37,6 +37,8 @@ class Recording:
     # every layer norm in reading order (ln_1, ln_2 of each layer, then ln_f when there is one):
     # the mean and standard deviation over C of its input, N × (B, T, 2)
     norm_stats: list[torch.Tensor] = field(default_factory=list)
+    # what entered the norms of a short pass so far; the pass turns them into norm_stats
+    norm_inputs: list[torch.Tensor] = field(default_factory=list)
     logit_lens: torch.Tensor | None = None  # (L+1, B, T, V) each residual through ln_f + lm_head
     # optional preallocated destinations, name ("attention" or "scores") -> (L, B, nh, T, Tk):
     # a layer whose shapes match computes straight into its slice, which saves a copy for a

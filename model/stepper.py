@@ -470,8 +470,8 @@ class Stepper:
             self._write_layers("mlp_out", past, rec.mlp_out)
         if spec.ffn:
             self._write_layers("ffn", past, rec.ffn_hidden)  # L × (1, t, F)
-        if spec.norms:
-            self._write_layers("norm_stats", past, rec.norm_stats)  # N × (1, t, 2)
+        if spec.norms:  # N × (1, t, 2), two numbers a row: one copy, not one per norm
+            bufs.write("norm_stats", past, _np(torch.stack(rec.norm_stats)[:, 0]))
         if spec.embeddings:
             bufs.write("tok_emb", past, _np(rec.tok_emb[0]))  # (t, C)
             if rec.pos_emb is not None and "pos_emb" in bufs.arrays:

@@ -130,7 +130,7 @@ def _inputs_and_outputs(model: GPT, names: list[str]) -> dict[str, tuple]:
 @pytest.mark.parametrize(("pos_kind", "norm"), [("learned", "pre"), ("rotary", "post"),
                                                 ("sinusoidal", "post"), ("none", "pre")])
 def test_recorded_tensors_are_in_the_step_result_and_show_their_box(pos_kind, norm):
-    cfg = config(pos_kind, norm, n_layer=3)
+    cfg = config(pos_kind, norm, n_layer=3, block_size=32)
     torch.manual_seed(0)
     model = GPT(cfg).eval()
     with torch.no_grad():  # make the norms' inputs differ from layer to layer
@@ -138,8 +138,11 @@ def test_recorded_tensors_are_in_the_step_result_and_show_their_box(pos_kind, no
             p.normal_(0.0, 0.5)
     anatomy = describe(cfg)
     st = Stepper(model, TOK, SampleConfig(seed=1), capture=CAPTURE_ALL)
-    st.set_prompt("abc d")
-    r = st.step()  # a cached step: the last row comes from the one-token pass
+    # a long pass (each norm's statistics computed on its own) and a cached one-token step
+    # (all norms' statistics computed together at the end of the pass)
+    st.set_prompt("abc defgh abc defgh ")
+    r = st.step()
+    assert r.T == 21
     T = r.T
     for box in anatomy.boxes():
         for rec in box.recorded:
