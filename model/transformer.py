@@ -17,11 +17,11 @@ from .capture import Recording
 from .config import ModelConfig
 from .positional import make_positional
 
-# a pass over at most this many vectors (B * T; a cached step has one) keeps what enters each
-# norm and computes the statistics of all of them at the end, in one go: a handful of small
-# operations per pass instead of per norm. Longer passes compute them norm by norm, so that no
-# stacked copy of every norm's input is made.
-_STACKED_NORM_STATS = 16
+# a pass whose norms see at most this many numbers each (B * T * C; 1 MB) keeps what enters
+# each norm and computes the statistics of all of them at the end, in one go: a handful of
+# operations per pass instead of per norm, which is what they cost at these sizes. Longer passes
+# compute them norm by norm, so that no large stacked copy of every norm's input is made.
+_STACKED_NORM_STATS = 1 << 18
 
 
 def _mean_std(x: torch.Tensor) -> list[torch.Tensor]:
@@ -37,7 +37,7 @@ def _normed(ln: nn.Module, x: torch.Tensor, record: Recording | None) -> torch.T
     """ln(x), recording the mean and standard deviation of x over its C entries (what the norm
     removes) when the recording asks for them."""
     if record is not None and record.spec.norms:
-        if x.shape[:-1].numel() <= _STACKED_NORM_STATS:
+        if x.numel() <= _STACKED_NORM_STATS:
             record.norm_inputs.append(x.detach())  # GPT.forward computes their statistics
         else:
             record.norm_stats += _mean_std(x.detach().unsqueeze(0))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from model import transformer
 from model.anatomy import (
     Add,
     Anatomy,
@@ -129,7 +130,11 @@ def _inputs_and_outputs(model: GPT, names: list[str]) -> dict[str, tuple]:
 
 @pytest.mark.parametrize(("pos_kind", "norm"), [("learned", "pre"), ("rotary", "post"),
                                                 ("sinusoidal", "post"), ("none", "pre")])
-def test_recorded_tensors_are_in_the_step_result_and_show_their_box(pos_kind, norm):
+@pytest.mark.parametrize("stacked", [True, False], ids=["stacked-norm-stats", "norm-by-norm"])
+def test_recorded_tensors_are_in_the_step_result_and_show_their_box(pos_kind, norm, stacked,
+                                                                    monkeypatch):
+    if not stacked:  # as a long pass does: each norm's statistics computed on their own
+        monkeypatch.setattr(transformer, "_STACKED_NORM_STATS", 0)
     cfg = config(pos_kind, norm, n_layer=3, block_size=32)
     torch.manual_seed(0)
     model = GPT(cfg).eval()
@@ -138,8 +143,6 @@ def test_recorded_tensors_are_in_the_step_result_and_show_their_box(pos_kind, no
             p.normal_(0.0, 0.5)
     anatomy = describe(cfg)
     st = Stepper(model, TOK, SampleConfig(seed=1), capture=CAPTURE_ALL)
-    # a long pass (each norm's statistics computed on its own) and a cached one-token step
-    # (all norms' statistics computed together at the end of the pass)
     st.set_prompt("abc defgh abc defgh ")
     r = st.step()
     assert r.T == 21
