@@ -1,4 +1,7 @@
-"""Headless command line: ``python -m model train|generate|inspect|eval …``.
+"""Headless command line: ``transformer-explorer-cli train|generate|inspect|eval …``.
+
+``python -m model …`` is the same (from a clone, or wherever no ``model.py`` in the current folder
+shadows the package; the console script does not depend on the current folder).
 
 The same code the GUI uses, for scripts, notebooks-free experiments and machines with no screen.
 Every bad input ends with one line on stderr naming the problem and a non-zero exit status.
@@ -32,6 +35,22 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _checkpoint_arg(s: str) -> str:
+    from .shipped import resolve_checkpoint
+    return str(resolve_checkpoint(s))
+
+
+def _corpus_arg(s: str) -> str:
+    from .shipped import resolve_corpus
+    return resolve_corpus(s)
+
+
+CHECKPOINT_HELP = ("a model file (.safetensors), or the name of a model that ships with the "
+                   "package: shakespeare_char, induction")
+CORPUS_HELP = ("a UTF-8 text file, sonnets (the sample that ships with the package) or "
+               "task:copy|induction|reverse|sort")
+
+
 def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = all)")
@@ -39,15 +58,14 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed for repeatable sampling")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m model") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m model",
+        prog=prog,
         description="Train, sample from and look inside small GPT-style transformers.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model on a text file or a synthetic task")
-    t.add_argument("--corpus", required=True,
-                   help="a UTF-8 text file, or task:copy|induction|reverse|sort")
+    t.add_argument("--corpus", required=True, type=_corpus_arg, help=CORPUS_HELP)
     t.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     t.add_argument("--layers", type=_positive_int, default=4)
     t.add_argument("--heads", type=_positive_int, default=4)
@@ -78,18 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     t.add_argument("--compile", action="store_true", help="use torch.compile when it works")
-    t.add_argument("--resume", default=None, help="continue training this checkpoint")
+    t.add_argument("--resume", default=None, type=_checkpoint_arg,
+                   help="continue training this checkpoint (a file or a shipped model's name)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or samples")
 
     g = sub.add_parser("generate", help="write text with a trained model")
-    g.add_argument("--checkpoint", required=True)
+    g.add_argument("--checkpoint", required=True, type=_checkpoint_arg, help=CHECKPOINT_HELP)
     g.add_argument("--prompt", default="\n")
     g.add_argument("--tokens", type=_positive_int, default=200)
     g.add_argument("--device", default="cpu")
     _sampling_args(g)
 
     i = sub.add_parser("inspect", help="next-token distribution and attention for a prompt")
-    i.add_argument("--checkpoint", required=True)
+    i.add_argument("--checkpoint", required=True, type=_checkpoint_arg, help=CHECKPOINT_HELP)
     i.add_argument("--prompt", required=True)
     i.add_argument("--top", type=_positive_int, default=10, help="how many candidates to list")
     i.add_argument("--json", action="store_true", help="print JSON (default: a readable summary)")
@@ -97,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(i)
 
     e = sub.add_parser("eval", help="loss of a checkpoint on a corpus's validation split")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--corpus", required=True, help="a UTF-8 text file, or task:NAME")
+    e.add_argument("--checkpoint", required=True, type=_checkpoint_arg, help=CHECKPOINT_HELP)
+    e.add_argument("--corpus", required=True, type=_corpus_arg, help=CORPUS_HELP)
     e.add_argument("--split", default="val", choices=("train", "val"))
     e.add_argument("--val-fraction", type=float, default=0.1)
     e.add_argument("--batch", type=_positive_int, default=32)
@@ -321,8 +340,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "inspect": cmd_inspect, "eval": cmd_eval}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m model") -> int:
+    args = build_parser(prog).parse_args(argv)
     from . import speedups
 
     speedups.tune_malloc()  # large temporaries reuse heap pages instead of faulting them in anew
@@ -342,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
             msg = f"{e.strerror}: {e.filename}"
         print(f"error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def cli() -> int:
+    """The ``transformer-explorer-cli`` console script."""
+    return main(prog="transformer-explorer-cli")
 
 
 if __name__ == "__main__":
