@@ -94,7 +94,9 @@ def build_parser(prog: str = "python -m model") -> argparse.ArgumentParser:
     t.add_argument("--probe", default=None, help="prompt for periodic samples")
     t.add_argument("--seed", type=int, default=1337)
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    t.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default 0: one per idle core, i.e. the physical "
+                        "cores minus the load average, at least 1)")
     t.add_argument("--compile", action="store_true", help="use torch.compile when it works")
     t.add_argument("--resume", default=None, type=_checkpoint_arg,
                    help="continue training this checkpoint (a file or a shipped model's name)")
@@ -133,11 +135,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .checkpoints import load_checkpoint
     from .config import ModelConfig, TrainConfig
     from .corpora import load_corpus
-    from .devices import resolve_device
+    from .devices import resolve_device, spare_cpu_threads
     from .train_gpt import train_gpt
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    torch.set_num_threads(a.threads or spare_cpu_threads())
     _apply_recipe_defaults(a)
     if not a.out.endswith(".safetensors"):
         raise CLIError(f"--out {a.out!r} must end in .safetensors")
@@ -163,7 +164,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         capture_interval=max(a.steps, 1), checkpoint_interval=a.checkpoint_interval,
         probe_prompt=a.probe or corpus.text[: min(16, block)], seed=a.seed, device=a.device,
         compile=a.compile)
-    cb = ProgressCallbacks(train_cfg.steps, quiet=a.quiet)
+    cb = ProgressCallbacks(train_cfg.steps, quiet=a.quiet, threads=torch.get_num_threads())
     try:
         result = train_gpt(corpus, model_cfg, train_cfg, a.out, callbacks=cb,
                            resume_from=a.resume if resumed else None)
@@ -200,10 +201,11 @@ def _apply_recipe_defaults(a: argparse.Namespace) -> None:
 class ProgressCallbacks(Callbacks):
     """tqdm bar with loss and tokens/s; evaluations and samples printed above it."""
 
-    def __init__(self, total: int, quiet: bool = False):
+    def __init__(self, total: int, quiet: bool = False, threads: int | None = None):
         from tqdm import tqdm
 
         self.quiet = quiet
+        self.threads = threads
         self.bar = None if quiet else tqdm(total=total, unit="step", dynamic_ncols=True)
         self._last = 0
 
@@ -211,8 +213,9 @@ class ProgressCallbacks(Callbacks):
         if self.bar is not None:
             self.bar.update(m.step - self._last)
             self._last = m.step
+            extra = {} if self.threads is None else {"threads": self.threads}
             self.bar.set_postfix(loss=f"{m.loss:.4f}", tok_s=f"{m.tokens_per_s:,.0f}",
-                                 lr=f"{m.lr:.2e}")
+                                 lr=f"{m.lr:.2e}", **extra)
 
     def _write(self, text: str) -> None:
         if self.bar is not None:
