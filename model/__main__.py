@@ -99,7 +99,16 @@ def build_parser(prog: str = "python -m model") -> argparse.ArgumentParser:
                         "cores minus the load average, at least 1)")
     t.add_argument("--compile", action="store_true", help="use torch.compile when it works")
     t.add_argument("--resume", default=None, type=_checkpoint_arg,
-                   help="continue training this checkpoint (a file or a shipped model's name)")
+                   help="continue training this checkpoint (a file or a shipped model's name) "
+                        "up to --steps in all, with its optimizer state when the "
+                        "<checkpoint>.optim.safetensors beside it belongs to it")
+    t.add_argument("--lr-schedule", default="continue", choices=("continue", "restart"),
+                   help="with --resume: continue = the learning rate carries on down the saved "
+                        "run's cosine from where it stopped (default; no jump back up); "
+                        "restart = warm-up and cosine anew over the steps left")
+    t.add_argument("--no-optimizer-state", action="store_true",
+                   help="do not write <out>.optim.safetensors (AdamW's moments and the batch "
+                        "order, only needed to --resume exactly; about twice the model's size)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or samples")
 
     g = sub.add_parser("generate", help="write text with a trained model")
@@ -167,7 +176,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     cb = ProgressCallbacks(train_cfg.steps, quiet=a.quiet, threads=torch.get_num_threads())
     try:
         result = train_gpt(corpus, model_cfg, train_cfg, a.out, callbacks=cb,
-                           resume_from=a.resume if resumed else None)
+                           resume_from=a.resume if resumed else None,
+                           lr_schedule=a.lr_schedule,
+                           save_optimizer=not a.no_optimizer_state)
     except KeyboardInterrupt:  # train_gpt saves on stop; a second ^C lands here
         cb.close()
         print("interrupted", file=sys.stderr)
