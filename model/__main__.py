@@ -88,9 +88,11 @@ def build_parser(prog: str = "python -m model") -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, default=0.1)
     t.add_argument("--grad-clip", type=float, default=1.0)
     t.add_argument("--eval-interval", type=_positive_int, default=250)
-    t.add_argument("--eval-iters", type=_positive_int, default=20)
+    t.add_argument("--eval-iters", type=_positive_int, default=20,
+                   help="batches per evaluation (default 20)")
     t.add_argument("--sample-interval", type=_positive_int, default=500)
-    t.add_argument("--checkpoint-interval", type=int, default=0)
+    t.add_argument("--checkpoint-interval", type=int, default=0,
+                   help="also save every N steps (default 0: at the end and on Ctrl+C)")
     t.add_argument("--probe", default=None, help="prompt for periodic samples")
     t.add_argument("--seed", type=int, default=1337)
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
