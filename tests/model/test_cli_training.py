@@ -154,3 +154,41 @@ def test_no_optimizer_state_writes_only_the_model(corpus, tmp_path, capsys, rest
                  "--resume", str(out), "--lr-schedule", "restart", *TINY]) == 0
     assert "optimizer starts fresh" in capsys.readouterr().out
     assert load_checkpoint(out).steps == 5 and optimizer_path(out).exists()
+
+
+# -- the README's copy-task recipe -------------------------------------------------------------
+COPY_RECIPE = ["train", "--corpus", "task:copy", "--out", "copy.safetensors", "--steps", "1000"]
+
+
+@pytest.mark.slow
+def test_readme_copy_recipe_grows_an_induction_head(tmp_path, monkeypatch, restore_threads):
+    """The command the README gives, as given (≈ 40 s of one core's CPU time), learns to copy."""
+    import random
+    from pathlib import Path
+
+    import numpy as np
+
+    from model import tasks
+    from model.__main__ import inspect_prompt
+    from model.checkpoints import load_checkpoint
+    from model.config import SampleConfig
+    from model.corpora import task_example
+    from model.stepper import generate_text
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "transformer-explorer-cli " + " ".join(COPY_RECIPE) in readme
+    monkeypatch.chdir(tmp_path)
+    assert main([*COPY_RECIPE, "--quiet", "--threads", "1"]) == 0
+    ck = load_checkpoint("copy.safetensors")
+    assert ck.summary["val_loss"] < 1.6  # chance (the copy never found) is about 2.0
+    probe = "hcjafebd|hcjafebd\n"
+    data = inspect_prompt("copy.safetensors", probe, SampleConfig(temperature=0))
+    scores = tasks.head_scores("copy", np.array(data["attention"]), data["tokens"])
+    assert scores.max() > 0.3  # uniform attention scores about 0.08 here
+    rng = random.Random(5)
+    right = 0
+    for _ in range(20):  # fresh strings, copied greedily
+        s = task_example("copy", rng).split("|")[0]
+        right += generate_text(ck.model, ck.tokenizer, f"\n{s}|", len(s),
+                               SampleConfig(temperature=0)) == s
+    assert right >= 15
