@@ -92,7 +92,7 @@ def _stop_on_sigint(control: TrainControl, message):
 def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out_path,
               callbacks: Callbacks | None = None, resume_from=None, model=None, *,
               tokenizer=None, control: TrainControl | None = None,
-              lr_schedule: str = "continue", save_optimizer: bool = True) -> TrainResult:
+              lr_schedule: str | None = None, save_optimizer: bool = True) -> TrainResult:
     """Train a GPT on ``corpus`` and save it to ``out_path`` (+ the optimizer state beside it,
     ``<out>.optim.safetensors``, unless ``save_optimizer`` is False).
 
@@ -101,7 +101,8 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
       are continued up to ``train_cfg.steps`` in all. ``lr_schedule="continue"``: the learning
       rate carries on along the saved run's cosine from where it stopped (no jump back up; see
       :class:`model.optim.LRSchedule`); ``"restart"``: warm-up and cosine anew over the steps
-      left;
+      left; None: ``train_cfg``'s warm-up and cosine over all its steps, picked up at the
+      resumed step (when ``steps`` grew, the rate rises to where that longer cosine is);
     * ``model``: a GPT in memory (``tokenizer``: its tokenizer, default the corpus's).
 
     Divergence does not raise here: the result has ``ok == False`` and the reason.
@@ -113,7 +114,7 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
     from .corpora import Corpus, CorpusError
     from .transformer import GPT
 
-    if lr_schedule not in LR_SCHEDULES:
+    if lr_schedule is not None and lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule={lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
     callbacks = callbacks or Callbacks()
     control = control or TrainControl()
@@ -264,7 +265,7 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
 
 def _schedule(cfg: TrainConfig, start_step: int, previous: dict,
               resume: str | None) -> LRSchedule:
-    """The learning-rate schedule of this run (``resume``: None for a fresh run)."""
+    """The learning-rate schedule of this run (``resume`` None: ``cfg``'s own, from step 0)."""
     if resume is None or start_step == 0:
         return LRSchedule.of(cfg)
     if resume == "restart":

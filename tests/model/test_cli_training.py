@@ -122,13 +122,14 @@ def test_resume_continue_carries_the_schedule_on_and_restart_warms_up_anew(task_
     part = tmp_path / "part.safetensors"
     first = _train(task_corpus, part, 30, stop_at=12)  # interrupted (Ctrl+C) at step 12
     assert max(first) == 11
-    rest = _train(task_corpus, tmp_path / "rest.safetensors", 30, resume_from=part)
+    rest = _train(task_corpus, tmp_path / "rest.safetensors", 30, resume_from=part,
+                  lr_schedule="continue")
     assert sorted(rest) == list(range(12, 30))
     assert [rest[s] for s in range(12, 30)] == pytest.approx([whole[s] for s in range(12, 30)])
 
     # a finished run trained for longer: continue keeps to the bottom of the cosine (before,
     # the rate jumped back up to where a 60-step cosine would be at step 30) ...
-    more = _train(task_corpus, tmp_path / "more.safetensors", 60,
+    more = _train(task_corpus, tmp_path / "more.safetensors", 60, lr_schedule="continue",
                   resume_from=tmp_path / "whole.safetensors")
     assert sorted(more) == list(range(30, 60)) and max(more.values()) <= whole[29]
     assert all(lr == pytest.approx(1e-4) for lr in more.values())
