@@ -112,6 +112,7 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
     control = control or TrainControl()
     message = callbacks.on_message
     out_path = Path(out_path)
+    ckpt.check_writable(out_path)  # now, not after the last step: no work is lost to it
     device = resolve_device(train_cfg.device)
     torch.manual_seed(train_cfg.seed)
     start_step = 0
@@ -146,6 +147,7 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
     elif model is None:
         cfg = model_cfg or ModelConfig()
         cfg = dataclasses.replace(cfg, vocab_size=corpus.tokenizer.vocab_size)
+        _check_memory(cfg, train_cfg.batch_size, device)
         model = GPT(cfg)
         tokenizer = corpus.tokenizer
     else:
@@ -249,6 +251,17 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
             return trainer.run()
         except TrainingDiverged as e:
             return e.result
+
+
+def _check_memory(cfg: ModelConfig, batch: int, device: torch.device) -> None:
+    """Refuse, with the estimate, a model that would not fit before allocating any of it."""
+    from .memory import check_fits, fmt_bytes, training_memory
+
+    est = training_memory(cfg, batch)
+    check_fits(est["total"], str(device),
+               f"training this model ({cfg.n_params():,} parameters: weights, gradients and "
+               f"optimizer {fmt_bytes(est['params'])}; activations for batch {batch} x block "
+               f"{cfg.block_size} {fmt_bytes(est['activations'])})")
 
 
 def _encode_gen(gen: torch.Generator) -> str:
