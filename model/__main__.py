@@ -421,7 +421,10 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "inspect": cmd_inspect
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # a usage error (printed, one line) or --help: return its status
+        return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
     try:
         return _run(args)
     except KeyboardInterrupt:  # Ctrl+C anywhere, start-up included (importing torch)

@@ -239,6 +239,7 @@ class Planner:
     def plan(self, v: FormValues, light: bool = False) -> Plan:
         """Check everything; with ``light`` only what is cheap (no corpus encoding, no copy)."""
         from model import tasks
+        from model.checkpoints import CheckpointError, check_writable
         from model.config import ConfigError, ModelConfig, TrainConfig
         from model.corpora import Corpus, CorpusError, load_corpus, task_tokenizer
 
@@ -308,6 +309,10 @@ class Planner:
             raise PlanError(str(e)) from None
         out = Path(v.out_path).expanduser() if v.out_path else new_run_path(self.runs_dir,
                                                                              corpus.name)
+        try:  # now, not when the first checkpoint is due: no training is lost to it
+            check_writable(out)
+        except CheckpointError as e:
+            raise PlanError(f"Save to: {e}") from None
         model_copy = None
         if v.continue_model and resume_from is None:
             model_copy = copy.deepcopy(live).to("cpu")  # never train the live model
