@@ -314,7 +314,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
     try:
         generate_text(ck.model, ck.tokenizer, a.prompt, a.tokens, sample, on_text=stream)
     finally:  # also after Ctrl+C: end the line that was streamed
-        if last[0] != "\n":
+        if not last[0].endswith("\n"):
             out.write("\n")
             out.flush()
     return 0

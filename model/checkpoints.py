@@ -112,7 +112,6 @@ STALE_TEMP_S = 10 * 60  # a temp file of the same target untouched this long is 
 _WRITE_REASONS = {
     errno.EROFS: "the file system is read-only",
     errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is used up",
     errno.EFBIG: "the file would exceed the file-size limit set for this process (ulimit -f)",
     errno.EACCES: "permission denied",
     errno.EPERM: "permission denied",
