@@ -15,7 +15,14 @@ safetensors, the rest (param groups, step, trainer state) as JSON metadata. Noth
 unpickles: loading a file can not run code.
 
 Writes go to a temporary file in the same folder, which is flushed, fsync'ed and then renamed
-over the target (``os.replace``), so a crash mid-save leaves the previous file intact.
+over the target (``os.replace``), so a crash mid-save leaves the previous file intact. A save
+with the optimizer state writes both temp files before renaming either (a full disk changes
+nothing); a temp file of the same target older than ``STALE_TEMP_S`` (left by a killed save)
+is removed by the next save. Write errors name the user's path and the reason in words.
+
+Loading refuses, before building anything, files that are not regular files (a named pipe
+would block), configs far larger than the weights the file holds or than the free memory, and
+weights that are NaN, infinite or beyond ``MAX_ABS_WEIGHT`` (a flipped bit).
 """
 from __future__ import annotations
 
