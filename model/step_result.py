@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .ablation import NO_ABLATION, Ablation
 from .config import ModelConfig, SampleConfig
 from .sampling import Distribution, next_token
 
@@ -53,6 +54,15 @@ class StepResult:
     token_forced: np.ndarray | None = None  # (T,) bool: generated tokens that were forced
     draw: int = 0  # draw index `planned` used (resample raises it for a position)
     chosen_draw: int | None = None  # draw index used for `chosen` (None when forced or no step)
+    # CaptureSpec.qkv: per layer and head the queries, keys and values (after any positional
+    # rotation) and the heads' outputs side by side before W_O
+    q: np.ndarray | None = None  # (L, H, T, hs)
+    k: np.ndarray | None = None  # (L, H, T, hs)
+    v: np.ndarray | None = None  # (L, H, T, hs)
+    heads: np.ndarray | None = None  # (L, T, C) = (L, T, H·hs), after any ablation
+    ablation: Ablation = NO_ABLATION  # the heads switched off for this result
+    # with an ablation: the next-token logits of the same window with every head on (V,)
+    intact_logits: np.ndarray | None = None
 
     @property
     def T(self) -> int:
@@ -91,6 +101,14 @@ class StepResult:
     def text(self) -> str:
         """The window's text."""
         return "".join(self.tokens)
+
+    def intact_dist(self) -> Distribution | None:
+        """The next-token distribution with every head on, under the same settings and draw
+        (None when nothing is ablated)."""
+        if self.intact_logits is None:
+            return None
+        return next_token(self.intact_logits, self.sample, self.auto_seed, self.position,
+                          self.draw).dist
 
     def masked_scores(self) -> np.ndarray:
         """(L, H, T, T) scores with -inf where a key lies after its query."""
