@@ -364,7 +364,7 @@ def inspect_prompt(checkpoint: str, prompt: str, sample, top: int = 10,
     ablation = ablation if ablation is not None else NO_ABLATION
     ablation.check(ck.config)
     spec = CaptureSpec(attention=True, scores=False, residual=False, ffn=False,
-                       logit_lens=True, embeddings=False, sublayers=False)
+                       logit_lens=True, embeddings=False, sublayers=False, norms=False)
     stepper = Stepper(ck.model, ck.tokenizer, sample=sample, capture=spec, lens_k=1)
     stepper.set_ablation(ablation)
     r = stepper.set_prompt(prompt)

@@ -54,6 +54,9 @@ class StepResult:
     token_forced: np.ndarray | None = None  # (T,) bool: generated tokens that were forced
     draw: int = 0  # draw index `planned` used (resample raises it for a position)
     chosen_draw: int | None = None  # draw index used for `chosen` (None when forced or no step)
+    # (N, T, 2) mean and standard deviation of what enters each layer norm, the norms in reading
+    # order (ln_1, ln_2 of each layer, then the final norm of a pre-norm model)
+    norm_stats: np.ndarray | None = None
     # CaptureSpec.qkv: per layer and head the queries, keys and values (after any positional
     # rotation) and the heads' outputs side by side before W_O
     q: np.ndarray | None = None  # (L, H, T, hs)

@@ -311,6 +311,7 @@ class Stepper:
             lens_ids=views.get("lens_ids"), lens_probs=views.get("lens_probs"),
             n_generated=self.n_generated, config=self.config, note=self._note,
             token_forced=forced_arr, draw=draw, chosen_draw=chosen_draw,
+            norm_stats=views.get("norm_stats"),
             q=views.get("q"), k=views.get("k"), v=views.get("v"), heads=views.get("heads"),
             ablation=ablation, intact_logits=intact)
         return self.result
