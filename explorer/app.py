@@ -47,6 +47,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--show", metavar="PANEL", default=None,
                    help="with --screenshot: bring this panel to the front first (attention, "
                         "positional, architecture, training)")
+    p.add_argument("--ablate", metavar="L.H,…", default="",
+                   help="start with these attention heads switched off, e.g. 0.1,1.3 = head 1 of "
+                        "layer 0 and head 3 of layer 1")
+    p.add_argument("--ablation", default="zero", choices=("zero", "mean"),
+                   help="what a switched-off head outputs (default zero)")
+    p.add_argument("--attention-view", default=None,
+                   choices=("head", "grid", "lines", "rollout"),
+                   help="with --screenshot: the attention panel's view")
+    p.add_argument("--attention-stage", default=None,
+                   choices=("probs", "masked", "scores", "qk", "xv"),
+                   help="with --screenshot: the attention panel's stage (qk, xv: the numbers)")
     p.add_argument("--startup-probe", action="store_true",
                    help="print start-up timings as JSON once the model's first result is shown, "
                         "then exit")
@@ -57,6 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--steps must be >= 0")
     if args.screenshot and not args.screenshot.lower().endswith(".png"):
         p.error("--screenshot needs a .png file name")
+    from model.ablation import Ablation
+    from model.config import ConfigError
+
+    try:
+        args.ablate = Ablation.parse(args.ablate, args.ablation)
+    except ConfigError as e:
+        p.error(str(e))
     return args
 
 
@@ -189,6 +207,11 @@ class _Driver:
         self.times.setdefault("panels_s", time.perf_counter() - self.t0)
         if self.args.show and not self._shown_panel:
             self._shown_panel = True
+            attention = self.window.panels.get("Attention")
+            if attention is not None and self.args.attention_view:
+                attention.set_view(self.args.attention_view)
+            if attention is not None and self.args.attention_stage:
+                attention.set_stage(self.args.attention_stage)
             if self.window.show_panel(self.args.show):
                 from PySide6.QtCore import QTimer
 
@@ -265,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = args.device or str(settings.value("device", "auto") or "auto")
     session = Session(device=device)
+    session.set_ablation(args.ablate)  # applied once the first model is there
     saved_prompt = settings.value("prompt/text")
     session.prompt = args.prompt if args.prompt is not None else (
         str(saved_prompt) if saved_prompt is not None else DEFAULT_PROMPT)
