@@ -114,6 +114,14 @@ class Stepper:
     def draw_index(self, position: int) -> int:
         return self._draws.get(position, 0)
 
+    def logits_at(self, n_generated: int) -> np.ndarray:
+        """The next-token logits kept after the first ``n_generated`` generated tokens: what
+        the token at that place was drawn from (the model as it ran then)."""
+        if not 0 <= n_generated < len(self._logits):
+            raise ValueError(f"no logits after {n_generated!r} generated tokens: there are "
+                             f"{self.n_generated}")
+        return self._logits[n_generated]
+
     # -- public actions -------------------------------------------------------------------------
     def set_prompt(self, text: str, errors: str = "strict") -> StepResult:
         """Start over from ``text`` (UnknownCharactersError for characters not in the vocabulary)."""
