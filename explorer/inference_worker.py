@@ -34,6 +34,7 @@ from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from explorer.training_worker import training_busy
 from model.ablation import Ablation
+from model.branches import Branching
 from model.config import CaptureSpec, ConfigError, ModelConfig, SampleConfig
 from model.step_result import StepResult
 from model.tokenizer import CharTokenizer, Tokenizer
@@ -121,6 +122,13 @@ class SetAblation:
 
 
 @dataclass(frozen=True)
+class SwitchBranch:
+    """Make the continuation up to ``node`` of the branch tree the current text."""
+
+    node: int
+
+
+@dataclass(frozen=True)
 class RankHeads:
     """Rank every head by how much switching it off alone changes log p(planned token)."""
 
@@ -139,7 +147,7 @@ COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run, SetAblation, Ran
 SUPERSEDE = (LoadModel, SetPrompt)
 MODEL_KINDS = (LoadModel,)
 Request = (LoadModel | SaveModel | SetDevice | SetPrompt | Step | Back | RewindTo | Reset | Resample
-           | Redistribute | Run | SetAblation | RankHeads)
+           | Redistribute | Run | SetAblation | RankHeads | SwitchBranch)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
 #: the longest the worker waits for the GUI to say it has drawn a result before it runs the
 #: next step's pass anyway (see InferenceWorker._idle)
@@ -206,6 +214,7 @@ class InferenceWorker(QObject):
     busy_changed = Signal(bool)
     running_changed = Signal(bool, int)
     heads_ranked = Signal(object, object, int)  # HeadEffects, the StepResult it ranks, generation
+    branches_changed = Signal(object, int)  # model.branches.Branches (frozen), generation
     _wake = Signal()
     _tick = Signal()
     _drawn = Signal()
@@ -217,6 +226,8 @@ class InferenceWorker(QObject):
         self._lock = threading.Lock()
         self._pending: list[Request] = []
         self._stepper: Stepper | None = None
+        self._branching: Branching | None = None  # drives the stepper, keeps every branch
+        self._branches_sent = -1  # version of the tree last sent
         self._model: GPT | None = None
         self._tokenizer: Tokenizer | None = None
         self._device = "cpu"
@@ -384,18 +395,20 @@ class InferenceWorker(QObject):
             if isinstance(req, SetDevice):
                 self._set_device(req.device)
             elif isinstance(req, SetPrompt):
-                self._emit(self._stepper.set_prompt(req.text, errors="drop"))
+                self._emit(self._branching.set_prompt(req.text, errors="drop"))
             elif isinstance(req, Step):
-                self._emit(self._stepper.step(force=req.force))
+                self._emit(self._branching.step(force=req.force))
                 self.steps_done += 1
             elif isinstance(req, Back):
-                self._emit(self._stepper.back())
+                self._emit(self._branching.back())
             elif isinstance(req, RewindTo):
-                self._emit(self._stepper.rewind_to(req.n_generated))
+                self._emit(self._branching.rewind_to(req.n_generated))
             elif isinstance(req, Reset):
-                self._emit(self._stepper.reset())
+                self._emit(self._branching.reset())
             elif isinstance(req, Resample):
-                self._emit(self._stepper.resample())
+                self._emit(self._branching.resample())
+            elif isinstance(req, SwitchBranch):
+                self._emit(self._branching.switch(req.node))
             elif isinstance(req, SetAblation):
                 result = self._stepper.set_ablation(req.ablation)
                 if result is not None:
@@ -414,8 +427,15 @@ class InferenceWorker(QObject):
         self.heads_ranked.emit(effects, r, self._generation)
 
     def _emit(self, result: StepResult, kind: str = "") -> None:
+        self._send_branches()  # first: the result's receivers read the tree it belongs to
         self._acked = False
         self.result_ready.emit(result, self._generation, kind)
+
+    def _send_branches(self) -> None:
+        tree = self._branching.tree if self._branching is not None else None
+        if tree is not None and tree.version != self._branches_sent:
+            self._branches_sent = tree.version
+            self.branches_changed.emit(self._branching.snapshot(), self._generation)
 
     def _new_stepper(self, model: GPT, tokenizer: Tokenizer,
                      sample: SampleConfig) -> Stepper:
@@ -468,9 +488,12 @@ class InferenceWorker(QObject):
         self._sample = _sample_config(req.sample)
         loaded = dataclasses.replace(loaded, sample=self._sample)
         self._stepper = self._new_stepper(loaded.model, loaded.tokenizer, self._sample)
+        self._branching = Branching(self._stepper)
         result = self._first_result(req.prompt)
         self._acked = False
         self.model_ready.emit(loaded, result, req.generation)
+        self._branches_sent = -1
+        self._send_branches()
 
     def _read(self, req: LoadModel, device: str) -> Loaded:
         """The model of ``req``'s file or snapshot, on ``device``."""
@@ -505,7 +528,7 @@ class InferenceWorker(QObject):
         self.saved.emit(req.path, self._generation)
 
     def _first_result(self, prompt: str) -> StepResult:
-        return self._stepper.set_prompt(self._tokenizer.without_unknown(prompt), errors="drop")
+        return self._branching.set_prompt(self._tokenizer.without_unknown(prompt), errors="drop")
 
     def _set_device(self, name: str) -> None:
         """Move the model; on any failure fall back to the CPU and say why."""
@@ -525,6 +548,7 @@ class InferenceWorker(QObject):
                              self._generation)
         self._device = dev
         self._stepper = stepper
+        self._branching.stepper = stepper  # the same text: the tree stays as it is
         self.device_changed.emit(dev, self._generation)
         self._emit(stepper.result)
 
@@ -579,7 +603,7 @@ class InferenceWorker(QObject):
             return
         self._set_busy(True)
         try:
-            result = self._stepper.step()
+            result = self._branching.step()
         except Exception as e:  # noqa: BLE001
             self._end_run()
             self._set_busy(False)

@@ -62,6 +62,7 @@ OPTIONAL_PANELS = [
     ("explorer.panels.architecture.panel", "ArchitecturePanel", "Architecture", "Attention"),
     ("explorer.panels.training.panel", "TrainingPanel", "Training", "Attention"),
     ("explorer.panels.ablation", "AblationPanel", "Ablation", "Attention"),
+    ("explorer.panels.branches", "BranchesPanel", "Branches", "Attention"),
 ]
 
 

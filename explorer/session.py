@@ -25,6 +25,7 @@ from PySide6.QtCore import QEvent, QObject, QThread, QTimer, Signal, Slot
 from explorer import inference_worker as W
 from explorer import redraws
 from model.ablation import NO_ABLATION, Ablation, HeadEffects
+from model.branches import ROOT, Branches
 from model.config import CaptureSpec, ConfigError, ModelConfig, SampleConfig
 from model.step_result import StepResult
 from model.tokenizer import Tokenizer
@@ -89,6 +90,7 @@ class Session(QObject):
     model_saved = Signal(object)  # Path written by save_checkpoint()
     ablation_changed = Signal(object)  # Ablation: the heads switched off (empty: none)
     heads_ranked = Signal(object)  # HeadEffects of the current result (see rank_heads)
+    branches_changed = Signal(object)  # Branches: every continuation after the prompt
 
     def __init__(self, device: str = "auto", sample: SampleConfig | None = None,
                  parent: QObject | None = None, capture: CaptureSpec | None = None):
@@ -110,6 +112,7 @@ class Session(QObject):
         self.results_received = 0
         self.ablation: Ablation = NO_ABLATION
         self.head_effects: HeadEffects | None = None  # the ranking of the current result
+        self.branches = Branches()  # sent by the worker before the result it belongs to
         self._generation = 0  # results of this generation are shown
         self._issued = 0  # the newest generation handed to the worker
         self._opening: int | None = None  # a model being opened: the current one stays till then
@@ -125,6 +128,7 @@ class Session(QObject):
         self.worker.failed.connect(self._on_failed)
         self.worker.notice.connect(self._on_notice)
         self.worker.heads_ranked.connect(self._on_heads_ranked)
+        self.worker.branches_changed.connect(self._on_branches)
         self.worker.device_changed.connect(self._on_device_changed)
         self.worker.busy_changed.connect(self._on_busy)
         self.worker.running_changed.connect(self._on_running)
@@ -257,6 +261,14 @@ class Session(QObject):
             self.message.emit("Nothing to resample: step at least once")
             return
         self._submit(W.Resample())
+
+    def switch_branch(self, node: int) -> None:
+        """Make the continuation up to ``node`` (a node of ``branches``) the current text: the
+        worker rewinds to where it parts from this one and replays the rest."""
+        if self.result is None or not (node == ROOT or 0 <= node < len(self.branches)):
+            return
+        self.stop()
+        self._submit(W.SwitchBranch(int(node)))
 
     def run(self, n: int, interval_ms: int | None = None) -> None:
         """Generate ``n`` tokens continuously (one result per step), stoppable with stop()."""
@@ -464,6 +476,14 @@ class Session(QObject):
         if opened and loaded.path is not None:
             self.model_opened.emit(loaded.path)
 
+    @Slot(object, int)
+    def _on_branches(self, branches: Branches, generation: int) -> None:
+        _in_gui_thread(self)
+        if generation != self._generation or self._closed:
+            return
+        self.branches = branches
+        self.branches_changed.emit(branches)
+
     @Slot(object, object, int)
     def _on_heads_ranked(self, effects: HeadEffects, result: StepResult, generation: int) -> None:
         _in_gui_thread(self)
@@ -494,7 +514,7 @@ class Session(QObject):
         if self.running:
             self.running = False
             self.running_changed.emit(False)
-        if kind in ("Back", "RewindTo", "Resample", "Reset"):
+        if kind in ("Back", "RewindTo", "Resample", "Reset", "SwitchBranch"):
             self.message.emit(text)
         else:
             self.error.emit(title, text)

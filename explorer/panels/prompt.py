@@ -167,6 +167,7 @@ class PromptPanel(QWidget):
         lay.addWidget(self.scroll, 1)
 
         session.step_ready.connect(self._on_step)
+        session.branches_changed.connect(self._on_branches)
         session.model_changed.connect(self._on_model_changed)
         session.prompt_checked.connect(self._on_prompt_checked)
         session.selected_token_changed.connect(self.strip.set_selected)
@@ -336,6 +337,7 @@ class PromptPanel(QWidget):
     @Slot(object)
     def _on_step(self, result: StepResult) -> None:
         self._set_enabled(True)
+        self.strip.set_splits(self._split_chips(result))
         self.strip.set_result(result)
         r = result
         self._show_ablation(r)
@@ -346,6 +348,18 @@ class PromptPanel(QWidget):
                           f"context {r.T}/{block}")
         if self.session.running:  # follow the newest token while running
             QTimer.singleShot(0, self._scroll_to_end)
+
+    def _split_chips(self, r: StepResult | None) -> frozenset[int]:
+        """Window indices of the generated tokens where another branch parts from this text."""
+        b = self.session.branches
+        if r is None or not len(b):
+            return frozenset()
+        first = b.n_prompt - 1 - r.cropped  # window index of depth 0
+        return frozenset(i for d in b.split_depths() if 0 <= (i := first + d) < r.T)
+
+    @Slot(object)
+    def _on_branches(self, _branches: object) -> None:
+        self.strip.set_splits(self._split_chips(self.session.result))
 
     @Slot()
     def _scroll_to_end(self) -> None:

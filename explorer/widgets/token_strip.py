@@ -3,7 +3,8 @@
 Prompt tokens are neutral chips; generated tokens are coloured by the probability they had when
 they were chosen (red = a long shot, green = the obvious choice; forced tokens get a dashed
 border); a chip shows the token's piece (whitespace made visible: Tokenizer.token_pieces). The
-ghost chip at the end is the token the next step will pick. One painted widget rather than a widget per chip: a step
+ghost chip at the end is the token the next step will pick; a notch in a chip's top-left corner
+marks where another continuation (a branch, model.branches) parts from this text. One painted widget rather than a widget per chip: a step
 re-lays out and repaints hundreds of chips in a few milliseconds. Each chip is rendered once into
 a cached pixmap (antialiased text is the costly part): at a full window every step slides all
 chips along, and repainting them is then one blit each.
@@ -45,6 +46,7 @@ class TokenStrip(QWidget):
         self.result: StepResult | None = None
         self.selected = -1
         self.show_planned = True
+        self.splits: frozenset[int] = frozenset()  # chips where another branch parts
         self._chips: list[tuple[int, int, int, int]] = []  # (x, y, width, index) of each chip
         self._chip_h = 0
         self._looks: list[tuple] | None = None  # see _chip_looks; None: to be worked out
@@ -72,6 +74,13 @@ class TokenStrip(QWidget):
         self._relayout(width)
         self._update_changed(before)
         self.content_changed.emit()
+
+    def set_splits(self, indices: frozenset[int]) -> None:
+        """Window indices of the tokens where another continuation parts from this text."""
+        if indices != self.splits:
+            self.splits = indices
+            self._looks = None
+            self.update()
 
     def set_selected(self, i: int) -> None:
         if i != self.selected:
@@ -203,6 +212,7 @@ class TokenStrip(QWidget):
             probs = r.token_probs.tolist()
             n_prompt, hover, selected, labels = r.n_prompt, self._hover, self.selected, \
                 self._labels
+            splits = self.splits
             fills = self._fills  # probability -> (colour, rgba): a token keeps its colour
             for _x, _y, _w, i in self._chips:
                 if i < 0:
@@ -230,7 +240,7 @@ class TokenStrip(QWidget):
                     border = 2
                 else:
                     border = 0
-                looks.append((labels[i], rgba, border, fg_rgba))
+                looks.append((labels[i], rgba, border, fg_rgba, i in splits))
                 colours.append((fill, fg))
         self._looks, self._colours = looks, colours
         return looks
@@ -301,7 +311,7 @@ class TokenStrip(QWidget):
             return pm
         if len(self._chip_cache) > 4096:  # bounded: long runs see many (token, colour) pairs
             self._chip_cache.clear()
-        label, _fill, border, _fg = look
+        label, _fill, border, _fg, split = look
         pm = QPixmap(max(1, round(w * dpr)), max(1, round(h * dpr)))
         pm.setDevicePixelRatio(dpr)
         pm.fill(Qt.GlobalColor.transparent)
@@ -317,6 +327,11 @@ class TokenStrip(QWidget):
             q.setPen(Qt.PenStyle.NoPen)
         rect = QRect(0, 0, w, h)
         q.drawRoundedRect(rect.adjusted(1, 1, -1, -1), 4, 4)
+        if split:  # a notch: another branch parts here
+            s = max(6, h // 3)
+            q.setPen(Qt.PenStyle.NoPen)
+            q.setBrush(QColor(THEME.accent))
+            q.drawPolygon([QPoint(1, 1), QPoint(1 + s, 1), QPoint(1, 1 + s)])
         q.setPen(fg)
         q.drawText(rect, Qt.AlignmentFlag.AlignCenter, label)
         q.end()
@@ -387,8 +402,10 @@ class TokenStrip(QWidget):
         rank = int(r.token_ranks[i])
         forced = r.token_forced
         how = "forced (clicked)" if forced is not None and bool(forced[i]) else "sampled"
+        split = ("\nanother branch takes a different token here (see Branches)"
+                 if i in self.splits else "")
         return (f"{head}\nprobability {p:.3f} ({p * 100:.1f}%), rank {rank + 1} \u2014 {how}"
-                "\nclick: select · double-click: rewind to here")
+                f"{split}\nclick: select · double-click: rewind to here")
 
 
 class ChipScroll(QScrollArea):
