@@ -23,6 +23,7 @@ from PySide6.QtGui import (
     QDragEnterEvent,
     QDropEvent,
     QGuiApplication,
+    QKeySequence,
 )
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -108,6 +109,7 @@ class MainWindow(QMainWindow):
         self.device_choice: str | None = None  # saved only when the user picked one
         self.interactive = True  # False: errors go to stderr and the status bar, not dialogs
         self._dropped: str | None = None  # a dropped model file, opened once the drag ends
+        self.compare_window: QWidget | None = None  # explorer.compare.CompareWindow, when open
 
         self._build_menus()
         self.prompt_panel = PromptPanel(session)
@@ -285,6 +287,10 @@ class MainWindow(QMainWindow):
         self.view_menu = mb.addMenu("&View")
         self._view_separator = self.view_menu.addSeparator()
         self.act_reset_layout = self.view_menu.addAction("Reset &layout", self.reset_layout)
+        self.act_compare = self.view_menu.addAction("&Side by side\u2026", self.open_compare)
+        self.act_compare.setShortcut(QKeySequence("Ctrl+K"))
+        self.act_compare.setStatusTip("Compare two runs in two columns (prompt, sampling, model or "
+                                      "heads off), stepped with one key")
         h = mb.addMenu("&Help")
         h.addAction("&Keyboard shortcuts", self.show_shortcuts)
         self.act_about = h.addAction("&About Transformer Explorer", self.show_about)
@@ -618,8 +624,34 @@ class MainWindow(QMainWindow):
             e.ignore()
             self._close_after(busy)
             return
+        if self.compare_window is not None:
+            self.compare_window.close()
         self.session.close()
         super().closeEvent(e)
+
+    def open_compare(self, right: str = "") -> QWidget:
+        """Open the side-by-side window: both columns start as this window's run (model,
+        prompt, sampling, heads off); ``right`` changes the right one (``key=value;…``, see
+        explorer.compare.parse_column_spec). Its module loads here: it builds the attention
+        panel, which start-up defers."""
+        compare = importlib.import_module("explorer.compare")
+        s = self.session
+        base = compare.ColumnSpec(s.info.path if s.info is not None else None, s.prompt,
+                                  s.sample, s.ablation)
+        spec = compare.parse_column_spec(right, base) if right else base
+        if self.compare_window is not None:
+            self.compare_window.close()
+        w = compare.CompareWindow(base, spec, device=s.device)
+        w.closed.connect(self._on_compare_closed)
+        self.compare_window = w
+        w.start()
+        w.show()
+        return w
+
+    @Slot()
+    def _on_compare_closed(self) -> None:
+        if self.sender() is self.compare_window:
+            self.compare_window = None
 
     def _close_after(self, busy: list[QWidget]) -> None:
         """Show that the window waits for training to save, and close when every run ended."""
