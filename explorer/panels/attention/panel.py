@@ -48,8 +48,9 @@ from explorer.widgets.plot_helpers import (
 )
 from model.rollout import rollout_row
 
-STAGES = ("probs", "masked", "scores", "qk", "xv")
+MATRIX_STAGES = ("probs", "masked", "scores")  # a (T, T) matrix per head
 NUMBER_STAGES = ("qk", "xv")  # one head, one query, with the numbers (explorer.panels.attention.qkv)
+STAGES = MATRIX_STAGES + NUMBER_STAGES
 STAGE_TITLES = {"scores": "Scores QKᵀ/√d", "masked": "Masked scores", "probs": "Softmax weights",
                 "qk": "Q, K: the numbers", "xv": "× V and W_O: the numbers"}
 STAGE_FORMULAS = {

@@ -30,7 +30,6 @@ from explorer.widgets.plot_helpers import DIVERGING_CMAP, PROB_CMAP, LabelAxis, 
 MAX_NUMBERS = 120  # a matrix with more cells is a heatmap without numbers in it
 MAX_NUMBER_COLS = 8  # nor one with more columns (the numbers would overlap)
 ROW_PX = 72  # height of a one-row matrix (a vector) with its title and axis
-STAGES = ("qk", "xv")
 
 
 def vec_text(v: np.ndarray, n: int = 8) -> str:
@@ -307,4 +306,4 @@ def w_o_of(model, layer: int) -> np.ndarray:
     return model.h[layer].attn.c_proj.weight.detach().float().cpu().numpy()
 
 
-__all__ = ["QKVView", "STAGES", "vec_text", "w_o_of"]
+__all__ = ["QKVView", "vec_text", "w_o_of"]
