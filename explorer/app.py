@@ -58,6 +58,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--attention-stage", default=None,
                    choices=("probs", "masked", "scores", "qk", "xv"),
                    help="with --screenshot: the attention panel's stage (qk, xv: the numbers)")
+    p.add_argument("--size", metavar="WxH", default=None,
+                   help="the window's size in pixels, e.g. 1280x720 (with --screenshot: the "
+                        "image's size)")
+    p.add_argument("--branch-at", metavar="N", type=int, default=None,
+                   help="with --screenshot: after the steps, rewind to N generated tokens, take "
+                        "the most likely other token there and step on (a second branch)")
+    p.add_argument("--compare", metavar="KEY=VALUE;…", default=None,
+                   help="with --screenshot: picture the side-by-side window, its right column "
+                        "changed by KEY=VALUE pairs (temperature, top_k, top_p, seed, prompt, "
+                        "checkpoint, ablate, ablation), e.g. 'temperature=1.5'")
     p.add_argument("--startup-probe", action="store_true",
                    help="print start-up timings as JSON once the model's first result is shown, "
                         "then exit")
@@ -68,6 +78,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--steps must be >= 0")
     if args.screenshot and not args.screenshot.lower().endswith(".png"):
         p.error("--screenshot needs a .png file name")
+    if args.size is not None:
+        w, x, h = args.size.lower().partition("x")
+        if not (x and w.isdigit() and h.isdigit() and int(w) >= 320 and int(h) >= 240):
+            p.error(f"--size {args.size!r}: give WIDTHxHEIGHT in pixels, at least 320x240")
+        args.size = (int(w), int(h))
+    if args.branch_at is not None and not 0 <= args.branch_at < args.steps:
+        p.error("--branch-at must lie between 0 and --steps - 1")
     from model.ablation import Ablation
     from model.config import ConfigError
 
@@ -75,6 +92,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.ablate = Ablation.parse(args.ablate, args.ablation)
     except ConfigError as e:
         p.error(str(e))
+    if args.compare is not None:
+        from explorer.compare import NO_SPEC, parse_column_spec
+
+        try:
+            parse_column_spec(args.compare, NO_SPEC)  # checked now; applied to the run later
+        except (ConfigError, OSError) as e:
+            p.error(f"--compare: {e}")
     return args
 
 
@@ -135,6 +159,9 @@ class _Driver:
         self.times: dict[str, float] = {}
         self.exit_code = 0
         self._shown_panel = False  # --show: the panel was brought to the front
+        self._branched = False  # --branch-at: the second branch was made
+        self.compare_window = None  # --compare: the side-by-side window pictured
+        self._compare_waiting = 0  # its columns still loading or running
         driver = self
 
         class Hooks(QObject):
@@ -151,6 +178,15 @@ class _Driver:
             @Slot()
             def finish(self) -> None:
                 driver._finish()
+
+            @Slot(object)
+            def column_step(self, result) -> None:
+                driver._on_column_step(result)
+
+            @Slot(bool)
+            def column_running(self, running: bool) -> None:
+                if not running:
+                    driver._column_done()
 
             @Slot()
             def panels(self) -> None:
@@ -190,6 +226,18 @@ class _Driver:
                 return
             self.state = "prompt"
             self.window.prompt_panel.set_prompt_text(self.session.prompt)
+        elif self.state == "rewinding":  # --branch-at: take another token than last time
+            alt = next(int(t) for t in result.dist.order if int(t) != int(result.planned))
+            self.state = "forcing"
+            self.session.step(force=alt)
+        elif self.state == "forcing":
+            left = self.args.steps - result.n_generated
+            if left > 0:
+                self.state = "running"
+                self.session.run(left, 0)
+            else:
+                self.state = "settling"
+                QTimer.singleShot(250, self.hooks.finish)
         elif self.state == "prompt" and result.chosen is None:
             if self.args.steps > 0:
                 self.state = "running"
@@ -205,6 +253,14 @@ class _Driver:
             self.window.panels_loaded.connect(self.hooks.finish)
             return
         self.times.setdefault("panels_s", time.perf_counter() - self.t0)
+        if self.args.branch_at is not None and not self._branched:
+            self._branched = True
+            self.state = "rewinding"
+            self.session.rewind_to(self.args.branch_at)
+            return
+        if self.args.compare is not None and self.compare_window is None:
+            self._open_compare()
+            return
         if self.args.show and not self._shown_panel:
             self._shown_panel = True
             attention = self.window.panels.get("Attention")
@@ -224,7 +280,8 @@ class _Driver:
         if self.args.screenshot:
             out = Path(self.args.screenshot)
             out.parent.mkdir(parents=True, exist_ok=True)
-            if not self.window.grab().save(str(out), "PNG"):
+            shown = self.compare_window if self.compare_window is not None else self.window
+            if not shown.grab().save(str(out), "PNG"):
                 print(f"transformer-explorer: could not write {out}", file=sys.stderr)
                 self.exit_code = 1
             else:
@@ -238,6 +295,42 @@ class _Driver:
             print(json.dumps(out), flush=True)
         self.window.close()
         self.app.exit(self.exit_code)
+
+
+    def _open_compare(self) -> None:
+        """--compare: open the side-by-side window, step both columns, then finish."""
+        self.state = "comparing"
+        w = self.window.open_compare(self.args.compare)
+        w.resize(self.window.size())
+        self.compare_window = w
+        self._compare_waiting = 2
+        for s in w.sessions:
+            s.step_ready.connect(self.hooks.column_step)
+            s.running_changed.connect(self.hooks.column_running)
+
+    def _on_column_step(self, _result) -> None:
+        """Both columns stepped once their first result shows the heads they switch off."""
+        if self.state != "comparing":
+            return
+        if all(s.result is not None and s.result.ablation == s.ablation
+               for s in self.compare_window.sessions):
+            self._compare_waiting = 1
+            self._column_done()
+
+    def _column_done(self) -> None:
+        from PySide6.QtCore import QTimer
+
+        self._compare_waiting -= 1
+        if self._compare_waiting > 0:
+            return
+        if self.state == "comparing" and self.args.steps > 0:
+            self.state = "comparing-run"
+            self._compare_waiting = 2
+            for s in self.compare_window.sessions:
+                s.run(self.args.steps, 0)
+            return
+        self.state = "settling"
+        QTimer.singleShot(600, self.hooks.finish)
 
 
 NO_DISPLAY_EXIT = 2
@@ -298,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         session.close()
         raise
     window.prompt_panel.set_prompt_text(session.prompt, apply=False)
+    if args.size is not None:
+        window.resize(*args.size)
     window.interactive = not (args.screenshot or args.startup_probe)
     driver = _Driver(app, window, session, args, t0) \
         if (args.screenshot or args.startup_probe) else None

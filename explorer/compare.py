@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -39,6 +39,7 @@ from model.ablation import NO_ABLATION, Ablation
 from model.config import ConfigError, SampleConfig
 from model.step_result import StepResult
 
+COLUMN_BARS = 12  # candidates shown per column (the main window's panel shows 20)
 MODEL_FILTER = "Transformer Explorer models (*.safetensors);;All files (*)"
 
 
@@ -51,6 +52,8 @@ class ColumnSpec:
     sample: SampleConfig
     ablation: Ablation = NO_ABLATION
 
+
+NO_SPEC = ColumnSpec(None, "", SampleConfig())  # what parse_column_spec changes, to check it
 
 SPEC_KEYS = ("checkpoint", "prompt", "temperature", "top_k", "top_p", "seed", "ablate",
              "ablation")
@@ -97,6 +100,7 @@ class CompareColumn(QWidget):
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.spec = spec
+        self._sized = False
         self.session = Session(device=device, sample=spec.sample, parent=self)
         s = self.session
         s.prompt = spec.prompt
@@ -126,7 +130,14 @@ class CompareColumn(QWidget):
         self.strip = TokenStrip()
         self.strip.show_planned = True
         self.strip_scroll = ChipScroll(self.strip)
+        self._scroll_timer = QTimer(self)  # owned: it goes with the column
+        self._scroll_timer.setSingleShot(True)
+        self._scroll_timer.setInterval(0)
+        self._scroll_timer.timeout.connect(self._scroll_to_end)
         self.distribution = DistributionPanel(s)
+        # two columns share the height the main window gives one panel: fewer bars fit
+        self.distribution.view.setMinimumHeight(120)
+        self.distribution.controls.n_shown.setValue(COLUMN_BARS)
         self.attention = AttentionPanel(s)
 
         head = QHBoxLayout()
@@ -137,13 +148,10 @@ class CompareColumn(QWidget):
         row.addWidget(QLabel("Prompt"))
         row.addWidget(self.prompt_edit, 1)
         row.addWidget(self.heads_edit)
-        split = QSplitter(Qt.Orientation.Vertical)
+        self.split = split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.strip_scroll)
         split.addWidget(self.distribution)
         split.addWidget(self.attention)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 3)
-        split.setStretchFactor(2, 4)
         split.setChildrenCollapsible(False)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -161,6 +169,15 @@ class CompareColumn(QWidget):
 
     def start(self) -> None:
         self.session.start(self.spec.checkpoint, self.spec.prompt)
+
+    def resizeEvent(self, e) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(e)
+        if not self._sized and e.size().height() > 0:
+            # the strip a few lines, the bars and the attention view the rest, evenly
+            self._sized = True
+            h = max(300, e.size().height() - 70)
+            strip = min(110, h // 7)
+            self.split.setSizes([strip, (h - strip) * 2 // 5, (h - strip) * 3 // 5])
 
     # -- user ---------------------------------------------------------------------------------
     @Slot()
@@ -196,6 +213,12 @@ class CompareColumn(QWidget):
     @Slot(object)
     def _on_step(self, result: StepResult) -> None:
         self.strip.set_result(result)
+        self._scroll_timer.start()  # once the strip has its new height
+
+    @Slot()
+    def _scroll_to_end(self) -> None:
+        bar = self.strip_scroll.verticalScrollBar()
+        bar.setValue(bar.maximum())
 
     @Slot(str, str)
     def _on_error(self, title: str, text: str) -> None:
@@ -288,4 +311,4 @@ class CompareWindow(QWidget):
         super().closeEvent(e)
 
 
-__all__ = ["ColumnSpec", "CompareColumn", "CompareWindow", "parse_column_spec"]
+__all__ = ["NO_SPEC", "ColumnSpec", "CompareColumn", "CompareWindow", "parse_column_spec"]

@@ -34,9 +34,10 @@ from model.branches import Branches
 if TYPE_CHECKING:
     from explorer.session import Session
 
-INTRO = ("Every continuation after the prompt is kept. Click one to switch to it; on the token "
-         "strip a notch marks where another branch parts. log p: the log-probability of the "
-         "whole continuation under the model (temperature 1).")
+INTRO = ("Every continuation after the prompt is kept; click one to switch to it. \u2503 marks "
+         "where it parts from the current one (on the token strip: a notch). log p: the whole "
+         "continuation's log-probability under the model (temperature 1).")
+SHARED_SHOWN = 12  # characters of the shared text shown before the point where a branch parts
 
 
 def visible(text: str) -> str:
@@ -124,6 +125,8 @@ class BranchesPanel(LiveRedraw, QWidget):
         split.addWidget(top)
         split.addWidget(bottom)
         split.setChildrenCollapsible(False)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
@@ -151,10 +154,19 @@ class BranchesPanel(LiveRedraw, QWidget):
             self.other = rest[-1] if rest else -1
         self._fill_list(b, here, tok.decode)
         self._fill_other_box(b, here, tok.decode)
-        self._fill_compare(b, here, tok.decode)
+        self._fill_compare(b, here, tok.token_pieces)
 
-    def _label(self, b: Branches, leaf: int, decode) -> str:
-        return visible(decode(b.tokens(leaf)))
+    def _label(self, b: Branches, leaf: int, decode, here: int = -1) -> str:
+        """The continuation's text; for another branch than ``here``, the end of what they
+        share, a bar, and where this one went instead."""
+        toks = b.tokens(leaf)
+        if here < 0 or leaf == here:
+            return visible(decode(toks))
+        k = b.split_with(leaf, here)
+        shared = visible(decode(toks[:k]))
+        if len(shared) > SHARED_SHOWN:
+            shared = "\u2026" + shared[-SHARED_SHOWN:]
+        return f"{shared}\u2503{visible(decode(toks[k:]))}"
 
     def _fill_list(self, b: Branches, here: int, decode) -> None:
         t = self.table
@@ -168,7 +180,7 @@ class BranchesPanel(LiveRedraw, QWidget):
             if leaf == here and b.current != leaf:
                 at = f" (at token {b.nodes[b.current].depth if b.current >= 0 else 0})"
             items = [_item(mark, Qt.AlignmentFlag.AlignCenter),
-                     _item(self._label(b, leaf, decode)),
+                     _item(self._label(b, leaf, decode, here)),
                      _item(f"{depth}{at}", Qt.AlignmentFlag.AlignRight),
                      _item(f"{b.total_logprob(leaf):.2f}", Qt.AlignmentFlag.AlignRight)]
             for col, it in enumerate(items):
@@ -182,13 +194,13 @@ class BranchesPanel(LiveRedraw, QWidget):
         box.clear()
         for leaf in self.leaves:
             if leaf != here:
-                box.addItem(f"#{self.leaves.index(leaf) + 1}: {self._label(b, leaf, decode)[-60:]}",
-                            leaf)
+                box.addItem(f"#{self.leaves.index(leaf) + 1}: "
+                            f"{self._label(b, leaf, decode, here)[:80]}", leaf)
         box.setCurrentIndex(max(0, box.findData(self.other)))
         box.setEnabled(box.count() > 0)
         box.blockSignals(False)
 
-    def _fill_compare(self, b: Branches, here: int, decode) -> None:
+    def _fill_compare(self, b: Branches, here: int, pieces) -> None:
         t = self.compare
         other = self.other
         if here < 0 or other < 0:
@@ -206,7 +218,7 @@ class BranchesPanel(LiveRedraw, QWidget):
             t.setItem(row, 0, _item(str(b.n_prompt + k), Qt.AlignmentFlag.AlignRight))
             for col, (toks, lps) in ((1, (ta, la)), (3, (tb, lb))):
                 if k < len(toks):
-                    t.setItem(row, col, _item(visible(decode([toks[k]]))))
+                    t.setItem(row, col, _item(pieces([toks[k]])[0]))
                     t.setItem(row, col + 1, _prob_item(lps[k]))
                 else:
                     t.setItem(row, col, _item(""))

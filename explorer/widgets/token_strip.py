@@ -327,11 +327,12 @@ class TokenStrip(QWidget):
             q.setPen(Qt.PenStyle.NoPen)
         rect = QRect(0, 0, w, h)
         q.drawRoundedRect(rect.adjusted(1, 1, -1, -1), 4, 4)
-        if split:  # a notch: another branch parts here
-            s = max(6, h // 3)
+        if split:  # a notch and a bar on the left edge: another branch parts here
+            s = max(7, h // 2)
             q.setPen(Qt.PenStyle.NoPen)
             q.setBrush(QColor(THEME.accent))
-            q.drawPolygon([QPoint(1, 1), QPoint(1 + s, 1), QPoint(1, 1 + s)])
+            q.drawPolygon([QPoint(0, 0), QPoint(s, 0), QPoint(0, s)])
+            q.drawRect(0, 0, 3, h)
         q.setPen(fg)
         q.drawText(rect, Qt.AlignmentFlag.AlignCenter, label)
         q.end()
