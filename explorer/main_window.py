@@ -713,7 +713,8 @@ class MainWindow(QMainWindow):
         rows = "".join(
             f"<tr><td><b>{a.text()}</b></td><td>{' / '.join(k.toString() for k in a.shortcuts())}"
             f"</td><td>{a.statusTip()}</td></tr>"
-            for a in [*self.prompt_panel.actions_list, self.act_restore_heads])
+            for a in [*self.prompt_panel.actions_list, self.act_restore_heads,
+                      self.act_compare])
         QMessageBox.information(
             self, "Keyboard shortcuts",
             f"<table cellspacing=6>{rows}</table><p>While the prompt editor has the focus, Space, "
