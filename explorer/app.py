@@ -58,9 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--attention-stage", default=None,
                    choices=("probs", "masked", "scores", "qk", "xv"),
                    help="with --screenshot: the attention panel's stage (qk, xv: the numbers)")
-    p.add_argument("--size", metavar="WxH", default=None,
-                   help="the window's size in pixels, e.g. 1280x720 (with --screenshot: the "
-                        "image's size)")
+    p.add_argument("--window-size", metavar="WxH", default=None,
+                   help="window size in pixels, e.g. 1280x720 (for screenshots)")
     p.add_argument("--branch-at", metavar="N", type=int, default=None,
                    help="with --screenshot: after the steps, rewind to N generated tokens, take "
                         "the most likely other token there and step on (a second branch)")
@@ -78,11 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--steps must be >= 0")
     if args.screenshot and not args.screenshot.lower().endswith(".png"):
         p.error("--screenshot needs a .png file name")
-    if args.size is not None:
-        w, x, h = args.size.lower().partition("x")
+    if args.window_size is not None:
+        w, x, h = args.window_size.lower().partition("x")
         if not (x and w.isdigit() and h.isdigit() and int(w) >= 320 and int(h) >= 240):
-            p.error(f"--size {args.size!r}: give WIDTHxHEIGHT in pixels, at least 320x240")
-        args.size = (int(w), int(h))
+            p.error(f"--window-size {args.window_size!r} must be WIDTHxHEIGHT, at least 320x240")
+        args.window_size = (int(w), int(h))
     if args.branch_at is not None and not 0 <= args.branch_at < args.steps:
         p.error("--branch-at must lie between 0 and --steps - 1")
     from model.ablation import Ablation
@@ -159,6 +158,7 @@ class _Driver:
         self.times: dict[str, float] = {}
         self.exit_code = 0
         self._shown_panel = False  # --show: the panel was brought to the front
+        self._busy_waits = 0
         self._branched = False  # --branch-at: the second branch was made
         self.compare_window = None  # --compare: the side-by-side window pictured
         self._compare_waiting = 0  # its columns still loading or running
@@ -274,6 +274,15 @@ class _Driver:
                 QTimer.singleShot(400, self.hooks.finish)  # let the panel's coalesced redraw run
                 return
             print(f"transformer-explorer: no panel named {self.args.show!r}", file=sys.stderr)
+        if self.args.show and self._busy_waits == 0:
+            # again: the default layout raises the Attention tab once every panel is built
+            self.window.show_panel(self.args.show)
+        if (self.session.busy or self._busy_waits == 0) and self._busy_waits < 50:
+            from PySide6.QtCore import QTimer
+
+            self._busy_waits += 1  # the redraw of the panel shown, and work it asked for
+            QTimer.singleShot(300, self.hooks.finish)
+            return
         self.state = "done"
         self.app.processEvents()
         self.times["shown_s"] = time.perf_counter() - self.t0
@@ -391,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         session.close()
         raise
     window.prompt_panel.set_prompt_text(session.prompt, apply=False)
-    if args.size is not None:
-        window.resize(*args.size)
+    if args.window_size is not None:
+        window.resize(*args.window_size)
     window.interactive = not (args.screenshot or args.startup_probe)
     driver = _Driver(app, window, session, args, t0) \
         if (args.screenshot or args.startup_probe) else None

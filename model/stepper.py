@@ -222,6 +222,7 @@ class Stepper:
         """Run the window again (after the weights or the head mask changed). The latest logits
         are replaced; those kept for earlier steps are not."""
         self._need_prompt()
+        self._intact = None  # the weights may have changed
         self._window.drop_fork()
         self._logits[-1] = self._window.rebuild(self._ids)
         return self._publish()
@@ -234,12 +235,12 @@ class Stepper:
             raise TypeError(f"expected an Ablation, got {type(ablation).__name__}")
         ablation.check(self.config)
         self.model.set_ablation(ablation)
-        self._intact = None
         if not self._ids:
             return None
-        result = self.refresh()
+        self._window.drop_fork()
+        self._logits[-1] = self._window.rebuild(self._ids)
         self._ablated_from = len(self._logits) - 1
-        return result
+        return self._publish()
 
     @property
     def ablation(self) -> Ablation:
@@ -302,7 +303,11 @@ class Stepper:
         dist, draw, planned = self._plan()
         views = self._window.views(t)
         ablation = self.model.ablation
-        intact = self._intact_logits(window) if ablation else None
+        if ablation:
+            intact = self._intact_logits(window)
+        else:  # these logits are the intact ones: a head switched off next needs no extra pass
+            intact = None
+            self._intact = (tuple(window), logits)
         for a in (probs, ranks, forced_arr):
             a.flags.writeable = False
         ids = np.asarray(window, dtype=np.int64)

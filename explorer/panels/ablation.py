@@ -181,11 +181,10 @@ class AblationPanel(LiveRedraw, QWidget):
         self.plot.plot.setYRange(-0.6, n - 0.4, padding=0)
         self.plot.set_table(d[:, None], names, ["change in log p"])
         piece = tok.token_pieces([eff.token])[0] if tok is not None else str(eff.token)
-        top = ranking[0]
+        top = max(ranking, key=lambda x: abs(x[2]))
         self.hover_label.setText(
-            f"planned token '{piece}': log p = {eff.base_logprob:.3f} with every head on; "
-            f"switching L{top[0]}H{top[1]} off alone changes it most ({top[2]:+.3f}, "
-            f"{eff.mode} ablation). Bars left of 0: the head helps this prediction.")
+            f"'{piece}': log p {eff.base_logprob:.2f} with every head on; largest change: "
+            f"L{top[0]}H{top[1]} off, {top[2]:+.2f} ({eff.mode}). Left of 0: the head helps.")
 
     def _export_header(self) -> str:
         eff = self.session.head_effects

@@ -35,11 +35,9 @@ def test_main_py_without_a_display_says_what_to_do(tmp_path):
 def test_screenshot_options_for_branches_and_compare_are_checked(capsys):
     from explorer.app import parse_args
 
-    a = parse_args(["--size", "1280x720", "--steps", "30", "--branch-at", "12",
-                    "--compare", "temperature=1.5"])
-    assert a.size == (1280, 720) and a.branch_at == 12 and a.compare == "temperature=1.5"
-    for bad, words in ((["--size", "big"], "WIDTHxHEIGHT"),
-                       (["--steps", "5", "--branch-at", "5"], "--branch-at"),
+    a = parse_args(["--steps", "30", "--branch-at", "12", "--compare", "temperature=1.5"])
+    assert a.branch_at == 12 and a.compare == "temperature=1.5"
+    for bad, words in ((["--steps", "5", "--branch-at", "5"], "--branch-at"),
                        (["--compare", "temp=2"], "not KEY=VALUE")):
         try:
             parse_args(bad)

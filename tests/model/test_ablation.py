@@ -152,9 +152,10 @@ def test_stepper_keeps_the_ablation_through_stepping(mode):
     tok = CharTokenizer(list(VOCAB))
     model = make_model("rotary", "pre")
     st = Stepper(model, tok, SampleConfig(seed=1), capture=CAPTURE_ALL)
-    st.set_prompt("abcdab")
+    plain = st.set_prompt("abcdab")
     ablation = Ablation.parse("0.2,2.1", mode)
     r = st.set_ablation(ablation)
+    assert np.array_equal(r.intact_logits, plain.logits)  # kept from before: no extra pass
     assert r.ablation == ablation and st.ablation == ablation
     for _ in range(5):
         r = st.step()
