@@ -310,7 +310,11 @@ class _Driver:
         """--compare: open the side-by-side window, step both columns, then finish."""
         self.state = "comparing"
         w = self.window.open_compare(self.args.compare)
-        w.resize(self.window.size())
+        size = self.args.window_size
+        if size is not None:
+            w.resize(*size)
+        else:
+            w.resize(self.window.size())
         self.compare_window = w
         self._compare_waiting = 2
         for s in w.sessions:

@@ -20,10 +20,13 @@ from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QSplitter,
     QToolButton,
     QVBoxLayout,
@@ -39,6 +42,7 @@ from model.ablation import NO_ABLATION, Ablation
 from model.config import ConfigError, SampleConfig
 from model.step_result import StepResult
 
+COLUMN_MIN_HEIGHT = 880  # pixels for the strip, the bars and the attention view
 COLUMN_BARS = 12  # candidates shown per column (the main window's panel shows 20)
 MODEL_FILTER = "Transformer Explorer models (*.safetensors);;All files (*)"
 
@@ -111,6 +115,8 @@ class CompareColumn(QWidget):
         self.title.setFont(ui_font(THEME.font_pt + 1))
         self.model_label = QLabel("loading \u2026")
         self.model_label.setStyleSheet(f"color: {THEME.muted};")
+        # a long model name is cut rather than widening the column
+        self.model_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.open_button = QPushButton("Open model\u2026")
         self.open_button.setToolTip("Use another model in this column")
         self.open_button.clicked.connect(self.choose_model)
@@ -153,13 +159,19 @@ class CompareColumn(QWidget):
         split.addWidget(self.distribution)
         split.addWidget(self.attention)
         split.setChildrenCollapsible(False)
+        # below this the bars and the heatmap would be slivers: the column scrolls instead
+        split.setMinimumHeight(COLUMN_MIN_HEIGHT)
+        self.body = QScrollArea()
+        self.body.setWidgetResizable(True)
+        self.body.setFrameShape(QFrame.Shape.NoFrame)
+        self.body.setWidget(split)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(3)
         lay.addLayout(head)
         lay.addLayout(row)
         lay.addWidget(self.status)
-        lay.addWidget(split, 1)
+        lay.addWidget(self.body, 1)
 
         s.step_ready.connect(self._on_step)
         s.model_changed.connect(self._on_model)
@@ -175,9 +187,9 @@ class CompareColumn(QWidget):
         if not self._sized and e.size().height() > 0:
             # the strip a few lines, the bars and the attention view the rest, evenly
             self._sized = True
-            h = max(300, e.size().height() - 70)
+            h = max(COLUMN_MIN_HEIGHT, e.size().height() - 70)
             strip = min(110, h // 7)
-            self.split.setSizes([strip, (h - strip) * 2 // 5, (h - strip) * 3 // 5])
+            self.split.setSizes([strip, (h - strip) * 9 // 20, (h - strip) * 11 // 20])
 
     # -- user ---------------------------------------------------------------------------------
     @Slot()
@@ -270,7 +282,13 @@ class CompareWindow(QWidget):
         hint = QLabel("Set each column's prompt, sampling, model or heads off; one key steps "
                       "both (Space / \u2192).")
         hint.setStyleSheet(f"color: {THEME.muted};")
+        hint.setWordWrap(True)
+        hint.setMinimumWidth(40)  # a narrow screen wraps it rather than widening the window
         bar.addWidget(hint, 1)
+        # on a short screen the columns scroll, together: the same view stays side by side
+        lb, rb = (c.body.verticalScrollBar() for c in self.columns)
+        lb.valueChanged.connect(rb.setValue)
+        rb.valueChanged.connect(lb.setValue)
         cols = QSplitter(Qt.Orientation.Horizontal)
         cols.addWidget(self.left)
         cols.addWidget(self.right)
