@@ -57,6 +57,7 @@ class Branches:
     current: int = ROOT  # the node the stepper stands at (ROOT: only the prompt)
     n_prompt: int = 0  # prompt tokens in the whole text
     version: int = 0  # raised by every change of the tree or of ``current``
+    n_leaves: int = 0  # continuations (1 or less: nothing has branched yet)
 
     @cached_property
     def children(self) -> dict[int, list[int]]:
@@ -104,6 +105,8 @@ class Branches:
     def split_depths(self, node: int | None = None) -> set[int]:
         """Depths (1 = the first generated token) on the path to ``node`` (default: the current
         one) whose token is one of several taken after the same text: where branches part."""
+        if self.n_leaves <= 1:  # nothing branched: no walk over a long text every step
+            return set()
         kids = self.children
         path = self.path(self.current if node is None else node)
         return {self.nodes[i].depth for i in path if len(kids.get(self.nodes[i].parent, ())) > 1}
@@ -126,6 +129,8 @@ class BranchTree:
     def __init__(self, n_prompt: int = 0):
         self.nodes: list[Node] = []
         self._child: dict[tuple[int, int], int] = {}  # (parent, token) -> node
+        self._has_child: set[int] = set()  # nodes (and ROOT) with at least one child
+        self.n_leaves = 0
         self.current = ROOT
         self.n_prompt = n_prompt
         self.version = 0
@@ -133,6 +138,7 @@ class BranchTree:
     def reset(self, n_prompt: int) -> None:
         """A new prompt: every branch of the old one goes."""
         self.nodes, self._child, self.current, self.n_prompt = [], {}, ROOT, n_prompt
+        self._has_child, self.n_leaves = set(), 0
         self.version += 1
 
     @property
@@ -147,6 +153,9 @@ class BranchTree:
             node = len(self.nodes)
             self.nodes.append(Node(int(token), self.current, float(logprob), self.depth + 1))
             self._child[key] = node
+            if self.current == ROOT or self.current in self._has_child:
+                self.n_leaves += 1  # a new continuation; else it extends a leaf
+            self._has_child.add(self.current)
         self.current = node
         self.version += 1
         return node
@@ -160,7 +169,8 @@ class BranchTree:
         self.version += 1
 
     def snapshot(self) -> Branches:
-        return Branches(tuple(self.nodes), self.current, self.n_prompt, self.version)
+        return Branches(tuple(self.nodes), self.current, self.n_prompt, self.version,
+                        self.n_leaves)
 
 
 class Branching:
@@ -209,7 +219,8 @@ class Branching:
 
     def switch(self, node: int) -> StepResult:
         """Make the continuation up to ``node`` the stepper's text: rewind to where it parts from
-        the current one, then take its tokens again (forced steps)."""
+        the current one, then take its tokens again: a plain step where the stepper would draw
+        that very token anyway (so it still shows as sampled), else a forced one."""
         snap = self.tree.snapshot()
         if not (node == ROOT or 0 <= node < len(snap.nodes)):
             raise ValueError(f"there is no branch {node!r}")
@@ -217,7 +228,7 @@ class Branching:
         target = snap.tokens(node) if node != ROOT else []
         r = self.rewind_to(keep)
         for tok in target[keep:]:
-            r = self.step(force=tok)
+            r = self.step(force=None if r.planned == tok else tok)
         return r
 
 

@@ -83,6 +83,7 @@ def test_random_walk_keeps_every_continuation_exact(seed):
         # the stepper stands where the tree says, and nothing taken so far was thrown away
         assert list(generated) == (b.tokens(b.current) if b.current != ROOT else [])
         assert seen <= paths(b)
+        assert b.n_leaves == len(b.leaves())
         assert b.split_depths() == {
             d for d in range(1, len(generated) + 1)
             if len({p[d - 1] for p in paths(b) if len(p) >= d and p[:d - 1] == generated[:d - 1]})
@@ -110,9 +111,11 @@ def test_rewinding_and_stepping_differently_keeps_the_old_continuation():
     assert b.split_with(first, second) == 2
     assert b.split_depths() == {3}
     assert b.current_leaf() == second
-    br.switch(first)
+    r = br.switch(first)
     assert br.stepper.ids == old
     assert br.snapshot().current_leaf() == first
+    # the old tokens were sampled, not clicked: replayed, they still show as sampled
+    assert not r.token_forced[r.n_prompt:].any()
 
 
 def test_a_new_prompt_starts_a_new_tree():
