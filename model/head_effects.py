@@ -14,6 +14,8 @@ from .context_window import inference
 from .speedups import scaled_dot_product_attention as sdpa
 from .transformer import GPT, Block
 
+#: how much memory the batched rows of the ranking may take at once (about)
+RANKING_BATCH_BYTES = 512 * 2**20
 _WHAT_THE_RANKING_READS = dataclasses.replace(CAPTURE_NOTHING, residual=True, qkv=True,
                                               sublayers=True)
 
@@ -52,16 +54,24 @@ def head_effects(model: GPT, ids, token: int, mode: str = "zero") -> HeadEffects
         finally:
             model.head_mask, model.head_ablation = saved
         base = torch.log_softmax(logits[0, -1].float(), dim=-1)[int(token)]
-        x = rec.resid[0].new_zeros((0, T, cfg.n_embd))
-        for j, block in enumerate(model.h):
-            last = j == L - 1
-            if x.size(0):  # rows that switched a head off in an earlier layer: all heads on here
-                x = _last_position(block, x, model.pe, positions) if last else \
-                    block(x, model.pe, positions)
-            x = torch.cat([x, _one_head_off(block, rec, j, mode, last)])
-        logits = model.lm_head(model.ln_f(x[:, -1]))  # (L·H, V)
-        logp = torch.log_softmax(logits.float(), dim=-1)[:, int(token)]
-    delta = (logp.double() - base.double()).cpu().numpy().reshape(L, H)
+        # a batch row holds (heads, T, T) attention weights per layer: a large model at a long
+        # context takes the heads a few at a time (GPT-2 small at 1024 tokens: one at a time)
+        per_row = cfg.n_head * T * T * 4 + 8 * T * cfg.n_embd * 4
+        chunk = max(1, min(H, RANKING_BATCH_BYTES // max(1, per_row * L)))
+        logp = torch.empty((L, H), device=model.device)
+        for h0 in range(0, H, chunk):
+            heads = slice(h0, min(H, h0 + chunk))
+            x = rec.resid[0].new_zeros((0, T, cfg.n_embd))
+            for j, block in enumerate(model.h):
+                last = j == L - 1
+                if x.size(0):  # rows that switched off a head of an earlier layer: all on here
+                    x = _last_position(block, x, model.pe, positions) if last else \
+                        block(x, model.pe, positions)
+                x = torch.cat([x, _one_head_off(block, rec, j, mode, last)[heads]])
+            logits = model.lm_head(model.ln_f(x[:, -1]))  # (L·chunk, V), layer by layer
+            lp = torch.log_softmax(logits.float(), dim=-1)[:, int(token)]
+            logp[:, heads] = lp.view(L, -1)
+    delta = (logp.double() - base.double()).cpu().numpy()
     return HeadEffects(int(token), mode, float(base), delta)
 
 
@@ -109,4 +119,4 @@ def _rest_of_block(block: Block, x: torch.Tensor, a: torch.Tensor) -> torch.Tens
     return block.ln_2(x + block.mlp(x))
 
 
-__all__ = ["head_effects"]
+__all__ = ["RANKING_BATCH_BYTES", "head_effects"]

@@ -153,3 +153,16 @@ def test_ghost_bars_status_bar_token_strip_and_h(qtbot, window):
     assert not s.result.ablation and not d.ghost_bars.isVisible()
     assert not window.ablation_label.isVisible()
     assert window.act_restore_heads.shortcut().toString() == "H"
+
+
+def test_clicking_a_head_of_an_attention_block_in_the_architecture_panel_switches_it(qtbot):
+    from explorer.panels.architecture.panel import ArchitecturePanel
+
+    s = make_session(tiny_model(n_layer=2, n_head=3, n_embd=24), "hello there", steps=2)
+    p = shown(qtbot, ArchitecturePanel(s))
+    p.select_block("L1.attn")
+    T = s.result.T
+    p.detail_heads.clicked.emit(2, 2 * T + 1)  # a cell of head 2
+    assert s.ablation.heads == {(1, 2)} and s.result.ablation.heads == {(1, 2)}
+    p.detail_heads.clicked.emit(0, 2 * T)
+    assert not s.ablation

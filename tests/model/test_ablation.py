@@ -139,6 +139,17 @@ def test_head_ranking_equals_separate_single_head_ablations(pos_kind, norm, mode
     assert {(li, hi) for li, hi, _ in ranked} == {(li, hi) for li in range(L) for hi in range(H)}
 
 
+def test_head_ranking_in_chunks_of_heads_is_the_same(monkeypatch):
+    import model.head_effects as he
+
+    model = make_model("rotary", "post")
+    idx = ids(t=14)[0].tolist()
+    whole = head_effects(model, idx, 4, "mean")
+    monkeypatch.setattr(he, "RANKING_BATCH_BYTES", 1)  # one head of every layer at a time
+    np.testing.assert_allclose(head_effects(model, idx, 4, "mean").delta, whole.delta,
+                               atol=1e-6, rtol=0)
+
+
 def test_head_ranking_keeps_an_ablation_the_model_runs_with():
     model = make_model()
     model.set_ablation(Ablation.parse("0.0,1.1", "mean"))
