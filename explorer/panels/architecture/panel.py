@@ -43,7 +43,7 @@ from explorer.widgets.plot_helpers import (
     symmetric_levels,
 )
 from model.anatomy import Anatomy, Box, Positions, describe
-from model.positional import DESCRIPTIONS
+from model.positional_view import DESCRIPTIONS
 from model.tokenizer import Tokenizer
 
 # -- explanations ------------------------------------------------------------------------------

@@ -253,8 +253,7 @@ class TrainingPanel(ResultsMixin, QWidget):
         self.samples.clear_samples()
         self.film.clear()
         tok = spec.tokenizer or spec.corpus.tokenizer
-        block = (spec.model.config.block_size if spec.model is not None else
-                 spec.model_cfg.block_size if spec.model_cfg is not None else
+        block = (spec.model_cfg.block_size if spec.model_cfg is not None else
                  self.session.config.block_size)
         ids = tok.encode(spec.train_cfg.probe_prompt, errors="drop")[-block:]
         probe_tokens = [tok.token_str(i) for i in ids] or ["\n"]
@@ -277,6 +276,8 @@ class TrainingPanel(ResultsMixin, QWidget):
         w.attention.connect(self._on_attention)
         w.checkpoint_saved.connect(self._on_checkpoint)
         w.snapshot_ready.connect(self._on_snapshot)
+        w.model_saved.connect(self._on_model_saved)
+        w.save_failed.connect(self._on_save_failed)
         w.message.connect(self._on_message)
         w.diverged.connect(self._on_diverged)
         w.failed.connect(self._on_failed)
@@ -435,6 +436,14 @@ class TrainingPanel(ResultsMixin, QWidget):
     @Slot(object)
     def _on_snapshot(self, snap) -> None:
         self._serve_snapshot(snap)
+
+    @Slot(int, object)
+    def _on_model_saved(self, step: int, path: Path) -> None:
+        self._saved_during_run(step, path)
+
+    @Slot(object, str)
+    def _on_save_failed(self, path: Path, text: str) -> None:
+        self._save_failed_during_run(path, text)
 
     @Slot(str)
     def _on_message(self, text: str) -> None:
