@@ -241,3 +241,16 @@ def test_set_sample_shows_what_the_worker_then_computes(qtbot, tiny_models):
         assert s.result.chosen == shown.planned == int(np.argmax(shown.logits))
     finally:
         s.close()
+
+
+def test_a_copy_for_training_refuses_a_model_replaced_meanwhile(qtbot, session, tiny_models):
+    """Training plans for the model shown; if another one is current when the worker gets to
+    the copy, the run is told so instead of training weights it was not planned for."""
+    s, _ = session
+    with qtbot.waitSignal(s.model_opened, timeout=10000):
+        s.load_checkpoint(tiny_models["other"])  # handled first: the copy finds another model
+        reply = s.copy_weights()
+    with pytest.raises(RuntimeError, match="changed"):
+        reply.result(timeout=10)
+    copied = s.copy_weights().result(timeout=10)  # the model shown now
+    assert copied.config == s.config and copied.tokenizer.vocab_size == s.tokenizer.vocab_size
