@@ -222,8 +222,7 @@ class TrainingWorker(QObject):
             result = self._run()
         except Exception as e:  # noqa: BLE001 - every failure becomes a dialog, the app stays up
             self._flush()
-            tb = traceback.format_exc(limit=6)
-            self.failed.emit("Training failed", f"{type(e).__name__}: {e}\n\n{tb}")
+            self.failed.emit("Training failed", _failure_text(e))
         finally:
             _busy(-1)
             self._flush()
@@ -315,7 +314,7 @@ class TrainingWorker(QObject):
                         state_dict=copy_state(model))
 
     def _save(self, path: Path, summary: dict) -> None:
-        from model.checkpoints import save_checkpoint
+        from model.checkpoints import CheckpointError, save_checkpoint
 
         t = self.trainer
         if t is None:
@@ -324,10 +323,29 @@ class TrainingWorker(QObject):
         step = int(t.step)
         try:
             save_checkpoint(path, t.model, tok, summary={**summary, "steps": step})
-        except Exception as e:  # noqa: BLE001 - a full disk, a read-only folder: one dialog
+        except CheckpointError as e:  # names the path and the reason (full disk, read-only)
+            self.save_failed.emit(path, str(e))
+            return
+        except Exception as e:  # noqa: BLE001 - anything else: still one dialog
             self.save_failed.emit(path, f"{path}: {e}")
             return
         self.model_saved.emit(step, path)
+
+
+def _failure_text(e: Exception) -> str:
+    """What the dialog says: the message alone for a problem the user can act on (a file that
+    cannot be written, a corpus or setting that does not fit: every such message names the
+    problem); the traceback only for a bug."""
+    from model.checkpoints import CheckpointError
+    from model.config import ConfigError
+    from model.corpora import CorpusError
+    from model.memory import MemoryLimitError
+
+    if isinstance(e, (CheckpointError, ConfigError, CorpusError, MemoryLimitError)):
+        return str(e)
+    if isinstance(e, OSError):
+        return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+    return f"{type(e).__name__}: {e}\n\n{traceback.format_exc(limit=6)}"
 
 
 class TrainingRun(QObject):

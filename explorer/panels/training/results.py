@@ -9,7 +9,6 @@ they use the checkpoint it saved (the same weights, with its summary).
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
@@ -39,10 +38,16 @@ class ResultsMixin:
         if self.last_checkpoint is None:
             self._error("Nothing to save", "Train a model first.")
             return
-        try:
-            shutil.copyfile(self.last_checkpoint, path)
-        except OSError as e:
-            self._error("Could not save the model", f"{path}: {e}")
+        from model.checkpoints import CheckpointError, atomic_write_bytes  # torch: not at start-up
+
+        try:  # atomically, with the reason in words (a parent that is a file, a full disk)
+            atomic_write_bytes(path, Path(self.last_checkpoint).read_bytes())
+        except CheckpointError as e:
+            self._error("Could not save the model", str(e))
+            return
+        except OSError as e:  # reading the run's own checkpoint failed
+            self._error("Could not save the model",
+                        f"{self.last_checkpoint}: cannot be read ({e.strerror or e})")
             return
         self._message(f"Saved {path}")
 
