@@ -177,9 +177,7 @@ class TrainingPanel(ResultsMixin, QWidget):
         self._set_state("idle")
 
     def _connect_session(self) -> None:
-        s = self.session
-        if hasattr(s, "model_changed"):
-            s.model_changed.connect(self._on_model_changed)
+        self.session.model_changed.connect(self._on_model_changed)
         self._on_model_changed()
 
     # -- session -------------------------------------------------------------------------------
@@ -496,15 +494,11 @@ class TrainingPanel(ResultsMixin, QWidget):
 
     # -- messages ------------------------------------------------------------------------------
     def _message(self, text: str) -> None:
-        sig = self.session.message
-        if sig is not None:
-            sig.emit(text)
+        self.session.message.emit(text)
 
     def _error(self, title: str, text: str) -> None:
         self.last_error = (title, text)
-        sig = self.session.error
-        if sig is not None:
-            sig.emit(title, text)
+        self.session.error.emit(title, text)
 
     # -- files ---------------------------------------------------------------------------------
     @Slot()
