@@ -425,7 +425,7 @@ class InferenceWorker(QObject):
         except DeviceError as e:
             device = "cpu"
             self.notice.emit(f"{e}; using the CPU instead", req.generation)
-        loaded: Loaded | None = None
+        loaded: tuple[GPT, Loaded] | None = None
         if req.path is not None or req.snapshot is not None:
             try:
                 loaded = self._read(req, device)
