@@ -310,6 +310,11 @@ class _Driver:
         """--compare: open the side-by-side window, step both columns, then finish."""
         self.state = "comparing"
         w = self.window.open_compare(self.args.compare)
+        if w is None:
+            self.state = "settling"
+            self.args.compare = None
+            self._finish()
+            return
         size = self.args.window_size
         if size is not None:
             w.resize(*size)

@@ -629,13 +629,18 @@ class MainWindow(QMainWindow):
         self.session.close()
         super().closeEvent(e)
 
-    def open_compare(self, right: str = "") -> QWidget:
+    def open_compare(self, right: str = "") -> QWidget | None:
         """Open the side-by-side window: both columns start as this window's run (model,
         prompt, sampling, heads off); ``right`` changes the right one (``key=value;…``, see
         explorer.compare.parse_column_spec). Its module loads here: it builds the attention
         panel, which start-up defers."""
-        compare = importlib.import_module("explorer.compare")
         s = self.session
+        if s.info is not None and s.info.path is None and s.info.trained:
+            # each column loads its model from a file in its own worker
+            self.show_message("Side by side opens models from files: save this trained model "
+                              "first (File \u2192 Save model as)")
+            return None
+        compare = importlib.import_module("explorer.compare")
         base = compare.ColumnSpec(s.info.path if s.info is not None else None, s.prompt,
                                   s.sample, s.ablation)
         spec = compare.parse_column_spec(right, base) if right else base

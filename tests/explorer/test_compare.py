@@ -104,3 +104,22 @@ def test_a_bad_heads_entry_is_named_in_the_column(qtbot, tiny_models):
         assert w.right.session.ablation == Ablation()
     finally:
         w.close()
+
+
+def test_side_by_side_opens_from_the_main_window_and_asks_to_save_a_trained_snapshot(
+        qtbot, make_window, tiny_models):
+    import dataclasses
+
+    w = make_window(tiny_models["tiny"], sample=SampleConfig(temperature=0.9, seed=2))
+    cw = w.open_compare("temperature=1.5")
+    try:
+        a, b = cw.sessions
+        qtbot.waitUntil(lambda: a.result is not None and b.result is not None, timeout=20000)
+        assert a.sample == w.session.sample and b.sample.temperature == 1.5
+        assert a.info.path == b.info.path == tiny_models["tiny"]
+    finally:
+        cw.close()
+    assert w.compare_window is None
+    w.session.info = dataclasses.replace(w.session.info, path=None, trained=True)
+    assert w.open_compare() is None
+    assert "save this trained model" in w.statusBar().currentMessage()
