@@ -461,6 +461,7 @@ class Session(QObject):
                               summary=dict(loaded.summary))
         self.result = None
         self.selected_token = -1
+        self.branches = Branches()  # the new model's tree follows its first result
         self.head_effects = None
         if self.ablation and opened:  # a model opened later starts with every head on
             self.ablation = Ablation(frozenset(), self.ablation.mode)
