@@ -46,9 +46,10 @@ class FakeSession(QObject):
 
     def __init__(self):
         super().__init__()
-        self.model = None
+        self.network = None  # the model: the real Session never holds it (it stays in the worker)
         self.tokenizer = None
         self.config = None
+        self.positional = None
         self.info = None
         self.result = None
         self.sample = SampleConfig(temperature=0.8, seed=1)
@@ -59,7 +60,8 @@ class FakeSession(QObject):
         self.rank_requests = 0
 
     def set_model(self, model, tokenizer=TOKENIZER, info=None) -> None:
-        self.model, self.tokenizer, self.config, self.info = model, tokenizer, model.config, info
+        self.network, self.tokenizer, self.config, self.info = model, tokenizer, model.config, info
+        self.positional = model.pe.view()  # what the worker sends with a loaded model
         self.result = None
         self.selected_token = -1
         self.stepper = Stepper(model, tokenizer, self.sample)
@@ -98,7 +100,7 @@ class FakeSession(QObject):
         """Synchronous here (the real session asks the worker)."""
         self.rank_requests += 1
         r = self.result
-        self.head_effects = head_effects(self.model, r.ids.tolist(), int(r.planned),
+        self.head_effects = head_effects(self.network, r.ids.tolist(), int(r.planned),
                                          self.ablation.mode)
         self.heads_ranked.emit(self.head_effects)
 
