@@ -63,6 +63,7 @@ class StepResult:
     k: np.ndarray | None = None  # (L, H, T, hs)
     v: np.ndarray | None = None  # (L, H, T, hs)
     heads: np.ndarray | None = None  # (L, T, C) = (L, T, H·hs), after any ablation
+    w_o: np.ndarray | None = None  # (L, C, C) each layer's output projection W_O (out, in)
     ablation: Ablation = NO_ABLATION  # the heads switched off for this result
     # with an ablation: the next-token logits of the same window with every head on (V,)
     intact_logits: np.ndarray | None = None

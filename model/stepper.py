@@ -82,6 +82,7 @@ class Stepper:
         # logits kept from this index on were computed under the current ablation; undoing
         # back past it runs the window again (the history holds the old model's logits)
         self._ablated_from = 0
+        self._w_o: np.ndarray | None = None  # see _output_projections
         self.lookahead_hits = 0  # steps that adopted a lookahead (for tests and benchmarks)
 
     # -- public state ---------------------------------------------------------------------------
@@ -223,6 +224,7 @@ class Stepper:
         are replaced; those kept for earlier steps are not."""
         self._need_prompt()
         self._intact = None  # the weights may have changed
+        self._w_o = None
         self._window.drop_fork()
         self._logits[-1] = self._window.rebuild(self._ids)
         return self._publish()
@@ -327,8 +329,18 @@ class Stepper:
             token_forced=forced_arr, draw=draw, chosen_draw=chosen_draw,
             norm_stats=views.get("norm_stats"),
             q=views.get("q"), k=views.get("k"), v=views.get("v"), heads=views.get("heads"),
+            w_o=self._output_projections() if self.capture.qkv else None,
             ablation=ablation, intact_logits=intact)
         return self.result
+
+    def _output_projections(self) -> np.ndarray:
+        """(L, C, C) every layer's W_O as numbers, copied once per set of weights (results share
+        the read-only copy: the GUI thread never touches the model)."""
+        if self._w_o is None:
+            w = torch.stack([b.attn.c_proj.weight.detach() for b in self.model.h])
+            self._w_o = to_numpy(w).copy()
+            self._w_o.flags.writeable = False
+        return self._w_o
 
     def _intact_logits(self, window: list[int]) -> np.ndarray:
         """The next-token logits after ``window`` with every head on: one pass without a cache

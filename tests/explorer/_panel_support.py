@@ -100,7 +100,7 @@ class FakeSession(QObject):
         """Synchronous here (the real session asks the worker)."""
         self.rank_requests += 1
         r = self.result
-        self.head_effects = head_effects(self.model, r.ids.tolist(), int(r.planned),
+        self.head_effects = head_effects(self.network, r.ids.tolist(), int(r.planned),
                                          self.ablation.mode)
         self.heads_ranked.emit(self.head_effects)
 

@@ -27,7 +27,7 @@ def test_ablation_panel_switches_heads_and_ranks_them(qtbot, session, tmp_path):
     panel.redraw_now()  # the answer (a worker's signal in the app) is drawn at the next redraw
     assert session.rank_requests == 1
     r = session.result
-    want = head_effects(session.model, r.ids.tolist(), int(r.planned)).delta
+    want = head_effects(session.network, r.ids.tolist(), int(r.planned)).delta
     ranked = [d for *_, d in panel.ranking]
     np.testing.assert_allclose(ranked, np.sort(want, axis=None), atol=1e-6)
     np.testing.assert_allclose(panel.rank_bars.opts["width"], np.sort(want, axis=None), atol=1e-6)
@@ -103,7 +103,8 @@ def test_times_v_numbers_make_the_head_output_and_the_attention_output(qtbot, se
     np.testing.assert_allclose(d["out"][0], out, atol=1e-5)
     hs = r.q.shape[-1]
     np.testing.assert_allclose(d["heads"][0, hs:2 * hs], out, atol=1e-5)  # head 1's slice
-    proj = session.model.h[0].attn.c_proj
+    proj = session.network.h[0].attn.c_proj
+    np.testing.assert_array_equal(d["W_O"], proj.weight.detach().numpy())  # from the result
     y = d["W_O"] @ d["heads"][0] + proj.bias.detach().numpy()
     np.testing.assert_allclose(y, d["attn_out"][0], atol=1e-5)
     a = float(r.attention[0, 1, q, 2])

@@ -69,3 +69,20 @@ def test_stepped_qkv_reproduce_scores_weights_and_output(pos_kind, norm):
     assert r.cropped > 0
     scores = np.einsum("lhqd,lhkd->lhqk", r.q, r.k) / math.sqrt(hs)
     np.testing.assert_allclose(scores, r.scores, atol=1e-4, rtol=1e-4)
+
+
+def test_results_share_one_read_only_copy_of_w_o_until_the_weights_change():
+    model = make_model()
+    st = Stepper(model, CharTokenizer(list(VOCAB)), SampleConfig(seed=0), capture=CAPTURE_ALL)
+    a = st.set_prompt("abc")
+    b = st.step()
+    for layer in range(2):
+        np.testing.assert_array_equal(a.w_o[layer], model.h[layer].attn.c_proj.weight.detach())
+    assert b.w_o is a.w_o and not a.w_o.flags.writeable
+    with torch.no_grad():
+        model.h[1].attn.c_proj.weight.mul_(2)
+    c = st.refresh()
+    np.testing.assert_array_equal(c.w_o[1], model.h[1].attn.c_proj.weight.detach())
+    assert c.w_o is not a.w_o
+    assert Stepper(model, CharTokenizer(list(VOCAB)), capture=QKV_ONLY.__class__()
+                   ).set_prompt("ab").w_o is None  # only with CaptureSpec.qkv

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.panels.attention.lines import AttentionLines
-from explorer.panels.attention.qkv import QKVView, w_o_of
+from explorer.panels.attention.qkv import QKVView
 from explorer.redraws import LiveRedraw
 from explorer.theme import THEME
 from explorer.widgets.exports import export_button
@@ -628,8 +628,7 @@ class AttentionPanel(LiveRedraw, QWidget):
     def _draw_numbers(self, r) -> None:
         layer = min(self.layer, r.attention.shape[0] - 1)
         head = min(self.head, r.attention.shape[1] - 1)
-        model = self.session.model
-        w_o = w_o_of(model, layer) if model is not None else None
+        w_o = r.w_o[layer] if r.w_o is not None else None
         why = self.qkv.show_head(r, layer, head, self.query_token(r), self.stage, w_o)
         if why:
             self.hover_label.setText(why)

@@ -301,9 +301,4 @@ class QKVView(pg.GraphicsLayoutWidget):
         return write_csv(path, *t, header)
 
 
-def w_o_of(model, layer: int) -> np.ndarray:
-    """The output projection W_O of ``layer`` as (out, in) numbers."""
-    return model.h[layer].attn.c_proj.weight.detach().float().cpu().numpy()
-
-
-__all__ = ["QKVView", "vec_text", "w_o_of"]
+__all__ = ["QKVView", "vec_text"]
