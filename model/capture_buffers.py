@@ -94,10 +94,14 @@ def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_po
     return CaptureBuffers(shapes, zeroed=zeroed)
 
 
-def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, lens_k: int
-          ) -> None:
+def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, lens_k: int,
+          lens: tuple[torch.Tensor, torch.Tensor, int] | None = None) -> None:
     """Copy what ``rec`` recorded for rows past…past+t into ``bufs`` (emptying ``rec``'s
-    per-layer lists as it goes)."""
+    per-layer lists as it goes). A recording with ``defer_lens`` has no logit lens: give its
+    top-k as ``lens`` (:func:`model.lens.lens_topk`); positions before its ``first`` hold id -1
+    and probability NaN (not computed)."""
+    if spec.logit_lens:
+        _write_lens(bufs, rec, past, lens_k, lens)
     if spec.attention:
         _write_layers(bufs, "attention", past, rec.attn_probs)  # L × (1, H, t, Tk)
     if spec.scores:
@@ -113,11 +117,23 @@ def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, le
         bufs.write("tok_emb", past, to_numpy(rec.tok_emb[0]))  # (t, C)
         if rec.pos_emb is not None and "pos_emb" in bufs.arrays:
             bufs.write("pos_emb", past, to_numpy(rec.pos_emb))
-    if spec.logit_lens:
+
+
+def _write_lens(bufs: CaptureBuffers, rec: Recording, past: int, lens_k: int,
+                lens: tuple[torch.Tensor, torch.Tensor, int] | None) -> None:
+    if lens is not None:
+        values, indices, first = lens
+    elif rec.logit_lens is not None:
         probs = torch.softmax(rec.logit_lens[:, 0].float(), dim=-1)  # (L+1, t, V)
         values, indices = topk_rows(probs, lens_k)  # (L+1, t, k)
-        bufs.write("lens_ids", past, indices.cpu().numpy())
-        bufs.write("lens_probs", past, to_numpy(values))
+        first = 0
+    else:
+        raise ValueError("the recording has no logit lens (defer_lens): pass its top-k as lens")
+    if first:  # positions the lens left out: shown as not computed
+        bufs.arrays["lens_ids"][:, past:past + first] = -1
+        bufs.arrays["lens_probs"][:, past:past + first] = np.nan
+    bufs.write("lens_ids", past + first, indices.cpu().numpy())
+    bufs.write("lens_probs", past + first, to_numpy(values))
 
 
 def _write_layers(bufs: CaptureBuffers, name: str, past: int, tensors: list) -> None:
