@@ -11,38 +11,67 @@ from .capture import Recording
 from .config import CaptureSpec, ModelConfig
 from .topk import topk_rows
 
+#: the least a buffer grows to (a few steps past a short prompt without another copy)
+MIN_ROWS = 64
+
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
 class CaptureBuffers:
-    """Capture arrays of block-size capacity; results get read-only prefix views.
+    """Capture arrays that grow up to block-size capacity; results get read-only prefix views.
 
     ``seen`` is how many rows some result may already show: rewriting one of them copies
-    the buffers first, so older results never change.
+    the buffers first, so older results never change. The arrays hold ``capacity`` rows (and
+    columns, for the square ones) and grow by doubling (:meth:`reserve`, into fresh arrays:
+    results keep viewing the old ones): a 128-token window of a GPT-2-small then touches
+    10 MB of attention rather than rows scattered over 600 MB of block-size (1024²) maps.
     """
 
     def __init__(self, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], type]],
-                 zeroed: bool = True):
+                 zeroed: bool = True, rows: int | None = None):
         self.shapes = shapes  # name -> (full shape, axes that have block-size length, dtype)
+        shape, axes, _ = next(iter(shapes.values()))
+        self.block = shape[axes[0]]
+        self.capacity = self.block if rows is None else min(self.block, max(rows, MIN_ROWS))
         # zeroed=False when the first write fills every entry (a full window): zeroing 10+ MB
         # each slid step costs more than the rest of the bookkeeping
         new = np.zeros if zeroed else np.empty
-        self.arrays = {n: new(s, dtype=d) for n, (s, _, d) in shapes.items()}
+        self.arrays = {n: new(self._shape(n, self.capacity), dtype=d)
+                       for n, (_, _, d) in shapes.items()}
         self.seen = 0
+
+    def _shape(self, name: str, capacity: int) -> tuple[int, ...]:
+        shape, axes, _ = self.shapes[name]
+        return tuple(capacity if i in axes else s for i, s in enumerate(shape))
+
+    def full_nbytes(self) -> int:
+        """Bytes of the arrays at block-size capacity."""
+        return sum(int(np.prod(s)) * np.dtype(d).itemsize for s, _, d in self.shapes.values())
 
     def _prefix(self, name: str, n: int) -> tuple:
         shape, axes, _ = self.shapes[name]
         return tuple(slice(0, n) if i in axes else slice(None) for i in range(len(shape)))
 
+    def _fresh(self, capacity: int, keep: int) -> None:
+        """New zeroed arrays of ``capacity`` holding rows [:keep] of the current ones."""
+        fresh = {n: np.zeros(self._shape(n, capacity), dtype=d)
+                 for n, (_, _, d) in self.shapes.items()}
+        for n, a in self.arrays.items():
+            sl = self._prefix(n, keep)
+            fresh[n][sl] = a[sl]
+        self.arrays, self.capacity = fresh, capacity
+
+    def reserve(self, rows: int) -> None:
+        """Room for ``rows`` rows (at most the block size)."""
+        if rows > self.capacity:
+            self._fresh(min(self.block, max(rows, 2 * self.capacity)), self.capacity)
+            self.seen = 0  # no result views the new arrays
+
     def make_writable(self, row: int) -> None:
         if row < self.seen:  # copy-on-write: keep rows [:row], forget the rest
-            fresh = {n: np.zeros(s, dtype=d) for n, (s, _, d) in self.shapes.items()}
-            for n, a in self.arrays.items():
-                sl = self._prefix(n, row)
-                fresh[n][sl] = a[sl]
-            self.arrays = fresh
+            self._fresh(self.capacity, row)
             self.seen = row
 
     def write(self, name: str, row: int, data: np.ndarray) -> None:
@@ -67,8 +96,9 @@ class CaptureBuffers:
 
 
 def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_positions: bool,
-                zeroed: bool = True) -> CaptureBuffers:
-    """Empty buffers for what ``spec`` records, for a window of ``config.block_size`` tokens."""
+                zeroed: bool = True, rows: int | None = None) -> CaptureBuffers:
+    """Empty buffers for what ``spec`` records, for a window of up to ``config.block_size``
+    tokens, with room for ``rows`` of them to start with (None: all)."""
     L, H, B, C, F, k = (config.n_layer, config.n_head, config.block_size, config.n_embd,
                         config.n_ffn, lens_k)
     f32, i64 = np.float32, np.int64
@@ -91,7 +121,7 @@ def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_po
     if spec.logit_lens:
         shapes["lens_ids"] = ((L + 1, B, k), (1,), i64)
         shapes["lens_probs"] = ((L + 1, B, k), (1,), f32)
-    return CaptureBuffers(shapes, zeroed=zeroed)
+    return CaptureBuffers(shapes, zeroed=zeroed, rows=rows)
 
 
 def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, lens_k: int,

@@ -154,8 +154,7 @@ class ContextWindow:
                 logits = self._run([tok], past=pos - s)
                 self._fork = Fork(key, logits, slid=False, length=length)
                 return True
-            if self._bufs is not None and sum(a.nbytes for a in self._bufs.arrays.values()) \
-                    > LOOKAHEAD_MAX_BYTES:
+            if self._bufs is not None and self._bufs.full_nbytes() > LOOKAHEAD_MAX_BYTES:
                 return False
             live = self._cache, self._bufs, self.start, self.valid
             self._cache = self._spare
@@ -230,7 +229,7 @@ class ContextWindow:
             # a full window writes every entry: no need to zero them; and the model computes
             # attention and scores straight into these fresh buffers (no result sees them yet)
             bufs = new_buffers(self.config, spec, self.lens_k, self.model.pe.additive,
-                               zeroed=not full)
+                               zeroed=not full, rows=past + len(new))
             if full:
                 rec.out = {name: torch.from_numpy(bufs.arrays[name]).unsqueeze(1)
                            for name in ("attention", "scores") if name in bufs.arrays}
@@ -242,6 +241,7 @@ class ContextWindow:
         if spec.any:
             self._bufs = bufs  # only now: a failed pass leaves no half-written buffers to show
             self._bufs.make_writable(past)
+            self._bufs.reserve(past + len(new))
             store(self._bufs, rec, spec, past, self.lens_k, lens)
             if rec.want_queries:
                 self._store_future_scores(rec.queries, past, len(new))
