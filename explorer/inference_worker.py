@@ -73,6 +73,14 @@ class SaveModel:
 
 
 @dataclass(frozen=True)
+class ExportModel:
+    """Write the current model as a Hugging Face GPT-2 folder (config.json, model.safetensors,
+    tokenizer files) at ``folder``."""
+
+    folder: Path
+
+
+@dataclass(frozen=True)
 class SetDevice:
     device: str
 
@@ -123,7 +131,8 @@ COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run)
 #: kinds that make every older pending request obsolete (they start a new text)
 SUPERSEDE = (LoadModel, SetPrompt)
 MODEL_KINDS = (LoadModel,)
-Request = (LoadModel | SaveModel | SetDevice | SetPrompt | Step | Back | RewindTo | Reset | Resample
+FILE_KINDS = (SaveModel, ExportModel)  # what the user asked to be written is never dropped
+Request = (LoadModel | SaveModel | ExportModel | SetDevice | SetPrompt | Step | Back | RewindTo | Reset | Resample
            | Redistribute | Run)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
 #: the longest the worker waits for the GUI to say it has drawn a result before it runs the
@@ -185,6 +194,7 @@ class InferenceWorker(QObject):
     result_ready = Signal(object, int, str)  # StepResult, generation, request kind
     model_ready = Signal(object, object, int)  # Loaded, StepResult | None, generation
     saved = Signal(object, int)  # Path written by SaveModel, generation
+    exported = Signal(object, int)  # folder written by ExportModel, generation
     failed = Signal(str, str, str, int)  # request kind, title, text, generation
     notice = Signal(str, int)  # a status-bar message, generation
     device_changed = Signal(str, int)  # device actually in use, generation
@@ -229,8 +239,8 @@ class InferenceWorker(QObject):
     def submit(self, req: Request) -> None:
         with self._lock:
             if isinstance(req, SUPERSEDE):
-                self._pending = [p for p in self._pending if isinstance(p, MODEL_KINDS)
-                                 and not isinstance(req, MODEL_KINDS)]
+                self._pending = [p for p in self._pending if isinstance(p, FILE_KINDS) or (
+                    isinstance(p, MODEL_KINDS) and not isinstance(req, MODEL_KINDS))]
             elif isinstance(req, COALESCE):
                 self._pending = [p for p in self._pending if type(p) is not type(req)]
             elif isinstance(req, Step):
@@ -349,6 +359,9 @@ class InferenceWorker(QObject):
                 return
             if isinstance(req, SaveModel):
                 self._save(req)
+                return
+            if isinstance(req, ExportModel):
+                self._export(req)
                 return
             if isinstance(req, Run):
                 self._start_run(req)
@@ -472,6 +485,23 @@ class InferenceWorker(QObject):
             return
         self.saved.emit(req.path, self._generation)
 
+    def _export(self, req: ExportModel) -> None:
+        from model.adapters.hf_gpt2 import save_hf_folder
+
+        if self._model is None:
+            self.failed.emit("ExportModel", "Nothing to export", "No model is loaded yet.",
+                             self._generation)
+            return
+        try:
+            folder = save_hf_folder(self._model, self._tokenizer, req.folder)
+        except Exception as e:  # noqa: BLE001 - a read-only folder, a tokenizer it cannot write
+            text = _describe(e)
+            if str(req.folder) not in text:
+                text = f"{req.folder}: {text}"
+            self.failed.emit("ExportModel", _title("ExportModel"), text, self._generation)
+            return
+        self.exported.emit(folder, self._generation)
+
     def _first_result(self, prompt: str) -> StepResult:
         return self._stepper.set_prompt(self._tokenizer.without_unknown(prompt), errors="drop")
 
@@ -594,6 +624,7 @@ def is_trained(summary: dict | None) -> bool:
 
 _TITLES = {"LoadModel": "Could not open the model", "OpenModel": "Could not open the model",
            "SaveModel": "Could not save the model",
+           "ExportModel": "Could not export the model",
            "SetDevice": "Device problem", "SetPrompt": "Could not set the prompt",
            "Run": "Generation stopped"}
 

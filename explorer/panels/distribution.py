@@ -436,7 +436,8 @@ class DistributionPanel(QWidget):
         d = r.dist
         kept = bool(d.kept[tid])
         self.view.setToolTip(
-            f"{tok.token_pieces([tid])[0]!r} (id {tid}), rank {j + 1}\n"
+            f"{tok.token_pieces([tid])[0]!r} (id {tid}, bytes {tok.token_bytes(tid).hex(' ')}), "
+            f"rank {j + 1}\n"
             f"logit {float(d.logits[tid]):+.3f}\n"
             f"after temperature {float(d.full_probs[tid]) * 100:.2f}%"
             + (f", sampled with {float(d.probs[tid]) * 100:.2f}%" if kept
