@@ -423,6 +423,9 @@ class InferenceWorker(QObject):
             self.notice.emit(f"{e}; using the CPU instead", req.generation)
         loaded: Loaded | None = None
         if req.path is not None or req.snapshot is not None:
+            if req.path is not None:  # a GPT-2-small takes seconds: say what is going on
+                self.notice.emit(f"Opening {req.path.name}: reading the weights \u2026",
+                                 req.generation)
             try:
                 loaded = self._read(req, device)
             except Exception as e:  # noqa: BLE001 - unreadable files, odd OS errors: one message
@@ -449,6 +452,10 @@ class InferenceWorker(QObject):
         self._sample = _sample_config(req.sample)
         loaded = dataclasses.replace(loaded, sample=self._sample)
         self._stepper = self._new_stepper(loaded.model, loaded.tokenizer, self._sample)
+        if req.path is not None:
+            self.notice.emit(f"Opening {loaded.name}: running the prompt through "
+                             f"{_count_params(loaded.model) / 1e6:.1f} M parameters \u2026",
+                             req.generation)
         result = self._first_result(req.prompt)
         self._acked = False
         self.model_ready.emit(loaded, result, req.generation)

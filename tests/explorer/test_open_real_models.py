@@ -182,3 +182,43 @@ def test_hover_shows_the_tokens_id_and_bytes(qtbot, window, hf_folder):
     i = r.pieces.index("␣fox")
     tip = window.prompt_panel.strip.tooltip_for(i)
     assert f"id {int(r.ids[i])}" in tip and "bytes 20 66 6f 78" in tip
+
+
+def test_the_window_repaints_and_shows_progress_while_a_model_loads(qtbot, window, hf_folder,
+                                                                     monkeypatch):
+    """A slow load (a GPT-2-small takes seconds) runs in the worker: the GUI thread keeps
+    painting and the status bar says what is happening."""
+    import time
+
+    import model.loading
+
+    real = model.loading.open_model
+
+    def slow(*a, **k):
+        time.sleep(1.0)
+        return real(*a, **k)
+
+    monkeypatch.setattr(model.loading, "open_model", slow)
+    paints = []
+    messages = []
+    window.session.message.connect(messages.append)
+    from PySide6.QtCore import QObject
+
+    class Painted(QObject):
+        def eventFilter(self, obj, ev):  # noqa: N802
+            if ev.type() == ev.Type.Paint:
+                paints.append(time.perf_counter())
+            return False
+
+    watcher = Painted()
+    window.prompt_panel.strip.installEventFilter(watcher)
+    t0 = time.perf_counter()
+    with qtbot.waitSignal(window.session.model_opened, timeout=20000):
+        window.open_model(hf_folder)
+        for _ in range(5):  # repaints asked for while the worker reads
+            qtbot.wait(100)
+            window.prompt_panel.strip.update()
+    during = [t for t in paints if t - t0 < 0.9]
+    assert len(during) >= 3, paints
+    assert any("reading the weights" in m for m in messages), messages
+    window.prompt_panel.strip.removeEventFilter(watcher)
