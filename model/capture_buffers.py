@@ -34,7 +34,9 @@ class CaptureBuffers:
         self.shapes = shapes  # name -> (full shape, axes that have block-size length, dtype)
         shape, axes, _ = next(iter(shapes.values()))
         self.block = shape[axes[0]]
-        self.capacity = self.block if rows is None else min(self.block, max(rows, MIN_ROWS))
+        # room for half as many steps again before the first growth (a copy of everything)
+        self.capacity = self.block if rows is None else \
+            min(self.block, max(rows + rows // 2, MIN_ROWS))
         # zeroed=False when the first write fills every entry (a full window): zeroing 10+ MB
         # each slid step costs more than the rest of the bookkeeping
         new = np.zeros if zeroed else np.empty
@@ -98,7 +100,7 @@ class CaptureBuffers:
 def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_positions: bool,
                 zeroed: bool = True, rows: int | None = None) -> CaptureBuffers:
     """Empty buffers for what ``spec`` records, for a window of up to ``config.block_size``
-    tokens, with room for ``rows`` of them to start with (None: all)."""
+    tokens, with room for ``rows`` of them and some steps after (None: all)."""
     L, H, B, C, F, k = (config.n_layer, config.n_head, config.block_size, config.n_embd,
                         config.n_ffn, lens_k)
     f32, i64 = np.float32, np.int64

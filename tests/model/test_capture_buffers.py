@@ -87,6 +87,7 @@ def test_buffers_start_small_and_grow_without_changing_what_results_show():
     bufs = CaptureBuffers({"a": ((2, 256, 256), (1, 2), np.float32),
                            "r": ((256, 3), (0,), np.float32)}, rows=10)
     assert bufs.capacity == 64 and bufs.arrays["a"].shape == (2, 64, 64)  # not 256 x 256
+    assert CaptureBuffers({"r": ((256, 3), (0,), np.float32)}, rows=100).capacity == 150
     bufs.write("a", 0, np.ones((2, 10, 10), np.float32))
     bufs.write("r", 0, np.full((10, 3), 2, np.float32))
     old = bufs.views(10)
