@@ -4,7 +4,8 @@ positions) written by transformers' ``save_pretrained``, for the GPT-2-size benc
     python benchmarks/gpt2_folder.py DIR
 
 The tokenizer is a byte-level BPE of GPT-2's size: trained by the tokenizers library on the
-shipped Shakespeare corpus (about 21,500 tokens is all that text yields), then grown to 50,256
+Shakespeare corpus beside the checkout (about 21,500 tokens is all that text yields; else the
+shipped sonnets), then grown to 50,256
 with merges of two existing tokens (each a valid BPE merge), plus ``<|endoftext|>``. Nothing is
 downloaded; the weights are random (transformers' GPT-2 initialisation, seed 0). Never commit
 such a folder: it is 500 MB.
@@ -19,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # the shared data folder beside the checkout (or beside a worktree's parent folder)
 CORPUS_CANDIDATES = (ROOT.parent / "shared" / "data" / "tinyshakespeare.txt",
-                     ROOT.parent.parent / "shared" / "data" / "tinyshakespeare.txt")
+                     ROOT.parent.parent / "shared" / "data" / "tinyshakespeare.txt",
+                     ROOT / "model" / "assets" / "corpora" / "sonnets.txt")
 VOCAB = 50257
 EOT = "<|endoftext|>"
 
