@@ -1,6 +1,6 @@
-"""Capture buffers: what a stepped context window recorded, row by row, in arrays of block-size
-capacity that results view without copying (:class:`CaptureBuffers`), and the copy of one
-forward pass's :class:`~model.capture.Recording` into them (:func:`store`).
+"""Capture buffers: what a stepped context window recorded, row by row, in arrays that grow up
+to block-size capacity and that results view without copying (:class:`CaptureBuffers`), and the
+copy of one forward pass's :class:`~model.capture.Recording` into them (:func:`store`).
 """
 from __future__ import annotations
 
