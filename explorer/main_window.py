@@ -399,6 +399,8 @@ class MainWindow(QMainWindow):
         self.trained_label.setText("" if info.trained else "untrained model: its text is random")
         self.trained_label.setVisible(not info.trained)
         self.setWindowTitle(f"Transformer Explorer \u2014 {info.name}")
+        if self.statusBar().currentMessage().startswith("Opening "):
+            self.statusBar().clearMessage()  # the loading progress is over
         self._fill_devices()
         self._on_device_changed(self.session.device)
 

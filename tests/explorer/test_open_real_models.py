@@ -222,3 +222,20 @@ def test_the_window_repaints_and_shows_progress_while_a_model_loads(qtbot, windo
     assert len(during) >= 3, paints
     assert any("reading the weights" in m for m in messages), messages
     window.prompt_panel.strip.removeEventFilter(watcher)
+
+
+def test_next_token_bars_are_labelled_with_bpe_pieces_that_fit(qtbot, window, hf_folder):
+    """pyqtgraph draws no tick label wider than its axis: the axis widens for BPE pieces."""
+    from explorer.panels.distribution import LABEL_AXIS_MAX, LABEL_AXIS_MIN
+
+    s = window.session
+    with qtbot.waitSignal(s.step_ready, timeout=20000):
+        window.open_model(hf_folder)
+    panel = window.distribution_panel
+    panel.flush()
+    ids = s.result.dist.order[:len(panel._ticks)].tolist()
+    assert [p for _, p in panel._ticks] == s.tokenizer.token_pieces(ids)
+    widest = max(panel._label_metrics.horizontalAdvance(p) for _, p in panel._ticks)
+    width = panel.plot.getAxis("left").width()
+    assert width >= min(widest + 8, LABEL_AXIS_MAX)
+    assert width > LABEL_AXIS_MIN or widest + 8 <= LABEL_AXIS_MIN

@@ -110,8 +110,8 @@ class SetupForm(QWidget):
         self.bpe_vocab.setSuffix(" tokens")
         self.bpe_vocab.setToolTip("Vocabulary size of the BPE: 256 bytes, then the merges "
                                   "learned from the text, then <|endoftext|>")
-        tok_row.addWidget(self.tokens, 1)
-        tok_row.addWidget(self.bpe_vocab)
+        tok_row.addWidget(self.tokens)
+        tok_row.addWidget(self.bpe_vocab, 1)  # the count stays readable in a narrow dock
         self.tokens_row = QWidget()
         self.tokens_row.setLayout(tok_row)
         f.addRow("Tokens", self.tokens_row)
