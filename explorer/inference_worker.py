@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from explorer.training_worker import training_busy
+from model.ablation import Ablation
 from model.config import CaptureSpec, ConfigError, ModelConfig, SampleConfig
 from model.positional_view import PositionalView
 from model.step_result import StepResult
@@ -133,21 +134,34 @@ class Redistribute:
 
 
 @dataclass(frozen=True)
+class SetAblation:
+    """Switch heads off (the empty ablation switches every head back on)."""
+
+    ablation: Ablation
+
+
+@dataclass(frozen=True)
+class RankHeads:
+    """Rank every head by how much switching it off alone changes log p(planned token)."""
+
+    mode: str = "zero"
+
+
+@dataclass(frozen=True)
 class Run:
     n: int
     interval_ms: int = 40
 
 
 #: kinds where only the newest pending request matters
-COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run)
+COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run, SetAblation, RankHeads)
 #: kinds that make every older pending request obsolete (they start a new text)
 SUPERSEDE = (LoadModel, SetPrompt)
 MODEL_KINDS = (LoadModel,)
 #: kinds that are never dropped: someone waits for each answer, or asked for a file
 KEEP = (SaveModel, ExportModel, CopyWeights)
 Request = (LoadModel | SaveModel | ExportModel | CopyWeights | SetDevice | SetPrompt | Step | Back
-           | RewindTo | Reset | Resample
-           | Redistribute | Run)
+           | RewindTo | Reset | Resample | Redistribute | Run | SetAblation | RankHeads)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
 #: the longest the worker waits for the GUI to say it has drawn a result before it runs the
 #: next step's pass anyway (see InferenceWorker._idle)
@@ -212,6 +226,7 @@ class InferenceWorker(QObject):
     device_changed = Signal(str, int)  # device actually in use, generation
     busy_changed = Signal(bool)
     running_changed = Signal(bool, int)
+    heads_ranked = Signal(object, object, int)  # HeadEffects, the StepResult it ranks, generation
     _wake = Signal()
     _tick = Signal()
     _drawn = Signal()
@@ -390,6 +405,9 @@ class InferenceWorker(QObject):
                 return
             if self._stepper is None:
                 return
+            if isinstance(req, RankHeads):  # looks only: a Run goes on
+                self._rank_heads(req)
+                return
             if not isinstance(req, SetDevice):
                 self._end_run()
             if isinstance(req, SetDevice):
@@ -407,9 +425,22 @@ class InferenceWorker(QObject):
                 self._emit(self._stepper.reset())
             elif isinstance(req, Resample):
                 self._emit(self._stepper.resample())
+            elif isinstance(req, SetAblation):
+                result = self._stepper.set_ablation(req.ablation)
+                if result is not None:
+                    self._emit(result, "SetAblation")
         except Exception as e:  # noqa: BLE001 - report every failure, keep the worker alive
             self._end_run()
             self.failed.emit(kind, _title(kind), _describe(e), self._generation)
+
+    def _rank_heads(self, req: RankHeads) -> None:
+        from model.head_effects import head_effects
+
+        r = self._stepper.result
+        if r is None:
+            return
+        effects = head_effects(self._model, r.ids.tolist(), int(r.planned), req.mode)
+        self.heads_ranked.emit(effects, r, self._generation)
 
     def _emit(self, result: StepResult, kind: str = "") -> None:
         self._acked = False

@@ -207,6 +207,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.detail_heads = HeatmapWidget(name="layer-heads", row_title="query",
                                           col_title="head (keys within each)")
         self.detail_heads.hovered.connect(self._on_heads_hover)
+        self.detail_heads.clicked.connect(self._on_heads_click)
         self._heads_lines = pg.PlotCurveItem(pen=pg.mkPen(THEME.text, width=1.5, cosmetic=True))
         self._heads_lines.setZValue(15)
         self.detail_heads.plot.addItem(self._heads_lines, ignoreBounds=True)
@@ -550,4 +551,12 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         v = d[row, col]
         val = "masked" if not np.isfinite(v) else f"{v:.2f}"
         self.hover_label.setText(f"head {h} · query '{lab[row]}' @{row} → key '{lab[k]}' @{k}: "
-                                 f"{val}")
+                                 f"{val} — click: switch head {h} off (or back on)")
+
+    def _on_heads_click(self, row: int, col: int) -> None:
+        """Switch the clicked head of the attention block shown off, or back on (ablation)."""
+        r = self.session.result
+        b = self.block(self.selected) if self.selected is not None else None
+        if r is None or b is None or b.layer is None or r.T == 0:
+            return
+        self.session.toggle_head(b.layer, col // r.T)
