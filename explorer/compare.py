@@ -43,6 +43,7 @@ from model.config import ConfigError, SampleConfig
 from model.step_result import StepResult
 
 COLUMN_MIN_HEIGHT = 880  # pixels for the strip, the bars and the attention view
+STATUS_MS = 10000  # how long a message stays under a column's settings
 COLUMN_BARS = 12  # candidates shown per column (the main window's panel shows 20)
 MODEL_FILTER = "Transformer Explorer models (*.safetensors);;All files (*)"
 
@@ -132,6 +133,10 @@ class CompareColumn(QWidget):
         self.status = QLabel("")
         self.status.setStyleSheet(f"color: {THEME.muted};")
         self.status.setWordWrap(True)
+        self._status_timer = QTimer(self)  # a message goes after a while, as in a status bar
+        self._status_timer.setSingleShot(True)
+        self._status_timer.setInterval(STATUS_MS)
+        self._status_timer.timeout.connect(self.status.clear)
 
         self.strip = TokenStrip()
         self.strip.show_planned = True
@@ -175,7 +180,7 @@ class CompareColumn(QWidget):
 
         s.step_ready.connect(self._on_step)
         s.model_changed.connect(self._on_model)
-        s.message.connect(self.status.setText)
+        s.message.connect(self.show_status)
         s.error.connect(self._on_error)
         s.ablation_changed.connect(self._on_ablation)
 
@@ -201,9 +206,9 @@ class CompareColumn(QWidget):
         try:
             ablation = Ablation.parse(self.heads_edit.text(), self.session.ablation.mode)
         except ConfigError as e:
-            self.status.setText(str(e))
+            self.show_status(str(e))
             return
-        self.status.setText("")
+        self.status.clear()
         self.session.set_ablation(ablation)
 
     @Slot()
@@ -232,9 +237,14 @@ class CompareColumn(QWidget):
         bar = self.strip_scroll.verticalScrollBar()
         bar.setValue(bar.maximum())
 
+    @Slot(str)
+    def show_status(self, text: str) -> None:
+        self.status.setText(text)
+        self._status_timer.start()
+
     @Slot(str, str)
     def _on_error(self, title: str, text: str) -> None:
-        self.status.setText(f"{title}: {text}")
+        self.status.setText(f"{title}: {text}")  # stays until the next message
 
     @Slot(object)
     def _on_ablation(self, ablation: Ablation) -> None:
