@@ -225,12 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
+    from explorer.look_menu import saved_look
     from explorer.theme import apply_theme
 
-    apply_theme(app)
     settings = make_settings()
     if args.no_restore:
         settings.clear()
+    apply_theme(app, **saved_look(settings))
 
     from explorer.main_window import DEFAULT_PROMPT, MainWindow
     from explorer.session import Session

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.look_menu import LookMenu
 from explorer.panels.distribution import DistributionPanel
 from explorer.panels.prompt import PromptPanel
 from explorer.redraws import catch_up
@@ -273,6 +274,8 @@ class MainWindow(QMainWindow):
         self.device_menu.addAction("(available once the model is loaded)").setEnabled(False)
         self.view_menu = mb.addMenu("&View")
         self._view_separator = self.view_menu.addSeparator()
+        self.look = LookMenu(self.view_menu, self, self.settings)
+        self.view_menu.addSeparator()
         self.act_reset_layout = self.view_menu.addAction("Reset &layout", self.reset_layout)
         h = mb.addMenu("&Help")
         h.addAction("&Keyboard shortcuts", self.show_shortcuts)

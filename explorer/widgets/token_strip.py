@@ -17,7 +17,7 @@ from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import QMenu, QScrollArea, QSizePolicy, QWidget
 
-from explorer.theme import THEME, mono_font, prob_color
+from explorer.theme import NOTIFIER, THEME, mono_font, prob_color, text_on
 from model.step_result import StepResult
 
 # chip index of the "… n earlier" marker and of the ghost chip (the planned token)
@@ -60,6 +60,7 @@ class TokenStrip(QWidget):
         self._min_w = 8
         # (look, width, height, device pixel ratio) -> chip image
         self._chip_cache: dict[tuple, QPixmap] = {}
+        NOTIFIER.changed.connect(self._on_look_changed)
 
     # -- data ---------------------------------------------------------------------------------
     def set_result(self, result: StepResult | None) -> None:
@@ -104,6 +105,14 @@ class TokenStrip(QWidget):
             self._chip_cache.clear()
             self._looks = None
         super().changeEvent(e)
+
+    @Slot()
+    def _on_look_changed(self) -> None:
+        # another theme or palette: chip colours are cached by probability
+        self._fills.clear()
+        self._chip_cache.clear()
+        self._looks = None
+        self.update()
 
     def _safe_relayout(self, width: int) -> None:
         # An exception escaping a virtual called from inside another Qt call can crash PySide6;
@@ -195,9 +204,8 @@ class TokenStrip(QWidget):
         looks: list[tuple] = []
         colours: list[tuple[QColor, QColor] | None] = []
         if r is not None:
-            prompt_fill, light, dark = QColor(THEME.prompt_chip), QColor(THEME.text), \
-                QColor("#0b0c10")
-            prompt_rgba, light_rgba, dark_rgba = prompt_fill.rgba(), light.rgba(), dark.rgba()
+            prompt_fill, light = QColor(THEME.prompt_chip), QColor(THEME.text)
+            prompt_rgba, light_rgba = prompt_fill.rgba(), light.rgba()
             forced = r.token_forced
             forced = forced.tolist() if forced is not None else None
             probs = r.token_probs.tolist()
@@ -218,7 +226,9 @@ class TokenStrip(QWidget):
                             fills.clear()
                         c = prob_color(probs[i])
                         fill_rgba = fills[probs[i]] = (c, c.rgba())
-                    (fill, rgba), fg, fg_rgba = fill_rgba, dark, dark_rgba
+                    fill, rgba = fill_rgba
+                    fg = text_on(fill)
+                    fg_rgba = fg.rgba()
                 else:
                     fill, rgba, fg, fg_rgba = prompt_fill, prompt_rgba, light, light_rgba
                 if i == hover:
