@@ -41,6 +41,7 @@ from explorer.presenter import Presenter, mark_secondary
 from explorer.redraws import catch_up
 from explorer.session import Session
 from explorer.theme import THEME
+from explorer.widgets.layout import DockScroll
 from model.step_result import StepResult
 
 ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -179,9 +180,10 @@ class MainWindow(QMainWindow):
         dock; otherwise added to ``area``."""
         dock = QDockWidget(name, self)
         dock.setObjectName("dock_" + "".join(c if c.isalnum() else "_" for c in name.lower()))
-        dock.setWidget(widget)
+        dock.setWidget(DockScroll(widget))
         # a tab raised in a tabbed dock area gets no Show event: tell the panel to catch up
-        dock.visibilityChanged.connect(lambda shown, d=dock: shown and catch_up(d.widget()))
+        dock.visibilityChanged.connect(
+            lambda shown, n=name: shown and n in self.panels and catch_up(self.panels[n]))
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
@@ -258,8 +260,8 @@ class MainWindow(QMainWindow):
             self.panels.pop(title, None)
             dock.deleteLater()
         else:
-            old = dock.widget()
-            dock.setWidget(widget)
+            holder = dock.widget()
+            old = holder.set_panel(widget) if isinstance(holder, DockScroll) else None
             self.panels[title] = widget
             if old is not None:
                 old.deleteLater()
@@ -528,17 +530,21 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _default_dock_sizes(self) -> None:
-        """Dock sizes only take once the window is laid out, so this runs after the first show."""
+        """Dock sizes only take once the window is laid out, so this runs after the first show.
+        Each dock gets its panel's minimum size where the window has room for it (else the
+        panel scrolls in its dock)."""
         w, h = self.width(), self.height()
         prompt, left = self.docks.get("Prompt"), self.docks.get("Next token")
         if prompt is not None and left is not None:
-            top = max(280, int(h * 0.3))
+            need = self.panels["Prompt"].minimumSizeHint().height() + 30  # + the title bar
+            top = min(max(need, int(h * 0.3)), int(h * 0.45))
             self.resizeDocks([prompt, left], [top, h - top], Qt.Orientation.Vertical)
         right = next((self.docks[n] for n in ("Attention", "Positional encoding", "Architecture",
                                               "Training") if n in self.docks), None)
         if left is not None and right is not None:
-            self.resizeDocks([left, right], [int(w * 0.35), int(w * 0.65)],
-                             Qt.Orientation.Horizontal)
+            need = self.panels["Next token"].minimumSizeHint().width() + 4
+            lw = min(max(need, int(w * 0.35)), int(w * 0.5))
+            self.resizeDocks([left, right], [lw, w - lw], Qt.Orientation.Horizontal)
         for name in ("Attention",):
             if name in self.docks:
                 self.docks[name].raise_()
@@ -601,8 +607,8 @@ class MainWindow(QMainWindow):
         self._closing = True
         self.save_settings()
         # a running training stops within ~2 s and saves its checkpoint before the session goes
-        for dock in self.docks.values():
-            shutdown = getattr(dock.widget(), "shutdown", None)
+        for panel in self.panels.values():
+            shutdown = getattr(panel, "shutdown", None)
             if callable(shutdown):
                 shutdown(2000)
         self.session.close()

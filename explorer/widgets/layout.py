@@ -197,3 +197,31 @@ class QuietLabel(QWidget):
     def resizeEvent(self, e) -> None:  # noqa: N802
         self.label.setGeometry(self.rect())
         super().resizeEvent(e)
+
+
+class DockScroll(QScrollArea):
+    """What a dock holds: its panel in a scroll area. A dock may be made smaller than the panel's
+    minimum (a 1024 × 768 projector, 200 % scaling): the panel then scrolls instead of pushing
+    the window off the screen or being squeezed until its widgets overlap. ``panel`` is the
+    panel."""
+
+    MIN_W, MIN_H = 160, 90
+
+    def __init__(self, panel: QWidget, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("dockScroll")
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setMinimumSize(self.MIN_W, self.MIN_H)
+        self.panel = panel
+        self.setWidget(panel)
+
+    def set_panel(self, panel: QWidget) -> QWidget | None:
+        """Hold ``panel`` instead; returns the old one (the caller deletes it)."""
+        old = self.takeWidget()
+        self.panel = panel
+        self.setWidget(panel)
+        return old
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        return self.panel.sizeHint()
