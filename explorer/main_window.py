@@ -40,8 +40,9 @@ from explorer.panels.prompt import PromptPanel
 from explorer.presenter import Presenter, mark_secondary
 from explorer.redraws import catch_up
 from explorer.session import Session
-from explorer.theme import THEME
+from explorer.theme import THEME, zoom
 from explorer.widgets.layout import DockScroll
+from explorer.widgets.wheel_guard import WheelGuard, guard_wheel
 from model.step_result import StepResult
 
 ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -49,6 +50,9 @@ DEFAULT_MODEL = ASSETS_MODELS / "shakespeare_char.safetensors"
 DEFAULT_PROMPT = "ROMEO:\n"
 STATE_VERSION = 1
 MAX_RECENT = 8
+#: below this window size (in Qt's pixels: 960 x 540 is a 1920 x 1080 screen at 200 %) the
+#: default layout tabs the next-token panel with the others instead of placing it beside them
+COMPACT_W, COMPACT_H = 1000, 620
 MODEL_FILTER = "Transformer Explorer models (*.safetensors);;All files (*)"
 
 #: All docks share one dock area, split and tabbed: Prompt on top; Next token below it on the
@@ -113,6 +117,7 @@ class MainWindow(QMainWindow):
         self.interactive = True  # False: errors go to stderr and the status bar, not dialogs
         self._dropped: str | None = None  # a dropped model file, opened once the drag ends
 
+        self.wheel_guard = WheelGuard(self)
         self._build_menus()
         self.prompt_panel = PromptPanel(session)
         self.distribution_panel = DistributionPanel(session)
@@ -181,6 +186,7 @@ class MainWindow(QMainWindow):
         dock = QDockWidget(name, self)
         dock.setObjectName("dock_" + "".join(c if c.isalnum() else "_" for c in name.lower()))
         dock.setWidget(DockScroll(widget))
+        guard_wheel(widget, self.wheel_guard)
         # a tab raised in a tabbed dock area gets no Show event: tell the panel to catch up
         dock.visibilityChanged.connect(
             lambda shown, n=name: shown and n in self.panels and catch_up(self.panels[n]))
@@ -262,6 +268,7 @@ class MainWindow(QMainWindow):
         else:
             holder = dock.widget()
             old = holder.set_panel(widget) if isinstance(holder, DockScroll) else None
+            guard_wheel(widget, self.wheel_guard)
             self.panels[title] = widget
             if old is not None:
                 old.deleteLater()
@@ -535,12 +542,23 @@ class MainWindow(QMainWindow):
         panel scrolls in its dock)."""
         w, h = self.width(), self.height()
         prompt, left = self.docks.get("Prompt"), self.docks.get("Next token")
+        right = next((self.docks[n] for n in ("Attention", "Positional encoding", "Architecture",
+                                              "Training") if n in self.docks), None)
+        z = zoom()  # large text needs the room of a larger window
+        if left is not None and right is not None and (w / z < COMPACT_W or h / z < COMPACT_H):
+            # a small window (or large text): every panel a tab under the prompt, each as big
+            # as the window allows, rather than two side by side too small to read
+            self.tabifyDockWidget(right, left)
+            left.raise_()
+            if prompt is not None:
+                need = self.panels["Prompt"].minimumSizeHint().height() + 30
+                top = min(max(need, int(h * 0.3)), int(h * 0.45))
+                self.resizeDocks([prompt, left], [top, h - top], Qt.Orientation.Vertical)
+            return
         if prompt is not None and left is not None:
             need = self.panels["Prompt"].minimumSizeHint().height() + 30  # + the title bar
             top = min(max(need, int(h * 0.3)), int(h * 0.45))
             self.resizeDocks([prompt, left], [top, h - top], Qt.Orientation.Vertical)
-        right = next((self.docks[n] for n in ("Attention", "Positional encoding", "Architecture",
-                                              "Training") if n in self.docks), None)
         if left is not None and right is not None:
             need = self.panels["Next token"].minimumSizeHint().width() + 4
             lw = min(max(need, int(w * 0.35)), int(w * 0.5))
