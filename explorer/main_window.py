@@ -113,6 +113,8 @@ class MainWindow(QMainWindow):
         self.device_choice: str | None = None  # saved only when the user picked one
         self.interactive = True  # False: errors go to stderr and the status bar, not dialogs
         self._dropped: str | None = None  # a dropped model file, opened once the drag ends
+        # (shipped model, its prompt) while File → Examples opens it
+        self._example_prompt: tuple[Path, str | None] | None = None
 
         self.wheel_guard = WheelGuard(self)
         self._build_menus()
@@ -310,7 +312,7 @@ class MainWindow(QMainWindow):
             a = self.examples_menu.addAction(p.stem)
             a.setData(str(p))
             a.setStatusTip(str(p))
-            a.triggered.connect(self._open_from_action)
+            a.triggered.connect(self._open_example)
         if not files:
             self.examples_menu.addAction(f"(no models in {shipped.MODELS}/)").setEnabled(False)
 
@@ -324,6 +326,18 @@ class MainWindow(QMainWindow):
             a.triggered.connect(self._open_from_action)
         if not files:
             self.recent_menu.addAction("(none yet)").setEnabled(False)
+
+    @Slot()
+    def _open_example(self) -> None:
+        act = self.sender()
+        if isinstance(act, QAction) and act.data():
+            self.open_example(act.data())
+
+    def open_example(self, path: str | Path) -> None:
+        """Open a shipped model; once it is open, start from the prompt that shows what it
+        learned (the current prompt, in another alphabet, would be stripped to nothing)."""
+        self._example_prompt = (Path(path), shipped.default_prompt(path))
+        self.open_model(path)
 
     @Slot()
     def _open_from_action(self) -> None:
@@ -455,6 +469,10 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_opened(self, path: Path) -> None:
+        example, self._example_prompt = self._example_prompt, None
+        if example is not None and example[1] is not None and \
+                Path(path).resolve() == example[0].resolve():
+            self.prompt_panel.set_prompt_text(example[1])
         self._add_recent(str(path))
         self.settings.setValue("files/last_dir", str(path.parent))
         self.show_message(f"Opened {path}")
