@@ -335,7 +335,7 @@ class HeatmapWidget(pg.GraphicsLayoutWidget):
                  col_title: str = "", name: str = "heatmap", numeric: bool = False):
         super().__init__(parent)
         self.name = name
-        self.ci.setContentsMargins(2, 10, 2, 2)  # room for the colour bar's top label
+        self._bar_margins()
         self.row_axis = LabelAxis("left", numeric=numeric)
         self.col_axis = LabelAxis("bottom", numeric=numeric)
         self.plot: pg.PlotItem = self.addPlot(row=0, col=0,
@@ -399,8 +399,16 @@ class HeatmapWidget(pg.GraphicsLayoutWidget):
         self.image.setLookupTable(self._lut_codes if self.is_codes else self._lut)
 
     def _on_look_changed(self) -> None:
-        # the palette may map this role to another colour map now
+        # the palette may map this role to another colour map now; the text size changed the
+        # room the colour bar's end labels need
         self.set_colormap(self._cmap_role)
+        self._bar_margins()
+
+    def _bar_margins(self) -> None:
+        """Room above and below the plot for half a line: the colour bar's labels at its two
+        ends ("1.0", "0") are centred on the ends and were cut in half."""
+        half = int(QFontMetricsF(tick_font()).height() / 2) + 2
+        self.ci.setContentsMargins(2, half, 2, half)
 
     @property
     def levels(self) -> tuple[float, float]:
