@@ -565,7 +565,7 @@ class MainWindow(QMainWindow):
             # as the window allows, rather than two side by side too small to read
             self.tabifyDockWidget(right, left)
             left.raise_()
-            self._fit_prompt_dock(left)
+            self._fit_prompt_dock(left, most=0.5)
             return
         self._fit_prompt_dock(left)
         if left is not None and right is not None:
@@ -577,7 +577,7 @@ class MainWindow(QMainWindow):
             if name in self.docks:
                 self.docks[name].raise_()
 
-    def _fit_prompt_dock(self, below: QDockWidget | None) -> None:
+    def _fit_prompt_dock(self, below: QDockWidget | None, most: float = 0.45) -> None:
         """The prompt dock tall enough for its panel (no scrolling) where the window allows."""
         prompt = self.docks.get("Prompt")
         if prompt is None or below is None:
@@ -587,7 +587,7 @@ class MainWindow(QMainWindow):
         need = self.panels["Prompt"].minimumSizeHint().height()
         holder = prompt.widget()
         overhead = prompt.height() - holder.height() if holder is not None else 30
-        top = min(max(need + overhead + 2, int(h * 0.3)), int(h * 0.45))
+        top = min(max(need + overhead + 2, int(h * 0.3)), int(h * most))
         self.resizeDocks([prompt, below], [top, h - top], Qt.Orientation.Vertical)
 
     def showEvent(self, e) -> None:  # noqa: N802

@@ -36,6 +36,7 @@ from explorer.theme import (
     css_pt,
     pt,
     ui_font,
+    zoom,
 )
 from explorer.widgets.axes import FastAxis
 from explorer.widgets.exports import (
@@ -105,6 +106,7 @@ class TextLabels(pg.GraphicsObject):
         super().__init__()
         self._items: list[tuple[float, float, str, QColor]] = []
         self._font = font or ui_font(THEME.font_pt - 1)
+        self._base_pt = self._font.pointSizeF() / zoom()  # the size at 100 %: follows the zoom
         self._offset = offset_px
 
     def set_labels(self, items: Sequence[tuple[float, float, str, QColor]]) -> None:
@@ -127,13 +129,15 @@ class TextLabels(pg.GraphicsObject):
         t = p.transform()
         p.save()
         p.resetTransform()
+        if abs(self._font.pointSizeF() - pt(self._base_pt)) > 0.01:
+            self._font.setPointSizeF(pt(self._base_pt))
         p.setFont(self._font)
         fm = QFontMetricsF(self._font)
         dy = (fm.ascent() - fm.descent()) / 2
         for x, y, text, colour in self._items:
-            pt = t.map(QPointF(x, y))
+            at = t.map(QPointF(x, y))
             p.setPen(colour)
-            p.drawText(QPointF(pt.x() + self._offset, pt.y() + dy), text)
+            p.drawText(QPointF(at.x() + self._offset, at.y() + dy), text)
         p.restore()
 
 
