@@ -32,10 +32,14 @@ APP = "Transformer Explorer"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="transformer-explorer",
                                 description="See a GPT-style transformer think.")
-    p.add_argument("--checkpoint", metavar="FILE",
-                   help="model file (.safetensors) to open, or the name of a model that ships "
-                        "with the package (shakespeare_char, induction); default: "
-                        "shakespeare_char")
+    p.add_argument("--checkpoint", metavar="FILE|FOLDER|NAME",
+                   help="the model to open: a Transformer Explorer .safetensors file, or the "
+                        "name of a model that ships with the package (shakespeare_char, "
+                        "induction); a Hugging Face GPT-2-family folder (config.json, "
+                        "model.safetensors or pytorch_model.bin, tokenizer.json or vocab.json + "
+                        "merges.txt); a nanoGPT ckpt.pt (or its folder, with meta.pkl or a GPT-2 "
+                        "tokenizer beside it); or a model name such as gpt2 found in the local "
+                        "Hugging Face cache (never downloaded). Default: shakespeare_char")
     p.add_argument("--prompt", metavar="TEXT", help="start with this prompt")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the last one used, "
                                                   "else auto)")

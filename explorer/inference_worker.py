@@ -76,6 +76,14 @@ class SaveModel:
 
 
 @dataclass(frozen=True)
+class ExportModel:
+    """Write the current model as a Hugging Face GPT-2 folder (config.json, model.safetensors,
+    tokenizer files) at ``folder``."""
+
+    folder: Path
+
+
+@dataclass(frozen=True)
 class CopyWeights:
     """Answer ``reply`` with a CPU copy of the current model (a Snapshot: numpy weights, config,
     tokenizer) for a training run to build its own model from, in its own thread. ``generation``:
@@ -150,10 +158,10 @@ COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run, SetAblation, Ran
 #: kinds that make every older pending request obsolete (they start a new text)
 SUPERSEDE = (LoadModel, SetPrompt)
 MODEL_KINDS = (LoadModel,)
-#: kinds that are never dropped: someone waits for each answer
-KEEP = (SaveModel, CopyWeights)
-Request = (LoadModel | SaveModel | CopyWeights | SetDevice | SetPrompt | Step | Back | RewindTo | Reset | Resample
-           | Redistribute | Run | SetAblation | RankHeads)
+#: kinds that are never dropped: someone waits for each answer, or asked for a file
+KEEP = (SaveModel, ExportModel, CopyWeights)
+Request = (LoadModel | SaveModel | ExportModel | CopyWeights | SetDevice | SetPrompt | Step | Back
+           | RewindTo | Reset | Resample | Redistribute | Run | SetAblation | RankHeads)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
 #: the longest the worker waits for the GUI to say it has drawn a result before it runs the
 #: next step's pass anyway (see InferenceWorker._idle)
@@ -212,6 +220,7 @@ class InferenceWorker(QObject):
     result_ready = Signal(object, int, str)  # StepResult, generation, request kind
     model_ready = Signal(object, object, int)  # Loaded, StepResult | None, generation
     saved = Signal(object, int)  # Path written by SaveModel, generation
+    exported = Signal(object, int)  # folder written by ExportModel, generation
     failed = Signal(str, str, str, int)  # request kind, title, text, generation
     notice = Signal(str, int)  # a status-bar message, generation
     device_changed = Signal(str, int)  # device actually in use, generation
@@ -380,6 +389,9 @@ class InferenceWorker(QObject):
             if isinstance(req, SaveModel):
                 self._save(req)
                 return
+            if isinstance(req, ExportModel):
+                self._export(req)
+                return
             if isinstance(req, CopyWeights):
                 self._copy_weights(req)
                 return
@@ -459,6 +471,9 @@ class InferenceWorker(QObject):
             self.notice.emit(f"{e}; using the CPU instead", req.generation)
         loaded: tuple[GPT, Loaded] | None = None
         if req.path is not None or req.snapshot is not None:
+            if req.path is not None:  # a GPT-2-small takes seconds: say what is going on
+                self.notice.emit(f"Opening {req.path.name}: reading the weights \u2026",
+                                 req.generation)
             try:
                 loaded = self._read(req, device)
             except Exception as e:  # noqa: BLE001 - unreadable files, odd OS errors: one message
@@ -487,6 +502,10 @@ class InferenceWorker(QObject):
         self._sample = _sample_config(req.sample)
         described = dataclasses.replace(described, sample=self._sample)
         self._stepper = self._new_stepper(model, described.tokenizer, self._sample)
+        if req.path is not None:
+            self.notice.emit(f"Opening {described.name}: running the prompt through "
+                             f"{described.n_params / 1e6:.1f} M parameters \u2026",
+                             req.generation)
         result = self._first_result(req.prompt)
         self._acked = False
         self.model_ready.emit(described, result, req.generation)
@@ -540,6 +559,23 @@ class InferenceWorker(QObject):
             self.failed.emit("SaveModel", _title("SaveModel"), text, self._generation)
             return
         self.saved.emit(req.path, self._generation)
+
+    def _export(self, req: ExportModel) -> None:
+        from model.adapters.hf_gpt2 import save_hf_folder
+
+        if self._model is None:
+            self.failed.emit("ExportModel", "Nothing to export", "No model is loaded yet.",
+                             self._generation)
+            return
+        try:
+            folder = save_hf_folder(self._model, self._tokenizer, req.folder)
+        except Exception as e:  # noqa: BLE001 - a read-only folder, a tokenizer it cannot write
+            text = _describe(e)
+            if str(req.folder) not in text:
+                text = f"{req.folder}: {text}"
+            self.failed.emit("ExportModel", _title("ExportModel"), text, self._generation)
+            return
+        self.exported.emit(folder, self._generation)
 
     def _first_result(self, prompt: str) -> StepResult:
         return self._stepper.set_prompt(self._tokenizer.without_unknown(prompt), errors="drop")
@@ -668,6 +704,7 @@ def is_trained(summary: dict | None) -> bool:
 
 _TITLES = {"LoadModel": "Could not open the model", "OpenModel": "Could not open the model",
            "SaveModel": "Could not save the model",
+           "ExportModel": "Could not export the model",
            "SetDevice": "Device problem", "SetPrompt": "Could not set the prompt",
            "Run": "Generation stopped"}
 

@@ -91,6 +91,7 @@ class Session(QObject):
     loading_changed = Signal(bool)  # True while the first model is being loaded in the background
     model_opened = Signal(object)  # Path: a file from load_checkpoint() is the current model now
     model_saved = Signal(object)  # Path written by save_checkpoint()
+    model_exported = Signal(object)  # folder written by export_hf_folder()
     ablation_changed = Signal(object)  # Ablation: the heads switched off (empty: none)
     heads_ranked = Signal(object)  # HeadEffects of the current result (see rank_heads)
 
@@ -126,6 +127,7 @@ class Session(QObject):
         self.worker.result_ready.connect(self._on_result)
         self.worker.model_ready.connect(self._on_model_ready)
         self.worker.saved.connect(self._on_saved)
+        self.worker.exported.connect(self._on_exported)
         self.worker.failed.connect(self._on_failed)
         self.worker.notice.connect(self._on_notice)
         self.worker.heads_ranked.connect(self._on_heads_ranked)
@@ -191,6 +193,14 @@ class Session(QObject):
             self.error.emit("Nothing to save", "No model is loaded yet.")
             return
         self.worker.submit(W.SaveModel(Path(path), dict(self.info.summary)))
+
+    def export_hf_folder(self, folder: str | Path) -> None:
+        """Write the current model as a Hugging Face GPT-2 folder in the worker (torch never
+        runs here): ``model_exported`` or ``error``."""
+        if self.info is None:
+            self.error.emit("Nothing to export", "No model is loaded yet.")
+            return
+        self.worker.submit(W.ExportModel(Path(folder)))
 
     def copy_weights(self) -> Future[TrainingSnapshot]:
         """A CPU copy of the current model's weights, made by the worker in its thread; the
@@ -493,6 +503,14 @@ class Session(QObject):
             self.info = dataclasses.replace(self.info, path=path, name=path.stem)
         self.message.emit(f"Saved {path}")
         self.model_saved.emit(path)
+
+    @Slot(object, int)
+    def _on_exported(self, folder: Path, generation: int) -> None:
+        if self._closed:
+            return
+        self.message.emit(f"Exported {folder} (transformers' GPT2LMHeadModel.from_pretrained "
+                          "opens it)")
+        self.model_exported.emit(folder)
 
     @Slot(str, str, str, int)
     def _on_failed(self, kind: str, title: str, text: str, generation: int) -> None:

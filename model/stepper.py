@@ -78,6 +78,7 @@ class Stepper:
         self._forced: list[bool] = []
         self._draws: dict[int, int] = {}  # absolute position -> draw index (raised by resample)
         self._window = ContextWindow(model, capture, self.lens_k)
+        self._plan_memo: tuple | None = None  # (logits, settings, plan) of the last _plan
         self._intact: tuple[tuple[int, ...], np.ndarray] | None = None  # window -> intact logits
         # logits kept from this index on were computed under the current ablation; undoing
         # back past it runs the window again (the history holds the old model's logits)
@@ -262,7 +263,15 @@ class Stepper:
         """(distribution, draw index, token) of the next token under the current settings: what
         ``step()`` samples, the result's ``planned`` and the token a lookahead runs."""
         pos = len(self._ids)
-        nxt = next_token(self._logits[-1], self.sample, self.auto_seed, pos, self.draw_index(pos))
+        logits, draw = self._logits[-1], self.draw_index(pos)
+        # step() plans with the distribution its previous result published: ranking a large
+        # vocabulary (a stable argsort of 50,257 probabilities) costs milliseconds each time
+        key = (self.sample, self.auto_seed, pos, draw)
+        memo = self._plan_memo
+        if memo is not None and memo[0] is logits and memo[1] == key:
+            return memo[2]
+        nxt = next_token(logits, self.sample, self.auto_seed, pos, draw)
+        self._plan_memo = (logits, key, (nxt.dist, nxt.draw, nxt.token))
         return nxt.dist, nxt.draw, nxt.token
 
     def _need_prompt(self) -> None:

@@ -218,7 +218,7 @@ class GPT(nn.Module):
         else:
             logits = self.lm_head(x if all_logits else x[:, [-1], :])  # (B, T|1, V)
             loss = None
-        if lens:
+        if lens and not record.defer_lens:
             # the last residual through ln_f + lm_head is the model's own output. Only this
             # pass's L+1 residuals (a recording may span several passes), and no autograd graph:
             # recorded tensors are plain and detached.

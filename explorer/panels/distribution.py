@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QBrush, QFontMetricsF
+from PySide6.QtGui import QBrush, QFontMetrics, QFontMetricsF
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 T_MAX = 3.0
 T_STEP = 0.05
 MIN_SHOWN, MAX_SHOWN = 5, 50
+LABEL_AXIS_MIN = 44  # px: a character model's labels
+LABEL_AXIS_MAX = 150  # px: longer BPE pieces are elided
 
 
 class SamplingControls(QWidget):
@@ -232,7 +234,9 @@ class DistributionPanel(QWidget):
         self.plot.showGrid(x=False, y=False)  # values are printed on the bars; a grid costs ms a frame
         self.plot.getAxis("left").setTickFont(mono_font(THEME.font_pt + 1))
         self.plot.getAxis("left").setStyle(tickLength=0)
-        self.plot.getAxis("left").setWidth(44)
+        self.plot.getAxis("left").setWidth(LABEL_AXIS_MIN)
+        self._label_width = LABEL_AXIS_MIN
+        self._label_metrics = QFontMetrics(mono_font(THEME.font_pt + 1))
         for name in ("left", "bottom"):
             # fixed text space (the left axis has a fixed width, the bottom one keeps its default
             # 18 px): auto-expanding re-sizes the axis and drops its cached picture at every paint,
@@ -306,8 +310,27 @@ class DistributionPanel(QWidget):
             self._show_sample(s)
         self.request_redraw()
 
+    def _fit_labels(self, ticks: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Widen the label axis for longer pieces (BPE tokens: ``␣forgetfulness``), up to
+        LABEL_AXIS_MAX; longer ones are elided. A label that does not fit is not drawn at all
+        by pyqtgraph. The axis only grows (until the next model): resizing it re-lays out the
+        plot."""
+        fm = self._label_metrics
+        need = max((fm.horizontalAdvance(p) for _, p in ticks), default=0) + 8
+        want = min(LABEL_AXIS_MAX, max(self._label_width, need))
+        if want != self._label_width:
+            self._label_width = want
+            self.plot.getAxis("left").setWidth(want)
+        room = want - 8
+        return [(j, p if fm.horizontalAdvance(p) <= room
+                 else fm.elidedText(p, Qt.TextElideMode.ElideRight, room)) for j, p in ticks]
+
     @Slot()
     def _on_model_changed(self) -> None:
+        if self._label_width != LABEL_AXIS_MIN:
+            self._label_width = LABEL_AXIS_MIN
+            self.plot.getAxis("left").setWidth(LABEL_AXIS_MIN)
+            self._ticks = []
         tok = self.session.tokenizer
         if tok is not None:
             self.controls.top_k.setMaximum(tok.vocab_size)
@@ -393,7 +416,7 @@ class DistributionPanel(QWidget):
         ticks = list(enumerate(tok.token_pieces(ids.tolist())))
         if ticks != self._ticks:  # re-rendering an axis is one of the costlier parts of a redraw
             self._ticks = ticks
-            self.plot.getAxis("left").setTicks([ticks, []])
+            self.plot.getAxis("left").setTicks([self._fit_labels(ticks), []])
         n_kept = int(kept.sum())
         if n_kept < n:
             self.cutoff.setPos(n_kept - 0.5)
@@ -503,7 +526,8 @@ class DistributionPanel(QWidget):
         d = r.dist
         kept = bool(d.kept[tid])
         self.view.setToolTip(
-            f"{tok.token_pieces([tid])[0]!r} (id {tid}), rank {j + 1}\n"
+            f"{tok.token_pieces([tid])[0]!r} (id {tid}, bytes {tok.token_bytes(tid).hex(' ')}), "
+            f"rank {j + 1}\n"
             f"logit {float(d.logits[tid]):+.3f}\n"
             f"after temperature {float(d.full_probs[tid]) * 100:.2f}%"
             + (f", sampled with {float(d.probs[tid]) * 100:.2f}%" if kept

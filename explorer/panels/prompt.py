@@ -415,6 +415,7 @@ class PromptPanel(QWidget):
     def _on_model_changed(self) -> None:
         tok = self.session.tokenizer
         self.strip.lookup = tok.token_pieces if tok is not None else None
+        self.strip.bytes_of = tok.token_bytes if tok is not None else None
         self.strip.set_result(self.session.result)  # None until the new model's first result
         self._set_enabled(self.session.config is not None)
 

@@ -119,6 +119,15 @@ class LensModel(QAbstractTableModel):
             return None
         r, c = index.row(), index.column()
         tok, p = int(self.ids[r, c, 0]), float(self.probs[r, c, 0])
+        if tok < 0:  # a large vocabulary: the lens is computed for the last positions only
+            if role == Qt.ItemDataRole.DisplayRole:
+                return "\u2014"
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return ("not computed: with a vocabulary this large the logit lens is computed "
+                        "for the prompt's last positions and every generated token")
+            if role == Qt.ItemDataRole.TextAlignmentRole:
+                return int(Qt.AlignmentFlag.AlignCenter)
+            return None
         if role == Qt.ItemDataRole.DisplayRole:
             return f"{self._tok(tok)}  {p:.2f}"
         if role == Qt.ItemDataRole.BackgroundRole:
