@@ -47,6 +47,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--show", metavar="PANEL", default=None,
                    help="with --screenshot: bring this panel to the front first (attention, "
                         "positional, architecture, training)")
+    p.add_argument("--size", metavar="WxH", default=None,
+                   help="window size in screen pixels, e.g. 1024x768 (with --scale: the size of "
+                        "the whole screen at that scaling)")
+    p.add_argument("--scale", type=float, default=None, metavar="F",
+                   help="render as on a display scaled by F (1.5 = 150 %%, 2 = 200 %%): sets "
+                        "QT_SCALE_FACTOR")
+    p.add_argument("--presenter", action="store_true",
+                   help="start in presenter mode (large text, light theme, clicker keys)")
     p.add_argument("--startup-probe", action="store_true",
                    help="print start-up timings as JSON once the model's first result is shown, "
                         "then exit")
@@ -57,7 +65,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--steps must be >= 0")
     if args.screenshot and not args.screenshot.lower().endswith(".png"):
         p.error("--screenshot needs a .png file name")
+    if args.size is not None:
+        try:
+            w, h = (int(x) for x in args.size.lower().split("x"))
+        except ValueError:
+            p.error(f"--size must look like 1024x768, got {args.size!r}")
+        if not (320 <= w <= 16384 and 240 <= h <= 16384):
+            p.error(f"--size {args.size}: width and height must be between 320x240 and 16384")
+        args.size = (w, h)
+    if args.scale is not None and not 0.5 <= args.scale <= 4:
+        p.error(f"--scale must be between 0.5 and 4, got {args.scale}")
     return args
+
+
+def window_size(size: tuple[int, int], scale: float | None) -> tuple[int, int]:
+    """The window's size in Qt's (device-independent) pixels for a screen of ``size`` pixels
+    scaled by ``scale``: 1920x1080 at 150 % is a 1280x720 window drawn with 1.5 pixels per unit."""
+    s = scale or 1.0
+    return round(size[0] / s), round(size[1] / s)
 
 
 def make_settings():
@@ -248,17 +273,20 @@ def main(argv: list[str] | None = None) -> int:
             print(problem, file=sys.stderr)
             return NO_DISPLAY_EXIT
 
+    if args.scale is not None:  # must be set before the QApplication exists
+        os.environ["QT_SCALE_FACTOR"] = f"{args.scale:g}"
     from PySide6.QtCore import QEvent, QObject, QTimer, Slot
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
+    from explorer.look_menu import saved_look
     from explorer.theme import apply_theme
 
-    apply_theme(app)
     settings = make_settings()
     if args.no_restore:
         settings.clear()
+    apply_theme(app, **saved_look(settings))
 
     from explorer.main_window import DEFAULT_PROMPT, MainWindow
     from explorer.session import Session
@@ -274,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         session.close()
         raise
     window.prompt_panel.set_prompt_text(session.prompt, apply=False)
+    if args.size is not None:
+        window.resize(*window_size(args.size, args.scale))
+    if args.presenter:
+        window.presenter.set_active(True)
     window.interactive = not (args.screenshot or args.startup_probe)
     driver = _Driver(app, window, session, args, t0) \
         if (args.screenshot or args.startup_probe) else None

@@ -35,8 +35,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.look_menu import LookMenu
 from explorer.panels.distribution import DistributionPanel
 from explorer.panels.prompt import PromptPanel
+from explorer.presenter import Presenter, mark_secondary
 from explorer.redraws import catch_up
 from explorer.session import Session
 from explorer.theme import THEME
@@ -78,6 +80,7 @@ def _is_model_file(path: str) -> bool:
 
 class MainWindow(QMainWindow):
     panels_loaded = Signal()  # the deferred panels are built (see load_optional_panels_soon)
+    state_version = STATE_VERSION
 
     def __init__(self, session: Session, settings: QSettings | None = None,
                  restore: bool = True, optional_panels: bool = True,
@@ -114,6 +117,13 @@ class MainWindow(QMainWindow):
                        beside=("Prompt", Qt.Orientation.Vertical))
         self.generate_menu.addActions(self.prompt_panel.actions_list)
         self.addActions(self.prompt_panel.actions_list)  # shortcuts work with the dock hidden
+        p = self.prompt_panel
+        grid = self.distribution_panel.controls.layout()
+        extra = [grid.itemAtPosition(r, c) for r in (1, 2) for c in range(grid.columnCount())]
+        # presenter mode keeps the temperature (a lesson's subject); top-k/p, seed and the
+        # number of bars stay as they were set
+        mark_secondary(p.editor, p.buttons, p.keys_hint,
+                       *{i.widget() for i in extra if i is not None and i.widget() is not None})
         self._placeholders: dict[str, tuple[str, str]] = {}
         if optional_panels:
             for module, cls, title, where in OPTIONAL_PANELS:
@@ -145,9 +155,13 @@ class MainWindow(QMainWindow):
 
     # -- panels -------------------------------------------------------------------------------
     def show_panel(self, name: str) -> bool:
-        """Bring the dock whose title starts with ``name`` (any case) to the front."""
+        """Bring the dock whose title starts with ``name`` (any case) to the front (in presenter
+        mode: make it the one big panel)."""
         for title, dock in self.docks.items():
             if title.lower().startswith(name.strip().lower()):
+                if self.presenter.active:
+                    self.presenter.show_panel(title)
+                    return True
                 dock.show()
                 dock.raise_()
                 return True
@@ -270,6 +284,10 @@ class MainWindow(QMainWindow):
         self.device_menu.addAction("(available once the model is loaded)").setEnabled(False)
         self.view_menu = mb.addMenu("&View")
         self._view_separator = self.view_menu.addSeparator()
+        self.look = LookMenu(self.view_menu, self, self.settings)
+        self.presenter = Presenter(self)
+        self.view_menu.addAction(self.presenter.act_toggle)
+        self.view_menu.addSeparator()
         self.act_reset_layout = self.view_menu.addAction("Reset &layout", self.reset_layout)
         h = mb.addMenu("&Help")
         h.addAction("&Keyboard shortcuts", self.show_shortcuts)

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.theme import THEME
+from explorer.theme import THEME, css_pt, pt
 
 TEXT_PT = 12  # explanations and formulas beside the plots
 
@@ -20,8 +20,8 @@ TEXT_PT = 12  # explanations and formulas beside the plots
 def rich_text(title: str, formula: str, *paragraphs: str) -> str:
     """The explanation beside a plot: a title, the formula, a few sentences."""
     body = "".join(f"<p>{p}</p>" for p in paragraphs if p)
-    return (f"<p style='font-size:{TEXT_PT + 2}pt'><b>{title}</b></p>"
-            f"<p style='font-size:{TEXT_PT + 1}pt; color:{THEME.accent}'>{formula}</p>{body}")
+    return (f"<p style='font-size: {css_pt(TEXT_PT + 2)}'><b>{title}</b></p>"
+            f"<p style='font-size: {css_pt(TEXT_PT + 1)}; color:{THEME.accent}'>{formula}</p>{body}")
 
 
 def explanation_pane(margin: int, min_width: int,
@@ -33,7 +33,7 @@ def explanation_pane(margin: int, min_width: int,
     label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
     label.setMargin(margin)
     f = label.font()
-    f.setPointSize(TEXT_PT)
+    f.setPointSizeF(pt(TEXT_PT))
     label.setFont(f)
     scroll = QScrollArea()
     scroll.setWidgetResizable(True)
@@ -44,11 +44,11 @@ def explanation_pane(margin: int, min_width: int,
     return label, scroll
 
 
-def status_label(pt: int = TEXT_PT) -> QLabel:
+def status_label(size: float = TEXT_PT) -> QLabel:
     """One line under a plot for hover values; long text never widens the panel."""
     label = QLabel(" ")
     f = label.font()
-    f.setPointSize(pt)
+    f.setPointSizeF(pt(size))
     label.setFont(f)
     label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     label.setMinimumWidth(1)

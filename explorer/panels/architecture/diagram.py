@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QGraphicsView,
 )
 
-from explorer.theme import THEME
+from explorer.theme import THEME, pt
 from explorer.widgets.layout import TEXT_PT
 from model.anatomy import Add, Anatomy, Box, Layer, Positions, TokenEmbedding
 
@@ -95,7 +95,7 @@ class BlockItem(QGraphicsItem):
             d = self.width
             p.drawEllipse(QRectF(0, (BOX_H - d) / 2, d, d))
             f = QFont()
-            f.setPointSize(TEXT_PT + 3)
+            f.setPointSizeF(pt(TEXT_PT + 3))
             f.setBold(True)
             p.setFont(f)
             p.setPen(QColor(THEME.text))
@@ -155,14 +155,14 @@ class _ClickText(QGraphicsSimpleTextItem):
 
 def _title_font() -> QFont:
     f = QFont()
-    f.setPointSize(TEXT_PT - 1)
+    f.setPointSizeF(pt(TEXT_PT - 1))
     f.setBold(True)
     return f
 
 
 def _sub_font() -> QFont:
     f = QFont()
-    f.setPointSize(TEXT_PT - 2)
+    f.setPointSizeF(pt(TEXT_PT - 2))
     return f
 
 
@@ -177,8 +177,8 @@ def _box_width(box: Box) -> float:
 def _arrow(path_pts: list[QPointF], colour: str, width: float = 1.6, dashed=False,
            head: bool = True) -> QGraphicsPathItem:
     path = QPainterPath(path_pts[0])
-    for pt in path_pts[1:]:
-        path.lineTo(pt)
+    for point in path_pts[1:]:
+        path.lineTo(point)
     if head and len(path_pts) >= 2:
         a, b = path_pts[-2], path_pts[-1]
         d = b - a
