@@ -191,6 +191,9 @@ class LessonPlayer(QObject):
         self._counted: set[int] = set()  # slides whose pick was counted (going back keeps it)
         self._target: list[int] | None = None  # ids the window must end with (forced slides)
         self._n_generated = 0
+        self._prompt_ids: list[int] = []
+        self._queue: list[int | None] = []  # the slide's tokens still to step (None: sampled)
+        self._issued = 0
         self._saved_keys: list[tuple[QAction, list[QKeySequence]]] = []
         self.pane = NarrationPane()
         self.pane.picked.connect(self.pick)
@@ -318,14 +321,16 @@ class LessonPlayer(QObject):
         self._target = None if s.steps else prompt_ids + ids
         self._prompt_ids = prompt_ids
         self._n_generated = s.steps or len(ids)
-        self.session.set_sample(SampleConfig(temperature=s.temperature, top_k=s.top_k,
-                                             top_p=s.top_p, seed=s.seed))
+        # one step at a time, each after the previous result: the worker drops steps beyond
+        # a few pending ones (held-down keys), and a slide must get every one of its tokens
+        self._queue = list(ids) if ids else [None] * s.steps
+        self._issued = 0
         self.state = "stepping"
         self.window.prompt_panel.set_prompt_text(s.prompt)
-        for i in ids:
-            self.session.step(force=i)
-        for _ in range(s.steps):
-            self.session.step()
+        # after the prompt: a new prompt supersedes the requests still waiting in the worker,
+        # and the new sampling settings must not be among them
+        self.session.set_sample(SampleConfig(temperature=s.temperature, top_k=s.top_k,
+                                             top_p=s.top_p, seed=s.seed))
 
     def _reached(self, r: StepResult) -> bool:
         if r.n_generated != self._n_generated:
@@ -340,7 +345,17 @@ class LessonPlayer(QObject):
 
     @Slot(object)
     def _on_step(self, r: StepResult) -> None:
-        if self.state == "stepping" and self._reached(r):
+        if self.state != "stepping":
+            return
+        if self._issued < len(self._queue):
+            ids = [int(x) for x in r.ids]
+            on_track = r.n_generated == self._issued and (
+                r.cropped or ids[:len(self._prompt_ids)] == self._prompt_ids)
+            if on_track:
+                force = self._queue[self._issued]
+                self._issued += 1
+                self.session.step(force=force)
+        elif self._reached(r):
             self.state = "panels"
             self._on_panels_loaded()
 
