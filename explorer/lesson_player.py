@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.lesson_file import Highlight, Lesson, LessonError, Question, Slide, ViewSpec
+from explorer.presenter import HINT
 from explorer.theme import THEME, css_pt
 from model import shipped
 from model.config import SampleConfig
@@ -40,7 +41,9 @@ DOCKS = {"next token": "Next token", "attention": "Attention",
          "positional encoding": "Positional encoding", "architecture": "Architecture",
          "training": "Training"}
 TRAINING_TABS = {"samples": 0, "film": 1}
-LESSON_DOCK = "Lesson"
+#: the presenter's keys line while a lesson plays (no longer than its own: it keeps one line)
+LESSON_HINT = ("PageDown / PageUp: next / previous slide \u00b7 \u2192 / \u2190: step \u00b7 "
+               "1\u20135: panel \u00b7 B: blank \u00b7 F5: leave presenter mode")
 
 
 def show_view(window: MainWindow, spec: ViewSpec) -> str:
@@ -119,23 +122,22 @@ class NarrationPane(QWidget):
         self.text.setOpenExternalLinks(False)
         self.text.setMinimumHeight(80)
         root.addWidget(self.text, 1)
+        # one row under the text: back, the choices, the score, on (a projector has few lines)
+        nav = QHBoxLayout()
+        self.prev_button = QPushButton("\u25c0")
+        self.prev_button.setToolTip("Previous slide (PageUp)")
+        nav.addWidget(self.prev_button)
         self.choices_row = QWidget()
         self.choices_layout = QHBoxLayout(self.choices_row)
         self.choices_layout.setContentsMargins(0, 0, 0, 0)
         self.choice_group = QButtonGroup(self)
         self.choice_group.setExclusive(True)
         self.choice_buttons: list[QPushButton] = []
-        root.addWidget(self.choices_row)
+        nav.addWidget(self.choices_row, 1)
         self.score = QLabel()
-        self.score.setWordWrap(True)
-        root.addWidget(self.score)
-        nav = QHBoxLayout()
-        self.prev_button = QPushButton("\u25c0 Previous")
+        nav.addWidget(self.score)
         self.next_button = QPushButton("Next \u25b6")
-        self.prev_button.setToolTip("Previous slide (PageUp)")
         self.next_button.setToolTip("Reveal the answer, then the next slide (PageDown)")
-        nav.addWidget(self.prev_button)
-        nav.addStretch(1)
         nav.addWidget(self.next_button)
         root.addLayout(nav)
         self.setMinimumWidth(220)
@@ -143,8 +145,9 @@ class NarrationPane(QWidget):
     def show_slide(self, lesson: Lesson, index: int, markdown: str, question: Question | None,
                    picked: str | None, revealed: bool, score: str) -> None:
         s = lesson.slides[index]
-        self.heading.setText(f"{lesson.title} \u2014 slide {index + 1} of {len(lesson.slides)}"
-                             + (f": {s.title}" if s.title else ""))
+        self.heading.setText(f"{index + 1}/{len(lesson.slides)}"
+                             + (f" \u00b7 {s.title}" if s.title else ""))
+        self.heading.setToolTip(lesson.title)
         self.heading.setStyleSheet(f"font-weight: bold; font-size: {css_pt(THEME.font_pt + 1)};")
         self.text.setMarkdown(markdown)
         for b in self.choice_buttons:
@@ -166,8 +169,8 @@ class NarrationPane(QWidget):
         self.score.setVisible(bool(score))
         self.prev_button.setEnabled(index > 0)
         last = index == len(lesson.slides) - 1
-        self.next_button.setText("Reveal the answer" if question is not None and not revealed
-                                 else ("End of the lesson" if last else "Next \u25b6"))
+        self.next_button.setText("Reveal \u25b6" if question is not None and not revealed
+                                 else ("The end" if last else "Next \u25b6"))
         self.next_button.setEnabled(not last or (question is not None and not revealed))
 
 
@@ -227,6 +230,7 @@ class LessonPlayer(QObject):
         self.right = self.answered = 0
         self._counted.clear()
         self.dock = self.window.lesson_dock(self.pane)
+        self.dock.setWindowTitle(f"Lesson \u2014 {lesson.title}")
         self.dock.setProperty("presenter_keep", True)
         self.dock.show()
         self._take_page_keys(True)
@@ -243,8 +247,9 @@ class LessonPlayer(QObject):
 
     def _take_page_keys(self, on: bool) -> None:
         """While a lesson plays, PageDown/PageUp (a clicker) move between slides instead of
-        stepping tokens (→ / ← still step)."""
+        stepping tokens (→ / ← still step); the presenter's keys line says so."""
         p = self.window.prompt_panel
+        self.window.presenter.hint.setText(LESSON_HINT if on else HINT)
         if on and not self._saved_keys:
             for a in (p.act_step, p.act_back):
                 keys = a.shortcuts()
@@ -449,7 +454,7 @@ class LessonPlayer(QObject):
                     md += f"\n\n{q.explain}"
             else:
                 md += "\n\n*Pick a choice below; the next key (PageDown) reveals the answer.*"
-        score = (f"Predictions: {self.right} right of {self.answered}" if self.answered else "")
+        score = f"{self.right} of {self.answered} right" if self.answered else ""
         self.pane.show_slide(self.lesson, self.index, md, q, self.picked, self.revealed, score)
 
     # -- recording ----------------------------------------------------------------------------

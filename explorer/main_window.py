@@ -689,8 +689,7 @@ class MainWindow(QMainWindow):
             dock = self.add_panel("Lesson", pane, AREA, beside=("Prompt", Qt.Orientation.Horizontal))
             prompt = self.docks["Prompt"]
             w = self.width()
-            self.resizeDocks([prompt, dock], [int(w * 0.58), int(w * 0.42)],
-                             Qt.Orientation.Horizontal)
+            self.resizeDocks([prompt, dock], [w // 2, w - w // 2], Qt.Orientation.Horizontal)
         return dock
 
     @Slot()

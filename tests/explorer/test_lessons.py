@@ -111,7 +111,7 @@ def test_predict_first_counts_right_and_wrong(qtbot, make_window):
     p.next()
     assert (p.right, p.answered) == (1, 2)
     assert "wrong" in p.pane.text.toPlainText()
-    assert p.pane.score.text() == "Predictions: 1 right of 2"
+    assert p.pane.score.text() == "1 of 2 right"
     _go(qtbot, w, 0)  # going back does not count a slide twice
     p.next()
     assert (p.right, p.answered) == (1, 2)
