@@ -200,3 +200,12 @@ def test_a_shipped_lesson_is_found_by_name():
     first = shipped_lessons()[0]
     assert app.find_lesson(first.stem) == first
     assert app.find_lesson("no_such_lesson").name == "no_such_lesson"
+
+
+def test_the_documented_example_is_a_valid_lesson():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "LESSONS.md").read_text()
+    example = doc.split("## Example", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    lesson = parse_lesson(json.loads(example))
+    assert len(lesson.slides) == 2 and lesson.slides[0].question.answer == "a @5"
