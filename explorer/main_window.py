@@ -52,13 +52,18 @@ from explorer.panels.prompt import PromptPanel
 from explorer.presenter import Presenter, mark_secondary
 from explorer.redraws import catch_up
 from explorer.session import Session
-from explorer.theme import THEME
+from explorer.theme import THEME, zoom
+from explorer.widgets.layout import DockScroll
+from explorer.widgets.wheel_guard import WheelGuard, guard_wheel
 from model import shipped
 from model.step_result import StepResult
 
 DEFAULT_PROMPT = "ROMEO:\n"
 STATE_VERSION = 1
 MAX_RECENT = 8
+#: below this window size (in Qt's pixels: 960 x 540 is a 1920 x 1080 screen at 200 %) the
+#: default layout tabs the next-token panel with the others instead of placing it beside them
+COMPACT_W, COMPACT_H = 1000, 620
 CLOSE_WAIT_MS = 2000  # closing waits this long for training to save, then shows progress
 MODEL_FILTER = "Transformer Explorer models (*.safetensors);;All files (*)"
 LESSON_FILTER = "Lessons (*.json);;All files (*)"
@@ -120,7 +125,10 @@ class MainWindow(QMainWindow):
         self.device_choice: str | None = None  # saved only when the user picked one
         self.interactive = True  # False: errors go to stderr and the status bar, not dialogs
         self._dropped: str | None = None  # a dropped model file, opened once the drag ends
+        # (shipped model, its prompt) while File → Examples opens it
+        self._example_prompt: tuple[Path, str | None] | None = None
 
+        self.wheel_guard = WheelGuard(self)
         self._build_menus()
         self.prompt_panel = PromptPanel(session)
         self.distribution_panel = DistributionPanel(session)
@@ -192,9 +200,11 @@ class MainWindow(QMainWindow):
         dock; otherwise added to ``area``."""
         dock = QDockWidget(name, self)
         dock.setObjectName("dock_" + "".join(c if c.isalnum() else "_" for c in name.lower()))
-        dock.setWidget(widget)
+        dock.setWidget(DockScroll(widget))
+        guard_wheel(widget, self.wheel_guard)
         # a tab raised in a tabbed dock area gets no Show event: tell the panel to catch up
-        dock.visibilityChanged.connect(lambda shown, d=dock: shown and catch_up(d.widget()))
+        dock.visibilityChanged.connect(
+            lambda shown, n=name: shown and n in self.panels and catch_up(self.panels[n]))
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
@@ -271,8 +281,9 @@ class MainWindow(QMainWindow):
             self.panels.pop(title, None)
             dock.deleteLater()
         else:
-            old = dock.widget()
-            dock.setWidget(widget)
+            holder = dock.widget()
+            old = holder.set_panel(widget) if isinstance(holder, DockScroll) else None
+            guard_wheel(widget, self.wheel_guard)
             self.panels[title] = widget
             if old is not None:
                 old.deleteLater()
@@ -339,7 +350,7 @@ class MainWindow(QMainWindow):
             a = self.examples_menu.addAction(p.stem)
             a.setData(str(p))
             a.setStatusTip(str(p))
-            a.triggered.connect(self._open_from_action)
+            a.triggered.connect(self._open_example)
         if not files:
             self.examples_menu.addAction(f"(no models in {shipped.MODELS}/)").setEnabled(False)
 
@@ -353,6 +364,18 @@ class MainWindow(QMainWindow):
             a.triggered.connect(self._open_from_action)
         if not files:
             self.recent_menu.addAction("(none yet)").setEnabled(False)
+
+    @Slot()
+    def _open_example(self) -> None:
+        act = self.sender()
+        if isinstance(act, QAction) and act.data():
+            self.open_example(act.data())
+
+    def open_example(self, path: str | Path) -> None:
+        """Open a shipped model; once it is open, start from the prompt that shows what it
+        learned (the current prompt, in another alphabet, would be stripped to nothing)."""
+        self._example_prompt = (Path(path), shipped.default_prompt(path))
+        self.open_model(path)
 
     @Slot()
     def _open_from_action(self) -> None:
@@ -484,6 +507,10 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_opened(self, path: Path) -> None:
+        example, self._example_prompt = self._example_prompt, None
+        if example is not None and example[1] is not None and \
+                Path(path).resolve() == example[0].resolve():
+            self.prompt_panel.set_prompt_text(example[1])
         self._add_recent(str(path))
         self.settings.setValue("files/last_dir", str(path.parent))
         self.show_message(f"Opened {path}")
@@ -563,17 +590,32 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _default_dock_sizes(self) -> None:
-        """Dock sizes only take once the window is laid out, so this runs after the first show."""
+        """Dock sizes only take once the window is laid out, so this runs after the first show.
+        Each dock gets its panel's minimum size where the window has room for it (else the
+        panel scrolls in its dock)."""
         w, h = self.width(), self.height()
         prompt, left = self.docks.get("Prompt"), self.docks.get("Next token")
-        if prompt is not None and left is not None:
-            top = max(280, int(h * 0.3))
-            self.resizeDocks([prompt, left], [top, h - top], Qt.Orientation.Vertical)
         right = next((self.docks[n] for n in ("Attention", "Positional encoding", "Architecture",
                                               "Training") if n in self.docks), None)
+        z = zoom()  # large text needs the room of a larger window
+        if left is not None and right is not None and (w / z < COMPACT_W or h / z < COMPACT_H):
+            # a small window (or large text): every panel a tab under the prompt, each as big
+            # as the window allows, rather than two side by side too small to read
+            self.tabifyDockWidget(right, left)
+            left.raise_()
+            if prompt is not None:
+                need = self.panels["Prompt"].minimumSizeHint().height() + 30
+                top = min(max(need, int(h * 0.3)), int(h * 0.45))
+                self.resizeDocks([prompt, left], [top, h - top], Qt.Orientation.Vertical)
+            return
+        if prompt is not None and left is not None:
+            need = self.panels["Prompt"].minimumSizeHint().height() + 30  # + the title bar
+            top = min(max(need, int(h * 0.3)), int(h * 0.45))
+            self.resizeDocks([prompt, left], [top, h - top], Qt.Orientation.Vertical)
         if left is not None and right is not None:
-            self.resizeDocks([left, right], [int(w * 0.35), int(w * 0.65)],
-                             Qt.Orientation.Horizontal)
+            need = self.panels["Next token"].minimumSizeHint().width() + 4
+            lw = min(max(need, int(w * 0.35)), int(w * 0.5))
+            self.resizeDocks([left, right], [lw, w - lw], Qt.Orientation.Horizontal)
         for name in ("Attention",):
             if name in self.docks:
                 self.docks[name].raise_()
@@ -642,10 +684,10 @@ class MainWindow(QMainWindow):
         # goes; a step that takes longer than CLOSE_WAIT_MS (a large model) is waited for with
         # the event loop running, and the window closes when the thread has ended
         busy = []
-        for dock in self.docks.values():
-            shutdown = getattr(dock.widget(), "shutdown", None)
+        for panel in self.panels.values():
+            shutdown = getattr(panel, "shutdown", None)
             if callable(shutdown) and not shutdown(CLOSE_WAIT_MS):
-                busy.append(dock.widget())
+                busy.append(panel)
         if busy:
             e.ignore()
             self._close_after(busy)

@@ -130,8 +130,12 @@ class ModelConfig(_JsonMixin):
         return self.n_embd // self.n_head
 
     def n_params(self) -> int:
-        """Number of trainable parameters, counting a tied embedding once."""
-        return describe(self).n_params
+        """Number of trainable parameters, counting a tied embedding once.
+
+        Counted through the anatomy of a one-layer model (every layer has the same parameters),
+        so a config read from an untrusted file (n_layer=10**6) costs no more than a small one."""
+        one = describe(dataclasses.replace(self, n_layer=1))
+        return one.n_params + (self.n_layer - 1) * one.stacks[0].layers[0].n_params
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.theme import THEME, mono_font, ui_font
+from explorer.theme import NOTIFIER, THEME, mono_font, ui_font
 from explorer.widgets.layout import QuietLabel, flow_bar
 from explorer.widgets.token_strip import ChipLegend, ChipScroll, TokenStrip
 from model.step_result import StepResult
@@ -115,8 +115,6 @@ class PromptPanel(QWidget):
         self.editor.setToolTip("The prompt. Generation starts again from it after you stop typing.\n"
                                + EDITOR_KEYS_NOTE)
         self.editor.setTabChangesFocus(True)
-        fm = QFontMetrics(self.editor.font())
-        self.editor.setFixedHeight(fm.lineSpacing() * 3 + 16)
         self.editor.textChanged.connect(self._on_text_changed)
         self._filter = _EditorFilter(self.leave_editor)
         self.editor.installEventFilter(self._filter)
@@ -166,6 +164,8 @@ class PromptPanel(QWidget):
         hint_row.setContentsMargins(0, 0, 0, 0)
         hint_row.addWidget(self.keys_hint, 1)
         hint_row.addWidget(self.info)
+        self._fit_editor()
+        NOTIFIER.changed.connect(self._fit_editor)
 
         self.strip = TokenStrip(self)
         self.strip.chip_clicked.connect(self._on_chip_clicked)
@@ -308,6 +308,13 @@ class PromptPanel(QWidget):
 
     def leave_editor(self) -> None:
         self.strip.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    @Slot()
+    def _fit_editor(self) -> None:
+        """Two lines of the editor's font (it scrolls beyond): the chips get the room."""
+        fm = QFontMetrics(self.editor.font())
+        self.editor.setFixedHeight(fm.lineSpacing() * 2 + 14)
+        self.update_keys_hint()  # its colour comes from the theme
 
     def update_keys_hint(self) -> None:
         """Say how to step; while the editor has the focus, that Esc comes first."""
