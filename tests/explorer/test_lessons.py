@@ -15,7 +15,7 @@ from explorer.lesson_file import FORMAT, Lesson, load_lesson, shipped_lessons
 from explorer.lesson_player import DOCKS
 from model.shipped import resolve_checkpoint
 
-SHOWN_MS = 30000
+SHOWN_MS = 90000  # a slide that generates tokens redraws every panel per token
 
 
 def _open(qtbot, window, lesson: Lesson, index: int = 0) -> None:
