@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -215,7 +215,7 @@ class LessonPlayer(QObject):
         self.session.step_ready.connect(self._on_step)
         self.session.model_opened.connect(self._on_model_opened)
         self.session.error.connect(self._on_error)
-        window.panels_loaded.connect(self._on_panels_loaded)
+        window.panels_loaded.connect(self._after_panels_loaded)
 
     # -- opening and closing ------------------------------------------------------------------
     @property
@@ -365,6 +365,12 @@ class LessonPlayer(QObject):
             self._on_panels_loaded()
 
     @Slot()
+    def _after_panels_loaded(self) -> None:
+        # the window sizes and raises its default docks in the next event-loop turn: the
+        # slide's panel comes to the front after that
+        QTimer.singleShot(0, self._on_panels_loaded)
+
+    @Slot()
     def _on_panels_loaded(self) -> None:
         if self.state != "panels" or self.window.panels_pending:
             return  # the panels are built after the first result: the view waits for them
@@ -374,6 +380,7 @@ class LessonPlayer(QObject):
             self._fail(problem)
             return
         self._highlight(s)
+        self.window.lesson_dock(self.pane)  # the presenter's panel keys may have moved it
         self.window.prompt_panel.leave_editor()  # the stepping keys work at once
         self.state = "shown"
         self.dock.show()

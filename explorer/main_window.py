@@ -728,11 +728,25 @@ class MainWindow(QMainWindow):
         if dock is None:
             # beside the prompt strip: the panel below keeps its height (a projector's 720
             # lines are few), and presenter mode keeps it next to the strip
-            dock = self.add_panel("Lesson", pane, AREA, beside=("Prompt", Qt.Orientation.Horizontal))
-            prompt = self.docks["Prompt"]
+            dock = self.add_panel("Lesson", pane, AREA,
+                                  beside=("Next token", Qt.Orientation.Vertical))
+            self.presenter.act_toggle.toggled.connect(self._place_lesson_dock)
+        self._place_lesson_dock()
+        return dock
+
+    @Slot()
+    def _place_lesson_dock(self) -> None:
+        """Presenting: beside the prompt strip (the one big panel keeps the window's width);
+        else under the next-token panel (the prompt keeps its width, the big panel its size)."""
+        dock, prompt = self.docks.get("Lesson"), self.docks.get("Prompt")
+        if dock is None or prompt is None or dock.isFloating():
+            return
+        if self.presenter.active:
+            self.splitDockWidget(prompt, dock, Qt.Orientation.Horizontal)
             w = self.width()
             self.resizeDocks([prompt, dock], [w // 2, w - w // 2], Qt.Orientation.Horizontal)
-        return dock
+        elif "Next token" in self.docks:
+            self.splitDockWidget(self.docks["Next token"], dock, Qt.Orientation.Vertical)
 
     @Slot()
     def _fill_lessons(self) -> None:
