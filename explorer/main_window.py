@@ -594,7 +594,7 @@ class MainWindow(QMainWindow):
         Each dock gets its panel's minimum size where the window has room for it (else the
         panel scrolls in its dock)."""
         w, h = self.width(), self.height()
-        prompt, left = self.docks.get("Prompt"), self.docks.get("Next token")
+        left = self.docks.get("Next token")
         right = next((self.docks[n] for n in ("Attention", "Positional encoding", "Architecture",
                                               "Training") if n in self.docks), None)
         z = zoom()  # large text needs the room of a larger window
@@ -603,22 +603,30 @@ class MainWindow(QMainWindow):
             # as the window allows, rather than two side by side too small to read
             self.tabifyDockWidget(right, left)
             left.raise_()
-            if prompt is not None:
-                need = self.panels["Prompt"].minimumSizeHint().height() + 30
-                top = min(max(need, int(h * 0.3)), int(h * 0.45))
-                self.resizeDocks([prompt, left], [top, h - top], Qt.Orientation.Vertical)
+            self._fit_prompt_dock(left, most=0.5)
             return
-        if prompt is not None and left is not None:
-            need = self.panels["Prompt"].minimumSizeHint().height() + 30  # + the title bar
-            top = min(max(need, int(h * 0.3)), int(h * 0.45))
-            self.resizeDocks([prompt, left], [top, h - top], Qt.Orientation.Vertical)
+        self._fit_prompt_dock(left)
         if left is not None and right is not None:
+            w = left.width() + right.width()  # the room the two share (sizes are weights)
             need = self.panels["Next token"].minimumSizeHint().width() + 4
             lw = min(max(need, int(w * 0.35)), int(w * 0.5))
             self.resizeDocks([left, right], [lw, w - lw], Qt.Orientation.Horizontal)
         for name in ("Attention",):
             if name in self.docks:
                 self.docks[name].raise_()
+
+    def _fit_prompt_dock(self, below: QDockWidget | None, most: float = 0.45) -> None:
+        """The prompt dock tall enough for its panel (no scrolling) where the window allows."""
+        prompt = self.docks.get("Prompt")
+        if prompt is None or below is None:
+            return
+        # resizeDocks takes the sizes as weights of the room the two docks share
+        h = prompt.height() + below.height()
+        need = self.panels["Prompt"].minimumSizeHint().height()
+        holder = prompt.widget()
+        overhead = prompt.height() - holder.height() if holder is not None else 30
+        top = min(max(need + overhead + 2, int(h * 0.3)), int(h * most))
+        self.resizeDocks([prompt, below], [top, h - top], Qt.Orientation.Vertical)
 
     def showEvent(self, e) -> None:  # noqa: N802
         super().showEvent(e)

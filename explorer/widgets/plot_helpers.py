@@ -36,6 +36,7 @@ from explorer.theme import (
     css_pt,
     pt,
     ui_font,
+    zoom,
 )
 from explorer.widgets.axes import FastAxis
 from explorer.widgets.exports import (
@@ -105,6 +106,7 @@ class TextLabels(pg.GraphicsObject):
         super().__init__()
         self._items: list[tuple[float, float, str, QColor]] = []
         self._font = font or ui_font(THEME.font_pt - 1)
+        self._base_pt = self._font.pointSizeF() / zoom()  # the size at 100 %: follows the zoom
         self._offset = offset_px
 
     def set_labels(self, items: Sequence[tuple[float, float, str, QColor]]) -> None:
@@ -127,13 +129,15 @@ class TextLabels(pg.GraphicsObject):
         t = p.transform()
         p.save()
         p.resetTransform()
+        if abs(self._font.pointSizeF() - pt(self._base_pt)) > 0.01:
+            self._font.setPointSizeF(pt(self._base_pt))
         p.setFont(self._font)
         fm = QFontMetricsF(self._font)
         dy = (fm.ascent() - fm.descent()) / 2
         for x, y, text, colour in self._items:
-            pt = t.map(QPointF(x, y))
+            at = t.map(QPointF(x, y))
             p.setPen(colour)
-            p.drawText(QPointF(pt.x() + self._offset, pt.y() + dy), text)
+            p.drawText(QPointF(at.x() + self._offset, at.y() + dy), text)
         p.restore()
 
 
@@ -335,7 +339,7 @@ class HeatmapWidget(pg.GraphicsLayoutWidget):
                  col_title: str = "", name: str = "heatmap", numeric: bool = False):
         super().__init__(parent)
         self.name = name
-        self.ci.setContentsMargins(2, 10, 2, 2)  # room for the colour bar's top label
+        self._bar_margins()
         self.row_axis = LabelAxis("left", numeric=numeric)
         self.col_axis = LabelAxis("bottom", numeric=numeric)
         self.plot: pg.PlotItem = self.addPlot(row=0, col=0,
@@ -399,8 +403,16 @@ class HeatmapWidget(pg.GraphicsLayoutWidget):
         self.image.setLookupTable(self._lut_codes if self.is_codes else self._lut)
 
     def _on_look_changed(self) -> None:
-        # the palette may map this role to another colour map now
+        # the palette may map this role to another colour map now; the text size changed the
+        # room the colour bar's end labels need
         self.set_colormap(self._cmap_role)
+        self._bar_margins()
+
+    def _bar_margins(self) -> None:
+        """Room above and below the plot for half a line: the colour bar's labels at its two
+        ends ("1.0", "0") are centred on the ends and were cut in half."""
+        half = int(QFontMetricsF(tick_font()).height() / 2) + 2
+        self.ci.setContentsMargins(2, half, 2, half)
 
     @property
     def levels(self) -> tuple[float, float]:

@@ -23,6 +23,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsPathItem,
+    QGraphicsRectItem,
     QGraphicsScene,
     QGraphicsSimpleTextItem,
     QGraphicsView,
@@ -412,7 +413,17 @@ class Diagram(QGraphicsView):
         t = QGraphicsSimpleTextItem("residual")
         t.setFont(_sub_font())
         t.setBrush(QBrush(QColor(colour)))
-        t.setPos(start.x() + 6, top - 13)
+        r = t.boundingRect()
+        t.setPos(start.x() + 8, top - r.height() / 2)
+        # the label sits on the arc with the background behind it: the line stops at the word
+        # instead of striking it through
+        back = QGraphicsRectItem(r.adjusted(-3, 0, 3, 0))
+        back.setPos(t.pos())
+        back.setBrush(QBrush(QColor(THEME.background)))
+        back.setPen(QPen(Qt.PenStyle.NoPen))
+        back.setZValue(5)
+        t.setZValue(6)
+        self.scene().addItem(back)
         self.scene().addItem(t)
 
     def fit(self) -> None:
