@@ -40,7 +40,7 @@ class ConceptsBrowser(QDialog):
             item = QListWidgetItem(c.title)
             item.setData(Qt.ItemDataRole.UserRole, c.key)
             self.list.addItem(item)
-        self.list.setMinimumWidth(220)
+        self.list.setMinimumWidth(self.list.sizeHintForColumn(0) + 32)  # every title whole
         self.list.currentRowChanged.connect(self._on_row)
         self.text = QTextBrowser()
         self.show_button = QPushButton("Show it")

@@ -376,6 +376,11 @@ class LessonPlayer(QObject):
             return  # the panels are built after the first result: the view waits for them
         s = self.slide
         problem = show_view(self.window, ViewSpec(s.panel, s.view, s.layer, s.head, s.stage))
+        cfg, h = self.session.config, s.highlight
+        if not problem and cfg is not None and h.head is not None \
+                and not (h.head[0] < cfg.n_layer and h.head[1] < cfg.n_head):
+            problem = (f"highlight \"head\" is {list(h.head)}, but the model has {cfg.n_layer} "
+                       f"layers of {cfg.n_head} heads")
         if problem:
             self._fail(problem)
             return

@@ -211,7 +211,8 @@ def test_bad_lessons_end_in_a_message_naming_slide_and_field(qtbot, make_window,
     # valid as a file, wrong for this model: a layer it lacks, a token outside its vocabulary
     for slide, words in (({"panel": "attention", "layer": 7}, ["slide 2", "\"layer\"", "2 layers"]),
                          ({"forced_ids": [40]}, ["slide 2", "\"forced_ids\"", "11 tokens"]),
-                         ({"prompt": "XYZ"}, ["slide 2", "\"prompt\""])):
+                         ({"prompt": "XYZ"}, ["slide 2", "\"prompt\""]),
+                         ({"highlight": {"head": [0, 9]}}, ["slide 2", "\"head\"", "4 heads"])):
         f = tmp_path / "model_mismatch.json"
         f.write_text(json.dumps({"format": FORMAT, "version": 1, "title": "t", "slides": [
             {"model": "induction", "prompt": "ab"},
