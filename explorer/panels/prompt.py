@@ -212,6 +212,14 @@ class PromptPanel(QWidget):
         self.split.addWidget(text_box)
         self.split.setStretchFactor(0, 3)
         self.split.setStretchFactor(1, 1)
+        # the heads switched off, right above the tokens they produced (hidden when none)
+        self.ablation_note = QLabel(self)
+        self.ablation_note.setObjectName("ablationNote")
+        self.ablation_note.setWordWrap(True)
+        self.ablation_note.setStyleSheet(
+            f"color: {THEME.background}; background: {THEME.accent2}; padding: 2px 6px;"
+            " border-radius: 3px;")
+        self.ablation_note.hide()
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
@@ -220,6 +228,7 @@ class PromptPanel(QWidget):
         lay.addLayout(note_row)
         lay.addWidget(self.buttons)
         lay.addLayout(hint_row)
+        lay.addWidget(self.ablation_note)
         lay.addWidget(self.split, 1)
         self._focus_hook = _FocusHint(self)
 
@@ -409,6 +418,13 @@ class PromptPanel(QWidget):
         self.strip.set_result(self.session.result)  # None until the new model's first result
         self._set_enabled(self.session.config is not None)
 
+    def _show_ablation(self, r: StepResult) -> None:
+        text = (f"Heads switched off: {r.ablation.label()} — these tokens come from the "
+                "ablated model (H: every head back on)") if r.ablation else ""
+        if text != self.ablation_note.text():
+            self.ablation_note.setText(text)
+            self.ablation_note.setVisible(bool(text))
+
     @Slot(object)
     def _on_step(self, result: StepResult) -> None:
         self._set_enabled(True)
@@ -418,6 +434,7 @@ class PromptPanel(QWidget):
             self.text_view.setPlainText(text)
             self.text_view.moveCursor(QTextCursor.MoveOperation.End)
         r = result
+        self._show_ablation(r)
         cfg = r.config or self.session.config
         block = cfg.block_size if cfg is not None else r.T
         n_prompt = r.cropped + r.T - r.n_generated  # in the whole text, not only the window
