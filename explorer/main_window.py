@@ -35,6 +35,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.concepts import CONCEPTS
+from explorer.concepts_browser import ConceptsBrowser
+from explorer.lesson_file import (
+    Lesson,
+    LessonError,
+    ViewSpec,
+    load_lesson,
+    save_lesson,
+    shipped_lessons,
+)
+from explorer.lesson_player import LessonPlayer, show_view
 from explorer.look_menu import LookMenu
 from explorer.panels.distribution import DistributionPanel
 from explorer.panels.prompt import PromptPanel
@@ -62,6 +73,7 @@ SAVE_FILTER = "Transformer Explorer models (*.safetensors);;All files (*)"
 # what a drop may be: this project's files, nanoGPT checkpoints, Hugging Face weights (their
 # folder is opened) or a folder; open_model says what is wrong with anything else
 MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin")
+LESSON_FILTER = "Lessons (*.json);;All files (*)"
 
 #: All docks share one dock area, split and tabbed: Prompt on top; Next token below it on the
 #: left; the optional panels as tabs to its right. (One area, because QMainWindow without a
@@ -154,6 +166,10 @@ class MainWindow(QMainWindow):
                     widget = self._make_panel(module, cls, title)
                     if widget is not None:
                         self._add_placed(title, widget, where)
+        self.lessons = LessonPlayer(self)
+        self.lessons.failed.connect(self._on_lesson_failed)
+        self._recording: Lesson | None = None  # slides added from the current view
+        self._concepts: ConceptsBrowser | None = None
         self._build_status_bar()
         self._default_geometry()
         self._default_state = self.saveState(STATE_VERSION)
@@ -306,6 +322,19 @@ class MainWindow(QMainWindow):
         self._fill_examples()
         self.recent_menu = f.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
+        f.addSeparator()
+        self.act_open_lesson = f.addAction("Open &lesson\u2026", self.open_lesson_dialog)
+        self.act_open_lesson.setShortcut("Ctrl+L")
+        self.lessons_menu = f.addMenu("Le&ssons")
+        self.lessons_menu.aboutToShow.connect(self._fill_lessons)
+        self._fill_lessons()
+        self.act_add_slide = f.addAction("&Add slide from current view",
+                                         self.add_slide_from_view)
+        self.act_add_slide.setStatusTip("Record the model, text, sampling settings and panel "
+                                        "shown now as a slide of the lesson")
+        self.act_save_lesson = f.addAction("Sa&ve lesson as\u2026", self.save_lesson_dialog)
+        self.act_close_lesson = f.addAction("&Close lesson", self.close_lesson)
+        f.addSeparator()
         self.act_save = f.addAction("&Save model as\u2026", self.save_model_dialog)
         self.act_save.setShortcut("Ctrl+Shift+S")
         self.act_export = f.addAction("&Export as Hugging Face folder\u2026",
@@ -335,6 +364,15 @@ class MainWindow(QMainWindow):
         self.view_menu.addSeparator()
         self.act_reset_layout = self.view_menu.addAction("Reset &layout", self.reset_layout)
         h = mb.addMenu("&Help")
+        self.concepts_menu = h.addMenu("&Concepts")
+        every = self.concepts_menu.addAction("All concepts\u2026")
+        every.setData("")
+        every.triggered.connect(self._concept_from_action)
+        self.concepts_menu.addSeparator()
+        for c in CONCEPTS:
+            a = self.concepts_menu.addAction(c.title)
+            a.setData(c.key)
+            a.triggered.connect(self._concept_from_action)
         h.addAction("&Keyboard shortcuts", self.show_shortcuts)
         self.act_about = h.addAction("&About Transformer Explorer", self.show_about)
 
@@ -764,6 +802,146 @@ class MainWindow(QMainWindow):
         self._close_progress.deleteLater()
         self._close_progress = None
         QTimer.singleShot(0, self.close)
+
+    # -- lessons ------------------------------------------------------------------------------
+    def lesson_dock(self, pane: QWidget) -> QDockWidget:
+        """The "Lesson" dock (narration pane), made on the first lesson, at the right side."""
+        dock = self.docks.get("Lesson")
+        if dock is None:
+            # beside the prompt strip: the panel below keeps its height (a projector's 720
+            # lines are few), and presenter mode keeps it next to the strip
+            dock = self.add_panel("Lesson", pane, AREA,
+                                  beside=("Next token", Qt.Orientation.Vertical))
+            self.presenter.act_toggle.toggled.connect(self._place_lesson_dock)
+        self._place_lesson_dock()
+        return dock
+
+    @Slot()
+    def _place_lesson_dock(self) -> None:
+        """Presenting: beside the prompt strip (the one big panel keeps the window's width);
+        else under the next-token panel (the prompt keeps its width, the big panel its size)."""
+        dock, prompt = self.docks.get("Lesson"), self.docks.get("Prompt")
+        if dock is None or prompt is None or dock.isFloating():
+            return
+        if self.presenter.active:
+            self.splitDockWidget(prompt, dock, Qt.Orientation.Horizontal)
+            w = self.width()
+            self.resizeDocks([prompt, dock], [w // 2, w - w // 2], Qt.Orientation.Horizontal)
+        elif "Next token" in self.docks:
+            self.splitDockWidget(self.docks["Next token"], dock, Qt.Orientation.Vertical)
+
+    @Slot()
+    def _fill_lessons(self) -> None:
+        self.lessons_menu.clear()
+        for p in shipped_lessons():
+            a = self.lessons_menu.addAction(p.stem.replace("_", " "))
+            a.setData(str(p))
+            a.setStatusTip(str(p))
+            a.triggered.connect(self._lesson_from_action)
+        if not self.lessons_menu.actions():
+            self.lessons_menu.addAction("(no lessons shipped)").setEnabled(False)
+
+    @Slot()
+    def _lesson_from_action(self) -> None:
+        act = self.sender()
+        if isinstance(act, QAction) and act.data():
+            self.open_lesson(act.data())
+
+    @Slot()
+    def open_lesson_dialog(self) -> None:
+        start = self.settings.value("files/lesson_dir", "")
+        path, _ = QFileDialog.getOpenFileName(self, "Open lesson", str(start), LESSON_FILTER)
+        if path:
+            self.settings.setValue("files/lesson_dir", str(Path(path).parent))
+            self.open_lesson(path)
+
+    def open_lesson(self, path: str | Path, slide: int = 0) -> bool:
+        """Play the lesson in ``path`` from ``slide`` (0-based); a bad file is refused with a
+        message naming the slide and field."""
+        try:
+            lesson = load_lesson(path)
+            self.lessons.open(lesson, slide)
+        except LessonError as e:
+            self.show_error("Cannot open the lesson", str(e))
+            return False
+        self._recording = lesson
+        return True
+
+    @Slot()
+    def close_lesson(self) -> None:
+        self.lessons.close()
+
+    @Slot(str)
+    def _on_lesson_failed(self, text: str) -> None:
+        self.show_error("Cannot show the slide", text)
+
+    @Slot()
+    def add_slide_from_view(self) -> None:
+        """Append a slide that replays the current view to the lesson being built (the open
+        lesson, or a new one)."""
+        base = self._recording or Lesson(title="My lesson", slides=())
+        try:
+            slide = self.lessons.record_slide(f"Slide {len(base.slides) + 1}")
+        except LessonError as e:
+            self.show_error("Cannot add a slide", str(e))
+            return
+        self._recording = Lesson(title=base.title, description=base.description,
+                                 slides=(*base.slides, slide), path=base.path)
+        self.show_message(f"Added slide {len(self._recording.slides)} to "
+                          f"\u201c{self._recording.title}\u201d (File \u2192 Save lesson as)")
+
+    @property
+    def recorded_lesson(self) -> Lesson | None:
+        return self._recording
+
+    @Slot()
+    def save_lesson_dialog(self) -> None:
+        if self._recording is None or not self._recording.slides:
+            self.show_message("No slides yet: File \u2192 Add slide from current view")
+            return
+        start = self.settings.value("files/lesson_dir", str(Path.home()))
+        path, _ = QFileDialog.getSaveFileName(self, "Save lesson as",
+                                              str(Path(start) / "lesson.json"), LESSON_FILTER)
+        if path:
+            self.save_lesson(path)
+
+    def save_lesson(self, path: str | Path) -> bool:
+        path = Path(path)
+        if path.suffix.lower() != ".json":
+            path = path.with_name(path.name + ".json")
+        if self._recording is None:
+            return False
+        try:
+            save_lesson(self._recording, path)
+        except OSError as e:
+            self.show_error("Could not save the lesson", f"{path}: {e.strerror or e}")
+            return False
+        self.show_message(f"Saved {path}")
+        return True
+
+    # -- concepts -----------------------------------------------------------------------------
+    @Slot()
+    def _concept_from_action(self) -> None:
+        act = self.sender()
+        if isinstance(act, QAction):
+            self.show_concept(str(act.data()))
+
+    def show_concept(self, key: str) -> ConceptsBrowser:
+        """Help → Concepts: the concept browser, at ``key`` ("" = the first concept)."""
+        if self._concepts is None:
+            self._concepts = ConceptsBrowser(self)
+            self._concepts.show_it.connect(self.jump_to)
+        self._concepts.select(key or CONCEPTS[0].key)
+        self._concepts.show()
+        self._concepts.raise_()
+        return self._concepts
+
+    @Slot(object)
+    def jump_to(self, spec: ViewSpec) -> None:
+        """Bring the panel (and view, layer, head, stage) that shows a concept to the front."""
+        problem = show_view(self, spec)
+        if problem:
+            self.show_message(problem)
 
     # -- help ---------------------------------------------------------------------------------
     def about_text(self) -> str:

@@ -142,7 +142,8 @@ class Presenter(QObject):
             return
         self.panel = name
         for title, dock in docks.items():
-            dock.setVisible(title in ("Prompt", name))
+            # a dock marked "presenter_keep" (a lesson's narration) stays beside it
+            dock.setVisible(title in ("Prompt", name) or bool(dock.property("presenter_keep")))
         dock = docks[name]
         dock.setFloating(False)
         dock.raise_()
