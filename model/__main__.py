@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--device", default="cpu")
     _sampling_args(i)
 
-    e = sub.add_parser("eval", help="loss of a checkpoint on a corpus's validation split")
+    e = sub.add_parser("eval", help="loss of a checkpoint on a corpus's validation split, per token "
+                         "and per character")
     e.add_argument("--checkpoint", required=True, help=checkpoint_help)
     e.add_argument("--corpus", required=True, help="a UTF-8 text file, a folder of token files, or task:NAME")
     e.add_argument("--split", default="val", choices=("train", "val"))
@@ -394,21 +395,25 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 def cmd_eval(a: argparse.Namespace) -> int:
     from .corpora import load_corpus
     from .loading import open_model
-    from .train_gpt import evaluate_split
+    from .train_gpt import evaluate_split, predicted_characters
 
     ck = open_model(a.checkpoint, device=a.device)
     corpus = load_corpus(a.corpus, block_size=ck.config.block_size, tokenizer=ck.tokenizer,
                          val_fraction=a.val_fraction)
     t0 = time.perf_counter()
     loss, n_tokens = evaluate_split(ck.model, corpus, a.split, ck.config.block_size, a.batch)
+    n_chars = predicted_characters(ck.tokenizer, corpus.split(a.split))
+    per_char = loss * n_tokens / n_chars if n_chars else float("nan")
     result = {"checkpoint": a.checkpoint, "corpus": corpus.name, "split": a.split,
               "loss": loss, "perplexity": math.exp(loss), "tokens": n_tokens,
+              "characters": n_chars, "loss_per_char": per_char,
               "seconds": round(time.perf_counter() - t0, 2)}
     if a.json:
         print(json.dumps(result))
     else:
         print(f"{a.split} loss {loss:.4f} (perplexity {math.exp(loss):.2f}) over {n_tokens:,} "
-              f"tokens of {corpus.name}")
+              f"tokens of {corpus.name}; {per_char:.4f} per character over {n_chars:,} "
+              "characters")
     return 0
 
 
