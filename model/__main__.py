@@ -338,7 +338,7 @@ def inspect_prompt(checkpoint: str, prompt: str, sample, top: int = 10,
 
     ck = open_model(checkpoint, device=device)
     spec = CaptureSpec(attention=True, scores=False, residual=False, ffn=False,
-                       logit_lens=True, embeddings=False, sublayers=False)
+                       logit_lens=True, embeddings=False, sublayers=False, norms=False)
     stepper = Stepper(ck.model, ck.tokenizer, sample=sample, capture=spec, lens_k=1)
     r = stepper.set_prompt(prompt)
     ids, probs = r.dist.top(min(top, r.dist.n_kept))

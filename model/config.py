@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .anatomy import describe
+
 POS_KINDS = ("learned", "sinusoidal", "rotary", "none")
 NORM_KINDS = ("pre", "post")
 # the feed-forward non-linearity: exact GELU (nanoGPT, HF "gelu") or its tanh approximation
@@ -128,18 +130,7 @@ class ModelConfig(_JsonMixin):
 
     def n_params(self) -> int:
         """Number of trainable parameters, counting a tied embedding once."""
-        d, f, v, L = self.n_embd, self.n_ffn, self.vocab_size, self.n_layer
-        b = 1 if self.bias else 0
-        ln = 2 * d if self.bias else d
-        attn = d * 3 * d + b * 3 * d + d * d + b * d
-        mlp = d * f + b * f + f * d + b * d
-        per_block = attn + mlp + 2 * ln
-        total = v * d + L * per_block + (ln if self.norm == "pre" else 0)  # final norm
-        if self.pos_kind == "learned":
-            total += self.block_size * d
-        if not self.tie_weights:
-            total += v * d
-        return total
+        return describe(self).n_params
 
 
 @dataclass(frozen=True)
@@ -238,6 +229,7 @@ class CaptureSpec(_JsonMixin):
     logit_lens: bool = True  # per-layer predictions through the final norm and unembedding
     embeddings: bool = True  # token and positional embedding separately
     sublayers: bool = True  # outputs of attention and FFN before they are added
+    norms: bool = True  # mean and standard deviation of what enters each layer norm
 
     @property
     def any(self) -> bool:
