@@ -219,8 +219,7 @@ class TrainingWorker(QObject):
             result = self._run()
         except Exception as e:  # noqa: BLE001 - every failure becomes a dialog, the app stays up
             self._flush()
-            tb = traceback.format_exc(limit=6)
-            self.failed.emit("Training failed", f"{type(e).__name__}: {e}\n\n{tb}")
+            self.failed.emit("Training failed", _failure_text(e))
         finally:
             _busy(-1)
             self._flush()
@@ -288,6 +287,22 @@ class TrainingWorker(QObject):
         tok = self.spec.tokenizer or self.spec.corpus.tokenizer
         return Snapshot(step=int(trainer.step), config=model.config, tokenizer=tok,
                         state_dict=copy_state(model))
+
+
+def _failure_text(e: Exception) -> str:
+    """What the dialog says: the message alone for a problem the user can act on (a file that
+    cannot be written, a corpus or setting that does not fit: every such message names the
+    problem); the traceback only for a bug."""
+    from model.checkpoints import CheckpointError
+    from model.config import ConfigError
+    from model.corpora import CorpusError
+    from model.memory import MemoryLimitError
+
+    if isinstance(e, (CheckpointError, ConfigError, CorpusError, MemoryLimitError)):
+        return str(e)
+    if isinstance(e, OSError):
+        return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+    return f"{type(e).__name__}: {e}\n\n{traceback.format_exc(limit=6)}"
 
 
 class TrainingRun(QObject):

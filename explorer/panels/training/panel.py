@@ -59,6 +59,7 @@ class TrainingPanel(ResultsMixin, QWidget):
     state_changed = Signal(str)
     run_started = Signal(object)  # dict: start_step, total_steps, n_params, device, threads
     run_finished = Signal(object)  # TrainResult or None
+    thread_finished = Signal()  # the run's thread has ended (its checkpoint is saved)
 
     def __init__(self, session, parent: QWidget | None = None, runs_dir: str | Path | None = None):
         super().__init__(parent)
@@ -478,7 +479,11 @@ class TrainingPanel(ResultsMixin, QWidget):
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        pass  # the QThread has ended; the run object is kept until the next Start
+        # the QThread has ended (finished is its last signal, so this wait is immediate); the
+        # run object is kept until the next Start
+        if self.run is not None:
+            self.run.wait(1000)
+        self.thread_finished.emit()
 
     # -- messages ------------------------------------------------------------------------------
     def _message(self, text: str) -> None:

@@ -6,12 +6,11 @@ After the run they use the checkpoint it saved (the same weights, with its summa
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
-from model.checkpoints import save_checkpoint
+from model.checkpoints import CheckpointError, save_checkpoint
 
 
 class ResultsMixin:
@@ -38,10 +37,16 @@ class ResultsMixin:
         if self.last_checkpoint is None:
             self._error("Nothing to save", "Train a model first.")
             return
-        try:
-            shutil.copyfile(self.last_checkpoint, path)
-        except OSError as e:
-            self._error("Could not save the model", f"{path}: {e}")
+        from model.checkpoints import CheckpointError, atomic_write_bytes  # torch: not at start-up
+
+        try:  # atomically, with the reason in words (a parent that is a file, a full disk)
+            atomic_write_bytes(path, Path(self.last_checkpoint).read_bytes())
+        except CheckpointError as e:
+            self._error("Could not save the model", str(e))
+            return
+        except OSError as e:  # reading the run's own checkpoint failed
+            self._error("Could not save the model",
+                        f"{self.last_checkpoint}: cannot be read ({e.strerror or e})")
             return
         self._message(f"Saved {path}")
 
@@ -81,7 +86,10 @@ class ResultsMixin:
     def _save_snapshot(self, snap, path: Path) -> None:
         try:
             save_checkpoint(path, snap.build("cpu"), snap.tokenizer, summary=self._summary(snap))
-        except Exception as e:  # noqa: BLE001 - a full disk, a read-only folder: one dialog
+        except CheckpointError as e:  # names the path and the reason (full disk, read-only)
+            self._error("Could not save the model", str(e))
+            return
+        except Exception as e:  # noqa: BLE001 - anything else: still one dialog
             self._error("Could not save the model", f"{path}: {e}")
             return
         self._message(f"Saved the model at step {snap.step:,} to {path}")
