@@ -41,6 +41,7 @@ from explorer.redraws import catch_up
 from explorer.session import Session
 from explorer.theme import THEME
 from model import shipped
+from model.ablation import Ablation
 from model.step_result import StepResult
 
 DEFAULT_PROMPT = "ROMEO:\n"
@@ -60,6 +61,7 @@ OPTIONAL_PANELS = [
     ("explorer.panels.positional", "PositionalPanel", "Positional encoding", "Attention"),
     ("explorer.panels.architecture.panel", "ArchitecturePanel", "Architecture", "Attention"),
     ("explorer.panels.training.panel", "TrainingPanel", "Training", "Attention"),
+    ("explorer.panels.ablation", "AblationPanel", "Ablation", "Attention"),
 ]
 
 
@@ -140,6 +142,8 @@ class MainWindow(QMainWindow):
         session.loading_changed.connect(self._on_loading)
         session.model_opened.connect(self._on_opened)
         session.model_saved.connect(self._on_saved)
+        session.ablation_changed.connect(self._on_ablation)
+        self._on_ablation(session.ablation)
         if restore:
             self.restore_settings()
 
@@ -266,6 +270,15 @@ class MainWindow(QMainWindow):
         self.act_quit = f.addAction("&Quit", self.close)
         self.act_quit.setShortcut("Ctrl+Q")
         self.generate_menu = mb.addMenu("&Generate")
+        heads = mb.addMenu("&Heads")
+        self.act_restore_heads = heads.addAction("Every head back &on", self.session.restore_heads)
+        self.act_restore_heads.setShortcut("H")
+        self.act_restore_heads.setStatusTip("Undo every head ablation: all heads on again")
+        self.act_restore_heads.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        mode = heads.addMenu("Switched-off heads output")
+        for m, text in (("zero", "&zero"), ("mean", "their &mean over the context")):
+            a = mode.addAction(text, lambda m=m: self.session.set_ablation_mode(m))
+            a.setStatusTip(f"{m} ablation")
         self.device_menu = mb.addMenu("&Device")
         self.device_menu.addAction("(available once the model is loaded)").setEnabled(False)
         self.view_menu = mb.addMenu("&View")
@@ -345,7 +358,12 @@ class MainWindow(QMainWindow):
         self.context_label = QLabel("")
         self.busy_label = QLabel("")
         self.busy_label.setStyleSheet(f"color: {THEME.accent};")
-        for w in (self.trained_label, self.model_label, self.params_label, self.device_label,
+        self.ablation_label = QLabel("")  # the heads switched off, while any are
+        self.ablation_label.setStyleSheet(f"color: {THEME.accent2}; font-weight: bold;")
+        self.ablation_label.setToolTip("Heads switched off (ablated). Press H to switch every "
+                                       "head back on.")
+        self.ablation_label.hide()
+        for w in (self.ablation_label, self.trained_label, self.model_label, self.params_label, self.device_label,
                   self.context_label, self.busy_label):
             sb.addPermanentWidget(w)
         # the labels that change at every step get a fixed size: a label whose size hint may
@@ -401,6 +419,11 @@ class MainWindow(QMainWindow):
         note = r.note
         if note and r.chosen is None:
             self.show_message(note[0].upper() + note[1:])
+
+    @Slot(object)
+    def _on_ablation(self, ablation: Ablation) -> None:
+        self.ablation_label.setText(f"heads off: {ablation.label()}" if ablation else "")
+        self.ablation_label.setVisible(bool(ablation))
 
     @Slot(bool)
     def _on_busy(self, busy: bool) -> None:
@@ -656,13 +679,15 @@ class MainWindow(QMainWindow):
     def show_shortcuts(self) -> None:
         rows = "".join(
             f"<tr><td><b>{a.text()}</b></td><td>{' / '.join(k.toString() for k in a.shortcuts())}"
-            f"</td><td>{a.statusTip()}</td></tr>" for a in self.prompt_panel.actions_list)
+            f"</td><td>{a.statusTip()}</td></tr>"
+            for a in [*self.prompt_panel.actions_list, self.act_restore_heads])
         QMessageBox.information(
             self, "Keyboard shortcuts",
             f"<table cellspacing=6>{rows}</table><p>While the prompt editor has the focus, Space, "
             "Backspace and the arrow keys edit the text. Press Esc or click the tokens to leave "
             "the editor. Click a token to select it; double-click a generated token to rewind to "
-            "it. Click a bar in the Next token panel to choose that token.</p>")
+            "it. Click a bar in the Next token panel to choose that token. Shift+click a head "
+            "in the all-heads view (or press X over it) to switch it off or on again.</p>")
 
 
 def _module_exists(name: str) -> bool:

@@ -1,5 +1,8 @@
 """Causal multi-head self-attention with exact capture, a KV cache and a head mask.
 
+A head mask switches heads off (ablation, :mod:`model.ablation`): an off head's output is zero,
+or with ``mean_ablation`` its mean over the positions of the pass.
+
 Implements softmax(QKᵀ/√d_k + M)·V (Vaswani et al. 2017, equation 1) with M the causal mask.
 With nothing recorded it calls ``F.scaled_dot_product_attention``; when a recording asks for
 attention it computes the same thing explicitly so the scores and probabilities can be kept.
@@ -66,7 +69,8 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, pe, positions, cache: KVCache | None = None,
-                record: Recording | None = None, head_mask: torch.Tensor | None = None):
+                record: Recording | None = None, head_mask: torch.Tensor | None = None,
+                mean_ablation: bool = False):
         B, T, C = x.shape  # (B, T, C)
         q, k, v = self.c_attn(x).split(C, dim=2)
         q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
@@ -75,6 +79,10 @@ class CausalSelfAttention(nn.Module):
         q, k = pe.rotate(q, k, positions)
         if record is not None and record.want_queries:
             record.queries.append(q.detach())
+        if record is not None and record.spec.qkv:  # this pass's rows only, keys before caching
+            record.q.append(q.detach())
+            record.k.append(k.detach())
+            record.v.append(v.detach())
         past = 0
         if cache is not None:
             past = cache.length
@@ -111,6 +119,13 @@ class CausalSelfAttention(nn.Module):
             y = self.attn_dropout(probs) @ v  # (B, nh, T, hs)
 
         if head_mask is not None:  # ablation: a 0 switches that head's output off
-            y = y * head_mask.view(1, self.n_head, 1, 1).to(y.dtype)
+            # (nh,) for every row, or (B, nh): one mask per batch row (model.ablation's ranking)
+            m = head_mask.view(-1, self.n_head, 1, 1).to(y.dtype)
+            if mean_ablation:  # an off head outputs its mean over this pass's positions
+                y = y * m + y.mean(dim=2, keepdim=True) * (1 - m)
+            else:
+                y = y * m
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C) heads side by side
+        if record is not None and record.spec.qkv:
+            record.heads.append(y.detach())
         return self.resid_dropout(self.c_proj(y))

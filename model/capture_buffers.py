@@ -91,6 +91,11 @@ def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_po
         shapes["tok_emb"] = ((B, C), (0,), f32)
         if additive_positions:
             shapes["pos_emb"] = ((B, C), (0,), f32)
+    if spec.qkv:
+        hs = config.head_size
+        for name in ("q", "k", "v"):
+            shapes[name] = ((L, H, B, hs), (2,), f32)
+        shapes["heads"] = ((L, B, C), (1,), f32)
     if spec.logit_lens:
         shapes["lens_ids"] = ((L + 1, B, k), (1,), i64)
         shapes["lens_probs"] = ((L + 1, B, k), (1,), f32)
@@ -118,6 +123,12 @@ def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, le
         bufs.write("tok_emb", past, to_numpy(rec.tok_emb[0]))  # (t, C)
         if rec.pos_emb is not None and "pos_emb" in bufs.arrays:
             bufs.write("pos_emb", past, to_numpy(rec.pos_emb))
+    if spec.qkv:
+        for name, tensors in (("q", rec.q), ("k", rec.k), ("v", rec.v)):
+            arr = bufs.arrays[name]
+            for i, x in enumerate(tensors):  # (1, H, t, hs)
+                arr[i, :, past:past + x.shape[2]] = to_numpy(x[0])
+        _write_layers(bufs, "heads", past, rec.heads)  # L × (1, t, C)
     if spec.logit_lens:
         probs = torch.softmax(rec.logit_lens[:, 0].float(), dim=-1)  # (L+1, t, V)
         values, indices = topk_rows(probs, lens_k)  # (L+1, t, k)

@@ -104,7 +104,7 @@ class ContextWindow:
         the whole window once it has slid); return the next-token logits (V,)."""
         with inference(self.model):
             s = self.start_of(len(ids))
-            if self.valid and s == self.start:
+            if self.valid and s == self.start and self.cached_steps:
                 return self._run(ids[-1:], past=len(ids) - 1 - s)
             return self._rebuild(ids)
 
@@ -115,12 +115,18 @@ class ContextWindow:
         self.drop_fork()
         n = len(ids)
         s = self.start_of(n)
-        if self.valid and s == self.start:
+        if self.valid and s == self.start and self.cached_steps:
             self._cache.truncate(n - s)  # the buffers keep their rows until copy-on-write
         elif rebuild and self.capture.any:
             self.rebuild(ids)  # the logits come from the history, not from this pass
         else:
             self.valid = False  # nothing to show (yet): rebuilt on the next step
+
+    @property
+    def cached_steps(self) -> bool:
+        """A new token can run alone through the KV cache. Not under mean ablation: an off
+        head's mean over the context changes with every token, so every row changes."""
+        return not self.model.mean_ablated
 
     def views(self, t: int) -> dict[str, np.ndarray]:
         """Read-only views of the first ``t`` rows of every buffer (empty if nothing is captured)."""
@@ -148,7 +154,7 @@ class ContextWindow:
         pos = len(ids)
         s = self.start_of(pos + 1)  # the next window's start
         with inference(self.model):
-            if self.valid and s == self.start:  # one cached row, as advance would run it
+            if self.valid and s == self.start and self.cached_steps:  # one cached row
                 length = self._cache.length
                 logits = self._run([tok], past=pos - s)
                 self._fork = Fork(key, logits, slid=False, length=length)
@@ -199,7 +205,7 @@ class ContextWindow:
             weights = sum(p._version for p in m.parameters())
         except RuntimeError:  # parameters made under inference_mode have no version counter
             weights = None
-        return (int(tok), weights, id(m.head_mask), self.capture)
+        return (int(tok), weights, id(m.head_mask), m.head_ablation, self.capture)
 
     # -- passes -------------------------------------------------------------------------------
     def _rebuild(self, ids: list[int]) -> np.ndarray:

@@ -356,9 +356,9 @@ def test_ctrl_c_during_start_up_is_one_line(files, capsys, monkeypatch):
 def test_piping_into_head_exits_quietly():
     """``python -m model generate … | head -c 20``: the reader leaves, the writer ends quietly
     (no BrokenPipeError) and at once (the text streams, so the broken pipe shows at once)."""
-    ckpt_path = ROOT / "assets" / "models" / "induction.safetensors"
+    ckpt_path = "induction"  # a shipped model, by name
     proc = subprocess.Popen(
-        [sys.executable, "-m", "model", "generate", "--checkpoint", str(ckpt_path), "--tokens",
+        [sys.executable, "-m", "model", "generate", "--checkpoint", ckpt_path, "--tokens",
          str(10**6), "--seed", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 60)

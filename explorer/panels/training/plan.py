@@ -8,7 +8,6 @@ form's :class:`FormValues` into a :class:`explorer.training_worker.RunSpec`.
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
 import re
@@ -239,14 +238,13 @@ class Planner:
         """Check everything; with ``light`` only what is cheap (no corpus encoding, no copy)."""
         spec, text = self.corpus_spec(v)
         task = tasks.task_of(spec) if spec.startswith("task:") else None
-        live = self.session.model
         tokenizer = None
         resume_from = None
         start = 0
         if v.continue_model:
-            if live is None:
+            if self.session.config is None:
                 raise PlanError("No model is loaded to continue; choose 'Train a new model'.")
-            cfg = live.config
+            cfg = self.session.config
             tokenizer = self.session.tokenizer
             info = self.session.info
             path = info.path if info is not None else None
@@ -308,12 +306,13 @@ class Planner:
             check_writable(out)
         except CheckpointError as e:
             raise PlanError(f"Save to: {e}") from None
-        model_copy = None
+        weights = None
         if v.continue_model and resume_from is None:
-            model_copy = copy.deepcopy(live).to("cpu")  # never train the live model
+            # the inference worker copies its model's weights; the run builds its own from them
+            weights = self.session.copy_weights()
         plan.spec = RunSpec(corpus=corpus, train_cfg=tc, out_path=out,
                             model_cfg=None if v.continue_model else cfg,
-                            resume_from=resume_from, model=model_copy,
+                            resume_from=resume_from, weights=weights,
                             tokenizer=tokenizer if v.continue_model else None, task=task)
         return plan
 
