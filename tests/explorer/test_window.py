@@ -112,7 +112,8 @@ def test_examples_menu_lists_assets(window, tmp_path, monkeypatch, tiny_models):
     import model.shipped
 
     window._fill_examples()  # the models that ship with the package
-    assert [a.text() for a in window.examples_menu.actions()] == ["induction", "shakespeare_char"]
+    assert [a.text() for a in window.examples_menu.actions()] == [
+        "induction", "shakespeare_bpe", "shakespeare_char"]
     (tmp_path / "a.safetensors").write_bytes(tiny_models["tiny"].read_bytes())
     (tmp_path / "a.optim.safetensors").write_bytes(b"x")
     monkeypatch.setattr(model.shipped, "MODELS", tmp_path)
