@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy
 import pyqtgraph
 import PySide6
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot, qVersion
+from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, Signal, Slot, qVersion
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressDialog,
+    QTabBar,
     QTabWidget,
     QWidget,
 )
@@ -709,8 +710,17 @@ class MainWindow(QMainWindow):
         top = min(max(need + overhead + 2, int(h * 0.3)), int(h * most))
         self.resizeDocks([prompt, below], [top, h - top], Qt.Orientation.Vertical)
 
+    def event(self, e: QEvent) -> bool:
+        # the tab bars of tabbed docks are made by Qt on demand, eliding their titles
+        # ("Attenti…"); whole titles, with scroll arrows when they do not fit, read better
+        if e.type() == QEvent.Type.ChildPolished and isinstance(e.child(), QTabBar):
+            _whole_tab_titles(e.child())
+        return super().event(e)
+
     def showEvent(self, e) -> None:  # noqa: N802
         super().showEvent(e)
+        for bar in self.findChildren(QTabBar):
+            _whole_tab_titles(bar)
         if not self._shown:
             self._shown = True
             self.session.watch_paints(self)
@@ -1074,3 +1084,9 @@ def _bool(v: object, default: bool) -> bool:
     if isinstance(v, str):
         return v.lower() in ("1", "true", "yes")
     return bool(v)
+
+
+def _whole_tab_titles(bar: QTabBar) -> None:
+    """A dock tab bar that shows each title whole and scrolls when they do not all fit."""
+    bar.setElideMode(Qt.TextElideMode.ElideNone)
+    bar.setUsesScrollButtons(True)

@@ -99,6 +99,10 @@ class TokenStrip(QWidget):
             self._safe_relayout(w)
         return self._height
 
+    def row_tops(self) -> list[int]:
+        """The y of each line of chips, top to bottom (for the last layout width)."""
+        return sorted({y for _x, y, _w, _i in self._chips})
+
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(600, self._height)
 
@@ -447,8 +451,16 @@ class ChipScroll(QScrollArea):
 
     @Slot()
     def fit(self) -> None:
-        w = self.viewport().width()
-        h = max(self.strip.heightForWidth(w), self.viewport().height())
+        w, view = self.viewport().width(), self.viewport().height()
+        need = self.strip.heightForWidth(w)
+        h = max(need, view)
+        if need > view:
+            # room below the last line so that scrolled to the end the view starts at a line of
+            # chips: a projector then never shows a line cut in half at the top
+            m = self.strip.MARGIN
+            tops = [t - m for t in self.strip.row_tops() if t - m + view >= need]
+            if tops:
+                h = max(need, min(tops) + view)
         if self.strip.size() != QSize(w, h):
             self.strip.resize(w, h)
 

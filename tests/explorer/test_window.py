@@ -322,3 +322,19 @@ def test_deferred_panels_fill_their_placeholders(qtbot, monkeypatch, tiny_models
         assert "Broken" not in [a.text() for a in w.view_menu.actions()]
     finally:
         w.close()
+
+
+def test_dock_tabs_show_whole_titles(qtbot, make_window, tiny_models):
+    """Tabbed docks: titles whole ("Attention", not "Attenti…"), scroll arrows when crowded."""
+    from PySide6.QtWidgets import QTabBar
+
+    window = make_window(tiny_models["tiny"], optional_panels=True)
+    window.resize(1024, 768)
+    qtbot.wait(50)
+    bars = [b for b in window.findChildren(QTabBar) if b.count() > 1]
+    assert bars
+    titles = []
+    for bar in bars:
+        assert bar.elideMode() == Qt.TextElideMode.ElideNone and bar.usesScrollButtons()
+        titles += [bar.tabText(i) for i in range(bar.count())]
+    assert "Attention" in titles and "Positional encoding" in titles  # the docks' own tabs
