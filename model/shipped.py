@@ -63,6 +63,7 @@ def resolve_corpus(spec: str) -> str:
 DEFAULT_PROMPTS = {
     "shakespeare_char": "ROMEO:\n",
     "induction": "\nbhadgcebhad",
+    "shakespeare_bpe": "ROMEO:\n",
 }
 
 
