@@ -450,7 +450,12 @@ class ChipScroll(QScrollArea):
         strip.content_changed.connect(self.fit)
 
     @Slot()
-    def fit(self) -> None:
+    def fit(self, at_end: bool | None = None) -> None:
+        """Size the strip to the view; ``at_end``: the view was showing the newest chips (it
+        goes on doing so), None = as the scroll bar is now."""
+        bar = self.verticalScrollBar()
+        if at_end is None:
+            at_end = bar.value() >= bar.maximum()
         w, view = self.viewport().width(), self.viewport().height()
         need = self.strip.heightForWidth(w)
         h = max(need, view)
@@ -463,10 +468,14 @@ class ChipScroll(QScrollArea):
                 h = max(need, min(tops) + view)
         if self.strip.size() != QSize(w, h):
             self.strip.resize(w, h)
+        if at_end:
+            bar.setValue(bar.maximum())
 
     def resizeEvent(self, e) -> None:  # noqa: N802
+        bar = self.verticalScrollBar()
+        at_end = bar.value() >= bar.maximum()  # before the new size moves the range
         super().resizeEvent(e)
-        self.fit()
+        self.fit(at_end)
 
 
 __all__ = ["TokenStrip", "ChipScroll"]
