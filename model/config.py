@@ -13,6 +13,10 @@ from typing import Any
 
 POS_KINDS = ("learned", "sinusoidal", "rotary", "none")
 NORM_KINDS = ("pre", "post")
+#: decoder: GPT (causal self-attention, next-token prediction); encoder-decoder: Vaswani et al.
+#: (an encoder of the source, a decoder with cross-attention to it); encoder: BERT-style
+#: (bidirectional self-attention, masked-token prediction)
+MODEL_KINDS = ("decoder", "encoder-decoder", "encoder")
 
 
 class ConfigError(ValueError):
@@ -67,7 +71,13 @@ class _JsonMixin:
 
 @dataclass(frozen=True)
 class ModelConfig(_JsonMixin):
-    """Shape of a decoder-only (GPT-style) transformer."""
+    """Shape of a transformer of one of the :data:`MODEL_KINDS`.
+
+    ``n_layer`` counts the layers of the stack that makes the output: the decoder of a GPT or an
+    encoder-decoder, the encoder of an encoder. ``n_enc_layer`` is the encoder stack of an
+    encoder-decoder. The special token ids (-1 = none) say which ids of the tokenizer pad a
+    sequence, start and end a target, or hide a token from an encoder.
+    """
 
     vocab_size: int = 65
     block_size: int = 128  # longest context the model sees
@@ -81,8 +91,17 @@ class ModelConfig(_JsonMixin):
     bias: bool = True
     tie_weights: bool = True  # the unembedding shares the token embedding matrix
     rope_base: float = 10000.0
+    kind: str = "decoder"  # decoder | encoder-decoder | encoder
+    n_enc_layer: int = 0  # encoder layers of an encoder-decoder; 0 means n_layer
+    shared_embeddings: bool = True  # encoder-decoder: source and target share one embedding
+    pad_id: int = -1  # padding (encoder-decoder and encoder): never attended to
+    bos_id: int = -1  # encoder-decoder: the first token of every target
+    eos_id: int = -1  # encoder-decoder: ends a source and a target
+    mask_id: int = -1  # encoder: the [MASK] token whose original the model predicts
 
     def __post_init__(self) -> None:
+        _check(self.kind in MODEL_KINDS,
+               f"kind={self.kind!r} must be one of {', '.join(MODEL_KINDS)}")
         _positive_int("vocab_size", self.vocab_size)
         _positive_int("block_size", self.block_size)
         _positive_int("n_layer", self.n_layer)
@@ -111,6 +130,26 @@ class ModelConfig(_JsonMixin):
                f"tie_weights={self.tie_weights!r} must be true or false")
         _finite("rope_base", self.rope_base)
         _check(self.rope_base > 1.0, f"rope_base={self.rope_base} must be greater than 1")
+        _check(_is_int(self.n_enc_layer) and self.n_enc_layer >= 0,
+               f"n_enc_layer={self.n_enc_layer!r} must be a whole number >= 0 (0 means n_layer)")
+        if self.kind == "encoder-decoder" and self.n_enc_layer == 0:
+            object.__setattr__(self, "n_enc_layer", self.n_layer)
+        _check(self.kind == "encoder-decoder" or self.n_enc_layer == 0,
+               f"n_enc_layer={self.n_enc_layer} needs kind='encoder-decoder' (a {self.kind} "
+               "has one stack, n_layer)")
+        _check(isinstance(self.shared_embeddings, bool),
+               f"shared_embeddings={self.shared_embeddings!r} must be true or false")
+        for name in ("pad_id", "bos_id", "eos_id", "mask_id"):
+            v = getattr(self, name)
+            _check(_is_int(v) and -1 <= v < self.vocab_size,
+                   f"{name}={v!r} must be a token id below vocab_size={self.vocab_size} "
+                   "(or -1 for none)")
+        if self.kind == "encoder-decoder":
+            for name in ("pad_id", "bos_id", "eos_id"):
+                _check(getattr(self, name) >= 0,
+                       f"an encoder-decoder needs {name} (the id of its special token)")
+        if self.kind == "encoder":
+            _check(self.mask_id >= 0, "an encoder needs mask_id (the id of its [MASK] token)")
 
     @property
     def head_size(self) -> int:
@@ -124,7 +163,14 @@ class ModelConfig(_JsonMixin):
         attn = d * 3 * d + b * 3 * d + d * d + b * d
         mlp = d * f + b * f + f * d + b * d
         per_block = attn + mlp + 2 * ln
-        total = v * d + L * per_block + (ln if self.norm == "pre" else 0)  # final norm
+        final_norm = ln if self.norm == "pre" else 0
+        total = v * d + L * per_block + final_norm
+        if self.kind == "encoder-decoder":
+            # cross-attention (its own q and k/v projections) and a third norm per decoder
+            # layer; the encoder's layers and final norm; its embedding unless shared
+            total += L * (attn + ln) + self.n_enc_layer * per_block + final_norm
+            if not self.shared_embeddings:
+                total += v * d
         if self.pos_kind == "learned":
             total += self.block_size * d
         if not self.tie_weights:
@@ -235,6 +281,6 @@ CAPTURE_ALL = CaptureSpec()
 CAPTURE_NOTHING = CaptureSpec.nothing()
 
 __all__ = [
-    "POS_KINDS", "NORM_KINDS", "ConfigError", "ModelConfig", "TrainConfig", "SampleConfig",
+    "POS_KINDS", "NORM_KINDS", "MODEL_KINDS", "ConfigError", "ModelConfig", "TrainConfig", "SampleConfig",
     "CaptureSpec", "CAPTURE_ALL", "CAPTURE_NOTHING",
 ]

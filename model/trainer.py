@@ -1,6 +1,8 @@
 """The model-agnostic training loop (like minGPT's trainer: it knows nothing about GPT).
 
-:class:`Trainer` needs only ``model(x, y) -> (logits, loss)`` and runs in the caller's thread;
+:class:`Trainer` needs only ``model(x, y) -> (logits, loss)`` and runs in the caller's thread
+(``x`` may be a tuple of inputs, e.g. an encoder-decoder's source and target: then the model is
+called as ``model(*x, y)``);
 another thread may :meth:`~Trainer.pause`, :meth:`~Trainer.resume` or :meth:`~Trainer.stop` it
 through a shared :class:`TrainControl`. Progress goes to a :class:`Callbacks` object: step
 metrics every ``log_interval`` steps, the validation loss every ``eval_interval``, a sample text
@@ -240,13 +242,18 @@ class Trainer:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+    def _to_device(self, x):
+        if isinstance(x, tuple):
+            return tuple(self._to_device(t) for t in x)
         return x if x.device == self.device else x.to(self.device, non_blocking=True)
+
+    def _call(self, x, y):
+        return self._fwd(*x, y) if isinstance(x, tuple) else self._fwd(x, y)
 
     def _forward(self, x, y):
         with self._autocast():
             try:
-                return self._fwd(x, y)
+                return self._call(x, y)
             except Exception as e:
                 if not self._compiled:
                     raise
@@ -254,7 +261,7 @@ class Trainer:
                               "training without it")
                 self._fwd = self.model
                 self._compiled = False
-                return self._fwd(x, y)
+                return self._call(x, y)
 
     def _check_finite(self) -> None:
         """Raise TrainingDiverged if a loss or gradient since the last check was not finite."""
@@ -423,7 +430,7 @@ class Trainer:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            log_tokens += x.numel()
+            log_tokens += y.numel()  # the predicted tokens (x may be a tuple of inputs)
 
             lossd = loss.detach().float()
             probe = torch.stack([lossd, norm.detach().float().to(lossd.device)
