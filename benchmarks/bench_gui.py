@@ -104,8 +104,8 @@ class InProcess:
 
         from explorer.app import default_checkpoint, make_settings, sample_from_settings
         from explorer.main_window import MainWindow
-        from explorer.plotting import apply_theme
         from explorer.session import Session
+        from explorer.theme import apply_theme
 
         self.app = QApplication.instance() or QApplication([])
         apply_theme(self.app)

@@ -88,7 +88,7 @@ def main() -> None:
     from explorer.panels.architecture.panel import ArchitecturePanel
     from explorer.panels.attention.panel import AttentionPanel
     from explorer.panels.positional import PositionalPanel
-    from explorer.plotting import apply_theme
+    from explorer.theme import apply_theme
     apply_theme(app)
 
     tok = CharTokenizer.from_text(TEXT)
@@ -154,7 +154,7 @@ def main() -> None:
     t = time.perf_counter()
     for _ in range(n):
         session.step_ready.emit(session.result)
-    while panel._timer.isActive():
+    while panel._redraw.pending:
         app.processEvents()
     out["coalescing"] = {"signals": n, "redraws": panel.redraw_count - before,
                          "ms": round((time.perf_counter() - t) * 1000, 1)}

@@ -55,8 +55,8 @@ def main(argv=None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from explorer.panels.training.panel import TrainingPanel
-    from explorer.plotting import apply_theme
     from explorer.session import Session
+    from explorer.theme import apply_theme
     from explorer.training_worker import training_threads
     from model.train_gpt import train_gpt
 

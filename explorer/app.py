@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from model.config import ConfigError, SampleConfig
+
 SETTINGS_ENV = "TRANSFORMER_EXPLORER_SETTINGS"
 LAUNCH_ENV = "TRANSFORMER_EXPLORER_LAUNCHED"  # epoch seconds when a benchmark launched us
 ORG = "TransformerExplorer"
@@ -86,8 +88,6 @@ def sample_fields(settings, seed: int | None = None) -> dict:
 
 def sample_from_settings(settings, seed: int | None = None):
     """The SampleConfig saved last time (``seed`` overrides), or the default one."""
-    from model.config import ConfigError, SampleConfig
-
     fields = sample_fields(settings, seed)
     try:
         return SampleConfig(**fields)
@@ -115,6 +115,7 @@ class _Driver:
         self.app, self.window, self.session, self.args, self.t0 = app, window, session, args, t0
         self.times: dict[str, float] = {}
         self.exit_code = 0
+        self._shown_panel = False  # --show: the panel was brought to the front
         driver = self
 
         class Hooks(QObject):
@@ -185,7 +186,7 @@ class _Driver:
             self.window.panels_loaded.connect(self.hooks.finish)
             return
         self.times.setdefault("panels_s", time.perf_counter() - self.t0)
-        if self.args.show and not getattr(self, "_shown_panel", False):
+        if self.args.show and not self._shown_panel:
             self._shown_panel = True
             if self.window.show_panel(self.args.show):
                 from PySide6.QtCore import QTimer
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
-    from explorer.plotting import apply_theme
+    from explorer.theme import apply_theme
 
     apply_theme(app)
     settings = make_settings()

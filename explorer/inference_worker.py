@@ -23,38 +23,53 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import string
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+
+from explorer.training_worker import training_busy
+from model.config import CaptureSpec, ConfigError, ModelConfig, SampleConfig
+from model.step_result import StepResult
+from model.tokenizer import CharTokenizer, Tokenizer
+
+if TYPE_CHECKING:
+    from explorer.training_worker import Snapshot
+    from model.stepper import Stepper
+    from model.transformer import GPT
 
 # -- requests --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class LoadModel:
-    """Load a checkpoint (or build the untrained default when path is None) in the worker."""
+    """Make a model current; every model is loaded here, in the worker (never in the GUI thread).
+
+    From ``path`` (a checkpoint file), from ``snapshot`` (weights copied from a training run), or
+    the untrained default when both are None. ``keep_current``: if it fails, the model in use stays
+    (File → Open, the training dock); otherwise the untrained default is shown (start-up)."""
 
     path: Path | None
     device: str
     prompt: str
-    sample: Any  # SampleConfig, or a dict of its fields (the GUI need not import torch for it)
+    sample: SampleConfig | dict | None  # or a dict of its fields (saved settings); None: default
     generation: int
+    keep_current: bool = False
+    snapshot: Snapshot | None = field(default=None, compare=False)
+    name: str | None = None  # shown in the status bar (default: the file's stem)
+    summary: dict | None = field(default=None, compare=False)  # a snapshot's training summary
 
 
 @dataclass(frozen=True)
-class UseModel:
-    """Switch to a model that is already built (File → Open, the training dock)."""
+class SaveModel:
+    """Write the current model to ``path`` (.safetensors) with ``summary``."""
 
-    model: Any = field(compare=False)
-    tokenizer: Any = field(compare=False)
-    device: str
-    prompt: str
-    sample: Any
-    generation: int
+    path: Path
+    summary: dict = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -94,7 +109,7 @@ class Resample:
 
 @dataclass(frozen=True)
 class Redistribute:
-    sample: Any  # SampleConfig
+    sample: SampleConfig
 
 
 @dataclass(frozen=True)
@@ -104,10 +119,12 @@ class Run:
 
 
 #: kinds where only the newest pending request matters
-COALESCE = (LoadModel, UseModel, SetDevice, SetPrompt, Redistribute, Run)
+COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run)
 #: kinds that make every older pending request obsolete (they start a new text)
-SUPERSEDE = (LoadModel, UseModel, SetPrompt)
-MODEL_KINDS = (LoadModel, UseModel)
+SUPERSEDE = (LoadModel, SetPrompt)
+MODEL_KINDS = (LoadModel,)
+Request = (LoadModel | SaveModel | SetDevice | SetPrompt | Step | Back | RewindTo | Reset | Resample
+           | Redistribute | Run)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
 #: the longest the worker waits for the GUI to say it has drawn a result before it runs the
 #: next step's pass anyway (see InferenceWorker._idle)
@@ -124,32 +141,34 @@ def lookahead_threads() -> int:
     thread's core is free: every core (at most 4), or one while a training run computes.
     Measured (bench_gui, 2-core box, full 256 window, steps every 40 ms): one thread often
     cannot finish the ~22 ms pass before the next request; two finish it in ~14 ms."""
-    from explorer.training_worker import training_busy
-
     n = os.cpu_count() or 1
     return 1 if training_busy() else max(1, min(4, n))
 
 
 @dataclass(frozen=True)
 class Loaded:
-    """What the worker hands back after LoadModel: the model and how to describe it."""
+    """What the worker hands back after LoadModel: the model and how to describe it.
 
-    model: Any
-    tokenizer: Any
+    ``model`` is the one torch object that still reaches the GUI thread: the positional and
+    architecture panels read its positional encoding and layer-norm weights (read-only) until
+    the model describes its own anatomy."""
+
+    model: GPT
+    tokenizer: Tokenizer
     path: Path | None
     device: str
     summary: dict
     trained: bool
-    sample: Any = None  # the SampleConfig in use
+    name: str
+    n_params: int
+    sample: SampleConfig | None = None  # the SampleConfig in use
 
 
-def untrained_default(device: str = "cpu") -> tuple[Any, Any]:
+def untrained_default(device: str = "cpu") -> tuple[GPT, CharTokenizer]:
     """The model shown until a trained one exists: random weights, printable ASCII + newline."""
-    import string
-
     import torch
 
-    from model import GPT, CharTokenizer, ModelConfig
+    from model.transformer import GPT
 
     chars = sorted(set(string.printable) - set("\t\r\x0b\x0c"))  # letters, digits, punctuation, space, \n
     tok = CharTokenizer(chars)
@@ -165,6 +184,7 @@ class InferenceWorker(QObject):
 
     result_ready = Signal(object, int, str)  # StepResult, generation, request kind
     model_ready = Signal(object, object, int)  # Loaded, StepResult | None, generation
+    saved = Signal(object, int)  # Path written by SaveModel, generation
     failed = Signal(str, str, str, int)  # request kind, title, text, generation
     notice = Signal(str, int)  # a status-bar message, generation
     device_changed = Signal(str, int)  # device actually in use, generation
@@ -174,17 +194,17 @@ class InferenceWorker(QObject):
     _tick = Signal()
     _drawn = Signal()
 
-    def __init__(self, capture: Any = None, lens_k: int = 5):
+    def __init__(self, capture: CaptureSpec | None = None, lens_k: int = 5):
         super().__init__()
         self._capture = capture
         self._lens_k = lens_k
         self._lock = threading.Lock()
-        self._pending: list[Any] = []
-        self._stepper: Any = None
-        self._model: Any = None
-        self._tokenizer: Any = None
+        self._pending: list[Request] = []
+        self._stepper: Stepper | None = None
+        self._model: GPT | None = None
+        self._tokenizer: Tokenizer | None = None
         self._device = "cpu"
-        self._sample: Any = None
+        self._sample: SampleConfig | None = None
         self._generation = -1
         self._busy = False
         # Run state: written by the GUI thread only through stop_run()/ack() (single assignments)
@@ -206,7 +226,7 @@ class InferenceWorker(QObject):
         self._drawn.connect(self._look_ahead_now, Qt.ConnectionType.QueuedConnection)
 
     # -- called from the GUI thread -----------------------------------------------------------
-    def submit(self, req: Any) -> None:
+    def submit(self, req: Request) -> None:
         with self._lock:
             if isinstance(req, SUPERSEDE):
                 self._pending = [p for p in self._pending if isinstance(p, MODEL_KINDS)
@@ -234,7 +254,7 @@ class InferenceWorker(QObject):
     def lookahead_hits(self) -> int:
         """Steps of the current stepper that found their pass already run (read-only)."""
         st = self._stepper
-        return getattr(st, "lookahead_hits", 0) if st is not None else 0
+        return st.lookahead_hits if st is not None else 0
 
     @property
     def pending(self) -> int:
@@ -321,14 +341,14 @@ class InferenceWorker(QObject):
             self._busy = busy
             self.busy_changed.emit(busy)
 
-    def _handle(self, req: Any) -> None:
+    def _handle(self, req: Request) -> None:
         kind = type(req).__name__
         try:
             if isinstance(req, LoadModel):
                 self._load(req)
                 return
-            if isinstance(req, UseModel):
-                self._use(req)
+            if isinstance(req, SaveModel):
+                self._save(req)
                 return
             if isinstance(req, Run):
                 self._start_run(req)
@@ -361,11 +381,12 @@ class InferenceWorker(QObject):
             self._end_run()
             self.failed.emit(kind, _title(kind), _describe(e), self._generation)
 
-    def _emit(self, result: Any, kind: str = "") -> None:
+    def _emit(self, result: StepResult, kind: str = "") -> None:
         self._acked = False
         self.result_ready.emit(result, self._generation, kind)
 
-    def _new_stepper(self, model: Any, tokenizer: Any, sample: Any) -> Any:
+    def _new_stepper(self, model: GPT, tokenizer: Tokenizer,
+                     sample: SampleConfig) -> Stepper:
         from model.stepper import Stepper
 
         kwargs: dict[str, Any] = {"lens_k": self._lens_k}
@@ -382,31 +403,35 @@ class InferenceWorker(QObject):
         speedups.tune_malloc()  # process-wide; keeps capture buffers from page-faulting each step
         from model.devices import DeviceError, resolve_device
 
-        self._end_run()
-        self._generation = req.generation
         try:
             device = str(resolve_device(req.device))
         except DeviceError as e:
             device = "cpu"
             self.notice.emit(f"{e}; using the CPU instead", req.generation)
         loaded: Loaded | None = None
-        if req.path is not None:
-            from model.checkpoints import CheckpointError, load_checkpoint
-
+        if req.path is not None or req.snapshot is not None:
             try:
-                ck = load_checkpoint(req.path, device=device)
-                loaded = Loaded(ck.model, ck.tokenizer, Path(req.path), device,
-                                dict(ck.summary or {}), is_trained(ck.summary))
-            except (CheckpointError, OSError, RuntimeError) as e:
+                loaded = self._read(req, device)
+            except Exception as e:  # noqa: BLE001 - unreadable files, odd OS errors: one message
                 text = _describe(e)
-                if str(req.path) not in text:
+                if req.path is not None and str(req.path) not in text:
                     text = f"{req.path}: {text}"
-                self.failed.emit("LoadModel", "Could not open the model",
+                # nothing changed here: the current model goes on (if there is one yet: a
+                # file opened while the first model loads replaced that request)
+                if req.keep_current and self._stepper is not None:
+                    self.failed.emit("OpenModel", _title("OpenModel"), text, req.generation)
+                    return
+                self._end_run()
+                self._generation = req.generation
+                self.failed.emit("LoadModel", _title("LoadModel"),
                                  f"{text}\n\nAn untrained model is shown instead.",
                                  req.generation)
         if loaded is None:
             model, tok = untrained_default(device)
-            loaded = Loaded(model, tok, None, device, {"untrained": True, "steps": 0}, False)
+            loaded = Loaded(model, tok, None, device, {"untrained": True, "steps": 0}, False,
+                            "untrained model", _count_params(model))
+        self._end_run()
+        self._generation = req.generation
         self._model, self._tokenizer, self._device = loaded.model, loaded.tokenizer, device
         self._sample = _sample_config(req.sample)
         loaded = dataclasses.replace(loaded, sample=self._sample)
@@ -415,15 +440,39 @@ class InferenceWorker(QObject):
         self._acked = False
         self.model_ready.emit(loaded, result, req.generation)
 
-    def _use(self, req: UseModel) -> None:
-        self._end_run()
-        self._generation = req.generation
-        self._model, self._tokenizer, self._device = req.model, req.tokenizer, req.device
-        self._sample = req.sample
-        self._stepper = self._new_stepper(req.model, req.tokenizer, req.sample)
-        self._emit(self._first_result(req.prompt))
+    def _read(self, req: LoadModel, device: str) -> Loaded:
+        """The model of ``req``'s file or snapshot, on ``device``."""
+        if req.snapshot is not None:
+            snap = req.snapshot
+            model = snap.build(device)
+            summary = dict(req.summary or {})
+            return Loaded(model, snap.tokenizer, None, device, summary, snap.step > 0,
+                          req.name or "trained model", _count_params(model))
+        from model.loading import open_model
 
-    def _first_result(self, prompt: str) -> Any:
+        path = Path(req.path)  # a checkpoint file, a Hugging Face or nanoGPT folder, a cached name
+        ck = open_model(path, device=device)
+        return Loaded(ck.model, ck.tokenizer, path, device, dict(ck.summary or {}),
+                      is_trained(ck.summary), req.name or path.stem, _count_params(ck.model))
+
+    def _save(self, req: SaveModel) -> None:
+        from model.checkpoints import save_checkpoint
+
+        if self._model is None:
+            self.failed.emit("SaveModel", "Nothing to save", "No model is loaded yet.",
+                             self._generation)
+            return
+        try:
+            save_checkpoint(req.path, self._model, self._tokenizer, summary=req.summary)
+        except Exception as e:  # noqa: BLE001 - a full disk, a read-only folder: one message
+            text = _describe(e)
+            if str(req.path) not in text:
+                text = f"{req.path}: {text}"
+            self.failed.emit("SaveModel", _title("SaveModel"), text, self._generation)
+            return
+        self.saved.emit(req.path, self._generation)
+
+    def _first_result(self, prompt: str) -> StepResult:
         return self._stepper.set_prompt(self._tokenizer.without_unknown(prompt), errors="drop")
 
     def _set_device(self, name: str) -> None:
@@ -447,7 +496,7 @@ class InferenceWorker(QObject):
         self.device_changed.emit(dev, self._generation)
         self._emit(stepper.result)
 
-    def _rebuild(self, prompt: str, generated: list[int], auto_seed: int) -> Any:
+    def _rebuild(self, prompt: str, generated: list[int], auto_seed: int) -> Stepper:
         """A fresh Stepper on the model's current device, replaying the generated tokens."""
         s = self._new_stepper(self._model, self._tokenizer, self._sample)
         s.auto_seed = auto_seed  # the same draws as before the move
@@ -514,10 +563,8 @@ class InferenceWorker(QObject):
             self._idle()
 
 
-def _sample_config(sample: Any) -> Any:
+def _sample_config(sample: SampleConfig | dict | None) -> SampleConfig:
     """A SampleConfig from a SampleConfig, a dict of its fields (invalid → default), or None."""
-    from model.config import ConfigError, SampleConfig
-
     if isinstance(sample, SampleConfig):
         return sample
     try:
@@ -526,11 +573,15 @@ def _sample_config(sample: Any) -> Any:
         return SampleConfig()
 
 
-def _split_text(stepper: Any) -> tuple[str, list[int]]:
+def _split_text(stepper: Stepper) -> tuple[str, list[int]]:
     """(prompt text, generated ids) of a stepper's whole text."""
     n = stepper.n_generated
     ids = stepper.ids
     return stepper.prompt_text, (ids[len(ids) - n:] if n > 0 else [])
+
+
+def _count_params(model: GPT) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
 
 
 def is_trained(summary: dict | None) -> bool:
@@ -541,7 +592,8 @@ def is_trained(summary: dict | None) -> bool:
     return not (isinstance(steps, int) and steps == 0)
 
 
-_TITLES = {"LoadModel": "Could not open the model", "UseModel": "Could not use the model",
+_TITLES = {"LoadModel": "Could not open the model", "OpenModel": "Could not open the model",
+           "SaveModel": "Could not save the model",
            "SetDevice": "Device problem", "SetPrompt": "Could not set the prompt",
            "Run": "Generation stopped"}
 
@@ -558,7 +610,7 @@ def _describe(e: BaseException) -> str:
 class InferenceThread:
     """The worker and its QThread; ``close()`` stops the thread and waits for it."""
 
-    def __init__(self, capture: Any = None):
+    def __init__(self, capture: CaptureSpec | None = None):
         self.thread = QThread()
         self.thread.setObjectName("inference")
         self.worker = InferenceWorker(capture)

@@ -11,9 +11,11 @@ import importlib.util
 import platform
 import sys
 from pathlib import Path
-from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot
+import numpy
+import pyqtgraph
+import PySide6
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot, qVersion
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -22,12 +24,22 @@ from PySide6.QtGui import (
     QDropEvent,
     QGuiApplication,
 )
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QWidget,
+)
 
 from explorer.panels.distribution import DistributionPanel
 from explorer.panels.prompt import PromptPanel
-from explorer.plotting import THEME, catch_up
+from explorer.redraws import catch_up
 from explorer.session import Session
+from explorer.theme import THEME
+from model.step_result import StepResult
 
 ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
 DEFAULT_MODEL = ASSETS_MODELS / "shakespeare_char.safetensors"
@@ -95,6 +107,7 @@ class MainWindow(QMainWindow):
         self._device_group: QActionGroup | None = None
         self.device_choice: str | None = None  # saved only when the user picked one
         self.interactive = True  # False: errors go to stderr and the status bar, not dialogs
+        self._dropped: str | None = None  # a dropped model file, opened once the drag ends
 
         self._build_menus()
         self.prompt_panel = PromptPanel(session)
@@ -128,6 +141,8 @@ class MainWindow(QMainWindow):
         session.device_changed.connect(self._on_device_changed)
         session.busy_changed.connect(self._on_busy)
         session.loading_changed.connect(self._on_loading)
+        session.model_opened.connect(self._on_opened)
+        session.model_saved.connect(self._on_saved)
         if restore:
             self.restore_settings()
 
@@ -178,7 +193,7 @@ class MainWindow(QMainWindow):
         try:
             panel_cls = getattr(importlib.import_module(module), cls)
         except ImportError as e:
-            if getattr(e, "name", None) != module:  # the module exists but is broken: say so
+            if e.name != module:  # the module exists but is broken: say so
                 self.panel_errors[title] = f"{type(e).__name__}: {e}"
             return None
         except Exception as e:  # noqa: BLE001 - a broken panel must not break the window
@@ -376,8 +391,8 @@ class MainWindow(QMainWindow):
             a.setChecked(_same_device(a.data(), device))
 
     @Slot(object)
-    def _on_step(self, r: Any) -> None:
-        cfg = getattr(r, "config", None) or self.session.config
+    def _on_step(self, r: StepResult) -> None:
+        cfg = r.config or self.session.config
         block = cfg.block_size if cfg is not None else r.T
         text = f"context {r.T}/{block}"
         if r.cropped:
@@ -386,7 +401,7 @@ class MainWindow(QMainWindow):
             self.context_label.setText(text)
             if self.context_label.sizeHint().width() > self.context_label.width():
                 _fix_width(self.context_label, text)  # a longer text than planned for
-        note = getattr(r, "note", "")
+        note = r.note
         if note and r.chosen is None:
             self.show_message(note[0].upper() + note[1:])
 
@@ -409,19 +424,20 @@ class MainWindow(QMainWindow):
         if path:
             self.open_model(path)
 
-    def open_model(self, path: str | Path) -> bool:
-        """Load a model file; on failure a dialog names the problem and the current model stays."""
-        path = Path(path)
-        ok = self.session.load_checkpoint(path)
-        if ok:
-            self._add_recent(str(path))
-            self.settings.setValue("files/last_dir", str(path.parent))
-            self.show_message(f"Opened {path}")
-        return ok
+    def open_model(self, path: str | Path) -> None:
+        """Load a model file (in the inference worker); on failure a dialog names the problem
+        and the current model stays."""
+        self.session.load_checkpoint(Path(path))
+
+    @Slot(object)
+    def _on_opened(self, path: Path) -> None:
+        self._add_recent(str(path))
+        self.settings.setValue("files/last_dir", str(path.parent))
+        self.show_message(f"Opened {path}")
 
     @Slot()
     def save_model_dialog(self) -> None:
-        if self.session.model is None:
+        if self.session.info is None:
             self.show_message("No model to save yet")
             return
         start = self.settings.value("files/last_dir", str(Path.home()))
@@ -431,16 +447,18 @@ class MainWindow(QMainWindow):
         if path:
             self.save_model(path)
 
-    def save_model(self, path: str | Path) -> bool:
+    def save_model(self, path: str | Path) -> None:
+        """Write the model (in the inference worker); a dialog names any problem."""
         path = Path(path)
         if not path.name.endswith(".safetensors"):
             path = path.with_name(path.name + ".safetensors")
-        ok = self.session.save_checkpoint(path)
-        if ok:
-            self._add_recent(str(path))
-            self.settings.setValue("files/last_dir", str(path.parent))
-            self._on_model_changed()
-        return ok
+        self.session.save_checkpoint(path)
+
+    @Slot(object)
+    def _on_saved(self, path: Path) -> None:
+        self._add_recent(str(path))
+        self.settings.setValue("files/last_dir", str(path.parent))
+        self._on_model_changed()
 
     def recent_files(self) -> list[str]:
         v = self.settings.value("files/recent", [])
@@ -467,7 +485,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _open_dropped(self) -> None:
-        path, self._dropped = getattr(self, "_dropped", None), None
+        path, self._dropped = self._dropped, None
         if path:
             self.open_model(path)
 
@@ -574,11 +592,6 @@ class MainWindow(QMainWindow):
 
     # -- help ---------------------------------------------------------------------------------
     def about_text(self) -> str:
-        import numpy
-        import pyqtgraph
-        import PySide6
-        from PySide6.QtCore import qVersion
-
         try:
             import torch
 
@@ -633,9 +646,7 @@ def _placeholder(title: str) -> QWidget:
     return lab
 
 
-def _north():
-    from PySide6.QtWidgets import QTabWidget
-
+def _north() -> QTabWidget.TabPosition:
     return QTabWidget.TabPosition.North
 
 
@@ -656,14 +667,14 @@ def _human(n: int) -> str:
     return str(n)
 
 
-def _int(v: Any, default: int) -> int:
+def _int(v: object, default: int) -> int:
     try:
         return int(v)
     except (TypeError, ValueError):
         return default
 
 
-def _bool(v: Any, default: bool) -> bool:
+def _bool(v: object, default: bool) -> bool:
     if v is None:
         return default
     if isinstance(v, str):

@@ -6,6 +6,10 @@ ask for work through its methods, which hand frozen request dataclasses to the i
 cached logits right here (no forward pass, ``StepResult.with_sample``: the stepper's own rule,
 ``model.sampling.next_token``) and then tells the worker, so the next step uses the new settings.
 
+Every model is loaded (start-up, File → Open, the training dock) and saved by the worker, never
+in this thread: :meth:`Session.load_checkpoint` returns at once, ``model_opened`` or ``error``
+follows, and a file that fails to open leaves the current model working.
+
 Nothing here imports torch at module level: the window can paint while torch loads.
 """
 from __future__ import annotations
@@ -13,12 +17,19 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, QThread, QTimer, Signal, Slot
 
 from explorer import inference_worker as W
 from explorer import redraws
+from model.config import CaptureSpec, ModelConfig, SampleConfig
+from model.step_result import StepResult
+from model.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from explorer.training_worker import Snapshot as TrainingSnapshot
+    from model.transformer import GPT
 
 EMPTY_PROMPT_MESSAGE = "Empty prompt: generation starts from a newline"
 
@@ -53,18 +64,7 @@ class PromptCheck:
         return not self.unknown and not self.empty and not self.cropped
 
 
-def model_info(model: Any, path: Path | None, device: str, trained: bool, summary: dict,
-               name: str | None = None) -> ModelInfo:
-    n = sum(p.numel() for p in model.parameters())
-    if name is None:
-        name = path.stem if path is not None else "untrained model"
-    return ModelInfo(name=name, path=path, n_params=int(n), device=str(device), trained=trained,
-                     summary=dict(summary))
-
-
-def _default_sample() -> Any:
-    from model.config import SampleConfig
-
+def _default_sample() -> SampleConfig:
     return SampleConfig()
 
 
@@ -82,17 +82,19 @@ class Session(QObject):
     running_changed = Signal(bool)
     prompt_checked = Signal(object)  # PromptCheck
     device_changed = Signal(str)
-    loading_changed = Signal(bool)  # True while a model is being loaded in the background
+    loading_changed = Signal(bool)  # True while the first model is being loaded in the background
+    model_opened = Signal(object)  # Path: a file from load_checkpoint() is the current model now
+    model_saved = Signal(object)  # Path written by save_checkpoint()
 
-    def __init__(self, device: str = "auto", sample: Any = None, parent: QObject | None = None,
-                 capture: Any = None):
+    def __init__(self, device: str = "auto", sample: SampleConfig | None = None,
+                 parent: QObject | None = None, capture: CaptureSpec | None = None):
         super().__init__(parent)
-        self.model: Any = None
-        self.tokenizer: Any = None
-        self.config: Any = None
+        self.model: GPT | None = None
+        self.tokenizer: Tokenizer | None = None
+        self.config: ModelConfig | None = None
         self.info: ModelInfo | None = None
-        self.result: Any = None
-        self._sample: Any = sample
+        self.result: StepResult | None = None
+        self._sample: SampleConfig | None = sample
         self.selected_token = -1
         self.device = device
         self.prompt = ""
@@ -102,14 +104,18 @@ class Session(QObject):
         self.loading = False
         self.run_interval_ms = 40
         self.results_received = 0
-        self._generation = 0
+        self._generation = 0  # results of this generation are shown
+        self._issued = 0  # the newest generation handed to the worker
+        self._opening: int | None = None  # a model being opened: the current one stays till then
         self._start_prompt = ""
+        self._start_sample: SampleConfig | dict | None = None
         self._closed = False
         self._thread = W.InferenceThread(capture)
         self.worker = self._thread.worker
         # queued across threads; all receivers are slots of this GUI-thread object
         self.worker.result_ready.connect(self._on_result)
         self.worker.model_ready.connect(self._on_model_ready)
+        self.worker.saved.connect(self._on_saved)
         self.worker.failed.connect(self._on_failed)
         self.worker.notice.connect(self._on_notice)
         self.worker.device_changed.connect(self._on_device_changed)
@@ -125,12 +131,12 @@ class Session(QObject):
 
     # -- settings ------------------------------------------------------------------------------
     @property
-    def sample(self) -> Any:
+    def sample(self) -> SampleConfig:
         if self._sample is None:
             self._sample = _default_sample()
         return self._sample
 
-    def set_sample(self, sample: Any) -> None:
+    def set_sample(self, sample: SampleConfig) -> None:
         """New sampling settings: re-rank the cached logits now, then tell the worker."""
         if sample == self._sample:
             return
@@ -147,66 +153,33 @@ class Session(QObject):
         free. ``sample``: SampleConfig fields to start with (default: the current settings)."""
         if prompt is not None:
             self.prompt = prompt
-        self._generation += 1
+        self._generation = self._next_generation()
+        self._opening = None
         self._set_loading(True)
         path = Path(checkpoint) if checkpoint else None
         self._start_prompt = self.prompt
         spec = sample if sample is not None else self._sample  # None: the worker's default
+        self._start_sample = spec  # also for a file opened before this model is ready
         self.worker.submit(W.LoadModel(path, self.device, self.prompt, spec, self._generation))
 
-    def set_model(self, model: Any, tokenizer: Any, info: ModelInfo) -> None:
-        """Make ``model`` current (stops Run; the worker gets a fresh Stepper)."""
-        self.stop()
-        self._generation += 1
-        self.model, self.tokenizer, self.config, self.info = model, tokenizer, model.config, info
-        self.device = info.device
-        self.result = None
-        self.selected_token = -1
-        check = self._check(self.prompt)
-        self.worker.submit(W.UseModel(model, tokenizer, info.device, self._model_text(check),
-                                      self.sample, self._generation))
-        self.model_changed.emit()
-        self.selected_token_changed.emit(-1)
-        self.prompt_check = check
-        self.prompt_checked.emit(check)
-        self._describe_model()
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Open a model file in the worker: ``model_opened`` once it is current, or ``error``
+        (the current model stays)."""
+        self._open(W.LoadModel(Path(path), self.device, self.prompt, self._sample,
+                               self._next_generation(), keep_current=True))
 
-    def load_checkpoint(self, path: str | Path) -> bool:
-        """Load a model file; on any problem emit ``error`` and keep the current model."""
-        from model.checkpoints import CheckpointError, load_checkpoint
+    def use_snapshot(self, snapshot: TrainingSnapshot, name: str, summary: dict) -> None:
+        """Explore weights copied from a training run (built into a model in the worker)."""
+        self._open(W.LoadModel(None, self.device, self.prompt, self._sample,
+                               self._next_generation(), keep_current=True, snapshot=snapshot,
+                               name=name, summary=summary))
 
-        path = Path(path)
-        try:
-            ck = load_checkpoint(path, device=self.device if self.model is not None else "cpu")
-        except CheckpointError as e:
-            self.error.emit("Could not open the model", str(e))
-            return False
-        except Exception as e:  # noqa: BLE001 - unreadable files, odd OS errors: same dialog
-            self.error.emit("Could not open the model", f"{path}: {e}")
-            return False
-        self.set_model(ck.model, ck.tokenizer,
-                       model_info(ck.model, path, self.device, W.is_trained(ck.summary),
-                                  ck.summary))
-        return True
-
-    def save_checkpoint(self, path: str | Path) -> bool:
-        from model.checkpoints import save_checkpoint
-
-        if self.model is None:
+    def save_checkpoint(self, path: str | Path) -> None:
+        """Write the current model to ``path`` in the worker: ``model_saved`` or ``error``."""
+        if self.info is None:
             self.error.emit("Nothing to save", "No model is loaded yet.")
-            return False
-        path = Path(path)
-        summary = dict(self.info.summary if self.info else {})
-        try:
-            save_checkpoint(path, self.model, self.tokenizer, summary=summary)
-        except Exception as e:  # noqa: BLE001
-            self.error.emit("Could not save the model", str(e))
-            return False
-        if self.info is not None:
-            self.info = dataclasses.replace(self.info, path=path, name=path.stem)
-        self.message.emit(f"Saved {path}")
-        self._describe_model()
-        return True
+            return
+        self.worker.submit(W.SaveModel(Path(path), dict(self.info.summary)))
 
     def set_device(self, name: str) -> None:
         if self.model is None:
@@ -317,7 +290,7 @@ class Session(QObject):
         return self._closed
 
     # -- helpers -------------------------------------------------------------------------------
-    def _submit(self, req: Any) -> None:
+    def _submit(self, req: W.Request) -> None:
         self.worker.submit(req)
 
     def _check(self, text: str) -> PromptCheck:
@@ -335,17 +308,26 @@ class Session(QObject):
         bad = set(check.unknown)
         return "".join(c for i, c in enumerate(check.text) if i not in bad)
 
+    def _next_generation(self) -> int:
+        self._issued += 1
+        return self._issued
+
+    def _open(self, req: W.LoadModel) -> None:
+        self.stop()
+        self._opening = req.generation
+        self._start_prompt = self.prompt
+        if req.sample is None:
+            req = dataclasses.replace(req, sample=self._start_sample)
+        self.worker.submit(req)
+
     def _set_loading(self, loading: bool) -> None:
         if loading != self.loading:
             self.loading = loading
             self.loading_changed.emit(loading)
 
-    def _describe_model(self) -> None:
-        """The status bar's permanent labels say what the model is; nothing to add here."""
-
     # -- worker slots (queued into the GUI thread) ---------------------------------------------
     @Slot(object, int, str)
-    def _on_result(self, result: Any, generation: int, kind: str = "") -> None:
+    def _on_result(self, result: StepResult, generation: int, kind: str = "") -> None:
         _in_gui_thread(self)
         self.worker.ack()
         if generation != self._generation or self._closed:
@@ -367,13 +349,13 @@ class Session(QObject):
             self.selected_token_changed.emit(-1)
         self.step_ready.emit(result)
 
-    def watch_paints(self, window: Any) -> None:
+    def watch_paints(self, window: QObject) -> None:
         """Watch ``window`` (the top-level widget): once it has painted a new result, the
         worker computes the next step ahead. Before that the pass would compete with the redraw
         for the CPU (two cores here) and the GIL."""
         window.installEventFilter(self)
 
-    def eventFilter(self, obj: Any, e: Any) -> bool:  # noqa: N802 - Qt API
+    def eventFilter(self, obj: QObject, e: QEvent) -> bool:  # noqa: N802 - Qt API
         # the first paint with no panel redraw still waiting shows the whole result
         if self._await_paint and e.type() == QEvent.Type.UpdateRequest and not redraws.pending():
             self._await_paint = False
@@ -386,18 +368,22 @@ class Session(QObject):
             self.worker.gui_drawn()
 
     @Slot(object, object, int)
-    def _on_model_ready(self, loaded: Any, result: Any, generation: int) -> None:
+    def _on_model_ready(self, loaded: W.Loaded, result: StepResult | None,
+                        generation: int) -> None:
         _in_gui_thread(self)
         self.worker.ack()
-        if generation != self._generation or self._closed:
+        if generation not in (self._generation, self._opening) or self._closed:
             return
+        opened = generation == self._opening
+        self._generation, self._opening = generation, None
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.config = loaded.model.config
         self.device = loaded.device
-        name = loaded.path.stem if loaded.path else "untrained model"
-        self.info = model_info(loaded.model, loaded.path, loaded.device, loaded.trained,
-                               loaded.summary, name)
+        self.info = ModelInfo(name=loaded.name, path=loaded.path, n_params=loaded.n_params,
+                              device=loaded.device, trained=loaded.trained,
+                              summary=dict(loaded.summary))
         self.result = None
+        self.selected_token = -1
         self._set_loading(False)
         new_sample = loaded.sample is not None and loaded.sample != self._sample
         if loaded.sample is not None:
@@ -409,11 +395,23 @@ class Session(QObject):
         check = self._check(self.prompt)
         self.prompt_check = check
         self.prompt_checked.emit(check)
-        self._describe_model()
+        if opened:
+            self.selected_token_changed.emit(-1)
         if result is not None:
             self._on_result(result, generation)
         if self.prompt != self._start_prompt:  # typed while the model was loading
             self.set_prompt(self.prompt)
+        if opened and loaded.path is not None:
+            self.model_opened.emit(loaded.path)
+
+    @Slot(object, int)
+    def _on_saved(self, path: Path, generation: int) -> None:
+        if self._closed:
+            return
+        if self.info is not None and generation == self._generation:
+            self.info = dataclasses.replace(self.info, path=path, name=path.stem)
+        self.message.emit(f"Saved {path}")
+        self.model_saved.emit(path)
 
     @Slot(str, str, str, int)
     def _on_failed(self, kind: str, title: str, text: str, generation: int) -> None:
@@ -421,6 +419,8 @@ class Session(QObject):
             return
         if kind == "LoadModel":
             self._set_loading(False)
+        if kind == "OpenModel" and generation == self._opening:
+            self._opening = None
         if self.running:
             self.running = False
             self.running_changed.emit(False)

@@ -34,10 +34,17 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThread, Signal, Slot
+
+from model.config import ModelConfig, TrainConfig
+from model.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from model.corpora import Corpus
+    from model.transformer import GPT
 
 METRICS_HZ = 10  # most step-metric batches per second handed to the GUI
 
@@ -67,24 +74,25 @@ def training_threads() -> int:
 class RunSpec:
     """Everything a training run needs, prepared (and checked) in the GUI thread."""
 
-    corpus: Any  # model.corpora.Corpus
-    train_cfg: Any  # model.config.TrainConfig
+    corpus: Corpus
+    train_cfg: TrainConfig
     out_path: Path
-    model_cfg: Any = None  # ModelConfig for a new model
+    model_cfg: ModelConfig | None = None  # for a new model
     resume_from: Path | None = None  # continue this checkpoint (weights, steps, optimizer)
-    model: Any = field(default=None, compare=False)  # continue this in-memory GPT (a copy)
-    tokenizer: Any = None  # the in-memory model's tokenizer
+    model: GPT | None = field(default=None, compare=False)  # continue this in-memory GPT (a copy)
+    tokenizer: Tokenizer | None = None  # the in-memory model's tokenizer
     threads: int = 0  # torch threads; 0 = training_threads()
     task: str | None = None
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A copy of the weights taken between two steps (CPU tensors, never the live ones)."""
+    """A copy of the weights taken between two steps (numpy arrays, never the live tensors): it
+    crosses the GUI thread to the inference worker, which builds the model from it."""
 
     step: int
-    config: Any  # ModelConfig
-    tokenizer: Any
+    config: ModelConfig
+    tokenizer: Tokenizer
     state_dict: dict = field(compare=False)
 
     def build(self, device: str = "cpu"):
@@ -95,13 +103,20 @@ class Snapshot:
 
         m = GPT(self.config)
         with torch.no_grad():
-            m.load_state_dict(self.state_dict)
+            m.load_state_dict({k: torch.from_numpy(v) for k, v in self.state_dict.items()})
         return m.to(device).eval()
 
 
 def copy_state(model) -> dict:
-    """A CPU copy of ``model``'s state dict (never shares storage with the live weights)."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    """A numpy copy of ``model``'s state dict (never shares storage with the live weights;
+    bf16 tensors, which numpy lacks, become float32 like the GPT's own parameters)."""
+    import torch
+
+    out = {}
+    for k, v in model.state_dict().items():
+        t = v.detach().to("cpu", copy=True)
+        out[k] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+    return out
 
 
 class _Callbacks:
@@ -241,7 +256,7 @@ class TrainingWorker(QObject):
             "start_step": int(trainer.step), "total_steps": int(trainer.cfg.steps),
             "n_params": int(sum(p.numel() for p in m.parameters())),
             "device": str(trainer.device), "threads": int(__import__("torch").get_num_threads()),
-            "config": getattr(m, "config", None),
+            "config": m.config,
             "tokens_per_step": int(trainer.cfg.batch_size * m.config.block_size),
         })
 
@@ -316,7 +331,8 @@ class SpeedProbe(QRunnable):
     Runs in the global QThreadPool; results go through ``sink.timed(key, seconds_per_step)``,
     a signal of a GUI-thread QObject. ``cancel()`` stops between configurations and steps."""
 
-    def __init__(self, jobs: list[tuple[Any, Any, int, str]], sink: QObject, threads: int = 0):
+    def __init__(self, jobs: list[tuple[str, ModelConfig, int, str]], sink: QObject,
+                 threads: int = 0):
         super().__init__()
         self.jobs = jobs  # (key, ModelConfig, batch, device)
         self.sink = sink

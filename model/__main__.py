@@ -1,6 +1,8 @@
-"""Headless command line: ``python -m model train|generate|inspect|eval …``.
+"""Headless command line: ``python -m model train|prepare|generate|inspect|eval …``.
 
 The same code the GUI uses, for scripts, notebooks-free experiments and machines with no screen.
+``train`` also runs as every process of ``torchrun --nproc_per_node N -m model train …``
+(:mod:`model.distributed`).
 Every bad input ends with one line on stderr naming the problem and a non-zero exit status.
 """
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import sys
 import time
 
-from .trainer import Callbacks
+from .trainer import Callbacks, TrainControl
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -48,9 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model on a text file or a synthetic task")
     t.add_argument("--corpus", required=True,
-                   help="a UTF-8 text file, or task:copy|induction|reverse|sort; for "
-                        "--arch encoder-decoder a file of source<TAB>target lines, or "
-                        "task:reverse|sort|copy|numbers|dates")
+                   help="a UTF-8 text file, a folder of token files (see prepare), or "
+                        "task:copy|induction|reverse|sort; for --arch encoder-decoder a file of "
+                        "source<TAB>target lines, or task:reverse|sort|copy|numbers|dates")
     t.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     t.add_argument("--arch", default="decoder", choices=("decoder", "encoder-decoder", "encoder"),
                    help="decoder (GPT, next-token prediction; the default), encoder-decoder "
@@ -93,12 +95,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     t.add_argument("--compile", action="store_true", help="use torch.compile when it works")
+    t.add_argument("--grad-accum", type=_positive_int, default=1,
+                   help="split each step's batch into K forward/backward passes per process "
+                        "(same result, less memory; the batch stays the global batch)")
+    t.add_argument("--amp", default="auto", choices=("auto", "on", "off"),
+                   help="bf16 autocast (auto: on for CPUs with native bf16, off on GPUs)")
+    t.add_argument("--dist-timeout", type=_positive_int, default=600,
+                   help="under torchrun: seconds a process waits for the others (default 600)")
     t.add_argument("--resume", default=None, help="continue training this checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar or samples")
+    t.add_argument("--tokenizer", default="char",
+                   help="char (one token per character, default) or bpe:VOCAB (a byte-level BPE "
+                        "with VOCAB tokens, learned from the corpus first)")
 
+    p = sub.add_parser("prepare", help="encode a large text file into token files for train")
+    p.add_argument("--corpus", required=True, help="a UTF-8 text file")
+    p.add_argument("--tokenizer", default="char", help="char (one token per character)")
+    p.add_argument("--out", required=True, help="folder for train.bin, val.bin and the tokenizer")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the text kept for validation, from its end (default 0.1)")
+
+    checkpoint_help = ("a .safetensors checkpoint, a Hugging Face GPT-2 folder, a nanoGPT ckpt.pt, "
+                       "or a model name in the local Hugging Face cache (e.g. gpt2)")
     g = sub.add_parser("generate", help="write text with a trained model (an encoder-decoder "
                                          "translates the prompt; an encoder fills its [MASK]s)")
-    g.add_argument("--checkpoint", required=True)
+    g.add_argument("--checkpoint", required=True, help=checkpoint_help)
     g.add_argument("--prompt", default="\n",
                    help="the text to continue (encoder-decoder: the source; encoder: text with "
                         "[MASK] where a character is hidden)")
@@ -107,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(g)
 
     i = sub.add_parser("inspect", help="next-token distribution and attention for a prompt")
-    i.add_argument("--checkpoint", required=True)
+    i.add_argument("--checkpoint", required=True, help=checkpoint_help)
     i.add_argument("--prompt", required=True,
                    help="the prompt (encoder-decoder: the source; encoder: text with [MASK])")
     i.add_argument("--target", default=None,
@@ -120,14 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="loss of a checkpoint on a corpus's validation split "
                                     "(encoder-decoder: exact match of held-out pairs; "
                                     "encoder: masked-token accuracy)")
-    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--checkpoint", required=True, help=checkpoint_help)
     e.add_argument("--corpus", required=True,
-                   help="a UTF-8 text file, or task:NAME (encoder-decoder: pairs as for train)")
+                   help="a UTF-8 text file, a folder of token files, or task:NAME "
+                        "(encoder-decoder: pairs as for train)")
     e.add_argument("--split", default="val", choices=("train", "val"))
     e.add_argument("--val-fraction", type=float, default=0.1)
     e.add_argument("--batch", type=_positive_int, default=32)
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", action="store_true")
+
+    x = sub.add_parser("export", help="save a model as a Hugging Face GPT-2 folder")
+    x.add_argument("--checkpoint", required=True, help=checkpoint_help)
+    x.add_argument("--hf-folder", required=True,
+                   help="folder to write (config.json, model.safetensors, tokenizer files)")
     return parser
 
 
@@ -135,11 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(a: argparse.Namespace) -> int:
     import torch
 
-    from .checkpoints import load_checkpoint
-    from .config import ModelConfig, TrainConfig
-    from .corpora import load_corpus
+    from . import distributed
     from .devices import resolve_device
-    from .train_gpt import train_gpt
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -149,16 +173,41 @@ def cmd_train(a: argparse.Namespace) -> int:
     resolve_device(a.device)  # an unavailable device is refused before any work starts
     if a.arch != "decoder" or a.enc_layers or a.separate_embeddings:
         return _train_encoder_kind(a)
+    ctx, device = distributed.start(a.device, a.dist_timeout)  # torchrun: join the other ranks
+    control = TrainControl()
+    try:
+        with distributed.stop_on_sigterm(control, ctx):
+            try:
+                return _train(a, ctx, device, control)
+            except Exception as e:
+                if not (ctx.is_distributed and distributed.is_exchange_error(e)):
+                    raise
+                # printed here, while a SIGTERM from torchrun cannot cut it short
+                print(f"error: {distributed.peer_failure(ctx, e)}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _train(a: argparse.Namespace, ctx, device, control) -> int:
+    from .checkpoints import load_checkpoint
+    from .config import ModelConfig, TrainConfig
+    from .corpora import load_corpus
+    from .train_gpt import train_gpt
+
     resumed = None
     if a.resume:
+        if a.tokenizer != "char":
+            raise CLIError("--tokenizer cannot be combined with --resume: a resumed model keeps "
+                           "its own tokenizer")
         resumed = load_checkpoint(a.resume, device="cpu")
         if resumed.config.kind != "decoder":
             raise CLIError(f"--resume {a.resume}: the checkpoint is an {resumed.config.kind}; "
                            "resuming works for decoder models only, train it anew with --arch "
                            f"{resumed.config.kind}")
     block = resumed.config.block_size if resumed else a.block
-    corpus = load_corpus(a.corpus, block_size=block,
-                         tokenizer=resumed.tokenizer if resumed else None)
+    tokenizer = resumed.tokenizer if resumed else _train_tokenizer(a.tokenizer, a.corpus)
+    corpus = load_corpus(a.corpus, block_size=block, tokenizer=tokenizer)
     model_cfg = None
     if not resumed:
         model_cfg = ModelConfig(
@@ -172,18 +221,23 @@ def cmd_train(a: argparse.Namespace) -> int:
         weight_decay=a.weight_decay, grad_clip=a.grad_clip, eval_interval=a.eval_interval,
         eval_iters=a.eval_iters, sample_interval=a.sample_interval,
         capture_interval=max(a.steps, 1), checkpoint_interval=a.checkpoint_interval,
-        probe_prompt=a.probe or corpus.text[: min(16, block)], seed=a.seed, device=a.device,
-        compile=a.compile)
-    cb = ProgressCallbacks(train_cfg.steps, quiet=a.quiet)
+        probe_prompt=a.probe or corpus.default_probe_prompt(min(16, block)), seed=a.seed,
+        device=str(device) if ctx.is_distributed else a.device, compile=a.compile,
+        grad_accum=a.grad_accum, amp=a.amp)
+    cb = ProgressCallbacks(train_cfg.steps, quiet=a.quiet or not ctx.is_main,
+                           batch=train_cfg.batch_size)
     try:
         result = train_gpt(corpus, model_cfg, train_cfg, a.out, callbacks=cb,
-                           resume_from=a.resume if resumed else None)
+                           resume_from=a.resume if resumed else None, dist=ctx,
+                           control=control)
     except KeyboardInterrupt:  # train_gpt saves on stop; a second ^C lands here
         cb.close()
         print("interrupted", file=sys.stderr)
         return 130
     finally:
         cb.close()
+    if not ctx.is_main:
+        return 0 if result.ok else EXIT_DIVERGED
     if not result.ok:
         print(f"error: {result.reason}", file=sys.stderr)
         return EXIT_DIVERGED
@@ -204,6 +258,9 @@ def _train_encoder_kind(a: argparse.Namespace) -> int:
         raise CLIError("--enc-layers and --separate-embeddings need --arch encoder-decoder")
     if a.resume:
         raise CLIError(f"--resume works for decoder models only; train an {a.arch} anew")
+    if a.tokenizer != "char":
+        raise CLIError(f"--tokenizer {a.tokenizer} is for decoder models; an {a.arch} uses one "
+                       "token per character")
     if a.arch == "encoder" and (a.enc_layers or a.separate_embeddings):
         raise CLIError("--enc-layers and --separate-embeddings need --arch encoder-decoder "
                        "(an encoder has one stack: --layers)")
@@ -256,6 +313,33 @@ def _train_encoder_kind(a: argparse.Namespace) -> int:
     return 0
 
 
+def _train_tokenizer(spec: str, corpus: str):
+    """None for ``char`` (the corpus makes its own); a BPE learned from the text for ``bpe:N``."""
+    if spec == "char":
+        return None
+    kind, _, size = spec.partition(":")
+    if kind != "bpe" or not size.isdigit():
+        raise CLIError(f"--tokenizer {spec!r} must be 'char' or 'bpe:VOCAB' (e.g. bpe:2000)")
+    if corpus.startswith("task:"):
+        raise CLIError("--tokenizer bpe:VOCAB needs a text corpus; the synthetic tasks use "
+                       "their own characters")
+    from .bpe_tokenizer import BPETokenizer
+    from .corpora import read_text_file
+
+    return BPETokenizer.train(read_text_file(corpus), int(size))
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .adapters.hf_gpt2 import save_hf_folder
+    from .loading import open_model
+
+    ck = open_model(a.checkpoint)
+    folder = save_hf_folder(ck.model, ck.tokenizer, a.hf_folder)
+    print(f"saved {folder} (config.json, model.safetensors, tokenizer.json); "
+          "transformers.GPT2LMHeadModel.from_pretrained opens it")
+    return 0
+
+
 # Defaults the user did not override. Text: nanoGPT's CPU recipe. Synthetic tasks: rotary
 # positions make "look back n tokens" heads cheap to learn, and with a higher learning rate and
 # batch the copy task grows an induction head within 300 steps (measured: with learned
@@ -289,10 +373,11 @@ def _apply_recipe_defaults(a: argparse.Namespace) -> None:
 class ProgressCallbacks(Callbacks):
     """tqdm bar with loss and tokens/s; evaluations and samples printed above it."""
 
-    def __init__(self, total: int, quiet: bool = False):
+    def __init__(self, total: int, quiet: bool = False, batch: int | None = None):
         from tqdm import tqdm
 
         self.quiet = quiet
+        self.batch = batch  # the global batch (all processes and accumulation steps)
         self.bar = None if quiet else tqdm(total=total, unit="step", dynamic_ncols=True)
         self._last = 0
 
@@ -300,8 +385,9 @@ class ProgressCallbacks(Callbacks):
         if self.bar is not None:
             self.bar.update(m.step - self._last)
             self._last = m.step
+            extra = {} if self.batch is None else {"batch": self.batch}
             self.bar.set_postfix(loss=f"{m.loss:.4f}", tok_s=f"{m.tokens_per_s:,.0f}",
-                                 lr=f"{m.lr:.2e}")
+                                 lr=f"{m.lr:.2e}", **extra)
 
     def _write(self, text: str) -> None:
         if self.bar is not None:
@@ -325,17 +411,28 @@ class ProgressCallbacks(Callbacks):
             self.bar = None
 
 
+def cmd_prepare(a: argparse.Namespace) -> int:
+    from .token_files import prepare
+
+    t0 = time.perf_counter()
+    meta = prepare(a.corpus, a.out, tokenizer=a.tokenizer, val_fraction=a.val_fraction)
+    print(f"wrote {meta['train_tokens']:,} training and {meta['val_tokens']:,} validation tokens "
+          f"({meta['dtype']}, {meta['vocab_size']} distinct characters) to {a.out} in "
+          f"{time.perf_counter() - t0:.1f} s; train with --corpus {a.out}")
+    return 0
+
+
 def _sample_config(a: argparse.Namespace):
     from .config import SampleConfig
     return SampleConfig(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed)
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
-    from .checkpoints import load_checkpoint
+    from .loading import open_model
     from .stepper import generate_text
 
     sample = _sample_config(a)
-    ck = load_checkpoint(a.checkpoint, device=a.device)
+    ck = open_model(a.checkpoint, device=a.device)
     if ck.config.kind != "decoder":
         return _generate_encoder_kind(ck, a.prompt)
     ck.tokenizer.encode(a.prompt)  # unknown characters: one clear error before any work
@@ -441,17 +538,17 @@ def _inspect_encoder_kind(ck, prompt: str, target: str | None, top: int) -> dict
 def inspect_prompt(checkpoint: str, prompt: str, sample, top: int = 10,
                    device: str = "cpu", target: str | None = None) -> dict:
     """Everything ``inspect --json`` prints, as a dict (also used by tests and notebooks)."""
-    from .checkpoints import load_checkpoint
     from .config import CaptureSpec
+    from .loading import open_model
     from .stepper import Stepper
 
-    ck = load_checkpoint(checkpoint, device=device)
+    ck = open_model(checkpoint, device=device)
     if ck.config.kind != "decoder":
         return _inspect_encoder_kind(ck, prompt, target, top)
     if target is not None:
         raise CLIError("--target is for encoder-decoder models; this one is a decoder")
     spec = CaptureSpec(attention=True, scores=False, residual=False, ffn=False,
-                       logit_lens=True, embeddings=False, sublayers=False)
+                       logit_lens=True, embeddings=False, sublayers=False, norms=False)
     stepper = Stepper(ck.model, ck.tokenizer, sample=sample, capture=spec, lens_k=1)
     r = stepper.set_prompt(prompt)
     ids, probs = r.dist.top(min(top, r.dist.n_kept))
@@ -584,11 +681,11 @@ def _eval_encoder_kind(ck, a: argparse.Namespace) -> int:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from .checkpoints import load_checkpoint
     from .corpora import load_corpus
+    from .loading import open_model
     from .train_gpt import evaluate_split
 
-    ck = load_checkpoint(a.checkpoint, device=a.device)
+    ck = open_model(a.checkpoint, device=a.device)
     if ck.config.kind != "decoder":
         return _eval_encoder_kind(ck, a)
     corpus = load_corpus(a.corpus, block_size=ck.config.block_size, tokenizer=ck.tokenizer,
@@ -606,7 +703,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "inspect": cmd_inspect, "eval": cmd_eval}
+COMMANDS = {"train": cmd_train, "prepare": cmd_prepare, "generate": cmd_generate,
+            "inspect": cmd_inspect, "eval": cmd_eval, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -618,9 +716,11 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .corpora import CorpusError
     from .devices import DeviceError
+    from .distributed import DistributedError
     from .tokenizer import TokenizerError, UnknownCharactersError
 
-    known = (CLIError, CheckpointError, ConfigError, CorpusError, DeviceError, TokenizerError,
+    known = (CLIError, CheckpointError, ConfigError, CorpusError, DeviceError, DistributedError,
+             TokenizerError,
              UnknownCharactersError, FileNotFoundError, IsADirectoryError, PermissionError)
     try:
         return COMMANDS[args.command](args)

@@ -41,6 +41,11 @@ class Recording:
     attn_out: list[torch.Tensor] = field(default_factory=list)  # L × (B, T, C) after c_proj
     ffn_hidden: list[torch.Tensor] = field(default_factory=list)  # L × (B, T, F) after GELU
     mlp_out: list[torch.Tensor] = field(default_factory=list)  # L × (B, T, C)
+    # every layer norm in reading order (ln_1, ln_2 of each layer, then ln_f when there is one):
+    # the mean and standard deviation over C of its input, N × (B, T, 2)
+    norm_stats: list[torch.Tensor] = field(default_factory=list)
+    # what entered the norms of a short pass so far; the pass turns them into norm_stats
+    norm_inputs: list[torch.Tensor] = field(default_factory=list)
     logit_lens: torch.Tensor | None = None  # (L+1, B, T, V) each residual through ln_f + lm_head
     # encoder-decoder: the encoder's self-attention, L_enc × (B, nh, S, S), and the decoder's
     # attention over the source, L × (B, nh, T, S)

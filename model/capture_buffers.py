@@ -84,6 +84,9 @@ def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_po
         shapes["mlp_out"] = ((L, B, C), (1,), f32)
     if spec.ffn:
         shapes["ffn"] = ((L, B, F), (1,), f32)
+    if spec.norms:  # ln_1 and ln_2 of every layer, and pre-norm's final norm
+        n_norms = 2 * L + (1 if config.norm == "pre" else 0)
+        shapes["norm_stats"] = ((n_norms, B, 2), (1,), f32)
     if spec.embeddings:
         shapes["tok_emb"] = ((B, C), (0,), f32)
         if additive_positions:
@@ -109,6 +112,8 @@ def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, le
         _write_layers(bufs, "mlp_out", past, rec.mlp_out)
     if spec.ffn:
         _write_layers(bufs, "ffn", past, rec.ffn_hidden)  # L × (1, t, F)
+    if spec.norms:  # N × (1, t, 2), two numbers a row: one copy, not one per norm
+        bufs.write("norm_stats", past, to_numpy(torch.stack(rec.norm_stats)[:, 0]))
     if spec.embeddings:
         bufs.write("tok_emb", past, to_numpy(rec.tok_emb[0]))  # (t, C)
         if rec.pos_emb is not None and "pos_emb" in bufs.arrays:

@@ -11,12 +11,17 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .anatomy import describe
+
 POS_KINDS = ("learned", "sinusoidal", "rotary", "none")
 NORM_KINDS = ("pre", "post")
 #: decoder: GPT (causal self-attention, next-token prediction); encoder-decoder: Vaswani et al.
 #: (an encoder of the source, a decoder with cross-attention to it); encoder: BERT-style
 #: (bidirectional self-attention, masked-token prediction)
 MODEL_KINDS = ("decoder", "encoder-decoder", "encoder")
+# the feed-forward non-linearity: exact GELU (nanoGPT, HF "gelu") or its tanh approximation
+# (GPT-2's original code, HF "gelu_new" / "gelu_pytorch_tanh")
+ACTIVATIONS = ("gelu", "gelu_tanh")
 
 
 class ConfigError(ValueError):
@@ -98,6 +103,8 @@ class ModelConfig(_JsonMixin):
     bos_id: int = -1  # encoder-decoder: the first token of every target
     eos_id: int = -1  # encoder-decoder: ends a source and a target
     mask_id: int = -1  # encoder: the [MASK] token whose original the model predicts
+    activation: str = "gelu"  # gelu (exact) | gelu_tanh (GPT-2's tanh approximation)
+    layer_norm_epsilon: float = 1e-5  # added to the variance in every layer norm
 
     def __post_init__(self) -> None:
         _check(self.kind in MODEL_KINDS,
@@ -150,6 +157,11 @@ class ModelConfig(_JsonMixin):
                        f"an encoder-decoder needs {name} (the id of its special token)")
         if self.kind == "encoder":
             _check(self.mask_id >= 0, "an encoder needs mask_id (the id of its [MASK] token)")
+        _check(self.activation in ACTIVATIONS,
+               f"activation={self.activation!r} must be one of {', '.join(ACTIVATIONS)}")
+        _finite("layer_norm_epsilon", self.layer_norm_epsilon)
+        _check(0 < self.layer_norm_epsilon < 1,
+               f"layer_norm_epsilon={self.layer_norm_epsilon} must be a small positive number")
 
     @property
     def head_size(self) -> int:
@@ -157,25 +169,7 @@ class ModelConfig(_JsonMixin):
 
     def n_params(self) -> int:
         """Number of trainable parameters, counting a tied embedding once."""
-        d, f, v, L = self.n_embd, self.n_ffn, self.vocab_size, self.n_layer
-        b = 1 if self.bias else 0
-        ln = 2 * d if self.bias else d
-        attn = d * 3 * d + b * 3 * d + d * d + b * d
-        mlp = d * f + b * f + f * d + b * d
-        per_block = attn + mlp + 2 * ln
-        final_norm = ln if self.norm == "pre" else 0
-        total = v * d + L * per_block + final_norm
-        if self.kind == "encoder-decoder":
-            # cross-attention (its own q and k/v projections) and a third norm per decoder
-            # layer; the encoder's layers and final norm; its embedding unless shared
-            total += L * (attn + ln) + self.n_enc_layer * per_block + final_norm
-            if not self.shared_embeddings:
-                total += v * d
-        if self.pos_kind == "learned":
-            total += self.block_size * d
-        if not self.tie_weights:
-            total += v * d
-        return total
+        return describe(self).n_params
 
 
 @dataclass(frozen=True)
@@ -203,6 +197,8 @@ class TrainConfig(_JsonMixin):
     device: str = "auto"
     val_fraction: float = 0.1
     compile: bool = False
+    grad_accum: int = 1  # forward/backward passes per optimizer step (the batch is split)
+    amp: str = "auto"  # bf16 autocast: "on", "off", or "auto" (see model.trainer.Trainer)
 
     def __post_init__(self) -> None:
         _positive_int("steps", self.steps)
@@ -235,6 +231,11 @@ class TrainConfig(_JsonMixin):
         _check(isinstance(self.device, str), f"device={self.device!r} must be a string")
         _finite("val_fraction", self.val_fraction)
         _check(0 < self.val_fraction < 1, f"val_fraction={self.val_fraction} must be in (0, 1)")
+        _positive_int("grad_accum", self.grad_accum)
+        _check(self.batch_size % self.grad_accum == 0,
+               f"batch_size={self.batch_size} must be a multiple of grad_accum={self.grad_accum} "
+               "(each accumulation step takes an equal share of the batch)")
+        _check(self.amp in ("auto", "on", "off"), f"amp={self.amp!r} must be auto, on or off")
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,7 @@ class CaptureSpec(_JsonMixin):
     logit_lens: bool = True  # per-layer predictions through the final norm and unembedding
     embeddings: bool = True  # token and positional embedding separately
     sublayers: bool = True  # outputs of attention and FFN before they are added
+    norms: bool = True  # mean and standard deviation of what enters each layer norm
 
     @property
     def any(self) -> bool:
@@ -281,6 +283,7 @@ CAPTURE_ALL = CaptureSpec()
 CAPTURE_NOTHING = CaptureSpec.nothing()
 
 __all__ = [
-    "POS_KINDS", "NORM_KINDS", "MODEL_KINDS", "ConfigError", "ModelConfig", "TrainConfig", "SampleConfig",
+    "POS_KINDS", "NORM_KINDS", "MODEL_KINDS", "ACTIVATIONS", "ConfigError", "ModelConfig",
+    "TrainConfig", "SampleConfig",
     "CaptureSpec", "CAPTURE_ALL", "CAPTURE_NOTHING",
 ]

@@ -17,11 +17,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .tokenizer import CharTokenizer, TokenizerError
+
+if TYPE_CHECKING:
+    from .token_files import TokenFiles
 
 SYNTHETIC_TASKS = ("copy", "induction", "reverse", "sort")
 TASK_PREFIX = "task:"
@@ -135,6 +139,8 @@ def check_task_line(task: str, line: str) -> bool:
 # -- encoding ----------------------------------------------------------------------------------
 def _encode(text: str, tokenizer: CharTokenizer) -> np.ndarray:
     """Vectorised ``tokenizer.encode`` (strict) for long texts; returns int64 ids."""
+    if not isinstance(tokenizer, CharTokenizer):  # subword tokenizers encode in native code
+        return np.asarray(tokenizer.encode(text), dtype=np.int64)
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     vocab = np.array([ord(c) for c in tokenizer.chars], dtype=np.uint32)
     order = np.argsort(vocab, kind="stable")
@@ -300,8 +306,9 @@ def task_name(spec: str) -> str | None:
 
 def load_corpus(spec: str | Path, block_size: int | None = None,
                 tokenizer: CharTokenizer | None = None, val_fraction: float = 0.1,
-                n_examples: int = TASK_EXAMPLES, seed: int = 0) -> Corpus:
-    """A corpus from ``"task:NAME"`` (a synthetic task) or the path of a UTF-8 text file.
+                n_examples: int = TASK_EXAMPLES, seed: int = 0) -> Corpus | TokenFiles:
+    """A corpus from ``"task:NAME"`` (a synthetic task), the path of a UTF-8 text file or a
+    folder of token files (:class:`model.token_files.TokenFiles`, read from disk as needed).
 
     A task corpus has ``n_examples`` lines (enough that a small model learns the task rather
     than memorising the lines) and always the task's full alphabet as its vocabulary."""
@@ -313,6 +320,10 @@ def load_corpus(spec: str | Path, block_size: int | None = None,
                                   tokenizer=tokenizer or task_tokenizer(task),
                                   val_fraction=val_fraction, block_size=block_size)
         corpus.task = task
+    elif Path(spec).is_dir():  # token files from `python -m model prepare`
+        from .token_files import TokenFiles  # (it imports this module)
+
+        return TokenFiles.open(spec, tokenizer=tokenizer, block_size=block_size)
     else:
         path = Path(spec)
         text = read_text_file(path)

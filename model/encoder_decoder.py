@@ -35,11 +35,12 @@ class DecoderBlock(nn.Module):
     def __init__(self, config: ModelConfig, layer_idx: int):
         super().__init__()
         self.pre_norm = config.norm == "pre"
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        eps = config.layer_norm_epsilon
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=eps, bias=config.bias)
         self.attn = CausalSelfAttention(config, layer_idx, causal=True)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=eps, bias=config.bias)
         self.cross_attn = CrossAttention(config, layer_idx)
-        self.ln_3 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_3 = nn.LayerNorm(config.n_embd, eps=eps, bias=config.bias)
         self.mlp = MLP(config)
 
     def forward(self, x, pe, positions, kv, src_pad, cache=None, record=None, head_mask=None,
@@ -95,9 +96,12 @@ class EncoderDecoder(nn.Module):
         self.encoder = nn.ModuleList([Block(config, i, causal=False, family="encoder")
                                       for i in range(config.n_enc_layer)])
         self.h = nn.ModuleList([DecoderBlock(config, i) for i in range(config.n_layer)])
-        pre = config.norm == "pre"  # post-norm layers already end in a layer norm
-        self.enc_ln_f = nn.LayerNorm(config.n_embd, bias=config.bias) if pre else nn.Identity()
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias) if pre else nn.Identity()
+        pre, eps = config.norm == "pre", config.layer_norm_epsilon
+        # post-norm layers already end in a layer norm
+        self.enc_ln_f = nn.LayerNorm(config.n_embd, eps=eps, bias=config.bias) if pre \
+            else nn.Identity()
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=eps, bias=config.bias) if pre \
+            else nn.Identity()
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight

@@ -20,8 +20,8 @@ The levers that do work (measured in ``benchmarks/bench_model.py``):
   CPU flash attention backward is about 3x slower in bf16 than in fp32 at these sizes, which on
   its own cancels the gain above. :mod:`model.attention` calls this instead of
   ``F.scaled_dot_product_attention``.
-* **fused AdamW** (:func:`make_adamw`): one kernel over all parameters instead of ~10 small
-  ops per tensor (torch >= 2.4 has it on the CPU); foreach or the plain loop as fallbacks.
+* **fused AdamW** (:func:`model.optim.make_optimizer`): one kernel over all parameters instead
+  of ~10 small ops per tensor (torch >= 2.4 has it on the CPU).
 * **foreach gradient clipping** (:func:`clip_grad_norm_`): one norm kernel for all gradients.
 
 And for the capture path (the GUI): :func:`tune_malloc`, which entry points call once, stops
@@ -114,27 +114,6 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     return F.scaled_dot_product_attention(q, k, v, **kwargs)
 
 
-def make_adamw(params, *, lr: float, betas=(0.9, 0.999), weight_decay: float = 0.01,
-               device: torch.device | str | None = None) -> torch.optim.AdamW:
-    """AdamW with the fastest implementation the device has: fused (CUDA, MPS, CPU on
-    torch >= 2.4), else foreach, else the per-tensor loop. Same update rule in all three."""
-    params = list(params)
-    if device is None:
-        first = params[0]["params"][0] if isinstance(params[0], dict) else params[0]
-        device = first.device
-    device = torch.device(device)
-    kwargs = dict(lr=lr, betas=betas, weight_decay=weight_decay)
-    if device.type in ("cuda", "cpu", "mps"):
-        try:
-            return torch.optim.AdamW(params, fused=True, **kwargs)
-        except (RuntimeError, TypeError, ValueError):
-            pass  # older torch or no fused kernel for this device
-    try:
-        return torch.optim.AdamW(params, foreach=True, **kwargs)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.AdamW(params, **kwargs)
-
-
 def clip_grad_norm_(params: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
     """``torch.nn.utils.clip_grad_norm_`` with the foreach kernels (fallback: the default)."""
     params = list(params)
@@ -192,4 +171,4 @@ def malloc_tuned() -> bool:
 
 
 __all__ = ["tune_malloc", "malloc_tuned", "cpu_has_native_bf16", "default_amp", "autocast", "scaled_dot_product_attention",
-           "make_adamw", "clip_grad_norm_"]
+           "clip_grad_norm_"]

@@ -53,6 +53,9 @@ class StepResult:
     token_forced: np.ndarray | None = None  # (T,) bool: generated tokens that were forced
     draw: int = 0  # draw index `planned` used (resample raises it for a position)
     chosen_draw: int | None = None  # draw index used for `chosen` (None when forced or no step)
+    # (N, T, 2) mean and standard deviation of what enters each layer norm, the norms in reading
+    # order (ln_1, ln_2 of each layer, then the final norm of a pre-norm model)
+    norm_stats: np.ndarray | None = None
 
     @property
     def T(self) -> int:

@@ -280,7 +280,8 @@ class Stepper:
             tok_emb=views.get("tok_emb"), pos_emb=views.get("pos_emb"),
             lens_ids=views.get("lens_ids"), lens_probs=views.get("lens_probs"),
             n_generated=self.n_generated, config=self.config, note=self._note,
-            token_forced=forced_arr, draw=draw, chosen_draw=chosen_draw)
+            token_forced=forced_arr, draw=draw, chosen_draw=chosen_draw,
+            norm_stats=views.get("norm_stats"))
         return self.result
 
 

@@ -14,6 +14,7 @@ counts otherwise (Qt: UTF-16 code units) converts them itself.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import unicodedata
 from abc import ABC, abstractmethod
@@ -287,14 +288,19 @@ class CharTokenizer(Tokenizer):
 
 #: kind -> the class that reads descriptions of that kind (a new tokenizer adds itself here)
 TOKENIZER_KINDS: dict[str, type[Tokenizer]] = {CharTokenizer.kind: CharTokenizer}
+# kinds whose module needs a library of its own (tokenizers): imported when first read, and it
+# adds itself to TOKENIZER_KINDS
+_KIND_MODULES = {"bpe": ".bpe_tokenizer"}
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:
     """The tokenizer a :meth:`Tokenizer.to_dict` description stands for, whatever its kind."""
     kind = _kind_of(d)
+    if isinstance(kind, str) and kind not in TOKENIZER_KINDS and kind in _KIND_MODULES:
+        importlib.import_module(_KIND_MODULES[kind], __package__)
     cls = TOKENIZER_KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        known = ", ".join(repr(k) for k in TOKENIZER_KINDS)
+        known = ", ".join(repr(k) for k in sorted(set(TOKENIZER_KINDS) | set(_KIND_MODULES)))
         raise TokenizerError(f"unsupported tokenizer kind {kind!r} (known kinds: {known})")
     return cls.from_dict(d)
 

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import distributed
 from .config import ModelConfig, TrainConfig
 from .devices import resolve_device
+from .distributed import DistContext
 from .optim import apply_optimizer_state
 from .trainer import (
     Callbacks,
@@ -50,7 +52,7 @@ def evaluate_split(model: torch.nn.Module, corpus, split: str, block_size: int,
 # -- high level: a GPT on a corpus -------------------------------------------------------------
 def _probe_ids(tokenizer, prompt: str, block_size: int, message) -> list[int]:
     ids = tokenizer.encode(prompt, errors="drop")
-    if len(ids) < len(prompt):
+    if tokenizer.unknown(prompt):
         message("the probe prompt has characters the vocabulary lacks; they are left out")
     if not ids:
         ids = tokenizer.start_ids()
@@ -91,7 +93,8 @@ def _stop_on_sigint(control: TrainControl, message):
 
 def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out_path,
               callbacks: Callbacks | None = None, resume_from=None, model=None, *,
-              tokenizer=None, control: TrainControl | None = None) -> TrainResult:
+              tokenizer=None, control: TrainControl | None = None,
+              dist: DistContext | None = None) -> TrainResult:
     """Train a GPT on ``corpus`` and save it to ``out_path`` (+ the optimizer state beside it).
 
     * fresh: ``model_cfg`` (None = defaults) with ``vocab_size`` taken from the corpus;
@@ -101,6 +104,8 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
 
     Divergence does not raise here: the result has ``ok == False`` and the reason.
     ``control`` (a :class:`TrainControl`) lets another thread pause, resume or stop.
+    ``dist``: this process is one rank of a torchrun job (:mod:`model.distributed`); every rank
+    calls this, ``train_cfg.batch_size`` is the global batch and only rank 0 writes.
     """
     from . import checkpoints as ckpt
     from .checkpoints import CheckpointError, load_checkpoint, now_iso, save_checkpoint
@@ -113,6 +118,10 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
     message = callbacks.on_message
     out_path = Path(out_path)
     device = resolve_device(train_cfg.device)
+    dist = dist or distributed.SINGLE
+    # sequences per forward pass on this rank (checked before any work)
+    micro = distributed.micro_batch_size(train_cfg.batch_size, dist.world_size,
+                                         train_cfg.grad_accum)
     torch.manual_seed(train_cfg.seed)
     start_step = 0
     optimizer_state = None
@@ -173,18 +182,23 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
     corpus.check_block_size(block)
     model.to(device)
 
-    # batches: one generator for training (saved for exact resumes), fixed evaluation batches
-    gen = torch.Generator().manual_seed(train_cfg.seed)
-    if "rng" in trainer_state:
+    # batches: one generator for training per rank (seed + rank; saved for exact resumes),
+    # fixed evaluation batches
+    gen = torch.Generator().manual_seed(train_cfg.seed + dist.rank)
+    saved_rng = _saved_rng(trainer_state, dist, message)
+    fresh_seed = train_cfg.seed + start_step + 1_000_003 * dist.rank
+    if saved_rng is not None:
         try:
-            gen.set_state(ckpt.decode_bytes(trainer_state["rng"]))
+            gen.set_state(ckpt.decode_bytes(saved_rng))
         except (RuntimeError, ValueError, TypeError):
             message("the saved batch order cannot be restored; batches are drawn afresh")
-            gen.manual_seed(train_cfg.seed + start_step)
+            gen.manual_seed(fresh_seed)
+    elif "rng" in trainer_state:  # saved by a run with another number of ranks
+        gen.manual_seed(fresh_seed)
     B = train_cfg.batch_size
 
     def get_batch(split: str):
-        return corpus.get_batch(split, B, block, generator=gen, device=device)
+        return corpus.get_batch(split, micro, block, generator=gen, device=device)
 
     eval_gen = torch.Generator().manual_seed(train_cfg.seed + 1)
     fixed = {s: [corpus.get_batch(s, B, block, generator=eval_gen, device=device)
@@ -225,7 +239,14 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
             "n_params": sum(p.numel() for p in m.parameters()),
             "resumed_from_step": trainer.start_step if trainer.start_step else None,
         }
+        states = distributed.gather_states(dist, gen.get_state())  # every rank takes part
+        if not dist.is_main:
+            return None
         state = {"step": step, "rng": _encode_gen(gen)}
+        if dist.is_distributed:
+            summary["world_size"] = dist.world_size
+            state["world_size"] = dist.world_size
+            state["rngs"] = [ckpt.encode_bytes(s) for s in states]
         return save_checkpoint(out_path, m, tokenizer, summary, optimizer=optimizer,
                                trainer_state=state)
 
@@ -235,7 +256,7 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
     trainer = Trainer(model, train_cfg, get_batch, callbacks, sample_fn=sample_fn,
                       attention_fn=attention_fn, checkpoint_fn=checkpoint_fn,
                       start_step=start_step, optimizer_state=None, eval_get_batch=eval_get_batch,
-                      device=device, control=control)
+                      device=device, control=control, dist=dist)
     if optimizer_state is not None:
         try:
             apply_optimizer_state(trainer.optimizer, optimizer_state)
@@ -244,11 +265,29 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
                     "starts fresh")
     message(f"training {sum(p.numel() for p in model.parameters()):,} parameters on {device} "
             f"from step {start_step} to {train_cfg.steps}")
+    if dist.is_distributed or train_cfg.grad_accum > 1:
+        message(f"global batch {B} = {dist.world_size} process(es) × {train_cfg.grad_accum} "
+                f"accumulation step(s) × {micro} sequences")
     with _stop_on_sigint(control, message):
         try:
             return trainer.run()
         except TrainingDiverged as e:
             return e.result
+
+
+def _saved_rng(trainer_state: dict, dist: DistContext, message) -> str | None:
+    """This rank's saved batch-generator state, when the run that saved it had as many ranks."""
+    saved_world = int(trainer_state.get("world_size", 1))
+    if saved_world == dist.world_size:
+        rngs = trainer_state.get("rngs")
+        if isinstance(rngs, list) and len(rngs) == dist.world_size:
+            return rngs[dist.rank]
+        return trainer_state.get("rng") if dist.world_size == 1 else None
+    if "rng" in trainer_state:
+        message(f"the checkpoint was trained on {saved_world} process(es), this run has "
+                f"{dist.world_size}: batches are drawn afresh (the model and optimizer continue "
+                "exactly)")
+    return None
 
 
 def _encode_gen(gen: torch.Generator) -> str:

@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import distributed
 from .config import TrainConfig
 from .devices import resolve_device
+from .distributed import DistContext
 from .optim import apply_optimizer_state, lr_at, make_optimizer, total_norm
 from .speedups import clip_grad_norm_, default_amp
 
@@ -149,8 +151,15 @@ class Trainer:
     ``start_step`` continue an earlier run: the schedule goes on from ``start_step``.
     ``device`` defaults to ``resolve_device(cfg.device)``; ``control`` is a shared
     :class:`TrainControl` (one is made if not given); ``amp`` switches bf16 autocast on (CUDA
-    or CPU); None (default): on for CPUs with native bf16 (:func:`model.speedups.default_amp`),
-    off otherwise.
+    or CPU); None (default): ``cfg.amp`` ("on"/"off"), and for "auto" on for CPUs with native
+    bf16 (:func:`model.speedups.default_amp`), off otherwise.
+
+    ``get_batch("train")`` gives one *micro*-batch: each optimizer step adds up the gradients of
+    ``cfg.grad_accum`` of them. ``dist`` (a :class:`model.distributed.DistContext`) trains one
+    rank of several: the model is wrapped in DDP, gradients are averaged over the ranks (only on
+    the last micro-step, ``no_sync`` before), the ranks agree on stopping after the same step,
+    and only rank 0 evaluates, samples and records attention (``checkpoint_fn`` runs on every
+    rank, so it can exchange what it needs; rank 0 writes).
     The model is left in eval mode when ``run`` returns.
     """
 
@@ -161,8 +170,10 @@ class Trainer:
                  optimizer_state: dict | None = None,
                  eval_get_batch: Callable[[str, int], tuple] | None = None,
                  device: str | torch.device | None = None, control: TrainControl | None = None,
-                 amp: bool | None = None):
+                 amp: bool | None = None, dist: DistContext | None = None):
         self.cfg = cfg
+        self.dist = dist or distributed.SINGLE
+        self.is_main = self.dist.is_main
         self.callbacks = callbacks or Callbacks()
         self.get_batch = get_batch
         self.eval_get_batch = eval_get_batch or (lambda split, i: get_batch(split))
@@ -186,6 +197,8 @@ class Trainer:
         # faster (attention stays fp32, see model.speedups; ~1.5x per step for nanoGPT's CPU
         # configuration, benchmarks/bench_model.py)
         if amp is None:
+            amp = {"on": True, "off": False}.get(cfg.amp)
+        if amp is None:
             amp = self.device.type == "cpu" and default_amp(self.device)
         self.amp = bool(amp) and (self.device.type == "cpu" or (
             self.device.type == "cuda" and torch.cuda.is_bf16_supported()))
@@ -197,6 +210,10 @@ class Trainer:
                 self._compiled = True
             except Exception as e:  # no compiler on this platform
                 self._message(f"torch.compile is not available here ({e}); training without it")
+        # training passes go through DDP (it averages the gradients); evaluation and probes,
+        # which only rank 0 runs, use the model itself
+        self._ddp = (distributed.wrap(self._fwd, self.dist, self.device)
+                     if self.dist.is_distributed else None)
         # CPU: checking the loss every step is free; on an accelerator it would force a sync
         # each step, so there the check happens when the loss is reported anyway (and always
         # before a checkpoint)
@@ -263,6 +280,21 @@ class Trainer:
                 self._compiled = False
                 return self._call(x, y)
 
+    def _train_pass(self, x, y, last: bool) -> torch.Tensor:
+        """Forward and backward of one micro-batch; the loss (of this micro-batch) is returned.
+        With DDP, gradients are exchanged only on the ``last`` micro-step of an optimizer
+        step."""
+        k = self.cfg.grad_accum
+        if self._ddp is None:
+            _, loss = self._forward(x, y)
+            (loss / k if k > 1 else loss).backward()
+            return loss
+        with contextlib.nullcontext() if last else self._ddp.no_sync():
+            with self._autocast():
+                _, loss = self._ddp(*x, y) if isinstance(x, tuple) else self._ddp(x, y)
+            (loss / k if k > 1 else loss).backward()
+        return loss
+
     def _check_finite(self) -> None:
         """Raise TrainingDiverged if a loss or gradient since the last check was not finite."""
         if self._pending is None:
@@ -302,6 +334,8 @@ class Trainer:
 
     def evaluate(self) -> EvalMetrics:
         """Mean loss over ``eval_iters`` batches of each split (no gradients, eval mode)."""
+        if not self.is_main:
+            raise RuntimeError("only rank 0 evaluates")
         out: dict[str, float | None] = {}
         with self._probing():
             for split in ("train", "val"):
@@ -317,15 +351,19 @@ class Trainer:
         self.callbacks.on_eval(m)
         return m
 
+    def _evaluate_on_main(self) -> None:
+        if self.is_main:
+            self.evaluate()
+
     def _sample(self) -> None:
-        if self.sample_fn is None or self.cfg.sample_tokens == 0:
+        if self.sample_fn is None or self.cfg.sample_tokens == 0 or not self.is_main:
             return
         with self._probing():
             text = self.sample_fn(self.model)
         self.callbacks.on_sample(self.step, text)
 
     def _attention(self) -> None:
-        if self.attention_fn is None:
+        if self.attention_fn is None or not self.is_main:
             return
         with self._probing():
             att = self.attention_fn(self.model)
@@ -390,11 +428,12 @@ class Trainer:
         cfg = self.cfg
         self._last_ckpt_step = self.start_step
         self._saved_any = False
-        torch.manual_seed(cfg.seed + self.start_step)  # dropout: same seed, same run
+        # dropout: same seed, same run; each rank its own masks
+        torch.manual_seed(cfg.seed + self.start_step + 1_000_003 * self.dist.rank)
         self.callbacks.on_start(self)
         self.model.train()
         # where the run starts: loss, sample and attention of the untrained (or resumed) model
-        self.evaluate()
+        self._evaluate_on_main()
         self._sample()
         self._attention()
         self.elapsed = 0.0
@@ -405,7 +444,7 @@ class Trainer:
         last_eval_step = last_sample_step = last_attn_step = self.step
         stopped = False
         while self.step < cfg.steps:
-            if self.control.stop_requested:
+            if distributed.any_rank(self.dist, self.control.stop_requested):
                 stopped = True
                 break
             if not self.control._running.is_set():
@@ -416,10 +455,15 @@ class Trainer:
             lr = lr_at(self.step, cfg)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
-            x, y = self.get_batch("train")  # (B, T) each
-            x, y = self._to_device(x), self._to_device(y)
-            _, loss = self._forward(x, y)
-            loss.backward()
+            loss = torch.zeros((), device=self.device)
+            for micro in range(cfg.grad_accum):
+                x, y = self.get_batch("train")  # (B, T) each
+                x, y = self._to_device(x), self._to_device(y)
+                loss = loss + self._train_pass(x, y, last=micro == cfg.grad_accum - 1).detach()
+                # the predicted tokens (x may be a tuple of inputs); every rank does the same
+                log_tokens += y.numel() * self.dist.world_size
+            if cfg.grad_accum > 1:
+                loss = loss / cfg.grad_accum
             log_now = (self.step + 1) % cfg.log_interval == 0 or self.step + 1 == cfg.steps
             if cfg.grad_clip > 0:
                 norm = clip_grad_norm_(self._params, cfg.grad_clip)  # foreach kernels
@@ -430,7 +474,6 @@ class Trainer:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            log_tokens += y.numel()  # the predicted tokens (x may be a tuple of inputs)
 
             lossd = loss.detach().float()
             probe = torch.stack([lossd, norm.detach().float().to(lossd.device)
@@ -453,7 +496,7 @@ class Trainer:
             t_probe = time.perf_counter()
             if self.step % cfg.eval_interval == 0:
                 self._check_finite()
-                self.evaluate()
+                self._evaluate_on_main()
                 last_eval_step = self.step
             if self.step % cfg.sample_interval == 0:
                 self._check_finite()
@@ -476,7 +519,7 @@ class Trainer:
         reason = "stopped" if stopped else "finished"
         self._message(f"{reason} at step {self.step}")
         if last_eval_step != self.step or self.last_eval is None:
-            self.evaluate()
+            self._evaluate_on_main()
         if last_sample_step != self.step:
             self._sample()
         if last_attn_step != self.step:

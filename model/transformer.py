@@ -21,6 +21,32 @@ from .capture import Recording
 from .config import ModelConfig
 from .positional import make_positional
 
+# a pass whose norms see at most this many numbers each (B * T * C; 1 MB) keeps what enters
+# each norm and computes the statistics of all of them at the end, in one go: a handful of
+# operations per pass instead of per norm, which is what they cost at these sizes. Longer passes
+# compute them norm by norm, so that no large stacked copy of every norm's input is made.
+_STACKED_NORM_STATS = 1 << 18
+
+
+def _mean_std(x: torch.Tensor) -> list[torch.Tensor]:
+    """(N, B, T, C) -> N × (B, T, 2): mean and standard deviation over C (two passes: mean,
+    then the length of x - mean; as exact as torch.var_mean and much faster on a CPU)."""
+    x = x.float()
+    mean = x.mean(-1, keepdim=True)
+    std = torch.linalg.vector_norm(x - mean, dim=-1, keepdim=True).div_(math.sqrt(x.size(-1)))
+    return list(torch.cat((mean, std), dim=-1).unbind(0))
+
+
+def _normed(ln: nn.Module, x: torch.Tensor, record: Recording | None) -> torch.Tensor:
+    """ln(x), recording the mean and standard deviation of x over its C entries (what the norm
+    removes) when the recording asks for them."""
+    if record is not None and record.spec.norms:
+        if x.numel() <= _STACKED_NORM_STATS:
+            record.norm_inputs.append(x.detach())  # GPT.forward computes their statistics
+        else:
+            record.norm_stats += _mean_std(x.detach().unsqueeze(0))
+    return ln(x)
+
 
 class MLP(nn.Module):
     """Position-wise feed-forward network: Linear → GELU → Linear (section 3.3)."""
@@ -28,7 +54,7 @@ class MLP(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, config.n_ffn, bias=config.bias)
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU(approximate="tanh" if config.activation == "gelu_tanh" else "none")
         self.c_proj = nn.Linear(config.n_ffn, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -51,24 +77,26 @@ class Block(nn.Module):
         super().__init__()
         self.pre_norm = config.norm == "pre"
         self.main = family == "self"
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        eps = config.layer_norm_epsilon
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=eps, bias=config.bias)
         self.attn = CausalSelfAttention(config, layer_idx, causal=causal, family=family)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=eps, bias=config.bias)
         self.mlp = MLP(config)
 
     def forward(self, x, pe, positions, cache=None, record=None, head_mask=None, key_pad=None):
         keep = record is not None and record.spec.sublayers and self.main
-        mlp_record = record if self.main else None
+        mlp_record = record if self.main else None  # FFN, norms: of the main stack only
         if self.pre_norm:
-            a = self.attn(self.ln_1(x), pe, positions, cache, record, head_mask, key_pad)
+            a = self.attn(_normed(self.ln_1, x, mlp_record), pe, positions, cache, record,
+                          head_mask, key_pad)
             x = x + a
-            m = self.mlp(self.ln_2(x), mlp_record)
+            m = self.mlp(_normed(self.ln_2, x, mlp_record), mlp_record)
             x = x + m
         else:
             a = self.attn(x, pe, positions, cache, record, head_mask, key_pad)
-            x = self.ln_1(x + a)
+            x = _normed(self.ln_1, x + a, mlp_record)
             m = self.mlp(x, mlp_record)
-            x = self.ln_2(x + m)
+            x = _normed(self.ln_2, x + m, mlp_record)
         if keep:
             record.attn_out.append(a.detach())
             record.mlp_out.append(m.detach())
@@ -88,8 +116,8 @@ class GPT(nn.Module):
         causal = config.kind == "decoder"
         self.h = nn.ModuleList([Block(config, i, causal) for i in range(config.n_layer)])
         # post-norm blocks already end in a layer norm; pre-norm needs one before the unembedding
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias) if config.norm == "pre" \
-            else nn.Identity()
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias) \
+            if config.norm == "pre" else nn.Identity()
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight  # Press & Wolf 2017
@@ -148,6 +176,7 @@ class GPT(nn.Module):
             record.query_offset = past
             record.causal = not encoder
             record.key_padding = key_pad
+            record.norm_inputs.clear()  # left over only by a pass that failed
         positions = torch.arange(past, past + T, device=idx.device)  # (T,)
         tok = self.wte(idx)  # (B, T, C)
         pos = self.pe.embed(positions)  # (T, C) or None
@@ -167,7 +196,10 @@ class GPT(nn.Module):
                 record.resid.append(x.detach())
         if cache is not None:
             cache.advance(T)
-        x = self.ln_f(x)
+        x = _normed(self.ln_f, x, record) if self.config.norm == "pre" else x  # post: none
+        if record is not None and record.norm_inputs:
+            record.norm_stats += _mean_std(torch.stack(record.norm_inputs))
+            record.norm_inputs.clear()
         if targets is not None:
             logits = self.lm_head(x)  # (B, T, V)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),

@@ -11,7 +11,7 @@ Moving the temperature slider re-ranks the cached logits of the latest result in
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
@@ -29,17 +29,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import (
-    THEME,
-    Coalescer,
-    FastAxis,
-    QuietLabel,
-    TextLabels,
-    mono_font,
-    qcolor,
-    style_plot,
-    ui_font,
-)
+from explorer.redraws import Redraw
+from explorer.theme import THEME, mono_font, qcolor, ui_font
+from explorer.widgets.axes import FastAxis
+from explorer.widgets.layout import QuietLabel
+from explorer.widgets.plot_helpers import TextLabels, style_plot
+from model.config import ConfigError, SampleConfig
+from model.sampling import Distribution
+from model.step_result import StepResult
+from model.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from explorer.session import Session
 
 T_MAX = 3.0
 T_STEP = 0.05
@@ -197,7 +198,7 @@ class _PercentAxis(FastAxis):
 class DistributionPanel(QWidget):
     """Top candidates for the next token as horizontal bars, plus the sampling controls."""
 
-    def __init__(self, session: Any, parent: QWidget | None = None):
+    def __init__(self, session: Session, parent: QWidget | None = None):
         super().__init__(parent)
         self.session = session
         self.controls = SamplingControls(self)
@@ -258,24 +259,22 @@ class DistributionPanel(QWidget):
         self._ticks: list = []
         self._x_range: tuple[float, float] | None = None
         self._n_bars = -1
-        self._redraw = Coalescer(self.redraw, ms=0, parent=self, widget=self)
+        self._redraw = Redraw(self.redraw, ms=0, parent=self, widget=self)
         session.step_ready.connect(self._on_step)
         session.sample_changed.connect(self._on_sample)
         session.model_changed.connect(self._on_model_changed)
         self._show_sample(session.sample if session._sample is not None else None)
-        if session.model is not None:  # made after the model: start from the session's state
+        if session.config is not None:  # made after the model: start from the session's state
             self._on_model_changed()
             self.request_redraw()
 
     # -- settings -----------------------------------------------------------------------------
-    def _show_sample(self, s: Any) -> None:
+    def _show_sample(self, s: SampleConfig | None) -> None:
         if s is not None:
             self.controls.set_values(s.temperature, s.top_k, s.top_p, s.seed)
 
     @Slot()
     def _on_controls(self) -> None:
-        from model.config import ConfigError, SampleConfig
-
         try:
             cfg = SampleConfig(**self.controls.values())
         except ConfigError as e:
@@ -284,7 +283,7 @@ class DistributionPanel(QWidget):
         self.session.set_sample(cfg)
 
     @Slot(object)
-    def _on_sample(self, s: Any) -> None:
+    def _on_sample(self, s: SampleConfig) -> None:
         if self.controls.values() != {"temperature": s.temperature, "top_k": s.top_k,
                                       "top_p": s.top_p, "seed": s.seed}:
             self._show_sample(s)
@@ -298,7 +297,7 @@ class DistributionPanel(QWidget):
         self._show_sample(self.session.sample)
 
     @Slot(object)
-    def _on_step(self, _result: Any) -> None:
+    def _on_step(self, _result: StepResult) -> None:
         self.request_redraw()
 
     @Slot()
@@ -380,7 +379,8 @@ class DistributionPanel(QWidget):
         self.shown_ids = ids.copy()
         self._update_summary(r, d, tok, n)
 
-    def _update_summary(self, r: Any, d: Any, tok: Any, n: int) -> None:
+    def _update_summary(self, r: StepResult, d: Distribution, tok: Tokenizer,
+                        n: int) -> None:
         h = d.entropy
         planned = int(r.planned)
         p_plan = float(d.probs[planned])

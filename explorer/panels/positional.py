@@ -24,20 +24,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME, LiveRedraw
-from explorer.widgets.plot_helpers import (
-    CYCLIC_CMAP,
-    DIVERGING_CMAP,
+from explorer.redraws import LiveRedraw
+from explorer.theme import THEME
+from explorer.widgets.exports import export_button
+from explorer.widgets.layout import (
     TEXT_PT,
-    HeatmapWidget,
-    LabelAxis,
-    SeriesPlot,
     explanation_pane,
-    export_button,
     flow_bar,
     labeled,
     rich_text,
     status_label,
+)
+from explorer.widgets.plot_helpers import (
+    CYCLIC_CMAP,
+    DIVERGING_CMAP,
+    HeatmapWidget,
+    LabelAxis,
+    SeriesPlot,
     symmetric_levels,
 )
 from model.positional import DESCRIPTIONS
@@ -283,12 +286,12 @@ class PositionalPanel(LiveRedraw, QWidget):
 
     # -- session -------------------------------------------------------------------------------
     def _pe(self):
-        model = getattr(self.session, "model", None)
-        return getattr(model, "pe", None)
+        model = self.session.model
+        return model.pe if model is not None else None
 
     def _on_model_changed(self) -> None:
         pe = self._pe()
-        self.kind = getattr(pe, "kind", "none") if pe is not None else "none"
+        self.kind = pe.kind if pe is not None else "none"
         self._pe_matrix = None
         self._dirty_model = True
         self._dirty_curves = True
@@ -313,13 +316,13 @@ class PositionalPanel(LiveRedraw, QWidget):
         if self._dirty_model:
             self._draw_model(pe)
             self._dirty_model = False
-        r = getattr(self.session, "result", None)
+        r = self.session.result
         t = r.T if r is not None else 0
         self._context_line.setPos(t)
         self._context_line.setVisible(t > 0)
         self._curve_context.setPos(t - 1)
         self._curve_context.setVisible(t > 0)
-        self.matrix_plot.highlight_row(getattr(self.session, "selected_token", -1))
+        self.matrix_plot.highlight_row(self.session.selected_token)
         self._draw_prompt(r)
         if self._dirty_curves:  # the curves depend on the model and the dimensions only
             self._draw_curves()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtGui import (
@@ -37,8 +37,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME, QuietLabel, mono_font, ui_font
+from explorer.theme import THEME, mono_font, ui_font
+from explorer.widgets.layout import QuietLabel
 from explorer.widgets.token_strip import ChipScroll, TokenStrip
+from model.step_result import StepResult
+
+if TYPE_CHECKING:
+    from explorer.session import PromptCheck, Session
 
 DEBOUNCE_MS = 300  # typing pauses this long before generation restarts from the new prompt
 EDITOR_KEYS_NOTE = ("While the prompt editor has the keyboard focus, Space, Backspace and the "
@@ -71,7 +76,7 @@ class _EditorFilter(QObject):
 class PromptPanel(QWidget):
     """Prompt editor, token chips, and the Step / Run / Back / Reset controls."""
 
-    def __init__(self, session: Any, parent: QWidget | None = None):
+    def __init__(self, session: Session, parent: QWidget | None = None):
         super().__init__(parent)
         self.session = session
         self._apply_timer = QTimer(self)
@@ -159,7 +164,7 @@ class PromptPanel(QWidget):
         session.running_changed.connect(self._on_running)
         self._set_enabled(False)
         self.set_prompt_text(session.prompt, apply=False)
-        if session.model is not None:  # made after the model: start from the session's state
+        if session.config is not None:  # made after the model: start from the session's state
             self._on_model_changed()
             if session.result is not None:
                 self._on_step(session.result)
@@ -269,7 +274,7 @@ class PromptPanel(QWidget):
         self.set_prompt_text(tok.without_unknown(text))
 
     @Slot(object)
-    def _on_prompt_checked(self, check: Any) -> None:
+    def _on_prompt_checked(self, check: PromptCheck) -> None:
         text = self.editor.toPlainText()
         selections = []
         if check.unknown and check.text == text:
@@ -309,14 +314,14 @@ class PromptPanel(QWidget):
         tok = self.session.tokenizer
         self.strip.lookup = tok.token_pieces if tok is not None else None
         self.strip.set_result(self.session.result)  # None until the new model's first result
-        self._set_enabled(self.session.model is not None)
+        self._set_enabled(self.session.config is not None)
 
     @Slot(object)
-    def _on_step(self, result: Any) -> None:
+    def _on_step(self, result: StepResult) -> None:
         self._set_enabled(True)
         self.strip.set_result(result)
         r = result
-        cfg = getattr(r, "config", None) or self.session.config
+        cfg = r.config or self.session.config
         block = cfg.block_size if cfg is not None else r.T
         n_prompt = r.cropped + r.T - r.n_generated  # in the whole text, not only the window
         self.info.setText(f"{n_prompt} prompt + {r.n_generated} generated · "

@@ -2,7 +2,7 @@
 
 :class:`FastAxis` computes the same draw specs as ``pg.AxisItem`` (tests compare the two) with
 text sizes cached per label, and draws a changed axis straight onto the view instead of
-recording and replaying a picture. Moved out of :mod:`explorer.plotting`, which re-exports it.
+recording and replaying a picture.
 """
 from __future__ import annotations
 
@@ -83,6 +83,7 @@ class FastAxis(pg.AxisItem):
     def __init__(self, *args, **kwargs):
         self._text_sizes: dict[tuple, tuple[float, float]] = {}
         self._specs = None
+        self._label_html: str | None = None
         super().__init__(*args, **kwargs)
 
     def paint(self, p, opt, widget):
@@ -121,7 +122,7 @@ class FastAxis(pg.AxisItem):
         # the text rarely changes: re-render it only when it does (a ms a step at times)
         if self.label is not None:
             html = self.labelString()
-            if html != getattr(self, "_label_html", None):
+            if html != self._label_html:
                 self.label.setHtml(html)
                 self._label_html = html
         self._adjustSize()

@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401  (registers pg.exporters.*)
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QAction, QBrush, QColor
+from PySide6.QtGui import QAction, QBrush, QColor, QPainter
 from PySide6.QtWidgets import (
     QFileDialog,
     QMenu,
@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME
+from explorer.theme import THEME
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -42,8 +42,7 @@ def export_svg(item, path: str | Path) -> Path:
         return path
     except Exception:  # noqa: BLE001 - any failure: fall back to Qt's generator
         pass
-    from PySide6.QtGui import QPainter
-    from PySide6.QtSvg import QSvgGenerator
+    from PySide6.QtSvg import QSvgGenerator  # QtSvg loads only when an SVG is written
 
     scene = item.scene() if hasattr(item, "scene") and callable(item.scene) else item
     source = item.sceneBoundingRect() if hasattr(item, "sceneBoundingRect") else \
@@ -111,7 +110,7 @@ def _ask_path(parent: QWidget | None, kind: str, stem: str) -> str:
 def replace_scene_export(scene) -> None:
     """Hide pyqtgraph's own "Export..." entry: ours (PNG/SVG/CSV) sit in the same context menu,
     and pyqtgraph 0.14's SVG export fails with recent Qt versions."""
-    for action in getattr(scene, "contextMenu", []):
+    for action in scene.contextMenu:
         if action.text().replace("&", "").startswith("Export"):
             action.setVisible(False)
 

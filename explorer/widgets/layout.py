@@ -1,4 +1,5 @@
-"""Layout pieces shared by the panels: the explanation column, status lines, a flow layout."""
+"""Layout pieces shared by the panels: the explanation column, status lines, a flow layout, and
+a label that changes text every step without re-laying out the window (:class:`QuietLabel`)."""
 from __future__ import annotations
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt
@@ -11,7 +12,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME
+from explorer.theme import THEME
 
 TEXT_PT = 12  # explanations and formulas beside the plots
 
@@ -139,3 +140,60 @@ def labeled(text: str, widget: QWidget) -> QWidget:
     lay.addWidget(widget)
     box.label = label  # type: ignore[attr-defined]
     return box
+
+
+class QuietLabel(QWidget):
+    """A QLabel whose text can change at every step without re-laying out the whole window.
+
+    ``QLabel.setText`` asks the parent layout for a new layout, and inside a dock that re-lays
+    out the main window (every dock, the status bar: milliseconds a step), even when the label
+    keeps its size. Here the label sits in a holder without a layout, which ignores that request;
+    the holder asks for a new layout only when the text needs more room (wider, or another
+    height when word-wrapped). Offers the QLabel methods the panels use; ``label`` is the QLabel.
+    """
+
+    def __init__(self, parent: QWidget | None = None, word_wrap: bool = False,
+                 align: Qt.AlignmentFlag = Qt.AlignmentFlag.AlignLeft):
+        super().__init__(parent)
+        # opaque: a new text repaints this label only, not the dock and window beneath it
+        self.setAutoFillBackground(True)
+        self.label = QLabel(self)
+        self.label.setWordWrap(word_wrap)
+        self.label.setAlignment(align | Qt.AlignmentFlag.AlignVCenter)
+        policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        policy.setHeightForWidth(word_wrap)
+        self.setSizePolicy(policy)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - QLabel's API
+        if text == self.label.text():
+            return
+        self.label.setText(text)
+        if self.label.wordWrap():
+            grow = self.heightForWidth(self.width()) != self.height()
+        else:
+            hint = self.label.sizeHint()
+            grow = hint.width() > self.width() or hint.height() > self.height()
+        if grow:
+            self.updateGeometry()
+
+    def text(self) -> str:
+        return self.label.text()
+
+    def setTextFormat(self, fmt: Qt.TextFormat) -> None:  # noqa: N802
+        self.label.setTextFormat(fmt)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt API
+        return self.label.wordWrap()
+
+    def heightForWidth(self, w: int) -> int:  # noqa: N802
+        return self.label.heightForWidth(w)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return self.label.sizeHint()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return self.label.minimumSizeHint()
+
+    def resizeEvent(self, e) -> None:  # noqa: N802
+        self.label.setGeometry(self.rect())
+        super().resizeEvent(e)

@@ -6,14 +6,17 @@
   (NaN is transparent and lets a hatched rectangle show through), a highlighted row, hover and
   click signals, and PNG / SVG / CSV export from its context menu or :func:`export_button`.
 - :func:`pool_cells`: shrink large matrices for the all-heads mosaic.
+- :func:`style_plot` (fonts, grid and labels of a PlotItem) and :class:`TextLabels` (many short
+  texts painted by one item), used by the distribution and training panels too.
 
-Export (:mod:`._exports`: PNG, SVG, CSV with :func:`write_csv`) and layout pieces
-(:mod:`._layout`: the explanation column, status lines, a flow layout) live in their own
-modules and are re-exported here, where the panels import them from.
+Export (:mod:`explorer.widgets.exports`: PNG, SVG, CSV) and layout pieces
+(:mod:`explorer.widgets.layout`: the explanation column, status lines, a flow layout) live in
+their own modules.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -23,23 +26,14 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPen, qRgba
 from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
-from explorer.plotting import DIVERGING, SEQUENTIAL, THEME, FastAxis
-from explorer.widgets.exports import (  # noqa: F401 - re-exported: the panels import them from here
+from explorer.theme import DIVERGING, SEQUENTIAL, THEME, ui_font
+from explorer.widgets.axes import FastAxis
+from explorer.widgets.exports import (
     add_export_actions,
-    export_button,
     export_png,
     export_svg,
     replace_scene_export,
     write_csv,
-)
-from explorer.widgets.layout import (  # noqa: F401 - re-exported
-    TEXT_PT,
-    FlowLayout,
-    explanation_pane,
-    flow_bar,
-    labeled,
-    rich_text,
-    status_label,
 )
 
 TICK_PT = 11  # axis labels: readable on a projector
@@ -67,15 +61,69 @@ def symmetric_levels(a: np.ndarray, default: float = 1.0) -> tuple[float, float]
     return (-m, m)
 
 
-def finite_levels(a: np.ndarray) -> tuple[float, float]:
-    a = np.asarray(a)
-    finite = a[np.isfinite(a)]
-    if not finite.size:
-        return (0.0, 1.0)
-    lo, hi = float(finite.min()), float(finite.max())
-    if hi <= lo:
-        hi = lo + 1.0
-    return (lo, hi)
+def style_plot(plot: pg.PlotItem, title: str | None = None, x: str | None = None,
+               y: str | None = None) -> pg.PlotItem:
+    """Consistent fonts, grid and labels for a PlotItem."""
+    font = ui_font(THEME.font_pt - 1)
+    for name in ("left", "bottom", "right", "top"):
+        ax = plot.getAxis(name)
+        ax.setTickFont(font)
+        ax.setTextPen(pg.mkPen(THEME.text))
+        ax.setPen(pg.mkPen(THEME.grid))
+        if name in ("right", "top"):  # hidden in these plots: with the SI prefix on, every
+            ax.enableAutoSIPrefix(False)  # range change re-renders its (empty) label's HTML
+    if title:
+        plot.setTitle(title, color=THEME.text, size=f"{THEME.font_pt + 1}pt")
+    label_style = {"color": THEME.muted, "font-size": f"{THEME.font_pt}pt"}
+    if x:
+        plot.setLabel("bottom", x, **label_style)
+    if y:
+        plot.setLabel("left", y, **label_style)
+    plot.hideButtons()
+    return plot
+
+
+class TextLabels(pg.GraphicsObject):
+    """Many short texts at data positions, painted by one item (far cheaper than a TextItem each).
+
+    Each text is anchored at its point's left-middle, offset a few pixels to the right, and keeps
+    its pixel size whatever the zoom. It takes no part in auto-ranging.
+    """
+
+    def __init__(self, font: QFont | None = None, offset_px: float = 5.0):
+        super().__init__()
+        self._items: list[tuple[float, float, str, QColor]] = []
+        self._font = font or ui_font(THEME.font_pt - 1)
+        self._offset = offset_px
+
+    def set_labels(self, items: Sequence[tuple[float, float, str, QColor]]) -> None:
+        self._items = list(items)
+        self.update()
+
+    def texts(self) -> list[str]:
+        return [t for _, _, t, _ in self._items]
+
+    def dataBounds(self, ax, frac=1.0, orthoRange=None):  # noqa: N802 - pyqtgraph API
+        return None
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        vr = self.viewRect()  # the whole visible range: labels may stick out of the data
+        return vr if vr is not None else QRectF()
+
+    def paint(self, p, *args) -> None:
+        if not self._items:
+            return
+        t = p.transform()
+        p.save()
+        p.resetTransform()
+        p.setFont(self._font)
+        fm = QFontMetricsF(self._font)
+        dy = (fm.ascent() - fm.descent()) / 2
+        for x, y, text, colour in self._items:
+            pt = t.map(QPointF(x, y))
+            p.setPen(colour)
+            p.drawText(QPointF(pt.x() + self._offset, pt.y() + dy), text)
+        p.restore()
 
 
 class LabelAxis(FastAxis):
@@ -537,7 +585,6 @@ def pool_cells(a: np.ndarray, factor: int, how: str = "max") -> np.ndarray:
     pad[..., :r, :c] = a
     blocks = pad.reshape(*lead, rr, factor, cc, factor)
     with np.errstate(all="ignore"):
-        import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             if how == "max":

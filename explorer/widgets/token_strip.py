@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import QMenu, QScrollArea, QSizePolicy, QWidget
 
-from explorer.plotting import THEME, mono_font, prob_color
+from explorer.theme import THEME, mono_font, prob_color
+from model.step_result import StepResult
 
 # chip index of the "… n earlier" marker and of the ghost chip (the planned token)
 _CROPPED, _GHOST = -1, -2
@@ -42,7 +42,7 @@ class TokenStrip(QWidget):
         self.setFont(mono_font(THEME.font_pt + 2))
         # opaque: a step repaints the strip only, not the scroll area, dock and window beneath
         self.setAutoFillBackground(True)
-        self.result: Any = None
+        self.result: StepResult | None = None
         self.selected = -1
         self.show_planned = True
         self._chips: list[tuple[int, int, int, int]] = []  # (x, y, width, index) of each chip
@@ -62,7 +62,7 @@ class TokenStrip(QWidget):
         self._chip_cache: dict[tuple, QPixmap] = {}
 
     # -- data ---------------------------------------------------------------------------------
-    def set_result(self, result: Any) -> None:
+    def set_result(self, result: StepResult | None) -> None:
         width = self.width()
         same_place = self.result is not None and result is not None and \
             self._layout_width == width and self._looks is not None
@@ -154,7 +154,7 @@ class TokenStrip(QWidget):
         self._height = (y + h + margin) if chips else 40
 
     @staticmethod
-    def _cropped_text(r: Any) -> str:
+    def _cropped_text(r: StepResult) -> str:
         return f"\u2026 {r.cropped} earlier"
 
     def piece(self, tid: int) -> str:
@@ -168,7 +168,7 @@ class TokenStrip(QWidget):
         hits = [t for i, t in zip(r.ids.tolist(), r.pieces, strict=True) if i == tid] if r is not None else []
         return hits[0] if hits else "?"
 
-    def _ghost_text(self, r: Any) -> str:
+    def _ghost_text(self, r: StepResult) -> str:
         return self.piece(r.planned) + " ?"
 
     def chip_rect(self, i: int) -> QRect:
@@ -198,7 +198,7 @@ class TokenStrip(QWidget):
             prompt_fill, light, dark = QColor(THEME.prompt_chip), QColor(THEME.text), \
                 QColor("#0b0c10")
             prompt_rgba, light_rgba, dark_rgba = prompt_fill.rgba(), light.rgba(), dark.rgba()
-            forced = getattr(r, "token_forced", None)
+            forced = r.token_forced
             forced = forced.tolist() if forced is not None else None
             probs = r.token_probs.tolist()
             n_prompt, hover, selected, labels = r.n_prompt, self._hover, self.selected, \
@@ -385,7 +385,7 @@ class TokenStrip(QWidget):
             return f"{head}\nprompt token"
         p = float(r.token_probs[i])
         rank = int(r.token_ranks[i])
-        forced = getattr(r, "token_forced", None)
+        forced = r.token_forced
         how = "forced (clicked)" if forced is not None and bool(forced[i]) else "sampled"
         return (f"{head}\nprobability {p:.3f} ({p * 100:.1f}%), rank {rank + 1} \u2014 {how}"
                 "\nclick: select · double-click: rewind to here")

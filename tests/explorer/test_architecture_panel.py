@@ -1,14 +1,20 @@
-"""Architecture panel: the diagram follows the config, counts the real parameters, and every
-block shows its live values."""
+"""Architecture panel: the diagram draws the model's anatomy, counts the real parameters, and
+every block shows its live values."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 from _panel_support import make_session, shown, tiny_model
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QGraphicsSimpleTextItem
 
-from explorer.panels.architecture.panel import ArchitecturePanel, model_blocks
+from explorer.panels.architecture.diagram import Diagram
+from explorer.panels.architecture.panel import ArchitecturePanel
+from model.anatomy import Add, Layer, Stack, describe
+from model.config import ModelConfig
 from model.tokenizer import printable
 
 
@@ -21,14 +27,13 @@ def _panel(qtbot, **kw):
 def test_blocks_follow_the_config_and_count_every_parameter(qtbot, n_layer):
     p = _panel(qtbot, n_layer=n_layer, n_head=2, n_embd=16)
     model = p.session.model
-    blocks = p.blocks
+    blocks = list(p.anatomy.boxes())
     layers = sorted({b.layer for b in blocks if b.layer is not None})
     assert layers == list(range(n_layer))
     for i in layers:
         kinds = [b.kind for b in blocks if b.layer == i]
         assert kinds == ["ln", "attn", "add", "ln", "ffn", "add"]  # pre-norm order
     assert sum(b.n_params for b in blocks) == model.num_params()
-    assert not any(b.kind == "other" for b in blocks)
     attn = p.block("L0.attn")
     assert attn.n_params == sum(x.numel() for x in model.h[0].attn.parameters())
     assert p.block("embed.tok").n_params == model.wte.weight.numel()
@@ -46,17 +51,25 @@ def test_blocks_follow_the_config_and_count_every_parameter(qtbot, n_layer):
     assert f"{model.num_params():,}" in p.summary.text()
 
 
-def test_post_norm_untied_and_positional_kinds():
-    for pos_kind in ("learned", "sinusoidal", "rotary", "none"):
-        m = tiny_model(pos_kind, n_layer=2, norm="post", tie_weights=False)
-        blocks = model_blocks(m)
-        assert sum(b.n_params for b in blocks) == m.num_params()
-        assert [b.kind for b in blocks if b.layer == 0] == ["attn", "add", "ln", "ffn", "add", "ln"]
-        assert "final.ln" not in {b.key for b in blocks}  # post-norm ends in the block's norm
-        assert next(b for b in blocks if b.key == "final.unembed").n_params == m.lm_head.weight.numel()
-        assert ("embed.add" in {b.key for b in blocks}) == m.pe.additive
-        pos = next(b for b in blocks if b.key == "embed.pos")
-        assert pos.n_params == sum(x.numel() for x in m.pe.parameters())
+@pytest.mark.parametrize("pos_kind", ["learned", "sinusoidal", "rotary", "none"])
+def test_post_norm_untied_and_positional_kinds(qtbot, pos_kind):
+    p = _panel(qtbot, pos_kind=pos_kind, n_layer=2, norm="post", tie_weights=False)
+    m = p.session.model
+    assert [p.block(k).kind for k in p.items if k.startswith("L0.")] == \
+        ["attn", "add", "ln", "ffn", "add", "ln"]
+    assert "final.ln" not in p.items  # post-norm ends in the block's norm
+    assert p.items["final.unembed"].box.n_params == m.lm_head.weight.numel()
+    assert ("embed.add" in p.items) == m.pe.additive
+    pos = p.items["embed.pos"].box
+    assert pos.n_params == sum(x.numel() for x in m.pe.parameters())
+    assert p.items["embed.pos"].dashed != m.pe.additive  # drawn unconnected when not added
+    assert f"{m.num_params():,}" in p.summary.text()
+    _click(qtbot, p, "embed.pos")
+    if m.pe.additive:
+        np.testing.assert_array_equal(p.detail_heatmap.image.image, p.session.result.pos_emb)
+    else:
+        assert p.detail_stack.currentWidget() is p.detail_text
+        assert ("rotates every query" in p.detail_text.text()) == (pos_kind == "rotary")
 
 
 def _click(qtbot, p, key):
@@ -108,11 +121,18 @@ def test_clicking_blocks_shows_live_values(qtbot, norm):
     for i in range(2):
         for j in (1, 2):
             b = p.block(f"L{i}.ln_{j}")
-            np.testing.assert_allclose(p.ln_input(b), got[f"h.{i}.ln_{j}"], atol=2e-5)
+            x = got[f"h.{i}.ln_{j}"]
+            np.testing.assert_allclose(p.ln_stats(b), np.stack([x.mean(-1), x.std(-1)], -1),
+                                       atol=2e-5)
     _click(qtbot, p, "L1.ln_2")
     table, _rows, cols = p.detail_series.export_table()
     assert cols == ["mean μ", "std σ"]
     np.testing.assert_allclose(table[:, 1], got["h.1.ln_2"].std(-1), atol=2e-5)
+    # the two norms of a layer have different titles
+    where = "before" if norm == "pre" else "after"
+    assert f"LayerNorm 2 ({where} FFN) — layer 1" in p.explain.text()
+    _click(qtbot, p, "L1.ln_1")
+    assert f"LayerNorm 1 ({where} attention) — layer 1" in p.explain.text()
     # logit lens: layer × position table of the top prediction and its probability
     _click(qtbot, p, "final.unembed")
     lens = p.lens_model
@@ -163,3 +183,48 @@ def test_opens_on_the_first_attention_block_at_the_top_of_the_diagram(qtbot):
     bar.setValue(bar.maximum())
     p.session.model_changed.emit()
     assert bar.value() == bar.minimum() and p.selected == "L0.attn"
+
+
+def test_the_panel_draws_from_the_config_and_the_step_result_alone(qtbot):
+    """No weights are read: with the network gone, the diagram and the live values remain."""
+    p = _panel(qtbot, n_layer=2, n_head=2, n_embd=16, norm="post")
+    n_params = p.session.model.num_params()
+    r = p.session.result
+    p.session.model = None
+    p.session.model_changed.emit()
+    assert f"{n_params:,} parameters" in p.summary.text()
+    assert sum(p.items[k].box.n_params for k in p.items) == n_params
+    _click(qtbot, p, "L1.ln_2")
+    table, _rows, _cols = p.detail_series.export_table()
+    np.testing.assert_array_equal(table, r.norm_stats[3])
+    _click(qtbot, p, "embed.pos")
+    np.testing.assert_array_equal(p.detail_heatmap.image.image, r.pos_emb)
+
+
+def _renamed(stack: Stack, prefix: str, name: str) -> Stack:
+    def box(b):
+        skip = {"skip": prefix + b.skip if b.skip else b.skip} if isinstance(b, Add) else {}
+        return dataclasses.replace(b, key=prefix + b.key, **skip)
+    return dataclasses.replace(
+        stack, name=name, title=name.title(), inputs=tuple(box(b) for b in stack.inputs),
+        layers=tuple(Layer(la.index, tuple(box(b) for b in la.boxes)) for la in stack.layers),
+        closing=tuple(box(b) for b in stack.closing))
+
+
+def test_the_diagram_draws_every_stack_of_an_anatomy(qtbot):
+    """Two stacks (as an encoder–decoder will have) are drawn one after the other, each with
+    its inputs, layers and closing norm, then the head."""
+    one = describe(ModelConfig(vocab_size=20, block_size=8, n_layer=2, n_head=2, n_embd=8))
+    two = dataclasses.replace(one, stacks=(_renamed(one.stacks[0], "enc.", "encoder"),
+                                           one.stacks[0]))
+    view = Diagram()
+    qtbot.addWidget(view)
+    view.build(two, [0, 1])
+    assert set(view.items) == {b.key for b in two.boxes()}
+    labels = [it.text() for it in view.scene().items() if isinstance(it, QGraphicsSimpleTextItem)]
+    for label in ("Encoder Input", "Encoder Layer 1", "Encoder output", "Decoder Input",
+                  "Decoder Layer 0", "Output"):
+        assert label in labels
+    # the encoder's closing norm has a row of its own, above the decoder's input
+    assert view.items["enc.final.ln"].y() < view.items["embed.tok"].y()
+    assert view.items["final.ln"].y() == view.items["final.softmax"].y()

@@ -19,7 +19,9 @@ from PySide6.QtWidgets import QStyleOptionGraphicsItem, QVBoxLayout, QWidget
 
 from explorer.panels.attention.panel import AttentionPanel
 from explorer.panels.distribution import _PercentAxis
-from explorer.plotting import FastAxis, QuietLabel, mono_font
+from explorer.theme import mono_font
+from explorer.widgets.axes import FastAxis
+from explorer.widgets.layout import QuietLabel
 from explorer.widgets.plot_helpers import HeatmapWidget, LabelAxis, ValueImage
 from explorer.widgets.token_strip import ChipScroll, TokenStrip
 
@@ -303,12 +305,13 @@ def test_opaque_labels_do_not_repaint_what_is_beneath(qtbot, qapp):
 def test_live_redraw_waits_only_for_what_is_left_of_a_frame(qtbot):
     panel = shown(qtbot, AttentionPanel(make_session(tiny_model(), "hello there", steps=1)))
     panel.schedule_redraw()  # right after a redraw: paced to one a frame
-    assert panel._timer.isActive() and 0 < panel._timer.interval() <= panel.redraw_ms
-    panel._timer.stop()
-    panel._last_redraw = time.perf_counter() - 1.0  # idle for a while: no delay
+    timer = panel._redraw.timer
+    assert timer.isActive() and 0 < timer.interval() <= panel.redraw_ms
+    timer.stop()
+    panel._redraw.last = time.perf_counter() - 1.0  # idle for a while: no delay
     n = panel.redraw_count
     panel.schedule_redraw()
-    assert panel._timer.interval() == 0
+    assert timer.interval() == 0
     qtbot.waitUntil(lambda: panel.redraw_count > n, timeout=2000)
 
 

@@ -120,7 +120,7 @@ def test_continue_training_resumes_the_step_count(qtbot, panel):
     first = finish(qtbot, panel)
     assert first.ok and first.step == 30
     with qtbot.waitSignal(panel.session.model_changed, timeout=10000):
-        assert panel.session.load_checkpoint(first.checkpoint)
+        panel.session.load_checkpoint(first.checkpoint)
     f = panel.form
     assert f.cont_model.isEnabled()
     current = f.source.model().item(f.source.findData("current"))

@@ -34,17 +34,18 @@ def test_untrained_default_says_so(make_window):
 def test_open_and_save_model(qtbot, window, tiny_models, tmp_path, dialogs):
     s = window.session
     with qtbot.waitSignal(s.step_ready, timeout=5000):
-        with qtbot.waitSignal(s.model_changed, timeout=5000):
-            assert window.open_model(tiny_models["other"])
+        with qtbot.waitSignal(s.model_opened, timeout=5000):
+            window.open_model(tiny_models["other"])
     assert s.info.name == "other" and s.config.n_embd == 24
     assert s.result.text == "Hello"  # the prompt carries over to the new model
     assert window.recent_files()[0] == str(tiny_models["other"])
     out = tmp_path / "saved"  # the suffix is added
-    assert window.save_model(out)
+    with qtbot.waitSignal(s.model_saved, timeout=5000):
+        window.save_model(out)
     assert (tmp_path / "saved.safetensors").is_file()
     assert s.info.name == "saved"
     with qtbot.waitSignal(s.step_ready, timeout=5000):
-        assert window.open_model(tmp_path / "saved.safetensors")
+        window.open_model(tmp_path / "saved.safetensors")
     assert s.config.n_embd == 24 and not dialogs
     window._fill_recent()
     assert [a.text() for a in window.recent_menu.actions()][:2] == [
@@ -82,7 +83,8 @@ def test_bad_model_files_show_a_dialog_and_keep_the_model(qtbot, window, tiny_mo
     model, result = s.model, s.result
     for bad in _bad_files(tmp_path, tiny_models):
         dialogs.clear()
-        assert not window.open_model(bad)
+        with qtbot.waitSignal(s.error, timeout=5000):
+            window.open_model(bad)
         assert len(dialogs) == 1, bad
         kind, title, text = dialogs[0]
         assert kind == "warning" and "open" in title.lower() and bad.name in text
@@ -268,9 +270,9 @@ def test_worker_coalesces_pending_requests(qtbot):
     assert [type(p).__name__ for p in w._pending] == ["SetPrompt"]
     w.submit(W.SetPrompt("y"))
     assert [p.text for p in w._pending] == ["y"]
-    w.submit(W.UseModel(None, None, "cpu", "", None, 3))
+    w.submit(W.LoadModel(None, "cpu", "", None, 3))
     w.submit(W.SetPrompt("z"))  # kept after the model switch
-    assert [type(p).__name__ for p in w._pending] == ["UseModel", "SetPrompt"]
+    assert [type(p).__name__ for p in w._pending] == ["LoadModel", "SetPrompt"]
     w._pending.clear()
     w.deleteLater()
 
@@ -299,7 +301,7 @@ def test_deferred_panels_fill_their_placeholders(qtbot, monkeypatch, tiny_models
         ("explorer.panels.distribution", "DistributionPanel", "Second", ("Next token",
                                                                        Qt.Orientation.Horizontal)),
         ("explorer.panels.not_written_yet", "NopePanel", "Missing", "Second"),
-        ("explorer.plotting", "NoSuchPanel", "Broken", "Second"),
+        ("explorer.theme", "NoSuchPanel", "Broken", "Second"),
     ])
     s = Session(device="cpu")
     w = mw.MainWindow(s, make_settings(), defer_panels=True)

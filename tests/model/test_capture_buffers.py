@@ -22,14 +22,17 @@ def small(pos_kind="learned") -> GPT:
 def test_new_buffers_hold_what_the_spec_asks_for():
     cfg = small().config
     spec = CaptureSpec(attention=True, scores=False, residual=False, ffn=False, logit_lens=True,
-                       embeddings=True, sublayers=False)
+                       embeddings=True, sublayers=False, norms=False)
     only = new_buffers(cfg, spec, lens_k=3, additive_positions=False)
     assert set(only.arrays) == {"attention", "tok_emb", "lens_ids", "lens_probs"}
     assert only.arrays["attention"].shape == (2, 2, 8, 8)
     assert only.arrays["lens_ids"].shape == (3, 8, 3) and only.arrays["lens_ids"].dtype == np.int64
     full = new_buffers(cfg, CAPTURE_ALL, lens_k=3, additive_positions=True)
-    assert {"scores", "residual", "attn_out", "mlp_out", "ffn", "pos_emb"} <= set(full.arrays)
+    assert {"scores", "residual", "attn_out", "mlp_out", "ffn", "pos_emb", "norm_stats"} \
+        <= set(full.arrays)
     assert full.arrays["ffn"].shape == (2, 8, cfg.n_ffn)
+    n_norms = 2 * cfg.n_layer + (1 if cfg.norm == "pre" else 0)  # ln_1, ln_2 each, final norm
+    assert full.arrays["norm_stats"].shape == (n_norms, 8, 2)
 
 
 def test_views_are_read_only_prefixes_and_rewrites_copy_first():

@@ -231,6 +231,23 @@ def _rewrite(path, tmp_path, name, tensors=None, **meta_changes):
     return out
 
 
+def test_metadata_from_before_activation_and_epsilon_loads_with_the_old_defaults(saved,
+                                                                                  tmp_path):
+    """Checkpoints written before ModelConfig had ``activation`` and ``layer_norm_epsilon``
+    load as exact GELU with epsilon 1e-5, which is what those models were trained with."""
+    path, m = saved
+    d = m.config.to_dict()
+    old = {k: v for k, v in d.items() if k not in ("activation", "layer_norm_epsilon")}
+    ck = load_checkpoint(_rewrite(path, tmp_path, "old.safetensors", config=json.dumps(old)))
+    assert ck.config == m.config
+    assert ck.config.activation == "gelu" and ck.config.layer_norm_epsilon == 1e-5
+    assert ck.model.h[0].mlp.gelu.approximate == "none" and ck.model.ln_f.eps == 1e-5
+    x = torch.tensor([TOK.encode("abc\nhij")])
+    with torch.no_grad():
+        torch.testing.assert_close(ck.model(x, all_logits=True)[0], m(x, all_logits=True)[0],
+                                   atol=0, rtol=0)
+
+
 def test_wrong_format(saved, tmp_path):
     path, _ = saved
     assert_refused(_rewrite(path, tmp_path, "f.safetensors", format="someone-else/2"),

@@ -262,3 +262,23 @@ def test_the_classes_refuse_the_other_kinds():
         GPT(seq2seq_config())
     with pytest.raises(ValueError, match="encoder-decoder"):
         EncoderDecoder(dataclasses.replace(encoder_config()))
+
+
+# -- anatomy -----------------------------------------------------------------------------------
+def test_anatomy_of_each_kind_names_real_modules_and_counts_their_parameters():
+    from model.anatomy import describe
+
+    for cfg in (seq2seq_config(), seq2seq_config(shared_embeddings=False, norm="post"),
+                encoder_config(), encoder_config(norm="post")):
+        a = describe(cfg)
+        m = make(cfg)
+        modules = dict(m.named_modules())
+        for box in a.boxes():
+            assert box.module == "" or box.module in modules, box.module
+        assert a.n_params == m.num_params()
+    a = describe(seq2seq_config())
+    assert [s.name for s in a.stacks] == ["encoder", "decoder"] and a.family == "encoder-decoder"
+    assert not a.stacks[0].causal and a.stacks[1].causal
+    cross = [b for b in a.stacks[1].boxes() if getattr(b, "reads", None) == "encoder"]
+    assert len(cross) == 2 and all(not b.causal for b in cross)
+    assert describe(encoder_config()).stacks[0].name == "encoder"

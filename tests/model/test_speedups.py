@@ -75,12 +75,12 @@ def test_additive_mask_equals_masked_fill(t, tk, offset):
     (x + additive_causal_mask(5, 5, 1)).softmax(-1).sum().backward()
 
 
-def test_make_adamw_and_clip_match_the_plain_versions():
+def test_clip_matches_the_plain_version():
     torch.manual_seed(0)
     a = torch.nn.Linear(4, 3)
     b = torch.nn.Linear(4, 3)
     b.load_state_dict(a.state_dict())
-    oa = speedups.make_adamw(a.parameters(), lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1)
+    oa = torch.optim.AdamW(a.parameters(), lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1)
     ob = torch.optim.AdamW(b.parameters(), lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1,
                            foreach=False)
     x = torch.randn(8, 4)
@@ -140,3 +140,33 @@ def test_tune_malloc_is_safe_to_call_twice():
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=60, env=env)
     assert p.returncode == 0 and p.stdout.strip() == "False", p.stderr
+
+
+def test_train_config_amp_chooses_autocast_over_the_detection(monkeypatch):
+    from model.trainer import Trainer
+
+    monkeypatch.setenv("TE_CPU_BF16", "1")
+    m = GPT(ModelConfig(vocab_size=7, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    batch = (torch.randint(7, (2, 8)), torch.randint(7, (2, 8)))
+    amps = {}
+    for amp in ("auto", "on", "off"):
+        cfg = TrainConfig(steps=1, batch_size=2, eval_iters=1, device="cpu", amp=amp)
+        amps[amp] = Trainer(m, cfg, lambda split: batch).amp
+    assert amps == {"auto": True, "on": True, "off": False}
+    monkeypatch.setenv("TE_CPU_BF16", "0")
+    cfg = TrainConfig(steps=1, batch_size=2, eval_iters=1, device="cpu", amp="on")
+    assert Trainer(m, cfg, lambda split: batch).amp is True
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_amp_is_off_by_default_and_on_when_asked():
+    from model.trainer import Trainer
+
+    m = GPT(ModelConfig(vocab_size=7, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    batch = (torch.randint(7, (2, 8)), torch.randint(7, (2, 8)))
+    cfg = TrainConfig(steps=3, batch_size=2, eval_iters=1, device="cuda")
+    assert Trainer(m, cfg, lambda split: batch).amp is False
+    t = Trainer(m, TrainConfig(**{**cfg.to_dict(), "amp": "on"}), lambda split: batch)
+    assert t.amp is torch.cuda.is_bf16_supported()
+    r = t.run()
+    assert r.step == 3 and math.isfinite(r.train_loss)

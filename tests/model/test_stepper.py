@@ -20,7 +20,7 @@ VOCAB = "\n abcdefghij"
 POS_KINDS = ("learned", "sinusoidal", "rotary", "none")
 ATOL = 1e-5
 ARRAYS = ("attention", "scores", "residual", "attn_out", "mlp_out", "ffn", "tok_emb", "pos_emb",
-          "lens_ids", "lens_probs")
+          "lens_ids", "lens_probs", "norm_stats")
 
 
 def make_model(pos_kind="learned", block_size=12, norm="pre", vocab=VOCAB, seed=0):
@@ -53,6 +53,8 @@ def assert_matches_full(r: StepResult, model, atol=ATOL):
     np.testing.assert_allclose(r.attn_out, torch.stack(rec.attn_out)[:, 0].numpy(), atol=atol)
     np.testing.assert_allclose(r.mlp_out, torch.stack(rec.mlp_out)[:, 0].numpy(), atol=atol)
     np.testing.assert_allclose(r.ffn, torch.stack(rec.ffn_hidden)[:, 0].numpy(), atol=atol)
+    np.testing.assert_allclose(r.norm_stats, torch.stack(rec.norm_stats)[:, 0].numpy(),
+                               atol=atol)
     np.testing.assert_allclose(r.tok_emb, rec.tok_emb[0].numpy(), atol=atol)
     if rec.pos_emb is None:
         assert r.pos_emb is None
@@ -153,14 +155,16 @@ def test_stepped_context_equals_full_forward(pos_kind, norm):
 def test_capture_spec_selects_arrays():
     model, tok = make_model("rotary")
     spec = CaptureSpec(attention=True, scores=False, residual=False, ffn=False,
-                       logit_lens=False, embeddings=True, sublayers=False)
+                       logit_lens=False, embeddings=True, sublayers=False, norms=False)
     st = Stepper(model, tok, SEEDED, capture=spec)
     st.set_prompt("abc")
     r = st.step()
     assert r.attention is not None and r.tok_emb is not None
     assert r.pos_emb is None  # rotary adds nothing to the embedding
     assert all(getattr(r, n) is None for n in ("scores", "residual", "ffn", "attn_out",
-                                               "mlp_out", "lens_ids", "lens_probs"))
+                                               "mlp_out", "lens_ids", "lens_probs",
+                                               "norm_stats"))
+
     st2 = Stepper(model, tok, SEEDED, capture=CAPTURE_NOTHING)
     st2.set_prompt("abc")
     r2 = st2.step()

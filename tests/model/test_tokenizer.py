@@ -379,7 +379,8 @@ def test_save_and_load_through_the_factory(tmp_path):
 
 
 @pytest.mark.parametrize(("d", "match"), [
-    ({"kind": "bpe"}, "'bpe' .*known kinds: 'char'"),
+    ({"kind": "sentencepiece"}, "'sentencepiece' .*known kinds: 'bpe', 'char'"),
+    ({"kind": "bpe"}, "no 'tokenizer' object"),
     ({"chars": ["a"]}, "kind None"),
     (["a"], "kind 'list'"),
     ({"kind": ["char"]}, "kind"),

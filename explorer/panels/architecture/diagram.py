@@ -1,15 +1,12 @@
-"""The architecture diagram: the model's blocks, counted from its parameters, drawn as rows.
+"""The architecture diagram: the model's anatomy (:mod:`model.anatomy`) drawn as rows of boxes.
 
-:func:`model_blocks` lists the blocks of a loaded GPT in reading order with the parameters that
-belong to each (tied weights counted once, so the counts add up to ``model.num_params()``).
-:class:`Diagram` draws them: the input row (token embedding + positions), one row per decoder
-layer (pre-norm: LN, attention, +, LN, FFN, +; post-norm: attention, +, LN, FFN, +, LN) with the
-residual connections as arcs above, and the output row (final LN, unembedding, softmax).
-Repeated layers can be collapsed into one box.
+:class:`Diagram` draws an :class:`~model.anatomy.Anatomy`: an input row per stack (token
+embedding + positions), one row per layer (pre-norm: LN, attention, +, LN, FFN, +; post-norm:
+attention, +, LN, FFN, +, LN) with its residual connections as arcs above, and the output row
+(final LN, unembedding, softmax). Repeated layers can be collapsed into one box.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
@@ -31,24 +28,9 @@ from PySide6.QtWidgets import (
     QGraphicsView,
 )
 
-from explorer.plotting import THEME
-from explorer.widgets.plot_helpers import TEXT_PT
-
-# -- what the model is made of -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BlockSpec:
-    """One box of the diagram. ``n_params`` counts the model's parameters that belong to it."""
-
-    key: str  # "embed.tok", "L3.attn", "final.softmax", …
-    kind: str  # tok_emb | pos | add | ln | attn | ffn | unembed | softmax | other
-    title: str
-    sub: str  # second line in the box: the shape of its weights or what it does
-    shape: str  # input → output shapes
-    layer: int | None = None
-    n_params: int = 0
-    param_names: tuple[str, ...] = ()
+from explorer.theme import THEME
+from explorer.widgets.layout import TEXT_PT
+from model.anatomy import Add, Anatomy, Box, Layer, Positions, TokenEmbedding
 
 
 def _fmt_count(n: int) -> str:
@@ -57,74 +39,6 @@ def _fmt_count(n: int) -> str:
     if n >= 10_000:
         return f"{n / 1e3:.1f}k"
     return f"{n:,}"
-
-
-_LAYER_PARAM = re.compile(r"^h\.(\d+)\.(ln_1|attn|ln_2|mlp)\.")
-
-
-def _param_owner(name: str, norm: str) -> str:
-    m = _LAYER_PARAM.match(name)
-    if m:
-        part = {"ln_1": "ln_1", "attn": "attn", "ln_2": "ln_2", "mlp": "ffn"}[m.group(2)]
-        return f"L{m.group(1)}.{part}"
-    for prefix, key in (("wte.", "embed.tok"), ("pe.", "embed.pos"), ("ln_f.", "final.ln"),
-                        ("lm_head.", "final.unembed")):
-        if name.startswith(prefix):
-            return key
-    return "other"
-
-
-def model_blocks(model) -> list[BlockSpec]:
-    """The diagram's blocks in reading order, with parameters counted from ``model``.
-
-    Shared (tied) tensors are counted once, as ``model.parameters()`` does, so the counts add up
-    to ``model.num_params()``.
-    """
-    cfg = model.config
-    C, V, F, H, hs = cfg.n_embd, cfg.vocab_size, cfg.n_ffn, cfg.n_head, cfg.head_size
-    owners: dict[str, list[tuple[str, int]]] = {}
-    for name, p in model.named_parameters():  # deduplicates tied weights
-        owners.setdefault(_param_owner(name, cfg.norm), []).append((name, p.numel()))
-
-    def spec(key, kind, title, sub, shape, layer=None):
-        ps = owners.get(key, [])
-        return BlockSpec(key, kind, title, sub, shape, layer, sum(n for _, n in ps),
-                         tuple(n for n, _ in ps))
-
-    kind = getattr(model.pe, "kind", cfg.pos_kind)
-    additive = bool(getattr(model.pe, "additive", False))
-    pos_title = {"learned": "Learned positions", "sinusoidal": "Sinusoidal positions",
-                 "rotary": "Rotary positions", "none": "No positions"}[kind]
-    pos_sub = {"learned": f"table {cfg.block_size}×{C}", "sinusoidal": "fixed sin/cos, no weights",
-               "rotary": "rotates q, k in attention", "none": "order only via the mask"}[kind]
-    blocks = [spec("embed.tok", "tok_emb", "Token embedding", f"E: {V}×{C}", f"(T) → (T, {C})"),
-              spec("embed.pos", "pos", pos_title, pos_sub,
-                   f"(T) → (T, {C})" if additive else "—")]
-    if additive:
-        blocks.append(spec("embed.add", "add", "+", "E[token] + PE[pos]", f"(T, {C})"))
-    ln = f"γ, β: {C}"
-    for i in range(cfg.n_layer):
-        p = f"L{i}."
-        attn = spec(p + "attn", "attn", "Multi-head attention", f"{H} heads × {hs}",
-                    f"(T, {C}) → (T, {C})", i)
-        ffn = spec(p + "ffn", "ffn", "Feed-forward", f"{C} → {F} → {C}", f"(T, {C}) → (T, {C})",
-                   i)
-        ln1 = spec(p + "ln_1", "ln", "LayerNorm", ln, f"(T, {C})", i)
-        ln2 = spec(p + "ln_2", "ln", "LayerNorm", ln, f"(T, {C})", i)
-        add1 = spec(p + "add_1", "add", "+", "residual", f"(T, {C})", i)
-        add2 = spec(p + "add_2", "add", "+", "residual", f"(T, {C})", i)
-        blocks += [ln1, attn, add1, ln2, ffn, add2] if cfg.norm == "pre" else \
-            [attn, add1, ln1, ffn, add2, ln2]
-    if cfg.norm == "pre":
-        blocks.append(spec("final.ln", "ln", "Final LayerNorm", ln, f"(T, {C})"))
-    tied = cfg.tie_weights
-    blocks.append(spec("final.unembed", "unembed", "Unembedding",
-                       f"Eᵀ (tied): {C}×{V}" if tied else f"W_U: {C}×{V}", f"(T, {C}) → (T, {V})"))
-    blocks.append(spec("final.softmax", "softmax", "Softmax ÷ τ", "probabilities",
-                       f"({V}) → ({V})"))
-    if "other" in owners:
-        blocks.append(spec("other", "other", "Other parameters", "", ""))
-    return blocks
 
 
 KIND_COLOURS = {"tok_emb": "#2f6f5a", "pos": "#2f6f5a", "add": "#3a3f4b", "ln": "#4a5263",
@@ -142,10 +56,10 @@ X0 = 104
 class BlockItem(QGraphicsItem):
     """A clickable box (or a circle for ⊕) with a title and a second line."""
 
-    def __init__(self, spec: BlockSpec, width: float, on_click, circle: bool = False,
+    def __init__(self, box: Box, width: float, on_click, circle: bool = False,
                  dashed: bool = False):
         super().__init__()
-        self.spec = spec
+        self.box = box
         self.width = width
         self.circle = circle
         self.dashed = dashed
@@ -155,17 +69,17 @@ class BlockItem(QGraphicsItem):
         self.setAcceptHoverEvents(True)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self._hover = False
-        tip = [spec.title if spec.title != "+" else "Residual addition", spec.sub]
-        if spec.shape:
-            tip.append(f"shape: {spec.shape}")
-        tip.append(f"parameters: {spec.n_params:,}")
+        tip = [box.name, box.detail]
+        if box.shape:
+            tip.append(f"shape: {box.shape}")
+        tip.append(f"parameters: {box.n_params:,}")
         self.setToolTip("\n".join(t for t in tip if t))
 
     def boundingRect(self) -> QRectF:  # noqa: N802
         return QRectF(-2, -2, self.width + 4, BOX_H + 4)
 
     def paint(self, p: QPainter, _opt, _widget=None) -> None:
-        col = QColor(KIND_COLOURS.get(self.spec.kind, "#3a3f4b"))
+        col = QColor(KIND_COLOURS.get(self.box.kind, "#3a3f4b"))
         if self._hover:
             col = col.lighter(125)
         pen = QPen(QColor(THEME.accent2) if self.selected else QColor(THEME.grid).lighter(150),
@@ -192,7 +106,7 @@ class BlockItem(QGraphicsItem):
         p.setFont(_title_font())
         top = QRectF(4, 3, self.width - 8, BOX_H / 2)
         p.drawText(top, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
-                   self.spec.title)
+                   self.box.title)
         p.setFont(_sub_font())
         p.setPen(QColor(THEME.text).darker(115))
         bottom = QRectF(4, BOX_H / 2 - 1, self.width - 8, BOX_H / 2 - 2)
@@ -201,7 +115,7 @@ class BlockItem(QGraphicsItem):
 
     @property
     def sub(self) -> str:
-        return self._sub if self._sub is not None else self.spec.sub
+        return self._sub if self._sub is not None else self.box.detail
 
     def set_sub(self, text: str | None) -> None:
         """Replace the second line (e.g. the softmax box shows the current temperature)."""
@@ -223,7 +137,7 @@ class BlockItem(QGraphicsItem):
 
     def mousePressEvent(self, ev):  # noqa: N802
         if ev.button() == Qt.MouseButton.LeftButton:
-            self._on_click(self.spec.key)
+            self._on_click(self.box.key)
             ev.accept()
 
 
@@ -252,11 +166,11 @@ def _sub_font() -> QFont:
     return f
 
 
-def _box_width(spec: BlockSpec) -> float:
-    if spec.kind == "add":
+def _box_width(box: Box) -> float:
+    if box.kind == "add":
         return 34.0
-    w = max(QFontMetricsF(_title_font()).horizontalAdvance(spec.title),
-            QFontMetricsF(_sub_font()).horizontalAdvance(spec.sub))
+    w = max(QFontMetricsF(_title_font()).horizontalAdvance(box.title),
+            QFontMetricsF(_sub_font()).horizontalAdvance(box.detail))
     return max(78.0, w + 20)
 
 
@@ -283,6 +197,18 @@ def _arrow(path_pts: list[QPointF], colour: str, width: float = 1.6, dashed=Fals
     return item
 
 
+@dataclass(frozen=True)
+class _Row:
+    """One row of the diagram: its label, the key a click on the label selects, and what it
+    holds (``collapsed``: the layers a collapsed row stands for)."""
+
+    label: str
+    click: str
+    kind: str  # input | layer | collapsed | closing | output
+    boxes: tuple[Box, ...]
+    collapsed: tuple[Layer, ...] = ()
+
+
 class Diagram(QGraphicsView):
     """The model as rows of clickable blocks; ``block_clicked(key)`` when one is clicked."""
 
@@ -294,7 +220,7 @@ class Diagram(QGraphicsView):
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
         self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.setBackgroundBrush(QBrush(QColor(THEME.background)))
-        self.blocks: list[BlockSpec] = []
+        self.anatomy: Anatomy | None = None
         self.items: dict[str, BlockItem] = {}  # the blocks drawn, by key
         self.selected: str | None = None
 
@@ -315,40 +241,22 @@ class Diagram(QGraphicsView):
         super().resizeEvent(ev)
         self.fit()
 
-    def build(self, blocks: list[BlockSpec], norm: str, layers: list[int]) -> None:
-        """Draw ``blocks`` (from :func:`model_blocks`); ``layers``: the layers drawn in full,
-        the ones in between become one "more layers" box."""
-        self.blocks = blocks
+    def build(self, anatomy: Anatomy | None, layers: list[int]) -> None:
+        """Draw ``anatomy``; ``layers``: the layers of each stack drawn in full, the ones in
+        between become one "more layers" box."""
+        self.anatomy = anatomy
         self.scene().clear()
         self.items = {}
-        if not blocks:
+        if anatomy is None:
             return
-        by_key = {b.key: b for b in blocks}
         muted, accent = THEME.muted, THEME.accent
-        rows: list[tuple[str, str, list[BlockSpec] | None]] = []
-        rows.append(("Input", "embed.add" if "embed.add" in by_key else "embed.tok",
-                     [b for b in self.blocks if b.key.startswith("embed.")]))
-        prev = -1
-        for i in layers:
-            if i - prev > 1:
-                rows.append((f"Layers {prev + 1}–{i - 1}", f"collapsed:{prev + 1}:{i - 1}", None))
-            rows.append((f"Layer {i}", f"L{i}.add_2", [b for b in self.blocks if b.layer == i]))
-            prev = i
-        rows.append(("Output", "final.softmax",
-                     [b for b in self.blocks if b.key.startswith("final.")]))
-
+        rows = self._rows(anatomy, layers)
         y = 10.0
         prev_out: QPointF | None = None
         max_x = 0.0
-        for label, _out_key, specs in rows:
+        for row in rows:
             yc = y + BOX_TOP + BOX_H / 2
-            if specs is None:
-                click = _out_key  # expands the collapsed layers
-            elif label.startswith("Layer "):
-                click = _out_key  # the residual stream after this layer
-            else:
-                click = specs[0].key
-            lab = _ClickText(label, self._clicked, click)
+            lab = _ClickText(row.label, self._clicked, row.click)
             lab.setFont(_title_font())
             lab.setBrush(QBrush(QColor(THEME.text)))
             lab.setPos(8, yc - lab.boundingRect().height() / 2)
@@ -358,14 +266,14 @@ class Diagram(QGraphicsView):
                 gap_y = y + 4
                 self.scene().addItem(_arrow([prev_out, QPointF(prev_out.x(), gap_y),
                                            QPointF(start.x(), gap_y), start], muted, head=False))
-            if specs is None:  # collapsed layers
-                a, b = (int(s) for s in _out_key.split(":")[1:])
-                n = b - a + 1
-                per = sum(s.n_params for s in self.blocks if s.layer == a)
-                spec = BlockSpec(_out_key, "other", f"{n} more layers of the same shape",
-                                 f"{n} × {_fmt_count(per)} parameters · click to expand", "",
-                                 None, n * per)
-                item = BlockItem(spec, 560, self._clicked, dashed=True)
+            if row.collapsed:
+                n = len(row.collapsed)
+                per = row.collapsed[0].n_params
+                box = Box(key=row.click, title=f"{n} more layers of the same shape",
+                          name=f"{n} more layers of the same shape",
+                          detail=f"{n} × {_fmt_count(per)} parameters · click to expand",
+                          n_params=n * per)
+                item = BlockItem(box, 560, self._clicked, dashed=True)
                 item.setPos(X0, y + BOX_TOP)
                 self.scene().addItem(item)
                 self.scene().addItem(_arrow([start, QPointF(X0, yc)], muted))
@@ -375,11 +283,11 @@ class Diagram(QGraphicsView):
                 continue
             x = float(X0)
             placed: dict[str, BlockItem] = {}
-            if label == "Input":
-                prev_out = self._input_row(specs, x, y, yc, placed)
+            if row.kind == "input":
+                prev_out = self._input_row(row.boxes, x, y, yc, placed)
             else:
                 last = start
-                for s in specs:
+                for s in row.boxes:
                     w = _box_width(s)
                     item = BlockItem(s, w, self._clicked, circle=s.kind == "add")
                     item.setPos(x, y + BOX_TOP)
@@ -388,16 +296,16 @@ class Diagram(QGraphicsView):
                     self.scene().addItem(_arrow([last, QPointF(x, yc)], muted))
                     last = QPointF(x + w, yc)
                     x += w + GAP
-                if label.startswith("Layer"):
-                    self._residual_arcs(specs, placed, start, y, norm, accent)
-                    n = sum(s.n_params for s in specs)
+                if row.kind == "layer":
+                    self._residual_arcs(row.boxes, placed, start, y, accent)
+                    n = sum(s.n_params for s in row.boxes)
                     t = QGraphicsSimpleTextItem(f"{_fmt_count(n)} params")
                     t.setFont(_sub_font())
                     t.setBrush(QBrush(QColor(muted)))
                     t.setPos(x - GAP + 10, yc - t.boundingRect().height() / 2)
                     self.scene().addItem(t)
                     max_x = max(max_x, x - GAP + 14 + t.boundingRect().width())
-                else:  # output row: an arrow to "next token"
+                elif row.kind == "output":  # an arrow to "next token"
                     t = QGraphicsSimpleTextItem("next token")
                     t.setFont(_title_font())
                     t.setBrush(QBrush(QColor(THEME.text)))
@@ -417,12 +325,40 @@ class Diagram(QGraphicsView):
         if self.selected in self.items:
             self.items[self.selected].set_selected(True)
 
+    @staticmethod
+    def _rows(anatomy: Anatomy, layers: list[int]) -> list[_Row]:
+        """Each stack's input row and layer rows (skipped layers as one collapsed row), its
+        closing boxes in a row of their own, except the last stack's, which open the output
+        row before the head."""
+        rows = []
+        several = len(anatomy.stacks) > 1
+        for k, stack in enumerate(anatomy.stacks):
+            name = f"{stack.title} " if several else ""
+            rows.append(_Row(f"{name}Input", stack.inputs[0].key, "input", stack.inputs))
+            prev = -1
+            for i in [i for i in layers if i < stack.n_layer]:
+                if i - prev > 1:
+                    rows.append(_Row(f"{name}Layers {prev + 1}–{i - 1}",
+                                     f"collapsed:{prev + 1}:{i - 1}", "collapsed", (),
+                                     stack.layers[prev + 1:i]))
+                layer = stack.layers[i]
+                adds = [b for b in layer.boxes if isinstance(b, Add)]
+                # the layer's label shows the residual stream after it
+                rows.append(_Row(f"{name}Layer {i}", adds[-1].key, "layer", layer.boxes))
+                prev = i
+            if k < len(anatomy.stacks) - 1 and stack.closing:
+                rows.append(_Row(f"{stack.title} output", stack.closing[0].key, "closing",
+                                 stack.closing))
+        out = anatomy.stacks[-1].closing + anatomy.head
+        rows.append(_Row("Output", out[0].key, "output", out))
+        return rows
+
     def _input_row(self, specs, x, y, yc, placed) -> QPointF:
         """[Token embedding] → (+) ← [Positions]; rotary/none: a dashed, unconnected box."""
         muted = THEME.muted
-        tok = next(s for s in specs if s.key == "embed.tok")
-        pos = next(s for s in specs if s.key == "embed.pos")
-        add = next((s for s in specs if s.key == "embed.add"), None)
+        tok = next(s for s in specs if isinstance(s, TokenEmbedding))
+        pos = next(s for s in specs if isinstance(s, Positions))
+        add = next((s for s in specs if isinstance(s, Add)), None)
         w = _box_width(tok)
         it = BlockItem(tok, w, self._clicked)
         it.setPos(x, y + BOX_TOP)
@@ -452,16 +388,14 @@ class Diagram(QGraphicsView):
         self.scene().addItem(p)
         return out
 
-    def _residual_arcs(self, specs, placed, start: QPointF, y: float, norm: str,
-                       colour: str) -> None:
-        """Skip connections drawn above the boxes: from the row's input to the first +, and
-        from there (pre-norm) or from after the first LayerNorm (post-norm) to the second +."""
-        adds = [s.key for s in specs if s.kind == "add"]
-        if len(adds) != 2:
+    def _residual_arcs(self, boxes, placed, start: QPointF, y: float, colour: str) -> None:
+        """Skip connections drawn above the boxes, one into each residual +: from the row's
+        input, or branching off the arrow that leaves the box the anatomy says it skips from
+        (pre-norm: the first +; post-norm: the first LayerNorm)."""
+        adds = [b for b in boxes if isinstance(b, Add) and b.skip is not None]
+        if not adds:
             return
         top = y + 7
-        a1, a2 = placed[adds[0]], placed[adds[1]]
-        src2 = a1 if norm == "pre" else placed[[s.key for s in specs if s.kind == "ln"][0]]
 
         def centre_top(item):
             return QPointF(item.pos().x() + item.width / 2, item.pos().y() + (BOX_H - 34) / 2)
@@ -469,16 +403,16 @@ class Diagram(QGraphicsView):
         def centre_x(item, frac=0.5):
             return item.pos().x() + item.width * frac
 
-        s1 = QPointF(start.x(), start.y())
-        self.scene().addItem(_arrow([s1, QPointF(s1.x(), top), QPointF(centre_x(a1), top),
-                                   centre_top(a1)], colour, 1.8))
-        x2 = centre_x(src2, 1.0) + GAP * 0.4  # branches off the arrow leaving src2
-        self.scene().addItem(_arrow([QPointF(x2, start.y()), QPointF(x2, top),
-                                   QPointF(centre_x(a2), top), centre_top(a2)], colour, 1.8))
+        for add in adds:
+            a = placed[add.key]
+            # "" is the row's input; else the arc branches off the arrow leaving that box
+            x = start.x() if not add.skip else centre_x(placed[add.skip], 1.0) + GAP * 0.4
+            self.scene().addItem(_arrow([QPointF(x, start.y()), QPointF(x, top),
+                                       QPointF(centre_x(a), top), centre_top(a)], colour, 1.8))
         t = QGraphicsSimpleTextItem("residual")
         t.setFont(_sub_font())
         t.setBrush(QBrush(QColor(colour)))
-        t.setPos(s1.x() + 6, top - 13)
+        t.setPos(start.x() + 6, top - 13)
         self.scene().addItem(t)
 
     def fit(self) -> None:

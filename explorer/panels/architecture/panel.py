@@ -1,10 +1,11 @@
-"""Architecture panel: the loaded model drawn from its config, with live values per block.
+"""Architecture panel: the loaded model's anatomy drawn as a diagram, with live values per block.
 
-The diagram (a QGraphicsScene) follows the model's actual structure: token embedding and
-positional encoding, N decoder layers in pre-norm (GPT-2) or post-norm (Vaswani) order, the
-final norm, the unembedding and the softmax with temperature. Every block shows its shapes and
-its parameter count, counted from the model's own parameters. Clicking a block shows what it
-computed for the current context in the detail area, with its formula and a short explanation.
+The diagram (a QGraphicsScene) draws the model's own description of itself
+(:func:`model.anatomy.describe`): token embedding and positional encoding, N decoder layers in
+pre-norm (GPT-2) or post-norm (Vaswani) order, the final norm, the unembedding and the softmax
+with temperature. Every block shows its shapes and its parameter count. Clicking a block shows
+what it computed for the current context in the detail area, read from the StepResult arrays the
+anatomy names for it, with its formula and a short explanation.
 """
 from __future__ import annotations
 
@@ -26,23 +27,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.panels.architecture.diagram import BlockSpec, Diagram, model_blocks
-from explorer.plotting import THEME, LiveRedraw
+from explorer.panels.architecture.diagram import Diagram
+from explorer.redraws import LiveRedraw
+from explorer.theme import THEME
+from explorer.widgets.exports import export_button
+from explorer.widgets.layout import TEXT_PT, explanation_pane, rich_text, status_label
 from explorer.widgets.plot_helpers import (
     DIVERGING_CMAP,
     PROB_CMAP,
-    TEXT_PT,
     HeatmapWidget,
     LabelAxis,
     SeriesPlot,
     causal_future,
-    explanation_pane,
-    export_button,
     mosaic,
-    rich_text,
-    status_label,
     symmetric_levels,
 )
+from model.anatomy import Anatomy, Box, Positions, describe
 from model.positional import DESCRIPTIONS
 from model.tokenizer import Tokenizer
 
@@ -82,7 +82,6 @@ TEXTS = {
                 "Softmax turns the scores into probabilities; the temperature τ sharpens (τ &lt; 1) "
                 "or flattens (τ &gt; 1) them before the next token is sampled. Shown: the most "
                 "likely next tokens."),
-    "other": ("", "Parameters the diagram does not place in a block."),
 }
 DEFAULT_BLOCK = "L0.attn"  # selected when a model is loaded
 OVERVIEW = ("Click a block to see what it computes for the current context. Data flows left to "
@@ -155,7 +154,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
     def __init__(self, session, parent: QWidget | None = None):
         super().__init__(parent)
         self.session = session
-        self.blocks: list[BlockSpec] = []
+        self.anatomy: Anatomy | None = None
         self.selected: str | None = None
         self.collapsed = False
         self._init_redraw()
@@ -248,8 +247,8 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         return w if hasattr(w, "export_png") else None
 
     # -- public --------------------------------------------------------------------------------
-    def block(self, key: str) -> BlockSpec | None:
-        return next((b for b in self.blocks if b.key == key), None)
+    def block(self, key: str) -> Box | None:
+        return self.anatomy.box(key) if self.anatomy is not None else None
 
     def select_block(self, key: str | None) -> None:
         """Show ``key``'s live values in the detail area (None: the overview)."""
@@ -276,34 +275,33 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         return self.view.items
 
     def _build_diagram(self) -> None:
-        cfg = getattr(self.session, "config", None)
-        self.view.build(self.blocks, cfg.norm if cfg is not None else "pre", self.shown_layers())
+        self.view.build(self.anatomy, self.shown_layers())
         self.view.set_selected(self.selected, scroll=False)  # a new diagram opens at its top
 
     def shown_layers(self) -> list[int]:
-        n = self.session.config.n_layer if getattr(self.session, "config", None) else 0
+        n = self.anatomy.n_layer if self.anatomy is not None else 0
         if self.collapsed and n > 3:
             return [0, n - 1]
         return list(range(n))
 
     # -- session -------------------------------------------------------------------------------
     def _on_model_changed(self) -> None:
-        model = getattr(self.session, "model", None)
-        self.blocks = model_blocks(model) if model is not None else []
+        cfg = self.session.config
+        a = self.anatomy = describe(cfg) if cfg is not None else None
         # open on the first attention block: its heads are what a first look is for
         self.selected = DEFAULT_BLOCK if self.block(DEFAULT_BLOCK) is not None else None
-        n = model.config.n_layer if model is not None else 0
+        n = a.n_layer if a is not None else 0
         self.collapsed = n > 6
         self.collapse_box.blockSignals(True)
         self.collapse_box.setChecked(self.collapsed)
         self.collapse_box.setEnabled(n > 3)
         self.collapse_box.blockSignals(False)
-        if model is not None:
-            cfg = model.config
+        if a is not None:
+            stack = a.stacks[0]
             self.summary.setText(
-                f"<b>{cfg.n_layer} layer{'s' if cfg.n_layer != 1 else ''}</b> × {cfg.n_head} "
-                f"heads · C = {cfg.n_embd} · T ≤ {cfg.block_size} · V = {cfg.vocab_size} · "
-                f"{cfg.norm}-norm · <b>{model.num_params():,} parameters</b>")
+                f"<b>{n} layer{'s' if n != 1 else ''}</b> × {stack.n_head} "
+                f"heads · C = {a.width} · T ≤ {a.block_size} · V = {a.vocab_size} · "
+                f"{stack.norm}-norm · <b>{a.n_params:,} parameters</b>")
         else:
             self.summary.setText("No model loaded.")
         self._build_diagram()
@@ -341,13 +339,12 @@ class ArchitecturePanel(LiveRedraw, QWidget):
             self._show_text("Click a block of the diagram.")
             return
         where = f" — layer {b.layer}" if b.layer is not None else ""
-        title = ("Residual addition" if b.kind == "add" else b.title) + where
+        title = b.name + where
         shape = (f"<b>shape</b> {html.escape(b.shape)}<br>" if b.shape else "")
         extra = f"{shape}<b>parameters</b> {b.n_params:,}"
         kind = "embed.add" if b.key == "embed.add" else b.kind
-        if b.kind == "pos":
-            pe = getattr(self.session.model, "pe", None)
-            formula, text = DESCRIPTIONS.get(getattr(pe, "kind", "none"), ("", ""))
+        if isinstance(b, Positions):
+            formula, text = DESCRIPTIONS[b.pos_kind]
             self._explain(title, html.escape(formula), html.escape(text), extra)
         else:
             formula, text = TEXTS.get(kind, ("", ""))
@@ -361,9 +358,19 @@ class ArchitecturePanel(LiveRedraw, QWidget):
                 "attn": self._d_attn, "ffn": self._d_ffn, "unembed": self._d_lens,
                 "softmax": self._d_softmax}.get(b.kind)
         if draw is None:
-            self._show_text(html.escape(", ".join(b.param_names)) or " ")
+            self._show_text(" ")
             return
         draw(b, r)
+
+    @staticmethod
+    def recorded(b: Box, r, name: str) -> np.ndarray | None:
+        """The StepResult array ``name`` as far as the anatomy says it belongs to box ``b``
+        (its row for per-layer arrays); None when ``b`` has none or it was not captured."""
+        rec = next((x for x in b.recorded if x.field == name), None)
+        value = getattr(r, rec.field) if rec is not None else None
+        if value is None or rec.index is None:
+            return value
+        return value[rec.index]
 
     def _labels(self, r) -> list[str]:
         return r.pieces
@@ -388,19 +395,22 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.detail_stack.setCurrentWidget(hm)
 
     def _d_tok(self, b, r) -> None:
-        if r.tok_emb is None:
+        emb = self.recorded(b, r, "tok_emb")
+        if emb is None:
             return self._show_text("Embeddings were not captured.")
-        self._heat(r.tok_emb, r, "dimension", "token-embedding")
+        self._heat(emb, r, "dimension", "token-embedding")
 
     def _d_pos(self, b, r) -> None:
-        if r.pos_emb is None:
-            kind = getattr(getattr(self.session.model, "pe", None), "kind", "none")
+        if not b.additive:
             msg = ("Rotary encoding adds nothing to the input: it rotates every query and key "
-                   "inside attention. See the Positional encoding panel." if kind == "rotary"
+                   "inside attention. See the Positional encoding panel." if b.pos_kind == "rotary"
                    else "This model has no positional encoding: see the Positional encoding "
                         "panel for what it has instead.")
             return self._show_text(msg)
-        self._heat(r.pos_emb, r, "dimension", "position-embedding")
+        emb = self.recorded(b, r, "pos_emb")
+        if emb is None:
+            return self._show_text("Embeddings were not captured.")
+        self._heat(emb, r, "dimension", "position-embedding")
 
     def residual_norms(self, r=None) -> np.ndarray:
         """(L+1, T) length of each token's residual vector after the embedding and each layer."""
@@ -409,10 +419,11 @@ class ArchitecturePanel(LiveRedraw, QWidget):
             np.float32)
 
     def _d_add(self, b, r) -> None:
-        if b.key == "embed.add":
-            if r.residual is None:
+        if b.skip is None:  # the embedding sum: its vectors
+            x = self.recorded(b, r, "residual")
+            if x is None:
                 return self._show_text("The residual stream was not captured.")
-            return self._heat(r.residual[0], r, "dimension", "embedding-sum")
+            return self._heat(x, r, "dimension", "embedding-sum")
         if r.residual is None:
             return self._show_text("The residual stream was not captured.")
         norms = self.residual_norms(r)
@@ -427,30 +438,9 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         hm.highlight_row(b.layer + 1 if b.layer is not None else 0)
         self.detail_stack.setCurrentWidget(hm)
 
-    def ln_input(self, b: BlockSpec, r=None) -> np.ndarray | None:
-        """(T, C): the vector entering this LayerNorm, rebuilt from the captured sublayers."""
-        r = r if r is not None else self.session.result
-        if r.residual is None:
-            return None
-        res = np.asarray(r.residual, dtype=np.float64)
-        if b.key == "final.ln":
-            return res[-1]
-        i, which = b.layer, b.key.split(".")[1]
-        pre = self.session.config.norm == "pre"
-        if pre and which == "ln_1":
-            return res[i]
-        if r.attn_out is None:
-            return None
-        mid = res[i] + r.attn_out[i]
-        if pre or which == "ln_1":
-            return mid
-        if r.mlp_out is None:
-            return None
-        ln1 = self.session.model.h[i].ln_1  # post-norm: ln_2 reads LN1(x + a) + m
-        w = ln1.weight.detach().float().cpu().numpy()
-        bias = ln1.bias.detach().float().cpu().numpy() if ln1.bias is not None else 0.0
-        mu, var = mid.mean(-1, keepdims=True), mid.var(-1, keepdims=True)
-        return (mid - mu) / np.sqrt(var + ln1.eps) * w + bias + r.mlp_out[i]
+    def ln_stats(self, b: Box, r=None) -> np.ndarray | None:
+        """(T, 2): mean and standard deviation of the vector entering this LayerNorm."""
+        return self.recorded(b, r if r is not None else self.session.result, "norm_stats")
 
     def _series(self, r, labels, series: list[tuple[str, np.ndarray, str]], y_title: str,
                 name: str, bars: bool = False) -> None:
@@ -481,18 +471,18 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.detail_stack.setCurrentWidget(sp)
 
     def _d_ln(self, b, r) -> None:
-        x = self.ln_input(b, r)
-        if x is None:
-            return self._show_text("The residual stream and sublayer outputs were not captured.")
-        mu, sd = x.mean(-1), x.std(-1)
+        stats = self.ln_stats(b, r)
+        if stats is None:
+            return self._show_text("What enters the layer norms was not captured.")
+        mu, sd = stats[:, 0], stats[:, 1]
         self._series(r, self._labels(r), [("mean μ", mu, THEME.accent),
                                           ("std σ", sd, THEME.accent2)],
                      "entering the norm", "layernorm-stats")
 
     def _d_attn(self, b, r) -> None:
-        if r.attention is None:
+        a = self.recorded(b, r, "attention")  # (H, T, T)
+        if a is None:
             return self._show_text("Attention was not captured.")
-        a = r.attention[b.layer]  # (H, T, T)
         H, T = a.shape[0], a.shape[-1]
         img = mosaic(a[None])  # (T, H*T)
         fut = np.tile(causal_future(T), (1, H))
@@ -510,15 +500,17 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.detail_stack.setCurrentWidget(hm)
 
     def _d_ffn(self, b, r) -> None:
-        if r.ffn is None:
+        h = self.recorded(b, r, "ffn")
+        if h is None:
             return self._show_text("FFN activations were not captured.")
-        self._heat(r.ffn[b.layer], r, "hidden unit (after GELU)", f"ffn-layer{b.layer}")
+        self._heat(h, r, f"hidden unit (after {b.activation.upper()})", f"ffn-layer{b.layer}")
 
     def _d_lens(self, b, r) -> None:
-        if r.lens_ids is None:
+        ids, probs = self.recorded(b, r, "lens_ids"), self.recorded(b, r, "lens_probs")
+        if ids is None or probs is None:
             return self._show_text("The logit lens was not captured.")
-        self.lens_model.set_data(np.asarray(r.lens_ids), np.asarray(r.lens_probs),
-                                 self._labels(r), self.session.tokenizer)
+        self.lens_model.set_data(np.asarray(ids), np.asarray(probs), self._labels(r),
+                                 self.session.tokenizer)
         self.detail_stack.setCurrentWidget(self.lens_table)
         if r.T:
             self.lens_table.scrollTo(self.lens_model.index(0, r.T - 1))

@@ -14,14 +14,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Signal
 
-from explorer.plotting import THEME
-from explorer.widgets.plot_helpers import (
-    LabelAxis,
+from explorer.theme import THEME
+from explorer.widgets.exports import (
     add_export_actions,
     export_png,
     export_svg,
     replace_scene_export,
 )
+from explorer.widgets.plot_helpers import LabelAxis
 
 LINE_BINS = np.array([0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.01])  # weight bins of the lines
 MAX_LINES = 1200  # lines drawn at most (the strongest); see AttentionLines.n_hidden

@@ -26,22 +26,20 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.panels.attention.lines import AttentionLines
-from explorer.plotting import THEME, LiveRedraw
+from explorer.redraws import LiveRedraw
+from explorer.theme import THEME
+from explorer.widgets.exports import export_button
+from explorer.widgets.layout import TEXT_PT, flow_bar, labeled, status_label
 from explorer.widgets.plot_helpers import (
     DIVERGING_CMAP,
     MASKED_CODE,
     PROB_CMAP,
-    TEXT_PT,
     HeatmapWidget,
     causal_future,
-    export_button,
-    flow_bar,
     grid_lines,
-    labeled,
     mosaic,
     pool_cells,
     quantize,
-    status_label,
     symmetric_levels,
 )
 
@@ -286,7 +284,7 @@ class AttentionPanel(LiveRedraw, QWidget):
 
     # -- session -------------------------------------------------------------------------------
     def _on_model_changed(self) -> None:
-        cfg = getattr(self.session, "config", None)
+        cfg = self.session.config
         self._set_shape(cfg.n_layer if cfg else 0, cfg.n_head if cfg else 0)
         self._future.clear()
         self.heatmap.clear_matrix()
@@ -343,7 +341,7 @@ class AttentionPanel(LiveRedraw, QWidget):
         """Redraw at once from ``session.result`` (the coalescing timer calls this)."""
         if not self._begin_redraw():  # hidden: drawn when shown
             return
-        r = getattr(self.session, "result", None)
+        r = self.session.result
         if r is None or r.attention is None:
             self.hover_label.setText("Attention was not captured for this step."
                                      if r is not None else " ")
@@ -398,7 +396,7 @@ class AttentionPanel(LiveRedraw, QWidget):
         labels = self._labels(r)
         self.heatmap.set_matrix(display, levels=levels, export=values, row_labels=labels,
                                 col_labels=labels)
-        self.heatmap.highlight_row(getattr(self.session, "selected_token", -1))
+        self.heatmap.highlight_row(self.session.selected_token)
         if self._hover != (-1, -1):
             self._on_head_hover(*self._hover)
 
@@ -547,7 +545,7 @@ class AttentionPanel(LiveRedraw, QWidget):
             weights = a[layer, heads[0]][None]
             colors = [pg.mkColor(THEME.accent)]
         focus = self._lines_hover if self._lines_hover >= 0 else \
-            getattr(self.session, "selected_token", -1)
+            self.session.selected_token
         self.lines.set_lines(weights, heads, colors, self._labels(r), self.threshold, focus)
         if self.lines_all_heads:
             legend = " ".join(f"<span style='color:{c.name()}'>■ head {h}</span>"

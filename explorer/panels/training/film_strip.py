@@ -20,7 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import SEQUENTIAL, THEME, Coalescer, colormap, style_plot
+from explorer.redraws import Redraw
+from explorer.theme import SEQUENTIAL, THEME, colormap
+from explorer.widgets.plot_helpers import style_plot
 
 MAX_BYTES = 64 * 2**20
 PLAY_MS = 120
@@ -96,7 +98,7 @@ class FilmStrip(QWidget):
         self._timer = QTimer(self)
         self._timer.setInterval(PLAY_MS)
         self._timer.timeout.connect(self._advance)
-        self._follow = Coalescer(self._show_latest, FOLLOW_MS, self)
+        self._follow = Redraw(self._show_latest, FOLLOW_MS, self)
         self._stale = False
         self._shape: tuple[int, ...] | None = None
         self._ranged: tuple[int, ...] | None = None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QCoreApplication, Qt, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
@@ -44,8 +43,11 @@ from explorer.panels.training.plots import LossView, SampleLog
 from explorer.panels.training.results import ResultsMixin
 from explorer.panels.training.setup import SetupForm
 from explorer.panels.training.task import TaskView
-from explorer.plotting import THEME, Coalescer, is_shown
+from explorer.redraws import Redraw, is_shown
+from explorer.theme import THEME
 from explorer.training_worker import RunSpec, TrainingRun
+from model.corpora import task_tokenizer
+from model.devices import available_devices
 
 PROGRESS_MS = 250  # progress bar and status line refresh
 
@@ -74,7 +76,8 @@ class TrainingPanel(ResultsMixin, QWidget):
         self.last_checkpoint: Path | None = None
         self.last_error: tuple[str, str] | None = None
         self.last_snapshot = None
-        self._pending: list[tuple[str, Any]] = []  # snapshot requests: ("explore"|"save", arg)
+        # snapshot requests: ("explore", None) or ("save", path)
+        self._pending: list[tuple[str, Path | None]] = []
         self.planner = Planner(session, self.runs_dir)
         self._spec: RunSpec | None = None
         self._task: str | None = None
@@ -166,7 +169,7 @@ class TrainingPanel(ResultsMixin, QWidget):
         split.setStretchFactor(1, 1)
         split.setSizes([340, 660])
 
-        self._progress_redraw = Coalescer(self._show_progress, PROGRESS_MS, self)
+        self._progress_redraw = Redraw(self._show_progress, PROGRESS_MS, self)
         self.film.frame_changed.connect(self._on_frame)
         self.film.head_selected.connect(self._on_film_head)
         self.task_view.head_selected.connect(self._on_task_head)
@@ -181,7 +184,7 @@ class TrainingPanel(ResultsMixin, QWidget):
     # -- session -------------------------------------------------------------------------------
     @Slot()
     def _on_model_changed(self) -> None:
-        has = getattr(self.session, "model", None) is not None
+        has = self.session.config is not None
         self.form.cont_model.setEnabled(has and self.state not in ("running", "paused"))
         if not has and self.form.cont_model.isChecked():
             self.form.new_model.setChecked(True)
@@ -198,8 +201,8 @@ class TrainingPanel(ResultsMixin, QWidget):
         """Explain what is wrong under the form; Start is enabled only for a valid setup."""
         if self.state in ("running", "paused", "stopping"):
             return
-        if self.form.cont_model.isChecked() and getattr(self.session, "model", None) is not None:
-            self.form.set_model_fields(self.session.model.config)
+        if self.form.cont_model.isChecked() and self.session.config is not None:
+            self.form.set_model_fields(self.session.config)
         try:
             plan = self.planner.plan(self.form.values(), light=True)
         except PlanError as e:
@@ -252,7 +255,7 @@ class TrainingPanel(ResultsMixin, QWidget):
         tok = spec.tokenizer or spec.corpus.tokenizer
         block = (spec.model.config.block_size if spec.model is not None else
                  spec.model_cfg.block_size if spec.model_cfg is not None else
-                 self.session.model.config.block_size)
+                 self.session.config.block_size)
         ids = tok.encode(spec.train_cfg.probe_prompt, errors="drop")[-block:]
         probe_tokens = [tok.token_str(i) for i in ids] or ["\n"]
         self.samples.set_prompt("".join(probe_tokens))
@@ -356,7 +359,7 @@ class TrainingPanel(ResultsMixin, QWidget):
         self.save_button.setEnabled(has_model)
         self.form.set_running(active)
         if not active:
-            self.form.cont_model.setEnabled(getattr(self.session, "model", None) is not None)
+            self.form.cont_model.setEnabled(self.session.config is not None)
             self._validate()
             if state != "idle":
                 self._measure_presets()  # timings cancelled by Start
@@ -479,13 +482,13 @@ class TrainingPanel(ResultsMixin, QWidget):
 
     # -- messages ------------------------------------------------------------------------------
     def _message(self, text: str) -> None:
-        sig = getattr(self.session, "message", None)
+        sig = self.session.message
         if sig is not None:
             sig.emit(text)
 
     def _error(self, title: str, text: str) -> None:
         self.last_error = (title, text)
-        sig = getattr(self.session, "error", None)
+        sig = self.session.error
         if sig is not None:
             sig.emit(title, text)
 
@@ -513,8 +516,6 @@ class TrainingPanel(ResultsMixin, QWidget):
         if not self._measured:
             self._measured = True
             try:
-                from model.devices import available_devices
-
                 self.form.set_devices(available_devices())
             except Exception:  # noqa: BLE001
                 pass
@@ -532,8 +533,6 @@ class TrainingPanel(ResultsMixin, QWidget):
         if self.running or not is_shown(self) or not self.auto_measure:
             return
         try:
-            from model.corpora import task_tokenizer
-
             self.form.measure_presets(task_tokenizer("copy").vocab_size, device_name("auto"))
         except Exception:  # noqa: BLE001 - estimates are optional
             pass

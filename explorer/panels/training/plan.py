@@ -16,9 +16,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from PySide6.QtCore import QStandardPaths
 
 from explorer.training_worker import RunSpec
+from model import tasks
+from model.config import ConfigError, ModelConfig, TrainConfig
+from model.corpora import Corpus, CorpusError, load_corpus, read_text_file, task_tokenizer
+from model.devices import resolve_device
 
 RUNS_ENV = "TRANSFORMER_EXPLORER_RUNS"
 EVAL_ITERS = 5  # batches per evaluation: keeps the final evaluation (on Stop) short
@@ -47,8 +52,6 @@ def available_memory(device: str = "cpu") -> int | None:
     """Free memory in bytes on ``device`` (CUDA: free GPU memory), None if unknown."""
     if device.startswith("cuda"):
         try:
-            import torch
-
             free, _ = torch.cuda.mem_get_info(torch.device(device))
             return int(free)
         except Exception:  # noqa: BLE001
@@ -130,8 +133,6 @@ class TextCache:
 
     def get(self, path: str) -> tuple[str | None, str | None]:
         """(text, None) or (None, error message)."""
-        from model.corpora import CorpusError, read_text_file
-
         p = Path(path).expanduser()
         try:
             st = p.stat()
@@ -149,15 +150,13 @@ class TextCache:
 def model_corpus_source(session) -> tuple[str | None, str]:
     """The loaded model's own corpus as a spec ("task:copy" or a readable path) and a
     description; (None, why not) when it cannot be found."""
-    info = getattr(session, "info", None)
+    info = session.info
     if info is None:
         return None, "no model is loaded"
     name = (info.summary or {}).get("corpus")
     if not name:
         return None, "the loaded model does not say what it was trained on"
-    from model.tasks import task_of
-
-    task = task_of(name)
+    task = tasks.task_of(name)
     if task is not None and str(name).startswith("task:"):
         return f"task:{task}", str(name)
     candidates = [Path(str(name)).expanduser()]
@@ -221,8 +220,6 @@ def new_run_path(runs_dir: Path, corpus_name: str) -> Path:
 def device_name(name: str) -> str:
     """``auto``/``cpu``/``cuda``… as the device torch will really use ("cpu" if unavailable)."""
     try:
-        from model.devices import resolve_device
-
         return str(resolve_device(name))
     except Exception:  # noqa: BLE001
         return "cpu"
@@ -253,7 +250,7 @@ class Planner:
         """The loaded model's corpus (a task or a readable file) and why not if unavailable."""
         src, why = model_corpus_source(self.session)
         if src is None:
-            info = getattr(self.session, "info", None)
+            info = self.session.info
             name = (info.summary or {}).get("corpus") if info else None
             if name and str(name) in self.known_corpora:
                 return self.known_corpora[str(name)], str(name)
@@ -282,13 +279,9 @@ class Planner:
 
     def plan(self, v: FormValues, light: bool = False) -> Plan:
         """Check everything; with ``light`` only what is cheap (no corpus encoding, no copy)."""
-        from model import tasks
-        from model.config import ConfigError, ModelConfig, TrainConfig
-        from model.corpora import Corpus, CorpusError, load_corpus, task_tokenizer
-
         spec, text = self.corpus_spec(v)
         task = tasks.task_of(spec) if spec.startswith("task:") else None
-        live = getattr(self.session, "model", None)
+        live = self.session.model
         tokenizer = None
         resume_from = None
         start = 0
@@ -297,8 +290,8 @@ class Planner:
                 raise PlanError("No model is loaded to continue; choose 'Train a new model'.")
             cfg = live.config
             tokenizer = self.session.tokenizer
-            info = getattr(self.session, "info", None)
-            path = getattr(info, "path", None)
+            info = self.session.info
+            path = info.path if info is not None else None
             if path is not None and Path(path).is_file():  # steps and optimizer from the file
                 resume_from = Path(path)
                 done = (info.summary or {}).get("steps", 0)

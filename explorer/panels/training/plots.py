@@ -24,7 +24,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.plotting import THEME, Coalescer, mono_font, qcolor, style_plot
+from explorer.redraws import Redraw
+from explorer.theme import THEME, mono_font, qcolor
+from explorer.widgets.plot_helpers import style_plot
 
 #: the loss curve is redrawn at most 4 times a second: smooth enough to watch, and each redraw
 #: of a 660 × 250 plot costs 4-7 ms of GUI-thread CPU on the 2-core target machine
@@ -128,7 +130,7 @@ class LossView(QWidget):
         self._ema_state = (0.0, 1.0)  # s, w^t  (incremental EMA)
         self.redraws = 0
         self.redraw_times: list[float] = []
-        self._redraw = Coalescer(self._draw, REDRAW_MS, self)
+        self._redraw = Redraw(self._draw, REDRAW_MS, self)
         self._auto = True  # fit the y range to the data (until the user zooms)
         self._yrange: tuple[float, float] | None = None
         self.plot.getViewBox().sigRangeChangedManually.connect(self._on_manual_range)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
-from explorer.panels.training.plan import device_name
+from model.checkpoints import save_checkpoint
 
 
 class ResultsMixin:
@@ -79,8 +79,6 @@ class ResultsMixin:
                 "last_loss": self.last_loss, "from_training_panel": True}
 
     def _save_snapshot(self, snap, path: Path) -> None:
-        from model.checkpoints import save_checkpoint
-
         try:
             save_checkpoint(path, snap.build("cpu"), snap.tokenizer, summary=self._summary(snap))
         except Exception as e:  # noqa: BLE001 - a full disk, a read-only folder: one dialog
@@ -89,14 +87,8 @@ class ResultsMixin:
         self._message(f"Saved the model at step {snap.step:,} to {path}")
 
     def _use_snapshot(self, snap) -> None:
-        from explorer.session import ModelInfo
-
-        device = device_name(str(getattr(self.session, "device", "cpu") or "cpu"))
-        model = snap.build(device)
         name = f"{self._spec.out_path.stem if self._spec else 'trained'} @ step {snap.step:,}"
-        info = ModelInfo(name=name, path=None, n_params=sum(p.numel() for p in model.parameters()),
-                         device=device, trained=snap.step > 0, summary=self._summary(snap))
-        self.session.set_model(model, snap.tokenizer, info)
+        self.session.use_snapshot(snap, name, self._summary(snap))
         self._message(f"Exploring the model at step {snap.step:,}"
                       + (" (training goes on)" if self.running else ""))
 

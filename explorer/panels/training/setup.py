@@ -8,9 +8,8 @@ themselves live in :mod:`.training_plan`.
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -30,7 +29,9 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.panels.training.plan import FormValues, fmt_duration, fmt_params, train_flops
-from explorer.plotting import THEME
+from explorer.theme import THEME
+from explorer.training_worker import SpeedProbe
+from model.config import ModelConfig
 
 TASK_SOURCES = ("copy", "induction", "reverse", "sort")
 
@@ -38,7 +39,7 @@ TASK_SOURCES = ("copy", "induction", "reverse", "sort")
 #: defaults (batch 64, lr 3e-3, learned positions, 1,000 steps) learns the copy task in the app in
 #: 30 s on the 2-core target machine: an induction head appears in layer 1 around step 300-500
 #: (score 0.5), validation loss 2.54 -> 1.42 (the floor for block 32 is about 1.40)
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, int]] = {
     "tiny": dict(n_layer=2, n_head=4, n_embd=64, block_size=32),
     "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),
     "medium": dict(n_layer=6, n_head=6, n_embd=192, block_size=256),
@@ -66,6 +67,7 @@ class SetupForm(QWidget):
         self._updating = False
         self.timings: dict[str, float] = {}  # preset key -> seconds per step (measured)
         self.param_counts: dict[str, int] = {}
+        self._probe: SpeedProbe | None = None  # the measurement running
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(6)
@@ -302,7 +304,7 @@ class SetupForm(QWidget):
         self.changed.emit()
 
     @Slot()
-    def _on_edit(self, *_: Any) -> None:
+    def _on_edit(self, *_: object) -> None:
         self._corpus_form.setRowVisible(self.path_row, self.source.currentData() == "file")
         self._update_model_enabled()
         if not self._updating:
@@ -320,9 +322,6 @@ class SetupForm(QWidget):
     # -- speed estimates -----------------------------------------------------------------------
     def measure_presets(self, vocab_size: int, device: str) -> None:
         """Time a few steps of each preset in the background (once per batch and device)."""
-        from explorer.training_worker import SpeedProbe
-        from model.config import ModelConfig
-
         jobs = []
         for name, kw in PRESETS.items():
             cfg = ModelConfig(vocab_size=vocab_size, **kw)
@@ -332,14 +331,12 @@ class SetupForm(QWidget):
                 jobs.append((key, cfg, PRESET_BATCH[name], device))
         self._refresh_preset_labels(device)
         if jobs and not self._probing:
-            from PySide6.QtCore import QThreadPool
-
             self._probing = True
             self._probe = SpeedProbe(jobs, self._probe_sink)
             QThreadPool.globalInstance().start(self._probe)
 
     def cancel_measurement(self) -> None:
-        probe = getattr(self, "_probe", None)
+        probe = self._probe
         if probe is not None:
             probe.cancel()
 
@@ -375,8 +372,6 @@ class SetupForm(QWidget):
             t = self.timings.get(key)
             if t is None:
                 continue
-            from model.config import ModelConfig
-
             ref = ModelConfig(vocab_size=cfg.vocab_size, **kw)
             ratio = train_flops(cfg, batch) / train_flops(ref, PRESET_BATCH[name])
             score = abs(math.log(max(ratio, 1e-9)))

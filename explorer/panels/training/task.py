@@ -12,7 +12,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from explorer.plotting import SEQUENTIAL, THEME, Coalescer, colormap, style_plot, ui_font
+from explorer.redraws import Redraw
+from explorer.theme import SEQUENTIAL, THEME, colormap, ui_font
+from explorer.widgets.plot_helpers import style_plot
+from model import tasks
 
 
 def _heat(layout: pg.GraphicsLayout, row: int, col: int, title: str) -> tuple[pg.PlotItem,
@@ -54,6 +57,7 @@ class TaskView(QWidget):
         self.scores: np.ndarray | None = None  # of the frame shown
         self.prev_scores: np.ndarray | None = None
         self.selected: tuple[int, int] | None = None
+        self._attention: np.ndarray | None = None  # the frame shown
         self.auto_select = True  # follow the best head until the user picks one
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -85,7 +89,7 @@ class TaskView(QWidget):
         self.hist_plot.setMenuEnabled(False)
         self.hist_plot.showGrid(x=True, y=True, alpha=0.2)
         self._curves: list[pg.PlotDataItem] = []
-        self._history_redraw = Coalescer(self._draw_history, 250, self)
+        self._history_redraw = Redraw(self._draw_history, 250, self)
         self.note = QLabel("")
         self.note.setWordWrap(True)
         self.note.setStyleSheet(f"color: {THEME.muted}; font-size: {THEME.font_pt - 1}pt;")
@@ -93,8 +97,6 @@ class TaskView(QWidget):
 
     # -- data ----------------------------------------------------------------------------------
     def set_task(self, task: str | None, tokens: list[str]) -> None:
-        from model import tasks
-
         self.task = task
         self.tokens = list(tokens)
         self.history_steps.clear()
@@ -132,8 +134,6 @@ class TaskView(QWidget):
         """Record the scores of a new snapshot (for the history plot)."""
         if self.task is None or self.ideal is None:
             return
-        from model import tasks
-
         a = np.asarray(attention, dtype=np.float32)
         if a.shape[-1] != len(self.tokens):
             return
@@ -161,8 +161,6 @@ class TaskView(QWidget):
         """Show the frame the film strip shows: the grid of scores and the picked head."""
         if self.task is None or self.ideal is None:
             return
-        from model import tasks
-
         a = np.asarray(attention, dtype=np.float32)
         if a.shape[-1] != len(self.tokens):
             return
@@ -187,7 +185,7 @@ class TaskView(QWidget):
 
     # -- drawing -------------------------------------------------------------------------------
     def _draw_learned(self) -> None:
-        if self.selected is None or getattr(self, "_attention", None) is None:
+        if self.selected is None or self._attention is None:
             return
         li, hi = self.selected
         a = self._attention
@@ -205,8 +203,6 @@ class TaskView(QWidget):
                           f"compare it.{hint}")
 
     def _score_name(self) -> str:
-        from model import tasks
-
         return tasks.SCORE_NAMES.get(self.task or "", "score")
 
     def _draw_grid(self, step: int) -> None:
