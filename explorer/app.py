@@ -33,8 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="transformer-explorer",
                                 description="See a GPT-style transformer think.")
     p.add_argument("--checkpoint", metavar="FILE",
-                   help="model file (.safetensors) to open; default: "
-                        "assets/models/shakespeare_char.safetensors if it exists")
+                   help="model file (.safetensors) to open, or the name of a model that ships "
+                        "with the package (shakespeare_char, induction); default: "
+                        "shakespeare_char")
     p.add_argument("--prompt", metavar="TEXT", help="start with this prompt")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the last one used, "
                                                   "else auto)")
@@ -96,13 +97,13 @@ def sample_from_settings(settings, seed: int | None = None):
 
 
 def default_checkpoint(settings, explicit: str | None) -> Path | None:
-    from explorer.main_window import DEFAULT_MODEL, example_models
+    from model.shipped import DEFAULT_MODEL, resolve_checkpoint, shipped_models
 
     if explicit:
-        return Path(explicit)
+        return resolve_checkpoint(explicit)
     if DEFAULT_MODEL.exists():
         return DEFAULT_MODEL
-    ex = example_models()
+    ex = shipped_models()
     return ex[0] if ex else None
 
 
@@ -204,7 +205,8 @@ class _Driver:
                 print(f"transformer-explorer: could not write {out}", file=sys.stderr)
                 self.exit_code = 1
             else:
-                print(f"saved {out}")
+                info = self.session.info
+                print(f"saved {out}" + (f" (model: {info.name})" if info is not None else ""))
         if self.args.startup_probe:
             out = {k: round(v, 4) for k, v in self.times.items()}
             launched = os.environ.get(LAUNCH_ENV)
@@ -215,12 +217,38 @@ class _Driver:
         self.app.exit(self.exit_code)
 
 
+NO_DISPLAY_EXIT = 2
+
+
+def missing_display(environ=os.environ, platform: str = sys.platform) -> str | None:
+    """Why Qt cannot open a window here, in one line, or None when it can (or may).
+
+    Without this check Qt's xcb plugin aborts the process (exit 134) with a message that blames
+    a library that is installed. Only Linux and the BSDs need a display server; a platform the
+    user chose (``QT_QPA_PLATFORM``) is theirs to answer for."""
+    if environ.get("QT_QPA_PLATFORM"):
+        return None
+    if not (platform.startswith("linux") or "bsd" in platform):
+        return None
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("transformer-explorer: no display (neither DISPLAY nor WAYLAND_DISPLAY is set): start "
+            "it on a desktop, or set QT_QPA_PLATFORM=offscreen to make --screenshot images "
+            "without one")
+
+
 def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from PySide6.QtWidgets import QApplication
+
+    if QApplication.instance() is None:  # an application that exists already has its display
+        problem = missing_display()
+        if problem:
+            print(problem, file=sys.stderr)
+            return NO_DISPLAY_EXIT
 
     from PySide6.QtCore import QEvent, QObject, QTimer, Slot
-    from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setOrganizationName(ORG)

@@ -39,10 +39,9 @@ from explorer.panels.prompt import PromptPanel
 from explorer.redraws import catch_up
 from explorer.session import Session
 from explorer.theme import THEME
+from model import shipped
 from model.step_result import StepResult
 
-ASSETS_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
-DEFAULT_MODEL = ASSETS_MODELS / "shakespeare_char.safetensors"
 DEFAULT_PROMPT = "ROMEO:\n"
 STATE_VERSION = 1
 MAX_RECENT = 8
@@ -60,12 +59,6 @@ OPTIONAL_PANELS = [
     ("explorer.panels.architecture.panel", "ArchitecturePanel", "Architecture", "Attention"),
     ("explorer.panels.training.panel", "TrainingPanel", "Training", "Attention"),
 ]
-
-
-def example_models(folder: Path = ASSETS_MODELS) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob("*.safetensors") if not p.name.endswith(".optim.safetensors"))
 
 
 def _fix_width(label: QLabel, widest: str) -> None:
@@ -281,14 +274,14 @@ class MainWindow(QMainWindow):
     @Slot()
     def _fill_examples(self) -> None:
         self.examples_menu.clear()
-        files = example_models()
+        files = shipped.shipped_models()
         for p in files:
             a = self.examples_menu.addAction(p.stem)
             a.setData(str(p))
             a.setStatusTip(str(p))
             a.triggered.connect(self._open_from_action)
         if not files:
-            self.examples_menu.addAction(f"(no models in {ASSETS_MODELS.name}/)").setEnabled(False)
+            self.examples_menu.addAction(f"(no models in {shipped.MODELS}/)").setEnabled(False)
 
     @Slot()
     def _fill_recent(self) -> None:
@@ -419,7 +412,7 @@ class MainWindow(QMainWindow):
     # -- files --------------------------------------------------------------------------------
     @Slot()
     def open_model_dialog(self) -> None:
-        start = self.settings.value("files/last_dir", str(ASSETS_MODELS))
+        start = self.settings.value("files/last_dir", str(shipped.MODELS))
         path, _ = QFileDialog.getOpenFileName(self, "Open model", str(start), MODEL_FILTER)
         if path:
             self.open_model(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -20,6 +21,55 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     ratio = (step - w) / (cfg.steps - w)
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))  # 1 -> 0
     return cfg.min_lr + coeff * (cfg.lr - cfg.min_lr)
+
+
+LR_SCHEDULES = ("continue", "restart")
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """The learning rate per step: linear warm-up over ``warmup_steps`` from ``origin``, then a
+    cosine from ``lr`` down to ``min_lr`` at ``steps``.
+
+    A fresh run has ``origin = 0`` (the same curve as :func:`lr_at`). A resumed run either
+    restarts (warm-up and cosine anew from the resumed step: ``origin = start``) or continues
+    the cosine where the saved run left it: ``start_progress`` is how far along the cosine (0 to
+    1) that run was at ``start_step``, and the rest of the cosine is stretched over the steps
+    left. Continuing an interrupted run with the same ``steps`` gives exactly its original curve;
+    a run that had reached the end of its cosine stays at ``min_lr``.
+    """
+
+    lr: float
+    min_lr: float
+    warmup_steps: int
+    steps: int
+    origin: int = 0
+    start_step: int = 0
+    start_progress: float | None = None
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, **kw) -> LRSchedule:
+        return cls(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps, **kw)
+
+    def progress(self, step: int) -> float | None:
+        """How far along the cosine ``step`` is (0 to 1), or None during the warm-up."""
+        if step >= self.steps:
+            return 1.0
+        if self.start_progress is not None:
+            span = max(1, self.steps - self.start_step)
+            f = self.start_progress + (1.0 - self.start_progress) * (step - self.start_step) / span
+        else:
+            local = step - self.origin
+            if local < self.warmup_steps:
+                return None
+            f = (local - self.warmup_steps) / max(1, self.steps - self.origin - self.warmup_steps)
+        return min(1.0, max(0.0, f))
+
+    def __call__(self, step: int) -> float:
+        f = self.progress(step)
+        if f is None:
+            return self.lr * (step - self.origin + 1) / (self.warmup_steps + 1)
+        return self.min_lr + 0.5 * (1.0 + math.cos(math.pi * f)) * (self.lr - self.min_lr)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -80,4 +130,4 @@ def total_norm(params: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
-__all__ = ["lr_at", "param_groups", "make_optimizer", "apply_optimizer_state", "total_norm"]
+__all__ = ["lr_at", "LR_SCHEDULES", "LRSchedule", "param_groups", "make_optimizer", "apply_optimizer_state", "total_norm"]

@@ -19,7 +19,7 @@ from . import distributed
 from .config import ModelConfig, TrainConfig
 from .devices import resolve_device
 from .distributed import DistContext
-from .optim import apply_optimizer_state
+from .optim import LR_SCHEDULES, LRSchedule, apply_optimizer_state
 from .trainer import (
     Callbacks,
     TrainControl,
@@ -94,12 +94,18 @@ def _stop_on_sigint(control: TrainControl, message):
 def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out_path,
               callbacks: Callbacks | None = None, resume_from=None, model=None, *,
               tokenizer=None, control: TrainControl | None = None,
-              dist: DistContext | None = None) -> TrainResult:
-    """Train a GPT on ``corpus`` and save it to ``out_path`` (+ the optimizer state beside it).
+              dist: DistContext | None = None, lr_schedule: str | None = None,
+              save_optimizer: bool = True) -> TrainResult:
+    """Train a GPT on ``corpus`` and save it to ``out_path`` (+ the optimizer state beside it,
+    ``<out>.optim.safetensors``, unless ``save_optimizer`` is False).
 
     * fresh: ``model_cfg`` (None = defaults) with ``vocab_size`` taken from the corpus;
     * ``resume_from``: a checkpoint path; its weights, tokenizer, step count and optimizer state
-      are continued (the schedule goes on where it stopped);
+      are continued up to ``train_cfg.steps`` in all. ``lr_schedule="continue"``: the learning
+      rate carries on along the saved run's cosine from where it stopped (no jump back up; see
+      :class:`model.optim.LRSchedule`); ``"restart"``: warm-up and cosine anew over the steps
+      left; None: ``train_cfg``'s warm-up and cosine over all its steps, picked up at the
+      resumed step (when ``steps`` grew, the rate rises to where that longer cosine is);
     * ``model``: a GPT in memory (``tokenizer``: its tokenizer, default the corpus's).
 
     Divergence does not raise here: the result has ``ok == False`` and the reason.
@@ -113,6 +119,8 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
     from .corpora import Corpus, CorpusError
     from .transformer import GPT
 
+    if lr_schedule is not None and lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule={lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
     callbacks = callbacks or Callbacks()
     control = control or TrainControl()
     message = callbacks.on_message
@@ -221,6 +229,7 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
 
     elapsed_before = float(previous.get("elapsed_s", 0.0) or 0.0)
     trainer: Trainer | None = None
+    schedule = _schedule(train_cfg, start_step, previous, lr_schedule if resume_from else None)
 
     def checkpoint_fn(step: int, m, optimizer) -> Path:
         ev = trainer.last_eval if trainer is not None else None
@@ -238,6 +247,8 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
             "device": str(device),
             "n_params": sum(p.numel() for p in m.parameters()),
             "resumed_from_step": trainer.start_step if trainer.start_step else None,
+            # how far along its cosine the learning rate is: what --lr-schedule continue needs
+            "lr_progress": schedule.progress(step),
         }
         states = distributed.gather_states(dist, gen.get_state())  # every rank takes part
         if not dist.is_main:
@@ -247,7 +258,8 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
             summary["world_size"] = dist.world_size
             state["world_size"] = dist.world_size
             state["rngs"] = [ckpt.encode_bytes(s) for s in states]
-        return save_checkpoint(out_path, m, tokenizer, summary, optimizer=optimizer,
+        return save_checkpoint(out_path, m, tokenizer, summary,
+                               optimizer=optimizer if save_optimizer else None,
                                trainer_state=state)
 
     if start_step >= train_cfg.steps:
@@ -256,7 +268,7 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
     trainer = Trainer(model, train_cfg, get_batch, callbacks, sample_fn=sample_fn,
                       attention_fn=attention_fn, checkpoint_fn=checkpoint_fn,
                       start_step=start_step, optimizer_state=None, eval_get_batch=eval_get_batch,
-                      device=device, control=control, dist=dist)
+                      device=device, control=control, dist=dist, lr_schedule=schedule)
     if optimizer_state is not None:
         try:
             apply_optimizer_state(trainer.optimizer, optimizer_state)
@@ -288,6 +300,26 @@ def _saved_rng(trainer_state: dict, dist: DistContext, message) -> str | None:
                 f"{dist.world_size}: batches are drawn afresh (the model and optimizer continue "
                 "exactly)")
     return None
+
+
+def _schedule(cfg: TrainConfig, start_step: int, previous: dict,
+              resume: str | None) -> LRSchedule:
+    """The learning-rate schedule of this run (``resume`` None: ``cfg``'s own, from step 0)."""
+    if resume is None or start_step == 0:
+        return LRSchedule.of(cfg)
+    if resume == "restart":
+        return LRSchedule.of(cfg, origin=start_step)
+    progress = previous.get("lr_progress", "unknown")
+    if progress == "unknown":  # saved before lr_progress was recorded: its own plain schedule
+        saved = previous.get("train_config") or {}
+        try:
+            progress = LRSchedule(1.0, 0.0, int(saved["warmup_steps"]),
+                                  int(saved["steps"])).progress(start_step)
+        except (KeyError, TypeError, ValueError):
+            progress = None
+    if not isinstance(progress, (int, float)) or not 0 <= progress <= 1:
+        return LRSchedule.of(cfg)  # the saved run was still warming up: carry on as configured
+    return LRSchedule.of(cfg, start_step=start_step, start_progress=float(progress))
 
 
 def _encode_gen(gen: torch.Generator) -> str:

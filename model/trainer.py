@@ -148,7 +148,8 @@ class Trainer:
     ``sample_fn(model) -> str``, ``attention_fn(model) -> (L, H, T, T)`` and
     ``checkpoint_fn(step, model, optimizer) -> path`` are optional; the model is in eval mode
     and gradients are off while the probes run. ``optimizer_state`` (a state dict) and
-    ``start_step`` continue an earlier run: the schedule goes on from ``start_step``.
+    ``start_step`` continue an earlier run: the schedule goes on from ``start_step``
+    (``lr_schedule``, a step -> learning rate callable, replaces ``cfg``'s own).
     ``device`` defaults to ``resolve_device(cfg.device)``; ``control`` is a shared
     :class:`TrainControl` (one is made if not given); ``amp`` switches bf16 autocast on (CUDA
     or CPU); None (default): ``cfg.amp`` ("on"/"off"), and for "auto" on for CPUs with native
@@ -170,10 +171,13 @@ class Trainer:
                  optimizer_state: dict | None = None,
                  eval_get_batch: Callable[[str, int], tuple] | None = None,
                  device: str | torch.device | None = None, control: TrainControl | None = None,
-                 amp: bool | None = None, dist: DistContext | None = None):
+                 amp: bool | None = None, dist: DistContext | None = None,
+                 lr_schedule: Callable[[int], float] | None = None):
         self.cfg = cfg
         self.dist = dist or distributed.SINGLE
         self.is_main = self.dist.is_main
+        # step -> learning rate; a resumed run may continue or restart its schedule (model.optim)
+        self.lr_schedule = lr_schedule or (lambda step: lr_at(step, cfg))
         self.callbacks = callbacks or Callbacks()
         self.get_batch = get_batch
         self.eval_get_batch = eval_get_batch or (lambda split, i: get_batch(split))
@@ -452,7 +456,7 @@ class Trainer:
                 last_log_t = time.perf_counter()
                 log_tokens = 0
                 continue  # re-check stop
-            lr = lr_at(self.step, cfg)
+            lr = self.lr_schedule(self.step)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
             loss = torch.zeros((), device=self.device)

@@ -190,8 +190,9 @@ class PromptPanel(QWidget):
         self.act_resample = act("Resample", ["R"],
                                 "Draw the last token again under the current sampling settings",
                                 self.resample)
-        self.act_run = act("Run", ["Ctrl+Return"], "Generate continuously; press again to stop",
-                           self.toggle_run)
+        # Ctrl+Enter is the keypad's Enter key (Qt.Key_Enter), Return the main one
+        self.act_run = act("Run", ["Ctrl+Return", "Ctrl+Enter"],
+                           "Generate continuously; press again to stop", self.toggle_run)
         self.act_run.setCheckable(True)
         self.act_stop = act("Stop", ["Escape"], "Stop generating", self.stop)
         self.actions_list = [self.act_step, self.act_back, self.act_reset, self.act_resample,

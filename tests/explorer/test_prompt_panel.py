@@ -193,3 +193,20 @@ def test_long_prompt_is_cropped_with_a_notice(qtbot, window):
     assert s.result.cropped == 18 and s.result.T == 32
     assert "cropped" in p.note.text() and "32" in p.note.text()
     assert "context 32/32" in window.context_label.text()
+
+
+def test_keypad_enter_runs_like_enter(qtbot, window):
+    s, p = window.session, window.prompt_panel
+    p.run_count.setValue(3)
+    p.run_interval.setValue(0)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=2000)
+    keypad_ctrl = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.KeypadModifier
+    for widget in (p.strip, p.editor):  # from the tokens and while typing the prompt
+        widget.setFocus()
+        with qtbot.waitSignal(s.running_changed, timeout=10000,
+                              check_params_cb=lambda running: not running):
+            qtbot.keyClick(widget, Qt.Key.Key_Enter, keypad_ctrl)
+        assert s.result.n_generated == 3
+        step_and_wait(qtbot, window, s.reset)
+    assert p.editor.toPlainText() == "Hello"  # the editor did not take it for a new line

@@ -109,13 +109,13 @@ def test_drag_and_drop_a_model_file(qtbot, window, tiny_models):
 
 
 def test_examples_menu_lists_assets(window, tmp_path, monkeypatch, tiny_models):
-    import explorer.main_window as mw
+    import model.shipped
 
+    window._fill_examples()  # the models that ship with the package
+    assert [a.text() for a in window.examples_menu.actions()] == ["induction", "shakespeare_char"]
     (tmp_path / "a.safetensors").write_bytes(tiny_models["tiny"].read_bytes())
     (tmp_path / "a.optim.safetensors").write_bytes(b"x")
-    monkeypatch.setattr(mw, "ASSETS_MODELS", tmp_path)
-    monkeypatch.setattr(mw, "example_models", lambda folder=tmp_path: sorted(
-        p for p in folder.glob("*.safetensors") if not p.name.endswith(".optim.safetensors")))
+    monkeypatch.setattr(model.shipped, "MODELS", tmp_path)
     window._fill_examples()
     assert [a.text() for a in window.examples_menu.actions()] == ["a"]
 

@@ -1,6 +1,6 @@
-"""The models in assets/models/ load, do what their model card says, and match the card.
+"""The models in model/assets/models/ load, do what their model card says, and match the card.
 
-The card (assets/models/README.md) is parsed, not copied here, so an edit to either the card or
+The card (model/assets/models/README.md) is parsed, not copied here, so an edit to either the card or
 a model file that makes them disagree fails a test.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from model.config import CaptureSpec, SampleConfig
 from model.stepper import Stepper, generate_text
 from model.tasks import best_head, head_scores, previous_token_scores
 
-MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
+MODELS = Path(__file__).resolve().parents[2] / "model" / "assets" / "models"
 SHAKESPEARE = MODELS / "shakespeare_char.safetensors"
 INDUCTION = MODELS / "induction.safetensors"
 CARD = MODELS / "README.md"
