@@ -486,7 +486,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
     return 0
 
 
-def _with_masks(tokenizer, text: str) -> str:
+def _with_masks(text: str) -> str:
     """``[MASK]`` written in a prompt as the encoder's mask token."""
     from .tokenizer import MASK_CHAR, MASK_TEXT
     return text.replace(MASK_TEXT, MASK_CHAR)
@@ -503,7 +503,7 @@ def _generate_encoder_kind(ck, prompt: str) -> int:
         print(target)
         return 0
     from .train_encoders import fill_masks
-    text = _with_masks(ck.tokenizer, prompt)
+    text = _with_masks(prompt)
     try:
         filled, _ = fill_masks(ck.model, ck.tokenizer, text)
     except ValueError as e:
@@ -563,7 +563,7 @@ def _inspect_encoder_kind(ck, prompt: str, target: str | None, top: int) -> dict
             "cross_attention": _as_list(torch.stack(rec.cross_attn_probs)[:, 0]),
         })
         return out
-    text = _with_masks(tok, prompt)
+    text = _with_masks(prompt)
     ids = tok.encode(text)
     if len(ids) > cfg.block_size:
         raise CLIError(f"the text has {len(ids)} tokens, more than the model's block size "

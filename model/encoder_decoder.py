@@ -249,11 +249,10 @@ class EncoderDecoder(nn.Module):
         for _ in range(limit):
             logits, _ = self(None, nxt, cache=cache)
             nxt = logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
-            done_before = done.clone()
             done |= nxt[:, 0] == cfg.eos_id
             for b in (~done).nonzero().flatten().tolist():
                 out[b].append(int(nxt[b, 0]))
-            if bool(done.all()) or bool(done_before.all()):
+            if bool(done.all()):
                 break
         return out
 
