@@ -321,3 +321,15 @@ def test_deferred_panels_fill_their_placeholders(qtbot, monkeypatch, tiny_models
         assert "Broken" not in [a.text() for a in w.view_menu.actions()]
     finally:
         w.close()
+
+
+def test_an_encoder_decoder_model_is_refused_with_a_dialog(qtbot, window, dialogs):
+    from model.shipped import MODELS
+
+    s = window.session
+    model = s.model
+    with qtbot.waitSignal(s.error, timeout=10000):
+        window.open_model(MODELS / "numbers_to_words.safetensors")
+    (kind, title, text), = dialogs
+    assert kind == "warning" and "encoder-decoder" in text and "python -m model" in text
+    assert s.model is model  # the decoder goes on
