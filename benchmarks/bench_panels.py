@@ -47,7 +47,8 @@ class BenchSession(QObject):
 
     def __init__(self, model, tokenizer):
         super().__init__()
-        self.model, self.tokenizer, self.config = model, tokenizer, model.config
+        self.tokenizer, self.config = tokenizer, model.config
+        self.positional = model.pe.view()
         self.info = None
         self.sample = SampleConfig(seed=0)
         self.selected_token = -1

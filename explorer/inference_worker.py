@@ -26,6 +26,7 @@ import os
 import string
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from explorer.training_worker import training_busy
 from model.config import CaptureSpec, ConfigError, ModelConfig, SampleConfig
+from model.positional_view import PositionalView
 from model.step_result import StepResult
 from model.tokenizer import CharTokenizer, Tokenizer
 
@@ -70,6 +72,16 @@ class SaveModel:
 
     path: Path
     summary: dict = field(compare=False)
+
+
+@dataclass(frozen=True)
+class CopyWeights:
+    """Answer ``reply`` with a CPU copy of the current model (a Snapshot: numpy weights, config,
+    tokenizer) for a training run to build its own model from, in its own thread. ``generation``:
+    the model the run was planned for; if another one is current by now, the copy fails."""
+
+    reply: Future = field(compare=False)
+    generation: int
 
 
 @dataclass(frozen=True)
@@ -123,7 +135,9 @@ COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run)
 #: kinds that make every older pending request obsolete (they start a new text)
 SUPERSEDE = (LoadModel, SetPrompt)
 MODEL_KINDS = (LoadModel,)
-Request = (LoadModel | SaveModel | SetDevice | SetPrompt | Step | Back | RewindTo | Reset | Resample
+#: kinds that are never dropped: someone waits for each answer
+KEEP = (SaveModel, CopyWeights)
+Request = (LoadModel | SaveModel | CopyWeights | SetDevice | SetPrompt | Step | Back | RewindTo | Reset | Resample
            | Redistribute | Run)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
 #: the longest the worker waits for the GUI to say it has drawn a result before it runs the
@@ -147,13 +161,10 @@ def lookahead_threads() -> int:
 
 @dataclass(frozen=True)
 class Loaded:
-    """What the worker hands back after LoadModel: the model and how to describe it.
+    """What the worker hands back after LoadModel: how to describe the model, in plain data and
+    numpy copies (the model itself never leaves the worker's thread)."""
 
-    ``model`` is the one torch object that still reaches the GUI thread: the positional and
-    architecture panels read its positional encoding and layer-norm weights (read-only) until
-    the model describes its own anatomy."""
-
-    model: GPT
+    config: ModelConfig
     tokenizer: Tokenizer
     path: Path | None
     device: str
@@ -161,6 +172,7 @@ class Loaded:
     trained: bool
     name: str
     n_params: int
+    positional: PositionalView  # what the positional panel shows
     sample: SampleConfig | None = None  # the SampleConfig in use
 
 
@@ -203,6 +215,7 @@ class InferenceWorker(QObject):
         self._stepper: Stepper | None = None
         self._model: GPT | None = None
         self._tokenizer: Tokenizer | None = None
+        self._summary: dict = {}
         self._device = "cpu"
         self._sample: SampleConfig | None = None
         self._generation = -1
@@ -229,8 +242,9 @@ class InferenceWorker(QObject):
     def submit(self, req: Request) -> None:
         with self._lock:
             if isinstance(req, SUPERSEDE):
-                self._pending = [p for p in self._pending if isinstance(p, MODEL_KINDS)
-                                 and not isinstance(req, MODEL_KINDS)]
+                self._pending = [p for p in self._pending if isinstance(p, KEEP)
+                                 or (isinstance(p, MODEL_KINDS)
+                                     and not isinstance(req, MODEL_KINDS))]
             elif isinstance(req, COALESCE):
                 self._pending = [p for p in self._pending if type(p) is not type(req)]
             elif isinstance(req, Step):
@@ -350,6 +364,9 @@ class InferenceWorker(QObject):
             if isinstance(req, SaveModel):
                 self._save(req)
                 return
+            if isinstance(req, CopyWeights):
+                self._copy_weights(req)
+                return
             if isinstance(req, Run):
                 self._start_run(req)
                 return
@@ -408,7 +425,7 @@ class InferenceWorker(QObject):
         except DeviceError as e:
             device = "cpu"
             self.notice.emit(f"{e}; using the CPU instead", req.generation)
-        loaded: Loaded | None = None
+        loaded: tuple[GPT, Loaded] | None = None
         if req.path is not None or req.snapshot is not None:
             try:
                 loaded = self._read(req, device)
@@ -428,26 +445,28 @@ class InferenceWorker(QObject):
                                  req.generation)
         if loaded is None:
             model, tok = untrained_default(device)
-            loaded = Loaded(model, tok, None, device, {"untrained": True, "steps": 0}, False,
-                            "untrained model", _count_params(model))
+            loaded = (model, _loaded(model, tok, None, device, {"untrained": True, "steps": 0},
+                                     False, "untrained model"))
+        model, described = loaded
         self._end_run()
         self._generation = req.generation
-        self._model, self._tokenizer, self._device = loaded.model, loaded.tokenizer, device
+        self._model, self._tokenizer, self._device = model, described.tokenizer, device
+        self._summary = described.summary
         self._sample = _sample_config(req.sample)
-        loaded = dataclasses.replace(loaded, sample=self._sample)
-        self._stepper = self._new_stepper(loaded.model, loaded.tokenizer, self._sample)
+        described = dataclasses.replace(described, sample=self._sample)
+        self._stepper = self._new_stepper(model, described.tokenizer, self._sample)
         result = self._first_result(req.prompt)
         self._acked = False
-        self.model_ready.emit(loaded, result, req.generation)
+        self.model_ready.emit(described, result, req.generation)
 
-    def _read(self, req: LoadModel, device: str) -> Loaded:
-        """The model of ``req``'s file or snapshot, on ``device``."""
+    def _read(self, req: LoadModel, device: str) -> tuple[GPT, Loaded]:
+        """The model of ``req``'s file or snapshot, on ``device``, and its description."""
         if req.snapshot is not None:
             snap = req.snapshot
             model = snap.build(device)
             summary = dict(req.summary or {})
-            return Loaded(model, snap.tokenizer, None, device, summary, snap.step > 0,
-                          req.name or "trained model", _count_params(model))
+            return model, _loaded(model, snap.tokenizer, None, device, summary, snap.step > 0,
+                                  req.name or "trained model")
         from model.loading import open_model
 
         path = Path(req.path)  # a checkpoint file, a Hugging Face or nanoGPT folder, a cached name
@@ -456,8 +475,26 @@ class InferenceWorker(QObject):
             raise ValueError(
                 f"{path}: this model is an {ck.config.kind}; the explorer steps decoder (GPT) "
                 "models so far. Look inside it with python -m model inspect or generate.")
-        return Loaded(ck.model, ck.tokenizer, path, device, dict(ck.summary or {}),
-                      is_trained(ck.summary), req.name or path.stem, _count_params(ck.model))
+        return ck.model, _loaded(ck.model, ck.tokenizer, path, device, dict(ck.summary or {}),
+                                 is_trained(ck.summary), req.name or path.stem)
+
+    def _copy_weights(self, req: CopyWeights) -> None:
+        from explorer.training_worker import Snapshot, copy_state
+
+        if not req.reply.set_running_or_notify_cancel():
+            return
+        if self._model is None or req.generation != self._generation:
+            req.reply.set_exception(RuntimeError(
+                "The model in the explorer changed before training could copy it; press Start "
+                "again to continue the model shown now."))
+            return
+        try:
+            steps = self._summary.get("steps", 0)
+            req.reply.set_result(Snapshot(step=int(steps) if isinstance(steps, int) else 0,
+                                          config=self._model.config, tokenizer=self._tokenizer,
+                                          state_dict=copy_state(self._model)))
+        except Exception as e:  # noqa: BLE001 - the training thread reports it
+            req.reply.set_exception(e)
 
     def _save(self, req: SaveModel) -> None:
         from model.checkpoints import save_checkpoint
@@ -584,8 +621,13 @@ def _split_text(stepper: Stepper) -> tuple[str, list[int]]:
     return stepper.prompt_text, (ids[len(ids) - n:] if n > 0 else [])
 
 
-def _count_params(model: GPT) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
+def _loaded(model: GPT, tokenizer: Tokenizer, path: Path | None, device: str, summary: dict,
+            trained: bool, name: str) -> Loaded:
+    """The plain-data description of ``model`` that goes to the GUI thread."""
+    return Loaded(config=model.config, tokenizer=tokenizer, path=path, device=device,
+                  summary=summary, trained=trained, name=name,
+                  n_params=int(sum(p.numel() for p in model.parameters())),
+                  positional=model.pe.view())
 
 
 def is_trained(summary: dict | None) -> bool:
@@ -626,6 +668,9 @@ class InferenceThread:
     def close(self, timeout_ms: int = 10000) -> bool:
         self.worker.stop_run()
         with self.worker._lock:
-            self.worker._pending.clear()
+            dropped, self.worker._pending = self.worker._pending, []
+        for req in dropped:  # a training run waiting for a copy must not wait for ever
+            if isinstance(req, CopyWeights):
+                req.reply.cancel()
         self.thread.quit()
         return self.thread.wait(timeout_ms)

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QProgressDialog,
     QTabWidget,
     QWidget,
 )
@@ -45,6 +46,7 @@ from model.step_result import StepResult
 DEFAULT_PROMPT = "ROMEO:\n"
 STATE_VERSION = 1
 MAX_RECENT = 8
+CLOSE_WAIT_MS = 2000  # closing waits this long for training to save, then shows progress
 MODEL_FILTER = "Transformer Explorer models (*.safetensors);;All files (*)"
 
 #: All docks share one dock area, split and tabbed: Prompt on top; Next token below it on the
@@ -97,6 +99,8 @@ class MainWindow(QMainWindow):
         self.panels: dict[str, QWidget] = {}
         self.panel_errors: dict[str, str] = {}
         self._closing = False
+        self._close_progress: QProgressDialog | None = None  # waiting for training to save
+        self._close_waiting: list[QWidget] = []
         self._device_group: QActionGroup | None = None
         self.device_choice: str | None = None  # saved only when the user picked one
         self.interactive = True  # False: errors go to stderr and the status bar, not dialogs
@@ -573,15 +577,51 @@ class MainWindow(QMainWindow):
         s.sync()
 
     def closeEvent(self, e: QCloseEvent) -> None:  # noqa: N802
+        if self._close_progress is not None:  # already waiting for a training step to end
+            e.ignore()
+            return
         self._closing = True
         self.save_settings()
-        # a running training stops within ~2 s and saves its checkpoint before the session goes
+        # a running training stops after its step and saves its checkpoint before the session
+        # goes; a step that takes longer than CLOSE_WAIT_MS (a large model) is waited for with
+        # the event loop running, and the window closes when the thread has ended
+        busy = []
         for dock in self.docks.values():
             shutdown = getattr(dock.widget(), "shutdown", None)
-            if callable(shutdown):
-                shutdown(2000)
+            if callable(shutdown) and not shutdown(CLOSE_WAIT_MS):
+                busy.append(dock.widget())
+        if busy:
+            e.ignore()
+            self._close_after(busy)
+            return
         self.session.close()
         super().closeEvent(e)
+
+    def _close_after(self, busy: list[QWidget]) -> None:
+        """Show that the window waits for training to save, and close when every run ended."""
+        dialog = QProgressDialog(
+            "Finishing the current training step and saving the model…\n"
+            "The window closes when it is saved.", "", 0, 0, self)
+        dialog.setWindowTitle("Saving before closing")
+        dialog.setCancelButton(None)  # stopping the thread mid-step would lose the work
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setMinimumDuration(0)
+        self._close_progress = dialog
+        self._close_waiting = list(busy)
+        for w in busy:
+            w.thread_finished.connect(self._on_close_wait_ended)
+        dialog.show()
+        self._on_close_wait_ended()  # a run may have ended in between
+
+    @Slot()
+    def _on_close_wait_ended(self) -> None:
+        self._close_waiting = [w for w in self._close_waiting if w.running]
+        if self._close_waiting or self._close_progress is None:
+            return
+        self._close_progress.close()
+        self._close_progress.deleteLater()
+        self._close_progress = None
+        QTimer.singleShot(0, self.close)
 
     # -- help ---------------------------------------------------------------------------------
     def about_text(self) -> str:

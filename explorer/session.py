@@ -10,11 +10,15 @@ Every model is loaded (start-up, File → Open, the training dock) and saved by 
 in this thread: :meth:`Session.load_checkpoint` returns at once, ``model_opened`` or ``error``
 follows, and a file that fails to open leaves the current model working.
 
-Nothing here imports torch at module level: the window can paint while torch loads.
+No torch object reaches this thread: the worker sends plain data and numpy copies (the
+model's config, tokenizer and :class:`~model.positional_view.PositionalView`; StepResults), and
+a training run that continues the loaded model gets its weights from the worker
+(:meth:`Session.copy_weights`). Nothing here imports torch: the window paints while torch loads.
 """
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,12 +28,12 @@ from PySide6.QtCore import QEvent, QObject, QThread, QTimer, Signal, Slot
 from explorer import inference_worker as W
 from explorer import redraws
 from model.config import CaptureSpec, ModelConfig, SampleConfig
+from model.positional_view import PositionalView
 from model.step_result import StepResult
 from model.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     from explorer.training_worker import Snapshot as TrainingSnapshot
-    from model.transformer import GPT
 
 EMPTY_PROMPT_MESSAGE = "Empty prompt: generation starts from a newline"
 
@@ -89,9 +93,9 @@ class Session(QObject):
     def __init__(self, device: str = "auto", sample: SampleConfig | None = None,
                  parent: QObject | None = None, capture: CaptureSpec | None = None):
         super().__init__(parent)
-        self.model: GPT | None = None
         self.tokenizer: Tokenizer | None = None
         self.config: ModelConfig | None = None
+        self.positional: PositionalView | None = None
         self.info: ModelInfo | None = None
         self.result: StepResult | None = None
         self._sample: SampleConfig | None = sample
@@ -181,8 +185,15 @@ class Session(QObject):
             return
         self.worker.submit(W.SaveModel(Path(path), dict(self.info.summary)))
 
+    def copy_weights(self) -> Future[TrainingSnapshot]:
+        """A CPU copy of the current model's weights, made by the worker in its thread; the
+        future fails if another model is current by the time the worker gets to it."""
+        reply: Future[TrainingSnapshot] = Future()
+        self.worker.submit(W.CopyWeights(reply, self._generation))
+        return reply
+
     def set_device(self, name: str) -> None:
-        if self.model is None:
+        if self.config is None:
             self.device = name
             return
         self.stop()
@@ -300,7 +311,7 @@ class Session(QObject):
         return PromptCheck(text=text, unknown=tuple(u.position for u in bad),
                            unknown_chars=tuple(sorted({u.char for u in bad})),
                            empty=n_tokens == 0, n_tokens=n_tokens,
-                           block_size=self.model.config.block_size if self.model else 0)
+                           block_size=self.config.block_size if self.config else 0)
 
     def _model_text(self, check: PromptCheck) -> str:
         if not check.unknown:
@@ -376,8 +387,8 @@ class Session(QObject):
             return
         opened = generation == self._opening
         self._generation, self._opening = generation, None
-        self.model, self.tokenizer = loaded.model, loaded.tokenizer
-        self.config = loaded.model.config
+        self.tokenizer, self.config = loaded.tokenizer, loaded.config
+        self.positional = loaded.positional
         self.device = loaded.device
         self.info = ModelInfo(name=loaded.name, path=loaded.path, n_params=loaded.n_params,
                               device=loaded.device, trained=loaded.trained,

@@ -5,10 +5,12 @@ The worker's callbacks run in the training thread and turn everything into plain
 data carried by signals; step metrics are batched and emitted at most ``METRICS_HZ`` times a
 second, so a tiny model doing hundreds of steps a second cannot flood the GUI's event queue.
 
-Pause, resume and stop call the thread-safe :class:`model.trainer.TrainControl`. A snapshot of
-the weights ("Explore this model" during training) is a request flag that the training thread
-serves between two steps (in ``on_step``) by copying the state dict to the CPU; while the run
-is paused the loop is blocked, so the GUI thread copies the weights itself.
+Pause, resume and stop call the thread-safe :class:`model.trainer.TrainControl`. Only the
+training thread touches the model: a snapshot of the weights ("Explore this model" during
+training) and "Save model as…" are calls it runs between two steps, or at once while paused
+(:meth:`TrainControl.call_between_steps`); a snapshot reaches the GUI as numpy copies. A run that
+continues the explorer's model gets a copy of its weights from the inference worker and builds
+its own model here.
 
 Connect the worker's signals only to methods of QObjects living in the GUI thread: a lambda or
 plain function has no thread of its own, so (PySide6 6.x) it would run in the training thread.
@@ -32,6 +34,7 @@ import os
 import threading
 import time
 import traceback
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,7 +47,6 @@ from model.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     from model.corpora import Corpus
-    from model.transformer import GPT
 
 METRICS_HZ = 10  # most step-metric batches per second handed to the GUI
 
@@ -79,8 +81,9 @@ class RunSpec:
     out_path: Path
     model_cfg: ModelConfig | None = None  # for a new model
     resume_from: Path | None = None  # continue this checkpoint (weights, steps, optimizer)
-    model: GPT | None = field(default=None, compare=False)  # continue this in-memory GPT (a copy)
-    tokenizer: Tokenizer | None = None  # the in-memory model's tokenizer
+    # continue the explorer's model: the copy of its weights the inference worker makes
+    weights: Future[Snapshot] | None = field(default=None, compare=False)
+    tokenizer: Tokenizer | None = None  # the continued model's tokenizer
     threads: int = 0  # torch threads; 0 = training_threads()
     task: str | None = None
 
@@ -159,6 +162,8 @@ class TrainingWorker(QObject):
     attention = Signal(int, object)  # step, (L, H, T, T) float32
     checkpoint_saved = Signal(int, str)
     snapshot_ready = Signal(object)  # Snapshot
+    model_saved = Signal(int, object)  # step, Path written by request_save
+    save_failed = Signal(object, str)  # Path, what went wrong
     message = Signal(str)
     diverged = Signal(str)  # the explanation; the last good checkpoint is kept
     failed = Signal(str, str)  # title, text: an exception in the training thread
@@ -174,7 +179,6 @@ class TrainingWorker(QObject):
         self._lock = threading.Lock()
         self._buf: list[tuple] = []
         self._last_emit = 0.0
-        self._snapshot_wanted = threading.Event()
         self._fast_stop = False
         self.step = 0
 
@@ -200,15 +204,14 @@ class TrainingWorker(QObject):
         return self.control.is_paused
 
     def request_snapshot(self) -> None:
-        """Ask for a copy of the weights; ``snapshot_ready`` carries it.
+        """Ask for a copy of the weights; ``snapshot_ready`` carries it. The training thread
+        copies them after the current step, or at once while paused."""
+        self.control.call_between_steps(self._serve_snapshot)
 
-        Running: served by the training thread right after the current step. Paused: the loop
-        sits blocked, so the weights cannot change while this (GUI) thread copies them."""
-        t = self.trainer
-        if t is not None and self.control.is_paused and self.control.wait_until_paused(0.5):
-            self.snapshot_ready.emit(self._snapshot(t))
-            return
-        self._snapshot_wanted.set()
+    def request_save(self, path: Path, summary: dict) -> None:
+        """Write the model as it is after the current step (or now, while paused) to ``path``,
+        in the training thread; ``summary`` gets the step. ``model_saved`` or ``save_failed``."""
+        self.control.call_between_steps(lambda: self._save(Path(path), dict(summary)))
 
     # -- the run (training thread) -------------------------------------------------------------
     @Slot()
@@ -219,8 +222,7 @@ class TrainingWorker(QObject):
             result = self._run()
         except Exception as e:  # noqa: BLE001 - every failure becomes a dialog, the app stays up
             self._flush()
-            tb = traceback.format_exc(limit=6)
-            self.failed.emit("Training failed", f"{type(e).__name__}: {e}\n\n{tb}")
+            self.failed.emit("Training failed", _failure_text(e))
         finally:
             _busy(-1)
             self._flush()
@@ -237,11 +239,15 @@ class TrainingWorker(QObject):
 
         spec = self.spec
         torch.set_num_threads(spec.threads or training_threads())
+        model = None
+        if spec.weights is not None:
+            snap = self._wait_for_weights(spec.weights)
+            if snap is None:
+                return None
+            model = snap.build("cpu")  # train_gpt moves it to the run's device
         result = train_gpt(spec.corpus, spec.model_cfg, spec.train_cfg, spec.out_path,
                            callbacks=_Callbacks(self), resume_from=spec.resume_from,
-                           model=spec.model, tokenizer=spec.tokenizer, control=self.control)
-        if self._snapshot_wanted.is_set():
-            self._snapshot_wanted.clear()
+                           model=model, tokenizer=spec.tokenizer, control=self.control)
         if result is not None and not result.ok:
             self.diverged.emit(result.reason)
         return result
@@ -260,12 +266,25 @@ class TrainingWorker(QObject):
             "tokens_per_step": int(trainer.cfg.batch_size * m.config.block_size),
         })
 
+    def _wait_for_weights(self, weights: Future[Snapshot]) -> Snapshot | None:
+        """The copy of the explorer's model (None, with a message, if there is none): waits
+        for the inference worker, which may be busy with a step, and for Stop."""
+        while not self.control.stop_requested:
+            try:
+                return weights.result(timeout=0.1)
+            except TimeoutError:
+                continue
+            except CancelledError:  # the app is closing
+                return None
+            except Exception as e:  # noqa: BLE001 - e.g. the model changed meanwhile
+                self.failed.emit("Could not continue the model", str(e))
+                return None
+        weights.cancel()
+        return None
+
     def _on_step(self, m) -> None:
         self.step = m.step
         self._buf.append((m.step, m.loss, m.lr, m.grad_norm, m.tokens_per_s, m.elapsed))
-        if self._snapshot_wanted.is_set():
-            self._snapshot_wanted.clear()
-            self.snapshot_ready.emit(self._snapshot(self.trainer))
         now = time.perf_counter()
         if now - self._last_emit >= 1.0 / METRICS_HZ:
             self._flush(now)
@@ -281,6 +300,11 @@ class TrainingWorker(QObject):
             "grad_norm": a[:, 3], "tokens_per_s": float(a[-1, 4]), "elapsed": float(a[-1, 5]),
         })
 
+    def _serve_snapshot(self) -> None:
+        t = self.trainer
+        if t is not None:
+            self.snapshot_ready.emit(self._snapshot(t))
+
     def _snapshot(self, trainer) -> Snapshot:
         from model.checkpoints import unwrap_model
 
@@ -288,6 +312,40 @@ class TrainingWorker(QObject):
         tok = self.spec.tokenizer or self.spec.corpus.tokenizer
         return Snapshot(step=int(trainer.step), config=model.config, tokenizer=tok,
                         state_dict=copy_state(model))
+
+    def _save(self, path: Path, summary: dict) -> None:
+        from model.checkpoints import CheckpointError, save_checkpoint
+
+        t = self.trainer
+        if t is None:
+            return
+        tok = self.spec.tokenizer or self.spec.corpus.tokenizer
+        step = int(t.step)
+        try:
+            save_checkpoint(path, t.model, tok, summary={**summary, "steps": step})
+        except CheckpointError as e:  # names the path and the reason (full disk, read-only)
+            self.save_failed.emit(path, str(e))
+            return
+        except Exception as e:  # noqa: BLE001 - anything else: still one dialog
+            self.save_failed.emit(path, f"{path}: {e}")
+            return
+        self.model_saved.emit(step, path)
+
+
+def _failure_text(e: Exception) -> str:
+    """What the dialog says: the message alone for a problem the user can act on (a file that
+    cannot be written, a corpus or setting that does not fit: every such message names the
+    problem); the traceback only for a bug."""
+    from model.checkpoints import CheckpointError
+    from model.config import ConfigError
+    from model.corpora import CorpusError
+    from model.memory import MemoryLimitError
+
+    if isinstance(e, (CheckpointError, ConfigError, CorpusError, MemoryLimitError)):
+        return str(e)
+    if isinstance(e, OSError):
+        return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+    return f"{type(e).__name__}: {e}\n\n{traceback.format_exc(limit=6)}"
 
 
 class TrainingRun(QObject):

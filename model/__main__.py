@@ -14,17 +14,40 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 
-from .trainer import Callbacks, TrainControl
+try:
+    from .trainer import Callbacks, TrainControl  # imports torch: the second or two of start-up
+except KeyboardInterrupt:  # a Ctrl+C then ends with one line too (main() handles the rest)
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130) from None
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl+C
 
 
 class CLIError(Exception):
     """A problem with what the user asked for; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with this project's error style: one line on stderr, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def _non_negative_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} must be 0 or more")
+    return v
 
 
 def _positive_int(s: str) -> int:
@@ -62,7 +85,7 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser(prog: str = "python -m model") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog,
         description="Train, sample from and look inside small transformers: GPT-style "
                     "decoders, encoder-decoders and BERT-style encoders.")
@@ -84,17 +107,17 @@ def build_parser(prog: str = "python -m model") -> argparse.ArgumentParser:
                    help="encoder layers of an encoder-decoder (0 = as many as --layers)")
     t.add_argument("--separate-embeddings", action="store_true",
                    help="encoder-decoder: the source gets its own embedding matrix")
-    t.add_argument("--heads", type=_positive_int, default=4)
+    t.add_argument("--heads", type=_positive_int, default=None, help="default 4")
     t.add_argument("--embd", type=_positive_int, default=None,
                    help="width of the residual stream (default: 128; 64 for tasks and "
                         "encoder-decoders)")
-    t.add_argument("--ffn", type=int, default=0, help="FFN width (0 = 4 × embd)")
+    t.add_argument("--ffn", type=int, default=None, help="FFN width (default 0 = 4 × embd)")
     t.add_argument("--block", type=_positive_int, default=None,
                    help="context length in tokens (default: 64; 32 for tasks)")
     t.add_argument("--pos", default=None,
                    help="learned | sinusoidal | rotary | none (default: learned; rotary for tasks)")
-    t.add_argument("--norm", default="pre", help="pre | post")
-    t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--norm", default=None, help="pre | post (default pre)")
+    t.add_argument("--dropout", type=float, default=None, help="default 0")
     t.add_argument("--no-bias", action="store_true", help="linear layers and norms without bias")
     t.add_argument("--untied", action="store_true", help="separate unembedding matrix")
     t.add_argument("--batch", type=_positive_int, default=None,
@@ -117,7 +140,7 @@ def build_parser(prog: str = "python -m model") -> argparse.ArgumentParser:
     t.add_argument("--probe", default=None, help="prompt for periodic samples")
     t.add_argument("--seed", type=int, default=1337)
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    t.add_argument("--threads", type=int, default=0,
+    t.add_argument("--threads", type=_non_negative_int, default=0,
                    help="torch CPU threads (default 0: one per idle core, i.e. the physical "
                         "cores minus the load average, at least 1)")
     t.add_argument("--compile", action="store_true", help="use torch.compile when it works")
@@ -199,7 +222,6 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .devices import resolve_device, spare_cpu_threads
 
     torch.set_num_threads(a.threads or spare_cpu_threads())
-    _apply_recipe_defaults(a)
     if not a.out.endswith(".safetensors"):
         raise CLIError(f"--out {a.out!r} must end in .safetensors")
     resolve_device(a.device)  # an unavailable device is refused before any work starts
@@ -239,6 +261,9 @@ def _train(a: argparse.Namespace, ctx, device, control) -> int:
             raise CLIError(f"--resume {a.resume}: the checkpoint is an {resumed.config.kind}; "
                            "resuming works for decoder models only, train it anew with --arch "
                            f"{resumed.config.kind}")
+        _refuse_shape_flags(a, resumed.config)
+    _apply_recipe_defaults(a)
+    _apply_shape_defaults(a)
     block = resumed.config.block_size if resumed else a.block
     tokenizer = resumed.tokenizer if resumed else _train_tokenizer(a.tokenizer, a.corpus)
     corpus = load_corpus(a.corpus, block_size=block, tokenizer=tokenizer)
@@ -299,6 +324,8 @@ def _train_encoder_kind(a: argparse.Namespace) -> int:
     if a.arch == "encoder" and (a.enc_layers or a.separate_embeddings):
         raise CLIError("--enc-layers and --separate-embeddings need --arch encoder-decoder "
                        "(an encoder has one stack: --layers)")
+    _apply_recipe_defaults(a)
+    _apply_shape_defaults(a)
     model_cfg = ModelConfig(
         kind=a.arch, vocab_size=1, block_size=a.block, n_layer=a.layers, n_head=a.heads,
         n_embd=a.embd, n_ffn=a.ffn, pos_kind=a.pos, norm=a.norm, dropout=a.dropout,
@@ -411,18 +438,65 @@ def _apply_recipe_defaults(a: argparse.Namespace) -> None:
             setattr(a, key, value)
 
 
+# The model's shape: None in the parser, so that a flag given with --resume can be told from a
+# default (the shape of a resumed model comes from its file).
+SHAPE_DEFAULTS = {"layers": 4, "heads": 4, "embd": 128, "ffn": 0, "block": 64, "norm": "pre",
+                  "dropout": 0.0}
+# flag -> (attribute, ModelConfig field, how the flag's value reads as that field)
+_SHAPE_FLAGS = {
+    "--layers": ("layers", "n_layer", None), "--heads": ("heads", "n_head", None),
+    "--embd": ("embd", "n_embd", None), "--block": ("block", "block_size", None),
+    "--pos": ("pos", "pos_kind", None), "--norm": ("norm", "norm", None),
+    "--dropout": ("dropout", "dropout", None),
+    "--no-bias": ("no_bias", "bias", lambda v: not v),
+    "--untied": ("untied", "tie_weights", lambda v: not v),
+}
+
+
+def _apply_shape_defaults(a: argparse.Namespace) -> None:
+    for key, value in SHAPE_DEFAULTS.items():
+        if getattr(a, key) is None:
+            setattr(a, key, value)
+
+
+def _refuse_shape_flags(a: argparse.Namespace, config) -> None:
+    """With --resume the shape comes from the checkpoint: a shape flag that says otherwise
+    would be silently ignored, so it is refused, naming each conflict."""
+    conflicts = []
+    for flag, (attr, field, to_field) in _SHAPE_FLAGS.items():
+        given = getattr(a, attr)
+        if given is None or given is False:  # not given (store_true flags default to False)
+            continue
+        want = to_field(given) if to_field else given
+        have = getattr(config, field)
+        if want != have:
+            shown = flag if isinstance(given, bool) else f"{flag} {given}"
+            conflicts.append(f"{shown} (the checkpoint has {field}={have})")
+    ffn = a.ffn
+    if ffn is not None and (ffn or 4 * config.n_embd) != config.n_ffn:
+        conflicts.append(f"--ffn {ffn} (the checkpoint has n_ffn={config.n_ffn})")
+    if conflicts:
+        raise CLIError(f"--resume {a.resume}: the model's shape comes from the checkpoint, but "
+                       f"{'; '.join(conflicts)}; leave these flags out to continue it")
+
+
 class ProgressCallbacks(Callbacks):
     """tqdm bar with loss and tokens/s; evaluations and samples printed above it."""
 
     def __init__(self, total: int, quiet: bool = False, batch: int | None = None,
                  threads: int | None = None):
-        from tqdm import tqdm
-
         self.quiet = quiet
+        self.total = total
         self.batch = batch  # the global batch (all processes and accumulation steps)
         self.threads = threads
-        self.bar = None if quiet else tqdm(total=total, unit="step", dynamic_ncols=True)
+        self.bar = None  # made when training starts: a refusal before that prints one line only
         self._last = 0
+
+    def on_start(self, trainer):
+        from tqdm import tqdm
+
+        if not self.quiet and self.bar is None:
+            self.bar = tqdm(total=self.total, unit="step", dynamic_ncols=True)
 
     def on_step(self, m):
         if self.bar is not None:
@@ -481,8 +555,22 @@ def cmd_generate(a: argparse.Namespace) -> int:
     if ck.config.kind != "decoder":
         return _generate_encoder_kind(ck, a.prompt)
     ck.tokenizer.encode(a.prompt)  # unknown characters: one clear error before any work
-    text = generate_text(ck.model, ck.tokenizer, a.prompt, a.tokens, sample)
-    sys.stdout.write(a.prompt + text + ("\n" if not text.endswith("\n") else ""))
+    out = sys.stdout
+    out.write(a.prompt)
+    out.flush()
+    last = [a.prompt[-1:]]
+
+    def stream(piece: str) -> None:  # text appears as it is drawn, not after the last token
+        out.write(piece)
+        out.flush()
+        last[0] = piece
+
+    try:
+        generate_text(ck.model, ck.tokenizer, a.prompt, a.tokens, sample, on_text=stream)
+    finally:  # also after Ctrl+C: end the line that was streamed
+        if not last[0].endswith("\n"):
+            out.write("\n")
+            out.flush()
     return 0
 
 
@@ -737,15 +825,28 @@ def cmd_eval(a: argparse.Namespace) -> int:
                          val_fraction=a.val_fraction)
     t0 = time.perf_counter()
     loss, n_tokens = evaluate_split(ck.model, corpus, a.split, ck.config.block_size, a.batch)
+    if not math.isfinite(loss):
+        raise CLIError(f"{a.checkpoint}: the loss on {corpus.name} is {loss} (the model's output "
+                       "is not a finite number)")
+    ppl = _perplexity(loss)
     result = {"checkpoint": a.checkpoint, "corpus": corpus.name, "split": a.split,
-              "loss": loss, "perplexity": math.exp(loss), "tokens": n_tokens,
-              "seconds": round(time.perf_counter() - t0, 2)}
-    if a.json:
+              "loss": loss, "perplexity": ppl if math.isfinite(ppl) else None,
+              "tokens": n_tokens, "seconds": round(time.perf_counter() - t0, 2)}
+    if a.json:  # null perplexity: too large for a float (strict JSON has no Infinity)
         print(json.dumps(result))
     else:
-        print(f"{a.split} loss {loss:.4f} (perplexity {math.exp(loss):.2f}) over {n_tokens:,} "
+        shown = f"{ppl:.2f}" if math.isfinite(ppl) else "inf: too large to show"
+        print(f"{a.split} loss {loss:.4f} (perplexity {shown}) over {n_tokens:,} "
               f"tokens of {corpus.name}")
     return 0
+
+
+def _perplexity(loss: float) -> float:
+    """exp(loss), or inf when that exceeds the largest float (loss above ~709.8)."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
 
 
 COMMANDS = {"train": cmd_train, "prepare": cmd_prepare, "generate": cmd_generate,
@@ -753,7 +854,31 @@ COMMANDS = {"train": cmd_train, "prepare": cmd_prepare, "generate": cmd_generate
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m model") -> int:
-    args = build_parser(prog).parse_args(argv)
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except SystemExit as e:  # a usage error (printed, one line) or --help: return its status
+        return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl+C anywhere, start-up included (importing torch)
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as cat does
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not complain
+    about the closed pipe (the recipe of Python's signal documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests)
+        pass
+
+
+def _run(args: argparse.Namespace) -> int:
     from . import speedups
 
     speedups.tune_malloc()  # large temporaries reuse heap pages instead of faulting them in anew
@@ -762,11 +887,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m model") -> int:
     from .corpora import CorpusError
     from .devices import DeviceError
     from .distributed import DistributedError
+    from .memory import MemoryLimitError
+    from .stepper import NonFiniteLogitsError
     from .tokenizer import TokenizerError, UnknownCharactersError
 
     known = (CLIError, CheckpointError, ConfigError, CorpusError, DeviceError, DistributedError,
-             TokenizerError,
-             UnknownCharactersError, FileNotFoundError, IsADirectoryError, PermissionError)
+             TokenizerError, UnknownCharactersError, MemoryLimitError, NonFiniteLogitsError,
+             FileNotFoundError, IsADirectoryError, PermissionError)
     try:
         return COMMANDS[args.command](args)
     except known as e:

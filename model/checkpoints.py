@@ -15,16 +15,27 @@ safetensors, the rest (param groups, step, trainer state) as JSON metadata. Noth
 unpickles: loading a file can not run code.
 
 Writes go to a temporary file in the same folder, which is flushed, fsync'ed and then renamed
-over the target (``os.replace``), so a crash mid-save leaves the previous file intact.
+over the target (``os.replace``), so a crash mid-save leaves the previous file intact. A save
+with the optimizer state writes both temp files before renaming either (a full disk changes
+nothing); a temp file of the same target older than ``STALE_TEMP_S`` (left by a killed save)
+is removed by the next save. Write errors name the user's path and the reason in words.
+
+Loading refuses, before building anything, files that are not regular files (a named pipe
+would block), configs far larger than the weights the file holds or than the free memory, and
+weights that are NaN, infinite or beyond ``MAX_ABS_WEIGHT`` (a flipped bit).
 """
 from __future__ import annotations
 
 import base64
+import errno
+import glob
 import json
 import math
 import os
+import stat
 import struct
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -104,12 +115,71 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+STALE_TEMP_S = 10 * 60  # a temp file of the same target untouched this long is left by a kill
+
+_WRITE_REASONS = {
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "the disk is full",
+    errno.EFBIG: "the file would exceed the file-size limit set for this process (ulimit -f)",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+def _write_error(path: Path, e: OSError) -> CheckpointError:
+    """The user's path and the reason in words; never the hidden temp file's name."""
+    why = _WRITE_REASONS.get(e.errno) or e.strerror or str(e)
+    return CheckpointError(f"{path}: cannot be saved ({why})")
+
+
+def _target_folder(path: Path) -> Path:
+    """The folder ``path`` goes into, created if missing; refused clearly when a part of it is
+    a file (mkdir would only say "File exists") or the target itself is a folder."""
+    folder = path.parent if str(path.parent) else Path(".")
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise CheckpointError(f"{path}: cannot be saved there: {p} is a file, not a "
+                                      "folder")
+            break
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; give a file name ending in {SUFFIX}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _write_error(path, e) from None
+    return folder
+
+
+def remove_stale_temps(path: str | Path, older_than_s: float = STALE_TEMP_S) -> list[Path]:
+    """Delete hidden temp files of ``path`` (``.NAME.XXXX.tmp``) that a killed save left behind.
+
+    Rule: only files of this very target whose last change is more than ``older_than_s`` ago.
+    A save writes its temp file in well under a second and renames it at once, so an old one
+    belongs to no running writer; the age (not a process id) also holds for folders shared
+    between machines."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    now = time.time()
+    removed = []
+    for p in folder.glob(glob.escape(f".{path.name}.") + "*.tmp"):
+        try:
+            if now - p.lstat().st_mtime > older_than_s:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def _write_temp(path: Path, data: bytes) -> Path:
+    """``data`` in a flushed, fsync'ed hidden temp file beside ``path`` (not yet renamed)."""
+    folder = _target_folder(path)
+    remove_stale_temps(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             _write_all(f, data)
@@ -120,23 +190,67 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             os.chmod(tmp, mode)
         except OSError:
             pass
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except BaseException as e:
+        _unlink(Path(tmp))
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from None
         raise
-    _fsync_dir(folder)
+    return Path(tmp)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        _unlink(tmp)
+        raise _write_error(path, e) from None
+    _fsync_dir(path.parent if str(path.parent) else Path("."))
+
+
+def _unlink(p: Path) -> None:
+    try:
+        os.unlink(p)
+    except OSError:
+        pass
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+    Every failure is a :class:`CheckpointError` naming ``path`` (never the temp file)."""
+    path = Path(path)
+    _commit(_write_temp(path, data), path)
     return path
 
 
+def check_writable(path: str | Path, optimizer: bool = True) -> None:
+    """Raise :class:`CheckpointError` unless a save to ``path`` (and, with ``optimizer``, its
+    optimizer file) can be written: a temp file is created and removed there, as a save does.
+    Called before training, so that a bad output folder costs no work."""
+    path = Path(path)
+    if optimizer and optimizer_path(path).is_dir():
+        raise CheckpointError(f"{optimizer_path(path)}: is a folder, so the optimizer state "
+                              "cannot be saved beside the model")
+    _unlink(_write_temp(path, b""))
+
+
 # -- header ------------------------------------------------------------------------------------
+def _check_regular_file(path: Path) -> int:
+    """The size of ``path``, a regular file; anything else is refused before it is opened (a
+    named pipe would block the reader forever, a device such as /dev/zero never ends)."""
+    st = path.stat()
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path}: is not a regular file (a named pipe, device or socket); "
+                              "a checkpoint must be a .safetensors file")
+    return st.st_size
+
+
 def _read_header(path: Path) -> tuple[dict, int]:
     """The parsed JSON header of a safetensors file and the file size, checked for truncation.
     Reads only the header: never the weights, never code."""
     try:
-        size = path.stat().st_size
+        size = _check_regular_file(path)
         with open(path, "rb") as f:
             head = f.read(8)
             if len(head) < 8:
@@ -162,6 +276,9 @@ def _read_header(path: Path) -> tuple[dict, int]:
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{path}: not a safetensors file (the header is not JSON)") \
             from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: not a safetensors file (its JSON header is nested too "
+                              "deeply to be read)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: not a safetensors file (the header is not a JSON object)")
     end = 0
@@ -204,6 +321,9 @@ def _json_field(path: Path, meta: dict, key: str, default: Any = None) -> Any:
         return json.loads(meta[key])
     except (TypeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: the {key!r} metadata is not valid JSON ({e})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: the {key!r} metadata is JSON nested too deeply to be "
+                              "read") from None
 
 
 def _parse_metadata(path: Path, meta: dict) -> tuple[ModelConfig, Tokenizer, dict]:
@@ -212,11 +332,16 @@ def _parse_metadata(path: Path, meta: dict) -> tuple[ModelConfig, Tokenizer, dic
         config = ModelConfig.from_dict(cfg_d)
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{path}: incompatible model config: {e}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: the model config is nested too deeply to be read") \
+            from None
     tok_d = _json_field(path, meta, "tokenizer")
     try:
         tokenizer = tokenizer_from_dict(tok_d)
     except TokenizerError as e:
         raise CheckpointError(f"{path}: invalid tokenizer: {e}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: the tokenizer is nested too deeply to be read") from None
     if tokenizer.vocab_size != config.vocab_size:
         raise CheckpointError(
             f"{path}: the tokenizer has {tokenizer.vocab_size} characters but the model config "
@@ -289,10 +414,78 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, tokenizer: Tokeniz
         data = st_save(model_tensors(model), metadata=meta)
     except Exception as e:
         raise CheckpointError(f"{path}: cannot serialise the weights ({e})") from None
-    if optimizer is not None:  # first, so a crash in between never pairs a new optimizer file
-        save_optimizer_state(optimizer_path(path), optimizer, trainer_state, ck_id)  # with an old model
-    atomic_write_bytes(path, data)
+    if optimizer is None:
+        return atomic_write_bytes(path, data)
+    # both files are written in full before either is renamed: a full disk or a size limit
+    # leaves the previous pair as it was (and no orphan optimizer file)
+    opath = optimizer_path(path)
+    model_tmp = _write_temp(path, data)
+    try:
+        optim_tmp = _write_temp(opath, _optimizer_bytes(opath, optimizer, trainer_state, ck_id))
+        # the optimizer first: a crash in between pairs a new optimizer file with an old model,
+        # which the shared id detects on resume
+        _commit(optim_tmp, opath)
+    except BaseException:
+        _unlink(model_tmp)
+        raise
+    _commit(model_tmp, path)
     return path
+
+
+MAX_ABS_WEIGHT = 1e4  # trained weights stay far below (the shipped models: |w| < 3)
+
+
+def _stored_elements(header: dict) -> int:
+    """How many numbers the file's tensors hold, from the header alone."""
+    total = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape):
+            total += math.prod(shape)
+    return total
+
+
+def _check_size(path: Path, header: dict, config: ModelConfig) -> None:
+    """Refuse a config that the file's weights cannot fill, or that would not fit in memory,
+    before the model is built (an absurd config would allocate for minutes, then fail)."""
+    from .memory import MemoryLimitError, check_fits, inference_memory
+
+    need, held = config.n_params(), _stored_elements(header)
+    # far more than the file holds: damaged metadata (a near miss is built and then reported
+    # tensor by tensor, which says more)
+    if need > 2 * held + 1_000_000:
+        raise CheckpointError(
+            f"{path}: the model config (n_layer={config.n_layer}, n_embd={config.n_embd}, "
+            f"vocab_size={config.vocab_size}, block_size={config.block_size}) needs {need:,} "
+            f"weights but the file holds {held:,}; its metadata is damaged")
+    try:
+        check_fits(inference_memory(config), "cpu", "the model")  # built on the CPU first
+    except MemoryLimitError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+def _check_weights(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse weights that are NaN, infinite or absurdly large (a flipped bit, a damaged copy):
+    such a model would load and then print nonsense as if it were a result."""
+    bad, huge = [], []
+    for k, v in tensors.items():
+        if not v.is_floating_point() or v.numel() == 0:
+            continue
+        if not torch.isfinite(v).all():
+            bad.append(k)
+            continue
+        biggest = float(v.abs().max())
+        if biggest > MAX_ABS_WEIGHT:
+            huge.append(f"{k} has a value of {biggest:.3g}")
+    if bad:
+        raise CheckpointError(f"{path}: the weights contain NaN or infinite values "
+                              f"({', '.join(bad[:5])})")
+    if huge:
+        raise CheckpointError(
+            f"{path}: the weights hold absurdly large values ({'; '.join(huge[:3])}; trained "
+            f"weights stay below {MAX_ABS_WEIGHT:g}): the file is damaged")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
@@ -301,6 +494,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     header, _ = _read_header(path)
     meta = _metadata(path, header, FORMAT)
     config, tokenizer, summary = _parse_metadata(path, meta)
+    _check_size(path, header, config)
     tensors = _load_tensors(path)
     try:
         model = build_model(config)
@@ -330,10 +524,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     if problems:
         raise CheckpointError(f"{path}: the weights do not match the model config "
                               f"({'; '.join(problems)})")
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(f"{path}: the weights contain NaN or infinite values "
-                              f"({', '.join(bad[:5])})")
+    _check_weights(path, tensors)
     with torch.no_grad():
         model.load_state_dict(tensors, strict=False)
     if config.tie_weights:
@@ -361,6 +552,12 @@ def save_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer,
                          trainer_state: dict | None = None, checkpoint_id: str = "") -> Path:
     """Optimizer tensors as safetensors; param groups, scalars and trainer state as JSON."""
     path = Path(path)
+    return atomic_write_bytes(path, _optimizer_bytes(path, optimizer, trainer_state,
+                                                     checkpoint_id))
+
+
+def _optimizer_bytes(path: Path, optimizer: torch.optim.Optimizer, trainer_state: dict | None,
+                     checkpoint_id: str) -> bytes:
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
@@ -378,10 +575,9 @@ def save_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer,
         "id": checkpoint_id,
     }
     try:
-        data = st_save(tensors, metadata=meta)
+        return st_save(tensors, metadata=meta)
     except Exception as e:
         raise CheckpointError(f"{path}: cannot serialise the optimizer state ({e})") from None
-    return atomic_write_bytes(path, data)
 
 
 def _json_default(v):
@@ -439,4 +635,5 @@ __all__ = [
     "FORMAT", "CheckpointError", "LoadedCheckpoint", "OptimizerState", "save_checkpoint",
     "load_checkpoint", "read_metadata", "optimizer_path", "save_optimizer_state",
     "load_optimizer_state", "atomic_write_bytes", "model_tensors", "unwrap_model",
+    "check_writable", "remove_stale_temps", "MAX_ABS_WEIGHT",
 ]

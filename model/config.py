@@ -22,6 +22,7 @@ MODEL_KINDS = ("decoder", "encoder-decoder", "encoder")
 # the feed-forward non-linearity: exact GELU (nanoGPT, HF "gelu") or its tanh approximation
 # (GPT-2's original code, HF "gelu_new" / "gelu_pytorch_tanh")
 ACTIVATIONS = ("gelu", "gelu_tanh")
+MAX_TRAIN_SEED = 2**63 - 1
 
 
 class ConfigError(ValueError):
@@ -168,8 +169,12 @@ class ModelConfig(_JsonMixin):
         return self.n_embd // self.n_head
 
     def n_params(self) -> int:
-        """Number of trainable parameters, counting a tied embedding once."""
-        return describe(self).n_params
+        """Number of trainable parameters, counting a tied embedding once.
+
+        Counted through the anatomy of a one-layer model (every layer has the same parameters),
+        so a config read from an untrusted file (n_layer=10**6) costs no more than a small one."""
+        one = describe(dataclasses.replace(self, n_layer=1))
+        return one.n_params + (self.n_layer - 1) * one.stacks[0].layers[0].n_params
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,9 @@ class TrainConfig(_JsonMixin):
         _check(isinstance(self.probe_prompt, str) and len(self.probe_prompt) > 0,
                "probe_prompt must be a non-empty string")
         _check(_is_int(self.seed), f"seed={self.seed!r} must be a whole number")
+        _check(abs(self.seed) <= MAX_TRAIN_SEED,  # torch seeds are 64-bit; steps are added
+               f"seed={self.seed} is too large: a seed must lie between -(2**63 - 1) and "
+               "2**63 - 1")
         _check(isinstance(self.device, str), f"device={self.device!r} must be a string")
         _finite("val_fraction", self.val_fraction)
         _check(0 < self.val_fraction < 1, f"val_fraction={self.val_fraction} must be in (0, 1)")

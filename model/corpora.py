@@ -14,7 +14,9 @@ Synthetic tasks need no download; each line is one example over a small alphabet
 """
 from __future__ import annotations
 
+import errno
 import random
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,12 +49,33 @@ class CorpusError(ValueError):
 
 
 # -- files -------------------------------------------------------------------------------------
+# A corpus is held in memory as text and as int64 ids (about 12 bytes per character), so a file
+# above this size would take gigabytes before training even starts.
+MAX_CORPUS_BYTES = 256 * 2**20
+
+
+def _check_corpus_file(p: Path) -> None:
+    """Refuse, before opening, what cannot be a corpus: a named pipe (reading would wait for a
+    writer forever), a device such as /dev/zero (it never ends) and files above the limit."""
+    st = p.stat()
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(p))
+    if not stat.S_ISREG(st.st_mode):
+        raise CorpusError(f"{p}: is not a regular file (a named pipe, device or socket); give "
+                          "a UTF-8 text file")
+    if st.st_size > MAX_CORPUS_BYTES:
+        raise CorpusError(f"{p}: the file is {st.st_size / 2**20:,.0f} MB; a text corpus can be "
+                          f"at most {MAX_CORPUS_BYTES // 2**20} MB (it is held in memory, about "
+                          "12 bytes per character)")
+
+
 def read_text_file(path: str | Path) -> str:
     """The text of a UTF-8 file. Binary (NUL bytes or not UTF-8), empty or unreadable files are
     refused with a :class:`CorpusError`. A UTF-8 byte-order mark is dropped and Windows line
     endings (CRLF) become ``\\n``."""
     p = Path(path)
     try:
+        _check_corpus_file(p)
         data = p.read_bytes()
     except FileNotFoundError:
         raise CorpusError(f"{p}: no such file") from None
@@ -334,7 +357,7 @@ def load_corpus(spec: str | Path, block_size: int | None = None,
 
 
 __all__ = [
-    "SYNTHETIC_TASKS", "TASK_ALPHABET", "TASK_DESCRIPTIONS", "CorpusError", "Corpus",
+    "MAX_CORPUS_BYTES", "SYNTHETIC_TASKS", "TASK_ALPHABET", "TASK_DESCRIPTIONS", "CorpusError", "Corpus",
     "read_text_file", "synthetic_text", "task_tokenizer", "task_example", "check_task_line",
     "load_corpus", "task_name",
 ]

@@ -16,32 +16,7 @@ import torch
 import torch.nn as nn
 
 from .config import ModelConfig
-
-DESCRIPTIONS = {
-    "learned": (
-        "PE[pos] = W_pos[pos]  (a trained table, one row per position)",
-        "Each position has its own vector, learned by gradient descent like any other weight. "
-        "The model can only handle positions it saw during training (up to the block size).",
-    ),
-    "sinusoidal": (
-        "PE(pos, 2i) = sin(pos / 10000^(2i/d)),  PE(pos, 2i+1) = cos(pos / 10000^(2i/d))",
-        "Each pair of dimensions is a sine/cosine wave of a different wavelength, from 2π up to "
-        "10000·2π. Nearby positions get similar vectors, and a fixed offset is a linear map, so "
-        "attention can learn relative position.",
-    ),
-    "rotary": (
-        "θ_i = base^(-2i/d_head),  q'_pos = R(pos·θ) q,  k'_pos = R(pos·θ) k",
-        "Nothing is added to the embedding: each query and key pair of dimensions is rotated by "
-        "an angle proportional to its position, so the score q'·k' depends only on the distance "
-        "between the two tokens.",
-    ),
-    "none": (
-        "x = E[token]  (no positional term)",
-        "This model has no positional encoding. Order still leaks in through the causal mask: a "
-        "token at position t attends over t+1 tokens, so the model can count, but it has no "
-        "explicit notion of where a token is.",
-    ),
-}
+from .positional_view import DESCRIPTIONS, PositionalView
 
 
 def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
@@ -99,6 +74,16 @@ class PositionalEncoding(nn.Module):
         if m.shape[1] == 0:
             return np.zeros((n, n), dtype=np.float32)
         return cosine_similarity_matrix(m)
+
+    def view(self) -> PositionalView:
+        """Everything the positional panel shows, for the block size, as numpy copies (the GUI
+        thread gets these, never this module or its weights)."""
+        m = np.array(self.matrix(), dtype=np.float32, copy=True)
+        sim = np.array(self.similarity(), dtype=np.float32, copy=True)
+        for a in (m, sim):  # shared by every panel that shows them
+            a.setflags(write=False)
+        return PositionalView(kind=self.kind, matrix=m, similarity=sim, formula=self.formula,
+                              explanation=self.explanation)
 
     @property
     def formula(self) -> str:

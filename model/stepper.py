@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import operator
 import secrets
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -289,13 +290,19 @@ class Stepper:
         return self.result
 
 
+class NonFiniteLogitsError(ValueError):
+    """The model's output holds NaN or infinite values, so no token can be drawn from it."""
+
+
 def generate_text(model: GPT, tokenizer: Tokenizer, prompt: str, n_tokens: int,
-                  sample: SampleConfig = DEFAULT_SAMPLE) -> str:
+                  sample: SampleConfig = DEFAULT_SAMPLE,
+                  on_text: Callable[[str], None] | None = None) -> str:
     """The ``n_tokens`` characters generated after ``prompt`` (the prompt is not included).
 
     Fast path for the command line and training samples: no capture, KV cache, sliding window
     past the block size. Same seed and settings give the same text as a :class:`Stepper`.
-    An empty prompt starts from a newline (or token 0), as in the stepper.
+    An empty prompt starts from a newline (or token 0), as in the stepper. ``on_text`` gets
+    each token's text as soon as it is drawn (the command line streams it).
     """
     if not isinstance(n_tokens, int) or n_tokens < 0:
         raise ValueError(f"n_tokens={n_tokens!r} must be a whole number >= 0")
@@ -311,9 +318,15 @@ def generate_text(model: GPT, tokenizer: Tokenizer, prompt: str, n_tokens: int,
         cache = model.new_cache()
         logits, _ = model(torch.tensor([ids[-block:]], device=device), cache=cache, record=rec)
         for _ in range(n_tokens):
+            if not bool(torch.isfinite(logits[0, -1]).all()):
+                raise NonFiniteLogitsError(
+                    f"the model's output for token {len(out) + 1} holds NaN or infinite "
+                    "values, so no token can be drawn: its weights are damaged or too large")
             tok = next_token(to_numpy(logits[0, -1]), sample, auto_seed, len(ids)).token
             ids.append(tok)
             out.append(tok)
+            if on_text is not None:
+                on_text(tokenizer.decode([tok]))
             if len(out) == n_tokens:
                 break
             if cache.length < block:
@@ -325,4 +338,5 @@ def generate_text(model: GPT, tokenizer: Tokenizer, prompt: str, n_tokens: int,
     return tokenizer.decode(out)
 
 
-__all__ = ["StepResult", "Stepper", "generate_text", "EMPTY_PROMPT_NEWLINE"]
+__all__ = ["StepResult", "Stepper", "generate_text", "NonFiniteLogitsError",
+           "EMPTY_PROMPT_NEWLINE"]

@@ -125,6 +125,7 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
     control = control or TrainControl()
     message = callbacks.on_message
     out_path = Path(out_path)
+    ckpt.check_writable(out_path)  # now, not after the last step: no work is lost to it
     device = resolve_device(train_cfg.device)
     dist = dist or distributed.SINGLE
     # sequences per forward pass on this rank (checked before any work)
@@ -163,6 +164,7 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
     elif model is None:
         cfg = model_cfg or ModelConfig()
         cfg = dataclasses.replace(cfg, vocab_size=corpus.tokenizer.vocab_size)
+        _check_memory(cfg, train_cfg.batch_size, device)
         model = GPT(cfg)
         tokenizer = corpus.tokenizer
     else:
@@ -320,6 +322,17 @@ def _schedule(cfg: TrainConfig, start_step: int, previous: dict,
     if not isinstance(progress, (int, float)) or not 0 <= progress <= 1:
         return LRSchedule.of(cfg)  # the saved run was still warming up: carry on as configured
     return LRSchedule.of(cfg, start_step=start_step, start_progress=float(progress))
+
+
+def _check_memory(cfg: ModelConfig, batch: int, device: torch.device) -> None:
+    """Refuse, with the estimate, a model that would not fit before allocating any of it."""
+    from .memory import check_fits, fmt_bytes, training_memory
+
+    est = training_memory(cfg, batch)
+    check_fits(est["total"], str(device),
+               f"training this model ({cfg.n_params():,} parameters: weights, gradients and "
+               f"optimizer {fmt_bytes(est['params'])}; activations for batch {batch} x block "
+               f"{cfg.block_size} {fmt_bytes(est['activations'])})")
 
 
 def _encode_gen(gen: torch.Generator) -> str:

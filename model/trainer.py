@@ -104,23 +104,57 @@ class Callbacks:
 
 
 class TrainControl:
-    """Pause/resume/stop flags shared between the training thread and any other thread."""
+    """Pause/resume/stop flags shared between the training thread and any other thread, and
+    calls that other threads hand to the training thread (the only one that touches the model):
+    it runs them between two steps, or at once while it sits in a pause."""
 
     def __init__(self) -> None:
         self._running = threading.Event()
         self._running.set()
         self._stop = threading.Event()
         self._blocked = threading.Event()  # set while the loop sits in a pause
+        self._wake = threading.Condition()  # guards _calls; a paused loop waits on it
+        self._calls: list[Callable[[], None]] = []
 
     def pause(self) -> None:
         self._running.clear()
 
     def resume(self) -> None:
         self._running.set()
+        self._notify()
 
     def stop(self) -> None:
         self._stop.set()
         self._running.set()  # wake a paused loop so it can finish
+        self._notify()
+
+    def call_between_steps(self, fn: Callable[[], None]) -> None:
+        """Have the training thread call ``fn`` after the step in progress (a paused loop
+        wakes up for it and stays paused). Calls still queued when the run ends are dropped."""
+        with self._wake:
+            self._calls.append(fn)
+            self._wake.notify_all()
+
+    def run_calls(self) -> None:
+        """Call what :meth:`call_between_steps` queued (in the training thread)."""
+        with self._wake:
+            calls, self._calls = self._calls, []
+        for fn in calls:
+            fn()
+
+    def wait_while_paused(self) -> None:
+        """Block the training thread (no spinning) until resumed or stopped, serving calls."""
+        while True:
+            self.run_calls()
+            with self._wake:
+                if self._running.is_set():
+                    return
+                if not self._calls:
+                    self._wake.wait()
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
 
     @property
     def is_paused(self) -> bool:
@@ -399,7 +433,7 @@ class Trainer:
         self._message(f"paused at step {self.step}")
         c._blocked.set()
         try:
-            c._running.wait()
+            c.wait_while_paused()
         finally:
             c._blocked.clear()
         if not c.stop_requested:
@@ -497,6 +531,7 @@ class Trainer:
                     elapsed=self.active_elapsed(),
                     grad_norm=float(norm) if norm is not None else float("nan")))
                 last_log_t, log_tokens, loss_sum, n_loss = now, 0, None, 0
+            self.control.run_calls()
             t_probe = time.perf_counter()
             if self.step % cfg.eval_interval == 0:
                 self._check_finite()

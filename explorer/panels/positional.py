@@ -2,8 +2,9 @@
 curves, how alike positions are (cosine similarity), and how much the position adds to each input
 vector of the current prompt. Each view has its formula and a short explanation beside it.
 
-Reads ``session.model.pe`` (``matrix()``, ``similarity()``, ``formula``, ``explanation``) once per
-model and ``session.result.tok_emb`` / ``pos_emb`` per step.
+Reads ``session.positional`` (a :class:`model.positional_view.PositionalView` the inference worker
+computed once per model: the table, the similarity matrix, the formula and explanation) and
+``session.result.tok_emb`` / ``pos_emb`` per step.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from explorer.widgets.plot_helpers import (
     SeriesPlot,
     symmetric_levels,
 )
-from model.positional import DESCRIPTIONS
+from model.positional_view import DESCRIPTIONS, PositionalView
 
 VIEWS = ("matrix", "curves", "similarity", "prompt")
 VIEW_TITLES = {"matrix": "Encoding table", "curves": "Dimension curves",
@@ -249,7 +250,7 @@ class PositionalPanel(LiveRedraw, QWidget):
 
     def _update_text(self) -> None:
         formula, explanation = DESCRIPTIONS.get(self.kind, ("", ""))
-        pe = self._pe()
+        pe = self.session.positional
         if pe is not None:
             formula, explanation = pe.formula, pe.explanation
         title = f"{KIND_TITLES.get(self.kind, self.kind)} — {VIEW_TITLES[self.view]}"
@@ -285,18 +286,14 @@ class PositionalPanel(LiveRedraw, QWidget):
         self.schedule_redraw()
 
     # -- session -------------------------------------------------------------------------------
-    def _pe(self):
-        model = self.session.model
-        return model.pe if model is not None else None
-
     def _on_model_changed(self) -> None:
-        pe = self._pe()
+        pe = self.session.positional
         self.kind = pe.kind if pe is not None else "none"
         self._pe_matrix = None
         self._dirty_model = True
         self._dirty_curves = True
         if pe is not None:
-            self._pe_matrix = np.asarray(pe.matrix(), dtype=np.float32)  # (P, D)
+            self._pe_matrix = pe.matrix  # (P, D)
             self.dims = default_dims(self._pe_matrix.shape[1])
             self.dims_edit.setText(", ".join(map(str, self.dims)))
         self._sync()
@@ -310,7 +307,7 @@ class PositionalPanel(LiveRedraw, QWidget):
     def redraw_now(self) -> None:
         if not self._begin_redraw():  # hidden: drawn when shown
             return
-        pe = self._pe()
+        pe = self.session.positional
         if pe is None:
             return
         if self._dirty_model:
@@ -328,7 +325,7 @@ class PositionalPanel(LiveRedraw, QWidget):
             self._draw_curves()
             self._dirty_curves = False
 
-    def _draw_model(self, pe) -> None:
+    def _draw_model(self, pe: PositionalView) -> None:
         m = self._pe_matrix
         if m is None or m.shape[1] == 0:
             self.matrix_plot.clear_matrix()
@@ -347,8 +344,7 @@ class PositionalPanel(LiveRedraw, QWidget):
             self.matrix_plot.plot.setLabel("bottom", "dimension", **{"font-size": "11pt"})
         self.matrix_plot.set_matrix(shown, levels=levels, export=m, row_labels=pos_labels,
                                     col_labels=[str(j) for j in range(d)])
-        sim = np.asarray(pe.similarity(), dtype=np.float32)
-        self.similarity_plot.set_matrix(sim, levels=(-1.0, 1.0), row_labels=pos_labels,
+        self.similarity_plot.set_matrix(pe.similarity, levels=(-1.0, 1.0), row_labels=pos_labels,
                                         col_labels=pos_labels)
 
     def curve_values(self) -> tuple[np.ndarray, np.ndarray]:

@@ -42,9 +42,10 @@ class FakeSession(QObject):
 
     def __init__(self):
         super().__init__()
-        self.model = None
+        self.network = None  # the model: the real Session never holds it (it stays in the worker)
         self.tokenizer = None
         self.config = None
+        self.positional = None
         self.info = None
         self.result = None
         self.sample = SampleConfig(temperature=0.8, seed=1)
@@ -52,7 +53,8 @@ class FakeSession(QObject):
         self.stepper: Stepper | None = None
 
     def set_model(self, model, tokenizer=TOKENIZER, info=None) -> None:
-        self.model, self.tokenizer, self.config, self.info = model, tokenizer, model.config, info
+        self.network, self.tokenizer, self.config, self.info = model, tokenizer, model.config, info
+        self.positional = model.pe.view()  # what the worker sends with a loaded model
         self.result = None
         self.selected_token = -1
         self.stepper = Stepper(model, tokenizer, self.sample)

@@ -26,7 +26,7 @@ def _panel(qtbot, **kw):
 @pytest.mark.parametrize("n_layer", [1, 4, 12])
 def test_blocks_follow_the_config_and_count_every_parameter(qtbot, n_layer):
     p = _panel(qtbot, n_layer=n_layer, n_head=2, n_embd=16)
-    model = p.session.model
+    model = p.session.network
     blocks = list(p.anatomy.boxes())
     layers = sorted({b.layer for b in blocks if b.layer is not None})
     assert layers == list(range(n_layer))
@@ -54,7 +54,7 @@ def test_blocks_follow_the_config_and_count_every_parameter(qtbot, n_layer):
 @pytest.mark.parametrize("pos_kind", ["learned", "sinusoidal", "rotary", "none"])
 def test_post_norm_untied_and_positional_kinds(qtbot, pos_kind):
     p = _panel(qtbot, pos_kind=pos_kind, n_layer=2, norm="post", tie_weights=False)
-    m = p.session.model
+    m = p.session.network
     assert [p.block(k).kind for k in p.items if k.startswith("L0.")] == \
         ["attn", "add", "ln", "ffn", "add", "ln"]
     assert "final.ln" not in p.items  # post-norm ends in the block's norm
@@ -95,7 +95,7 @@ def _hook_inputs(model, module_names):
 def test_clicking_blocks_shows_live_values(qtbot, norm):
     p = _panel(qtbot, n_layer=2, n_head=2, n_embd=16, norm=norm)
     r = p.session.result
-    model = p.session.model
+    model = p.session.network
     _click(qtbot, p, "L1.ffn")
     np.testing.assert_array_equal(p.detail_heatmap.image.image, r.ffn[1])
     assert "GELU" in p.explain.text()
@@ -188,9 +188,9 @@ def test_opens_on_the_first_attention_block_at_the_top_of_the_diagram(qtbot):
 def test_the_panel_draws_from_the_config_and_the_step_result_alone(qtbot):
     """No weights are read: with the network gone, the diagram and the live values remain."""
     p = _panel(qtbot, n_layer=2, n_head=2, n_embd=16, norm="post")
-    n_params = p.session.model.num_params()
+    n_params = p.session.network.num_params()
     r = p.session.result
-    p.session.model = None
+    p.session.network = None
     p.session.model_changed.emit()
     assert f"{n_params:,} parameters" in p.summary.text()
     assert sum(p.items[k].box.n_params for k in p.items) == n_params

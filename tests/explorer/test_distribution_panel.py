@@ -24,7 +24,7 @@ def test_temperature_slider_reranks_without_a_forward_pass(qtbot, window, count_
     s, d = window.session, window.distribution_panel
     s.worker.lookahead_enabled = False  # no pass run ahead while idle: count only the re-rank's
     qtbot.waitUntil(lambda: not s.busy and s.worker.pending == 0)
-    calls = count_forwards(s.model)
+    calls = count_forwards(s.worker._model)
     logits = s.result.logits.copy()
     got = s.results_received
     d.controls.temp_slider.setValue(40)  # 2.0

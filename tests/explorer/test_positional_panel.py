@@ -8,7 +8,8 @@ import pytest
 from _panel_support import make_session, shown, tiny_model
 
 from explorer.panels.positional import VIEWS, PositionalPanel, display_matrix
-from model.positional import DESCRIPTIONS, sinusoidal_table
+from model.positional import sinusoidal_table
+from model.positional_view import DESCRIPTIONS
 
 
 def _panel(qtbot, kind: str, **kw):
@@ -20,7 +21,7 @@ def _panel(qtbot, kind: str, **kw):
 @pytest.mark.parametrize("kind", ["learned", "sinusoidal", "rotary"])
 def test_views_match_the_models_encoding(qtbot, kind):
     p = _panel(qtbot, kind)
-    pe = p.session.model.pe
+    pe = p.session.network.pe
     m = pe.matrix()
     # the table: what is shown, and what is exported, is the model's matrix
     img = p.matrix_plot.image.image
@@ -80,7 +81,7 @@ def test_none_explains_what_the_model_has_instead(qtbot):
         assert p.stack.currentWidget() is p.none_page
         text = p.none_page.text()
         assert "no positional encoding" in text.lower()
-        assert p.session.model.pe.explanation.split(".")[1].strip()[:30] in text
+        assert p.session.network.pe.explanation.split(".")[1].strip()[:30] in text
         assert "causal mask" in text
         assert p.current_plot() is None
     p.set_view("prompt")
@@ -113,4 +114,4 @@ def test_exports(qtbot, tmp_path):
         assert table.shape[0] > 0
     p.set_view("matrix")
     m = np.loadtxt(p.matrix_plot.export_csv(tmp_path / "m.csv"), delimiter=",")
-    np.testing.assert_array_equal(m.astype(np.float32), p.session.model.pe.matrix())
+    np.testing.assert_array_equal(m.astype(np.float32), p.session.network.pe.matrix())

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PySide6.QtCore import QObject, Slot
 
-import model.checkpoints
+import model.loading
 from explorer import inference_worker as W
 from explorer.session import Session
 from explorer.training_worker import Snapshot, copy_state
@@ -94,12 +94,12 @@ def test_a_bad_file_leaves_the_current_model_working(qtbot, session, tmp_path):
     s, _ = session
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"not a model" * 20)
-    info, result, current = s.info, s.result, s.model
+    info, result, current = s.info, s.result, s.positional
     with qtbot.waitSignal(s.error, timeout=10000) as err:
         s.load_checkpoint(bad)
     title, text = err.args
     assert "open" in title.lower() and bad.name in text
-    assert s.info is info and s.result is result and s.model is current
+    assert s.info is info and s.result is result and s.positional is current
     with qtbot.waitSignal(s.step_ready, timeout=10000):  # the previous model still steps
         s.step()
     assert s.result.n_generated == result.n_generated + 1 and s.info.name == "tiny"
@@ -125,13 +125,13 @@ def test_a_bad_file_opened_while_the_first_model_loads(qtbot, tiny_models, tmp_p
 def test_files_load_in_the_worker_thread(qtbot, session, tiny_models, monkeypatch):
     s, _ = session
     threads = []
-    real = model.checkpoints.load_checkpoint
+    real = model.loading.load_checkpoint
 
     def recording(*a, **k):
         threads.append(threading.current_thread())
         return real(*a, **k)
 
-    monkeypatch.setattr(model.checkpoints, "load_checkpoint", recording)
+    monkeypatch.setattr(model.loading, "load_checkpoint", recording)  # what open_model calls
     with qtbot.waitSignal(s.model_opened, timeout=10000) as opened:
         s.load_checkpoint(tiny_models["other"])
     assert opened.args == [tiny_models["other"]]
@@ -160,8 +160,10 @@ def test_a_training_snapshot_is_built_in_the_worker(qtbot, session, tiny_models,
     assert threads and threading.main_thread() not in threads
     assert s.info.name == "tiny run @ step 7" and s.info.trained and s.info.path is None
     ref = ck.model.state_dict()
-    for k, v in s.model.state_dict().items():
-        torch.testing.assert_close(v, ref[k])
+    copied = s.copy_weights().result(timeout=10)  # the worker's model, copied in its thread
+    assert copied.config == ck.model.config and set(copied.state_dict) == set(ref)
+    for k, v in copied.state_dict.items():
+        torch.testing.assert_close(torch.from_numpy(v), ref[k])
 
 
 def test_the_worker_emits_no_torch_objects(qtbot, session, tiny_models, tmp_path):
@@ -180,13 +182,8 @@ def test_the_worker_emits_no_torch_objects(qtbot, session, tiny_models, tmp_path
     kinds = {k for k, _ in rec.payloads}
     assert {"result_ready", "model_ready", "failed", "saved"} <= kinds
     for kind, args in rec.payloads:
-        found = torch_objects(args)
-        if kind == "model_ready":
-            # the one exception, documented on Loaded: the positional and architecture panels
-            # still read the model itself (read-only)
-            assert found == [".0.model"], found
-        else:
-            assert found == [], (kind, found)
+        assert torch_objects(args) == [], kind
+    assert not hasattr(s, "model")
 
 
 class Answers(QObject):
@@ -244,3 +241,16 @@ def test_set_sample_shows_what_the_worker_then_computes(qtbot, tiny_models):
         assert s.result.chosen == shown.planned == int(np.argmax(shown.logits))
     finally:
         s.close()
+
+
+def test_a_copy_for_training_refuses_a_model_replaced_meanwhile(qtbot, session, tiny_models):
+    """Training plans for the model shown; if another one is current when the worker gets to
+    the copy, the run is told so instead of training weights it was not planned for."""
+    s, _ = session
+    with qtbot.waitSignal(s.model_opened, timeout=10000):
+        s.load_checkpoint(tiny_models["other"])  # handled first: the copy finds another model
+        reply = s.copy_weights()
+    with pytest.raises(RuntimeError, match="changed"):
+        reply.result(timeout=10)
+    copied = s.copy_weights().result(timeout=10)  # the model shown now
+    assert copied.config == s.config and copied.tokenizer.vocab_size == s.tokenizer.vocab_size

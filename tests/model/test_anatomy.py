@@ -3,6 +3,7 @@ sizes and flags match its submodules, and every recorded tensor it names is in a
 holds what that box computed."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -193,3 +194,23 @@ def test_importing_the_anatomy_leaves_torch_unimported():
     n, torch_loaded = proc.stdout.split()
     assert torch_loaded == "False"
     assert int(n) == GPT(ModelConfig()).num_params()
+
+
+def test_n_params_of_a_huge_config_is_counted_without_describing_every_layer(monkeypatch):
+    """A checkpoint's metadata may claim n_layer=10**6: counting its parameters (to refuse it)
+    must not build a million layers of boxes."""
+    import model.anatomy as anatomy_module
+
+    small = ModelConfig(vocab_size=11, block_size=16, n_layer=3, n_head=2, n_embd=8)
+    assert small.n_params() == describe(small).n_params
+    per_layer = describe(small).stacks[0].layers[0].n_params
+    built = []
+
+    class CountedLayer(anatomy_module.Layer):
+        def __post_init__(self):
+            built.append(self.index)
+
+    monkeypatch.setattr(anatomy_module, "Layer", CountedLayer)
+    huge = dataclasses.replace(small, n_layer=10**6)
+    assert huge.n_params() == small.n_params() + (10**6 - 3) * per_layer
+    assert len(built) <= 2  # one-layer anatomies, not a million layers

@@ -43,7 +43,7 @@ from explorer.widgets.plot_helpers import (
     symmetric_levels,
 )
 from model.anatomy import Anatomy, Box, Positions, describe
-from model.positional import DESCRIPTIONS
+from model.positional_view import DESCRIPTIONS
 from model.tokenizer import Tokenizer
 
 # -- explanations ------------------------------------------------------------------------------
@@ -318,7 +318,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
             return
         softmax = self.items.get("final.softmax")
         if softmax is not None:
-            t = self._temperature(getattr(self.session, "result", None))
+            t = self._temperature(self.session.result)
             softmax.set_sub(f"τ = {t:g}" + (" (greedy)" if t == 0 else ""))
         self._draw_detail()
 
@@ -333,7 +333,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
     def _draw_detail(self) -> None:
         key = self.selected
         b = self.block(key) if key else None
-        r = getattr(self.session, "result", None)
+        r = self.session.result
         if b is None:
             self._explain("The model", "", OVERVIEW)
             self._show_text("Click a block of the diagram.")
@@ -376,8 +376,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         return r.pieces
 
     def _temperature(self, r) -> float:
-        s = getattr(r, "sample", None) or getattr(self.session, "sample", None)
-        return float(getattr(s, "temperature", 1.0))
+        return float((r.sample if r is not None else self.session.sample).temperature)
 
     def _heat(self, m: np.ndarray, r, col_title: str, name: str, row_labels=None,
               levels=None, cmap: str = "") -> None:
@@ -390,8 +389,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         hm.set_matrix(m, levels=levels or symmetric_levels(m),
                       row_labels=row_labels if row_labels is not None else self._labels(r),
                       col_labels=[str(j) for j in range(m.shape[1])])
-        hm.highlight_row(getattr(self.session, "selected_token", -1)
-                         if row_labels is None else -1)
+        hm.highlight_row(self.session.selected_token if row_labels is None else -1)
         self.detail_stack.setCurrentWidget(hm)
 
     def _d_tok(self, b, r) -> None:
@@ -491,7 +489,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         hm.col_axis.cell = T
         hm.set_matrix(img, levels=(0.0, 1.0), row_labels=self._labels(r),
                       col_labels=[f"H{h}" for h in range(H)])
-        hm.highlight_row(getattr(self.session, "selected_token", -1))
+        hm.highlight_row(self.session.selected_token)
         xs, ys = [], []
         for h in range(1, H):
             xs += [h * T, h * T]

@@ -59,6 +59,7 @@ class TrainingPanel(ResultsMixin, QWidget):
     state_changed = Signal(str)
     run_started = Signal(object)  # dict: start_step, total_steps, n_params, device, threads
     run_finished = Signal(object)  # TrainResult or None
+    thread_finished = Signal()  # the run's thread has ended (its checkpoint is saved)
 
     def __init__(self, session, parent: QWidget | None = None, runs_dir: str | Path | None = None):
         super().__init__(parent)
@@ -176,9 +177,7 @@ class TrainingPanel(ResultsMixin, QWidget):
         self._set_state("idle")
 
     def _connect_session(self) -> None:
-        s = self.session
-        if hasattr(s, "model_changed"):
-            s.model_changed.connect(self._on_model_changed)
+        self.session.model_changed.connect(self._on_model_changed)
         self._on_model_changed()
 
     # -- session -------------------------------------------------------------------------------
@@ -253,8 +252,7 @@ class TrainingPanel(ResultsMixin, QWidget):
         self.samples.clear_samples()
         self.film.clear()
         tok = spec.tokenizer or spec.corpus.tokenizer
-        block = (spec.model.config.block_size if spec.model is not None else
-                 spec.model_cfg.block_size if spec.model_cfg is not None else
+        block = (spec.model_cfg.block_size if spec.model_cfg is not None else
                  self.session.config.block_size)
         ids = tok.encode(spec.train_cfg.probe_prompt, errors="drop")[-block:]
         probe_tokens = [tok.token_str(i) for i in ids] or ["\n"]
@@ -277,6 +275,8 @@ class TrainingPanel(ResultsMixin, QWidget):
         w.attention.connect(self._on_attention)
         w.checkpoint_saved.connect(self._on_checkpoint)
         w.snapshot_ready.connect(self._on_snapshot)
+        w.model_saved.connect(self._on_model_saved)
+        w.save_failed.connect(self._on_save_failed)
         w.message.connect(self._on_message)
         w.diverged.connect(self._on_diverged)
         w.failed.connect(self._on_failed)
@@ -436,6 +436,14 @@ class TrainingPanel(ResultsMixin, QWidget):
     def _on_snapshot(self, snap) -> None:
         self._serve_snapshot(snap)
 
+    @Slot(int, object)
+    def _on_model_saved(self, step: int, path: Path) -> None:
+        self._saved_during_run(step, path)
+
+    @Slot(object, str)
+    def _on_save_failed(self, path: Path, text: str) -> None:
+        self._save_failed_during_run(path, text)
+
     @Slot(str)
     def _on_message(self, text: str) -> None:
         self._message(text)
@@ -478,19 +486,19 @@ class TrainingPanel(ResultsMixin, QWidget):
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        pass  # the QThread has ended; the run object is kept until the next Start
+        # the QThread has ended (finished is its last signal, so this wait is immediate); the
+        # run object is kept until the next Start
+        if self.run is not None:
+            self.run.wait(1000)
+        self.thread_finished.emit()
 
     # -- messages ------------------------------------------------------------------------------
     def _message(self, text: str) -> None:
-        sig = self.session.message
-        if sig is not None:
-            sig.emit(text)
+        self.session.message.emit(text)
 
     def _error(self, title: str, text: str) -> None:
         self.last_error = (title, text)
-        sig = self.session.error
-        if sig is not None:
-            sig.emit(title, text)
+        self.session.error.emit(title, text)
 
     # -- files ---------------------------------------------------------------------------------
     @Slot()

@@ -8,7 +8,6 @@ form's :class:`FormValues` into a :class:`explorer.training_worker.RunSpec`.
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
 import re
@@ -16,19 +15,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from PySide6.QtCore import QStandardPaths
 
 from explorer.training_worker import RunSpec
 from model import tasks
+from model.checkpoints import CheckpointError, check_writable
 from model.config import ConfigError, ModelConfig, TrainConfig
 from model.corpora import Corpus, CorpusError, load_corpus, read_text_file, task_tokenizer
 from model.devices import resolve_device
+from model.memory import HEADROOM, available_memory, fmt_bytes, training_memory
 
 RUNS_ENV = "TRANSFORMER_EXPLORER_RUNS"
 EVAL_ITERS = 5  # batches per evaluation: keeps the final evaluation (on Stop) short
-
-MEMORY_HEADROOM = 0.8  # refuse a run whose estimate exceeds this share of the free memory
 
 
 class PlanError(ValueError):
@@ -36,53 +34,12 @@ class PlanError(ValueError):
 
 
 # -- estimates (pure functions) ---------------------------------------------------------------
-def estimate_memory(cfg, batch: int) -> dict[str, int]:
-    """Bytes a training run needs: weights + gradients + AdamW's two moments (float32) and
-    the activations kept for the backward pass of one batch (a generous upper estimate)."""
-    P = cfg.n_params()
-    B, T, C, F = batch, cfg.block_size, cfg.n_embd, cfg.n_ffn
-    L, H, V = cfg.n_layer, cfg.n_head, cfg.vocab_size
-    params = 4 * P * 4
-    per_layer = B * T * (16 * C + 3 * F) + 3 * B * H * T * T  # norms, qkv, proj, FFN, attention
-    acts = 4 * (L * per_layer + 3 * B * T * V + 4 * B * T * C)
-    return {"params": params, "activations": acts, "total": params + acts + 150 * 2**20}
-
-
-def available_memory(device: str = "cpu") -> int | None:
-    """Free memory in bytes on ``device`` (CUDA: free GPU memory), None if unknown."""
-    if device.startswith("cuda"):
-        try:
-            free, _ = torch.cuda.mem_get_info(torch.device(device))
-            return int(free)
-        except Exception:  # noqa: BLE001
-            return None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def train_flops(cfg, batch: int) -> float:
     """Approximate FLOPs of one training step (forward + backward = 3 × forward)."""
     T = cfg.block_size
     dense = 2 * cfg.n_params() * batch * T
     attention = 4 * cfg.n_layer * batch * T * T * cfg.n_embd
     return 3.0 * (dense + attention)
-
-
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def fmt_params(n: int) -> str:
@@ -100,9 +57,9 @@ def fmt_duration(s: float) -> str:
 
 def check_memory(cfg, batch: int, device: str) -> None:
     """Raise :class:`PlanError` with the estimate when the run would not fit."""
-    est = estimate_memory(cfg, batch)
+    est = training_memory(cfg, batch)
     free = available_memory(device)
-    if free is None or est["total"] <= MEMORY_HEADROOM * free:
+    if free is None or est["total"] <= HEADROOM * free:
         return
     raise PlanError(
         f"This run would need about {fmt_bytes(est['total'])} of memory (weights, gradients "
@@ -281,14 +238,13 @@ class Planner:
         """Check everything; with ``light`` only what is cheap (no corpus encoding, no copy)."""
         spec, text = self.corpus_spec(v)
         task = tasks.task_of(spec) if spec.startswith("task:") else None
-        live = self.session.model
         tokenizer = None
         resume_from = None
         start = 0
         if v.continue_model:
-            if live is None:
+            if self.session.config is None:
                 raise PlanError("No model is loaded to continue; choose 'Train a new model'.")
-            cfg = live.config
+            cfg = self.session.config
             tokenizer = self.session.tokenizer
             info = self.session.info
             path = info.path if info is not None else None
@@ -346,17 +302,22 @@ class Planner:
             raise PlanError(str(e)) from None
         out = Path(v.out_path).expanduser() if v.out_path else new_run_path(self.runs_dir,
                                                                              corpus.name)
-        model_copy = None
+        try:  # now, not when the first checkpoint is due: no training is lost to it
+            check_writable(out)
+        except CheckpointError as e:
+            raise PlanError(f"Save to: {e}") from None
+        weights = None
         if v.continue_model and resume_from is None:
-            model_copy = copy.deepcopy(live).to("cpu")  # never train the live model
+            # the inference worker copies its model's weights; the run builds its own from them
+            weights = self.session.copy_weights()
         plan.spec = RunSpec(corpus=corpus, train_cfg=tc, out_path=out,
                             model_cfg=None if v.continue_model else cfg,
-                            resume_from=resume_from, model=model_copy,
+                            resume_from=resume_from, weights=weights,
                             tokenizer=tokenizer if v.continue_model else None, task=task)
         return plan
 
 
-__all__ = ["PlanError", "Plan", "Planner", "FormValues", "estimate_memory", "available_memory",
+__all__ = ["PlanError", "Plan", "Planner", "FormValues",
            "train_flops", "check_memory", "corpus_length_problem", "TextCache",
            "model_corpus_source", "auto_intervals", "default_runs_dir", "new_run_path",
-           "device_name", "fmt_bytes", "fmt_duration", "fmt_params", "RUNS_ENV", "EVAL_ITERS"]
+           "device_name", "fmt_duration", "fmt_params", "RUNS_ENV", "EVAL_ITERS"]

@@ -1,17 +1,17 @@
 """Using what a run trained: "Explore this model" and "Save model as…" (part of the panel).
 
-While the run trains, both ask the worker for a snapshot: a CPU copy of the weights taken between
-two steps (see :meth:`explorer.training_worker.TrainingWorker.request_snapshot`); the run goes on.
-After the run they use the checkpoint it saved (the same weights, with its summary).
+While the run trains (or is paused), both ask the training worker, which alone touches the live
+model: "Explore" for a snapshot, a CPU copy of the weights taken between two steps (see
+:meth:`explorer.training_worker.TrainingWorker.request_snapshot`) that the inference worker builds
+a model from; "Save" for the file, written by the training thread itself
+(:meth:`~explorer.training_worker.TrainingWorker.request_save`). The run goes on. After the run
+they use the checkpoint it saved (the same weights, with its summary).
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
-
-from model.checkpoints import save_checkpoint
 
 
 class ResultsMixin:
@@ -33,15 +33,21 @@ class ResultsMixin:
             path = path.with_name(path.name + ".safetensors")
         if self._can_snapshot():
             self._pending.append(("save", path))
-            self.run.worker.request_snapshot()
+            self.run.worker.request_save(path, self._summary())
             return
         if self.last_checkpoint is None:
             self._error("Nothing to save", "Train a model first.")
             return
-        try:
-            shutil.copyfile(self.last_checkpoint, path)
-        except OSError as e:
-            self._error("Could not save the model", f"{path}: {e}")
+        from model.checkpoints import CheckpointError, atomic_write_bytes  # torch: not at start-up
+
+        try:  # atomically, with the reason in words (a parent that is a file, a full disk)
+            atomic_write_bytes(path, Path(self.last_checkpoint).read_bytes())
+        except CheckpointError as e:
+            self._error("Could not save the model", str(e))
+            return
+        except OSError as e:  # reading the run's own checkpoint failed
+            self._error("Could not save the model",
+                        f"{self.last_checkpoint}: cannot be read ({e.strerror or e})")
             return
         self._message(f"Saved {path}")
 
@@ -55,14 +61,21 @@ class ResultsMixin:
         return self.run is not None and self.run.running and self.state in ("running", "paused")
 
     def _serve_snapshot(self, snap) -> None:
-        """Hand a snapshot to every request waiting for one."""
+        """Hand a snapshot to every "explore" waiting for one."""
         self.last_snapshot = snap
-        pending, self._pending = self._pending, []
-        for kind, arg in pending:
-            if kind == "explore":
-                self._use_snapshot(snap)
-            elif kind == "save":
-                self._save_snapshot(snap, arg)
+        if ("explore", None) in self._pending:
+            self._pending = [p for p in self._pending if p[0] != "explore"]
+            self._use_snapshot(snap)
+
+    def _saved_during_run(self, step: int, path: Path) -> None:
+        if ("save", path) in self._pending:
+            self._pending.remove(("save", path))
+        self._message(f"Saved the model at step {step:,} to {path}")
+
+    def _save_failed_during_run(self, path: Path, text: str) -> None:
+        if ("save", path) in self._pending:
+            self._pending.remove(("save", path))
+        self._error("Could not save the model", text)
 
     def _serve_after_run(self) -> None:
         """Requests the run could not serve any more (it ended first): use the saved file."""
@@ -73,22 +86,17 @@ class ResultsMixin:
             else:
                 self.save_model_as(arg)
 
-    def _summary(self, snap) -> dict:
+    def _summary(self, step: int | None = None) -> dict:
+        """What a model taken from the run says about itself (the training worker adds the
+        step when it saves)."""
         spec = self._spec
-        return {"steps": int(snap.step), "corpus": spec.corpus.name if spec else None,
-                "last_loss": self.last_loss, "from_training_panel": True}
-
-    def _save_snapshot(self, snap, path: Path) -> None:
-        try:
-            save_checkpoint(path, snap.build("cpu"), snap.tokenizer, summary=self._summary(snap))
-        except Exception as e:  # noqa: BLE001 - a full disk, a read-only folder: one dialog
-            self._error("Could not save the model", f"{path}: {e}")
-            return
-        self._message(f"Saved the model at step {snap.step:,} to {path}")
+        out = {"corpus": spec.corpus.name if spec else None, "last_loss": self.last_loss,
+               "from_training_panel": True}
+        return out if step is None else {"steps": int(step), **out}
 
     def _use_snapshot(self, snap) -> None:
         name = f"{self._spec.out_path.stem if self._spec else 'trained'} @ step {snap.step:,}"
-        self.session.use_snapshot(snap, name, self._summary(snap))
+        self.session.use_snapshot(snap, name, self._summary(snap.step))
         self._message(f"Exploring the model at step {snap.step:,}"
                       + (" (training goes on)" if self.running else ""))
 
