@@ -173,8 +173,12 @@ class ModelConfig(_JsonMixin):
 
         Counted through the anatomy of a one-layer model (every layer has the same parameters),
         so a config read from an untrusted file (n_layer=10**6) costs no more than a small one."""
-        one = describe(dataclasses.replace(self, n_layer=1))
-        return one.n_params + (self.n_layer - 1) * one.stacks[0].layers[0].n_params
+        seq2seq = self.kind == "encoder-decoder"
+        one = describe(dataclasses.replace(self, n_layer=1, n_enc_layer=1 if seq2seq else 0))
+        layers = {"encoder": self.n_enc_layer if seq2seq else self.n_layer,
+                  "decoder": self.n_layer}
+        return one.n_params + sum((layers[s.name] - 1) * s.layers[0].n_params
+                                  for s in one.stacks)
 
 
 @dataclass(frozen=True)
