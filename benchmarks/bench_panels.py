@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from PySide6.QtCore import QObject, Signal  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from model.ablation import NO_ABLATION  # noqa: E402
 from model.config import ModelConfig, SampleConfig  # noqa: E402
 from model.stepper import Stepper  # noqa: E402
 from model.tokenizer import CharTokenizer  # noqa: E402
@@ -44,11 +45,13 @@ class BenchSession(QObject):
     step_ready = Signal(object)
     sample_changed = Signal(object)
     selected_token_changed = Signal(int)
+    ablation_changed = Signal(object)  # never emitted here: no head is switched off
 
     def __init__(self, model, tokenizer):
         super().__init__()
         self.tokenizer, self.config = tokenizer, model.config
         self.positional = model.pe.view()
+        self.ablation = NO_ABLATION
         self.info = None
         self.sample = SampleConfig(seed=0)
         self.selected_token = -1

@@ -32,10 +32,14 @@ APP = "Transformer Explorer"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="transformer-explorer",
                                 description="See a GPT-style transformer think.")
-    p.add_argument("--checkpoint", metavar="FILE",
-                   help="model file (.safetensors) to open, or the name of a model that ships "
-                        "with the package (shakespeare_char, induction); default: "
-                        "shakespeare_char")
+    p.add_argument("--checkpoint", metavar="FILE|FOLDER|NAME",
+                   help="the model to open: a Transformer Explorer .safetensors file, or the "
+                        "name of a model that ships with the package (shakespeare_char, "
+                        "induction); a Hugging Face GPT-2-family folder (config.json, "
+                        "model.safetensors or pytorch_model.bin, tokenizer.json or vocab.json + "
+                        "merges.txt); a nanoGPT ckpt.pt (or its folder, with meta.pkl or a GPT-2 "
+                        "tokenizer beside it); or a model name such as gpt2 found in the local "
+                        "Hugging Face cache (never downloaded). Default: shakespeare_char")
     p.add_argument("--prompt", metavar="TEXT", help="start with this prompt")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the last one used, "
                                                   "else auto)")
@@ -47,6 +51,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--show", metavar="PANEL", default=None,
                    help="with --screenshot: bring this panel to the front first (attention, "
                         "positional, architecture, training)")
+    p.add_argument("--ablate", metavar="L.H,…", default="",
+                   help="start with these attention heads switched off, e.g. 0.1,1.3 = head 1 of "
+                        "layer 0 and head 3 of layer 1")
+    p.add_argument("--ablation", default="zero", choices=("zero", "mean"),
+                   help="what a switched-off head outputs (default zero)")
+    p.add_argument("--attention-view", default=None,
+                   choices=("head", "grid", "lines", "rollout"),
+                   help="with --screenshot: the attention panel's view")
+    p.add_argument("--attention-stage", default=None,
+                   choices=("probs", "masked", "scores", "qk", "xv"),
+                   help="with --screenshot: the attention panel's stage (qk, xv: the numbers)")
+    p.add_argument("--window-size", metavar="WxH", default=None,
+                   help="window size in pixels, e.g. 1280x720 (for screenshots)")
     p.add_argument("--startup-probe", action="store_true",
                    help="print start-up timings as JSON once the model's first result is shown, "
                         "then exit")
@@ -57,6 +74,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--steps must be >= 0")
     if args.screenshot and not args.screenshot.lower().endswith(".png"):
         p.error("--screenshot needs a .png file name")
+    if args.window_size is not None:
+        w, x, h = args.window_size.lower().partition("x")
+        if not (x and w.isdigit() and h.isdigit() and int(w) >= 320 and int(h) >= 240):
+            p.error(f"--window-size {args.window_size!r} must be WIDTHxHEIGHT, at least 320x240")
+        args.window_size = (int(w), int(h))
+    from model.ablation import Ablation
+    from model.config import ConfigError
+
+    try:
+        args.ablate = Ablation.parse(args.ablate, args.ablation)
+    except ConfigError as e:
+        p.error(str(e))
     return args
 
 
@@ -117,6 +146,7 @@ class _Driver:
         self.times: dict[str, float] = {}
         self.exit_code = 0
         self._shown_panel = False  # --show: the panel was brought to the front
+        self._busy_waits = 0
         driver = self
 
         class Hooks(QObject):
@@ -189,12 +219,26 @@ class _Driver:
         self.times.setdefault("panels_s", time.perf_counter() - self.t0)
         if self.args.show and not self._shown_panel:
             self._shown_panel = True
+            attention = self.window.panels.get("Attention")
+            if attention is not None and self.args.attention_view:
+                attention.set_view(self.args.attention_view)
+            if attention is not None and self.args.attention_stage:
+                attention.set_stage(self.args.attention_stage)
             if self.window.show_panel(self.args.show):
                 from PySide6.QtCore import QTimer
 
                 QTimer.singleShot(400, self.hooks.finish)  # let the panel's coalesced redraw run
                 return
             print(f"transformer-explorer: no panel named {self.args.show!r}", file=sys.stderr)
+        if self.args.show and self._busy_waits == 0:
+            # again: the default layout raises the Attention tab once every panel is built
+            self.window.show_panel(self.args.show)
+        if (self.session.busy or self._busy_waits == 0) and self._busy_waits < 50:
+            from PySide6.QtCore import QTimer
+
+            self._busy_waits += 1  # the redraw of the panel shown, and work it asked for
+            QTimer.singleShot(300, self.hooks.finish)
+            return
         self.state = "done"
         self.app.processEvents()
         self.times["shown_s"] = time.perf_counter() - self.t0
@@ -265,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = args.device or str(settings.value("device", "auto") or "auto")
     session = Session(device=device)
+    session.set_ablation(args.ablate)  # applied once the first model is there
     saved_prompt = settings.value("prompt/text")
     session.prompt = args.prompt if args.prompt is not None else (
         str(saved_prompt) if saved_prompt is not None else DEFAULT_PROMPT)
@@ -274,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         session.close()
         raise
     window.prompt_panel.set_prompt_text(session.prompt, apply=False)
+    if args.window_size is not None:
+        window.resize(*args.window_size)
     window.interactive = not (args.screenshot or args.startup_probe)
     driver = _Driver(app, window, session, args, t0) \
         if (args.screenshot or args.startup_probe) else None

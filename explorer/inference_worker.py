@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from explorer.training_worker import training_busy
+from model.ablation import Ablation
 from model.config import CaptureSpec, ConfigError, ModelConfig, SampleConfig
 from model.positional_view import PositionalView
 from model.step_result import StepResult
@@ -72,6 +73,14 @@ class SaveModel:
 
     path: Path
     summary: dict = field(compare=False)
+
+
+@dataclass(frozen=True)
+class ExportModel:
+    """Write the current model as a Hugging Face GPT-2 folder (config.json, model.safetensors,
+    tokenizer files) at ``folder``."""
+
+    folder: Path
 
 
 @dataclass(frozen=True)
@@ -125,20 +134,34 @@ class Redistribute:
 
 
 @dataclass(frozen=True)
+class SetAblation:
+    """Switch heads off (the empty ablation switches every head back on)."""
+
+    ablation: Ablation
+
+
+@dataclass(frozen=True)
+class RankHeads:
+    """Rank every head by how much switching it off alone changes log p(planned token)."""
+
+    mode: str = "zero"
+
+
+@dataclass(frozen=True)
 class Run:
     n: int
     interval_ms: int = 40
 
 
 #: kinds where only the newest pending request matters
-COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run)
+COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run, SetAblation, RankHeads)
 #: kinds that make every older pending request obsolete (they start a new text)
 SUPERSEDE = (LoadModel, SetPrompt)
 MODEL_KINDS = (LoadModel,)
-#: kinds that are never dropped: someone waits for each answer
-KEEP = (SaveModel, CopyWeights)
-Request = (LoadModel | SaveModel | CopyWeights | SetDevice | SetPrompt | Step | Back | RewindTo | Reset | Resample
-           | Redistribute | Run)
+#: kinds that are never dropped: someone waits for each answer, or asked for a file
+KEEP = (SaveModel, ExportModel, CopyWeights)
+Request = (LoadModel | SaveModel | ExportModel | CopyWeights | SetDevice | SetPrompt | Step | Back
+           | RewindTo | Reset | Resample | Redistribute | Run | SetAblation | RankHeads)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
 #: the longest the worker waits for the GUI to say it has drawn a result before it runs the
 #: next step's pass anyway (see InferenceWorker._idle)
@@ -197,11 +220,13 @@ class InferenceWorker(QObject):
     result_ready = Signal(object, int, str)  # StepResult, generation, request kind
     model_ready = Signal(object, object, int)  # Loaded, StepResult | None, generation
     saved = Signal(object, int)  # Path written by SaveModel, generation
+    exported = Signal(object, int)  # folder written by ExportModel, generation
     failed = Signal(str, str, str, int)  # request kind, title, text, generation
     notice = Signal(str, int)  # a status-bar message, generation
     device_changed = Signal(str, int)  # device actually in use, generation
     busy_changed = Signal(bool)
     running_changed = Signal(bool, int)
+    heads_ranked = Signal(object, object, int)  # HeadEffects, the StepResult it ranks, generation
     _wake = Signal()
     _tick = Signal()
     _drawn = Signal()
@@ -364,6 +389,9 @@ class InferenceWorker(QObject):
             if isinstance(req, SaveModel):
                 self._save(req)
                 return
+            if isinstance(req, ExportModel):
+                self._export(req)
+                return
             if isinstance(req, CopyWeights):
                 self._copy_weights(req)
                 return
@@ -376,6 +404,9 @@ class InferenceWorker(QObject):
                     self._emit(self._stepper.redistribute(req.sample), "Redistribute")
                 return
             if self._stepper is None:
+                return
+            if isinstance(req, RankHeads):  # looks only: a Run goes on
+                self._rank_heads(req)
                 return
             if not isinstance(req, SetDevice):
                 self._end_run()
@@ -394,9 +425,22 @@ class InferenceWorker(QObject):
                 self._emit(self._stepper.reset())
             elif isinstance(req, Resample):
                 self._emit(self._stepper.resample())
+            elif isinstance(req, SetAblation):
+                result = self._stepper.set_ablation(req.ablation)
+                if result is not None:
+                    self._emit(result, "SetAblation")
         except Exception as e:  # noqa: BLE001 - report every failure, keep the worker alive
             self._end_run()
             self.failed.emit(kind, _title(kind), _describe(e), self._generation)
+
+    def _rank_heads(self, req: RankHeads) -> None:
+        from model.head_effects import head_effects
+
+        r = self._stepper.result
+        if r is None:
+            return
+        effects = head_effects(self._model, r.ids.tolist(), int(r.planned), req.mode)
+        self.heads_ranked.emit(effects, r, self._generation)
 
     def _emit(self, result: StepResult, kind: str = "") -> None:
         self._acked = False
@@ -427,6 +471,9 @@ class InferenceWorker(QObject):
             self.notice.emit(f"{e}; using the CPU instead", req.generation)
         loaded: tuple[GPT, Loaded] | None = None
         if req.path is not None or req.snapshot is not None:
+            if req.path is not None:  # a GPT-2-small takes seconds: say what is going on
+                self.notice.emit(f"Opening {req.path.name}: reading the weights \u2026",
+                                 req.generation)
             try:
                 loaded = self._read(req, device)
             except Exception as e:  # noqa: BLE001 - unreadable files, odd OS errors: one message
@@ -455,6 +502,10 @@ class InferenceWorker(QObject):
         self._sample = _sample_config(req.sample)
         described = dataclasses.replace(described, sample=self._sample)
         self._stepper = self._new_stepper(model, described.tokenizer, self._sample)
+        if req.path is not None:
+            self.notice.emit(f"Opening {described.name}: running the prompt through "
+                             f"{described.n_params / 1e6:.1f} M parameters \u2026",
+                             req.generation)
         result = self._first_result(req.prompt)
         self._acked = False
         self.model_ready.emit(described, result, req.generation)
@@ -512,6 +563,23 @@ class InferenceWorker(QObject):
             self.failed.emit("SaveModel", _title("SaveModel"), text, self._generation)
             return
         self.saved.emit(req.path, self._generation)
+
+    def _export(self, req: ExportModel) -> None:
+        from model.adapters.hf_gpt2 import save_hf_folder
+
+        if self._model is None:
+            self.failed.emit("ExportModel", "Nothing to export", "No model is loaded yet.",
+                             self._generation)
+            return
+        try:
+            folder = save_hf_folder(self._model, self._tokenizer, req.folder)
+        except Exception as e:  # noqa: BLE001 - a read-only folder, a tokenizer it cannot write
+            text = _describe(e)
+            if str(req.folder) not in text:
+                text = f"{req.folder}: {text}"
+            self.failed.emit("ExportModel", _title("ExportModel"), text, self._generation)
+            return
+        self.exported.emit(folder, self._generation)
 
     def _first_result(self, prompt: str) -> StepResult:
         return self._stepper.set_prompt(self._tokenizer.without_unknown(prompt), errors="drop")
@@ -640,6 +708,7 @@ def is_trained(summary: dict | None) -> bool:
 
 _TITLES = {"LoadModel": "Could not open the model", "OpenModel": "Could not open the model",
            "SaveModel": "Could not save the model",
+           "ExportModel": "Could not export the model",
            "SetDevice": "Device problem", "SetPrompt": "Could not set the prompt",
            "Run": "Generation stopped"}
 

@@ -41,13 +41,20 @@ from explorer.redraws import catch_up
 from explorer.session import Session
 from explorer.theme import THEME
 from model import shipped
+from model.ablation import Ablation
 from model.step_result import StepResult
 
 DEFAULT_PROMPT = "ROMEO:\n"
 STATE_VERSION = 1
 MAX_RECENT = 8
 CLOSE_WAIT_MS = 2000  # closing waits this long for training to save, then shows progress
-MODEL_FILTER = "Transformer Explorer models (*.safetensors);;All files (*)"
+MODEL_FILTER = ("Models (*.safetensors *.pt *.pth *.ckpt config.json);;"
+                "Transformer Explorer models (*.safetensors);;nanoGPT checkpoints (*.pt *.pth *.ckpt);;"
+                "All files (*)")
+SAVE_FILTER = "Transformer Explorer models (*.safetensors);;All files (*)"
+# what a drop may be: this project's files, nanoGPT checkpoints, Hugging Face weights (their
+# folder is opened) or a folder; open_model says what is wrong with anything else
+MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin")
 
 #: All docks share one dock area, split and tabbed: Prompt on top; Next token below it on the
 #: left; the optional panels as tabs to its right. (One area, because QMainWindow without a
@@ -60,6 +67,7 @@ OPTIONAL_PANELS = [
     ("explorer.panels.positional", "PositionalPanel", "Positional encoding", "Attention"),
     ("explorer.panels.architecture.panel", "ArchitecturePanel", "Architecture", "Attention"),
     ("explorer.panels.training.panel", "TrainingPanel", "Training", "Attention"),
+    ("explorer.panels.ablation", "AblationPanel", "Ablation", "Attention"),
 ]
 
 
@@ -72,8 +80,11 @@ def _fix_width(label: QLabel, widest: str) -> None:
                        fm.height() + m.top() + m.bottom() + extra)
 
 
-def _is_model_file(path: str) -> bool:
-    return path.lower().endswith(".safetensors")
+def _is_model_path(path: str) -> bool:
+    """A dropped path worth opening: a model file (see MODEL_SUFFIXES), a folder, or a Hugging
+    Face folder's config.json."""
+    p = Path(path)
+    return p.is_dir() or p.name == "config.json" or p.name.lower().endswith(MODEL_SUFFIXES)
 
 
 class MainWindow(QMainWindow):
@@ -140,6 +151,9 @@ class MainWindow(QMainWindow):
         session.loading_changed.connect(self._on_loading)
         session.model_opened.connect(self._on_opened)
         session.model_saved.connect(self._on_saved)
+        session.model_exported.connect(self._on_exported)
+        session.ablation_changed.connect(self._on_ablation)
+        self._on_ablation(session.ablation)
         if restore:
             self.restore_settings()
 
@@ -255,6 +269,13 @@ class MainWindow(QMainWindow):
         f = mb.addMenu("&File")
         self.act_open = f.addAction("&Open model\u2026", self.open_model_dialog)
         self.act_open.setShortcut("Ctrl+O")
+        self.act_open.setStatusTip("Open a model file: this project's .safetensors, a nanoGPT "
+                                   "ckpt.pt, or a Hugging Face folder's config.json")
+        self.act_open_folder = f.addAction("Open model &folder\u2026", self.open_folder_dialog)
+        self.act_open_folder.setShortcut("Ctrl+Shift+O")
+        self.act_open_folder.setStatusTip("Open a Hugging Face GPT-2 folder (config.json, "
+                                          "weights, tokenizer) or a folder holding a nanoGPT "
+                                          "ckpt.pt")
         self.examples_menu = f.addMenu("&Examples")
         self.examples_menu.aboutToShow.connect(self._fill_examples)
         self._fill_examples()
@@ -262,10 +283,23 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self.act_save = f.addAction("&Save model as\u2026", self.save_model_dialog)
         self.act_save.setShortcut("Ctrl+Shift+S")
+        self.act_export = f.addAction("&Export as Hugging Face folder\u2026",
+                                      self.export_dialog)
+        self.act_export.setStatusTip("Write config.json, model.safetensors and the tokenizer: "
+                                     "transformers' GPT2LMHeadModel.from_pretrained opens it")
         f.addSeparator()
         self.act_quit = f.addAction("&Quit", self.close)
         self.act_quit.setShortcut("Ctrl+Q")
         self.generate_menu = mb.addMenu("&Generate")
+        heads = mb.addMenu("&Heads")
+        self.act_restore_heads = heads.addAction("Every head back &on", self.session.restore_heads)
+        self.act_restore_heads.setShortcut("H")
+        self.act_restore_heads.setStatusTip("Undo every head ablation: all heads on again")
+        self.act_restore_heads.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        mode = heads.addMenu("Switched-off heads output")
+        for m, text in (("zero", "&zero"), ("mean", "their &mean over the context")):
+            a = mode.addAction(text, lambda m=m: self.session.set_ablation_mode(m))
+            a.setStatusTip(f"{m} ablation")
         self.device_menu = mb.addMenu("&Device")
         self.device_menu.addAction("(available once the model is loaded)").setEnabled(False)
         self.view_menu = mb.addMenu("&View")
@@ -345,7 +379,12 @@ class MainWindow(QMainWindow):
         self.context_label = QLabel("")
         self.busy_label = QLabel("")
         self.busy_label.setStyleSheet(f"color: {THEME.accent};")
-        for w in (self.trained_label, self.model_label, self.params_label, self.device_label,
+        self.ablation_label = QLabel("")  # the heads switched off, while any are
+        self.ablation_label.setStyleSheet(f"color: {THEME.accent2}; font-weight: bold;")
+        self.ablation_label.setToolTip("Heads switched off (ablated). Press H to switch every "
+                                       "head back on.")
+        self.ablation_label.hide()
+        for w in (self.ablation_label, self.trained_label, self.model_label, self.params_label, self.device_label,
                   self.context_label, self.busy_label):
             sb.addPermanentWidget(w)
         # the labels that change at every step get a fixed size: a label whose size hint may
@@ -378,6 +417,8 @@ class MainWindow(QMainWindow):
         self.trained_label.setText("" if info.trained else "untrained model: its text is random")
         self.trained_label.setVisible(not info.trained)
         self.setWindowTitle(f"Transformer Explorer \u2014 {info.name}")
+        if self.statusBar().currentMessage().startswith("Opening "):
+            self.statusBar().clearMessage()  # the loading progress is over
         self._fill_devices()
         self._on_device_changed(self.session.device)
 
@@ -402,6 +443,11 @@ class MainWindow(QMainWindow):
         if note and r.chosen is None:
             self.show_message(note[0].upper() + note[1:])
 
+    @Slot(object)
+    def _on_ablation(self, ablation: Ablation) -> None:
+        self.ablation_label.setText(f"heads off: {ablation.label()}" if ablation else "")
+        self.ablation_label.setVisible(bool(ablation))
+
     @Slot(bool)
     def _on_busy(self, busy: bool) -> None:
         text = "\u25cf working" if busy else ""
@@ -421,9 +467,16 @@ class MainWindow(QMainWindow):
         if path:
             self.open_model(path)
 
+    @Slot()
+    def open_folder_dialog(self) -> None:
+        start = self.settings.value("files/last_dir", str(Path.home()))
+        path = QFileDialog.getExistingDirectory(self, "Open model folder", str(start))
+        if path:
+            self.open_model(path)
+
     def open_model(self, path: str | Path) -> None:
-        """Load a model file (in the inference worker); on failure a dialog names the problem
-        and the current model stays."""
+        """Load a model file or folder (in the inference worker); on failure a dialog names
+        the problem and the current model stays."""
         self.session.load_checkpoint(Path(path))
 
     @Slot(object)
@@ -440,7 +493,7 @@ class MainWindow(QMainWindow):
         start = self.settings.value("files/last_dir", str(Path.home()))
         name = (self.session.info.name if self.session.info else "model") + ".safetensors"
         path, _ = QFileDialog.getSaveFileName(self, "Save model as", str(Path(start) / name),
-                                              MODEL_FILTER)
+                                              SAVE_FILTER)
         if path:
             self.save_model(path)
 
@@ -451,11 +504,32 @@ class MainWindow(QMainWindow):
             path = path.with_name(path.name + ".safetensors")
         self.session.save_checkpoint(path)
 
+    @Slot()
+    def export_dialog(self) -> None:
+        if self.session.info is None:
+            self.show_message("No model to export yet")
+            return
+        start = self.settings.value("files/last_dir", str(Path.home()))
+        path = QFileDialog.getExistingDirectory(self, "Export as Hugging Face folder (choose "
+                                                "or create an empty folder)", str(start))
+        if path:
+            self.export_model(path)
+
+    def export_model(self, folder: str | Path) -> None:
+        """Write the model as a Hugging Face GPT-2 folder (in the inference worker); the status
+        bar says where, a dialog names any problem."""
+        self.session.export_hf_folder(Path(folder))
+
     @Slot(object)
     def _on_saved(self, path: Path) -> None:
         self._add_recent(str(path))
         self.settings.setValue("files/last_dir", str(path.parent))
         self._on_model_changed()
+
+    @Slot(object)
+    def _on_exported(self, folder: Path) -> None:
+        self._add_recent(str(folder))  # a folder this app (and transformers) opens
+        self.settings.setValue("files/last_dir", str(folder.parent))
 
     def recent_files(self) -> list[str]:
         v = self.settings.value("files/recent", [])
@@ -492,7 +566,7 @@ class MainWindow(QMainWindow):
         if md is None or not md.hasUrls():
             return None
         for url in md.urls():
-            if url.isLocalFile() and _is_model_file(url.toLocalFile()):
+            if url.isLocalFile() and _is_model_path(url.toLocalFile()):
                 return url.toLocalFile()
         return None
 
@@ -656,13 +730,15 @@ class MainWindow(QMainWindow):
     def show_shortcuts(self) -> None:
         rows = "".join(
             f"<tr><td><b>{a.text()}</b></td><td>{' / '.join(k.toString() for k in a.shortcuts())}"
-            f"</td><td>{a.statusTip()}</td></tr>" for a in self.prompt_panel.actions_list)
+            f"</td><td>{a.statusTip()}</td></tr>"
+            for a in [*self.prompt_panel.actions_list, self.act_restore_heads])
         QMessageBox.information(
             self, "Keyboard shortcuts",
             f"<table cellspacing=6>{rows}</table><p>While the prompt editor has the focus, Space, "
             "Backspace and the arrow keys edit the text. Press Esc or click the tokens to leave "
             "the editor. Click a token to select it; double-click a generated token to rewind to "
-            "it. Click a bar in the Next token panel to choose that token.</p>")
+            "it. Click a bar in the Next token panel to choose that token. Shift+click a head "
+            "in the all-heads view (or press X over it) to switch it off or on again.</p>")
 
 
 def _module_exists(name: str) -> bool:

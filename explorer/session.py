@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import QEvent, QObject, QThread, QTimer, Signal, Slot
 
 from explorer import inference_worker as W
 from explorer import redraws
-from model.config import CaptureSpec, ModelConfig, SampleConfig
+from model.ablation import NO_ABLATION, Ablation, HeadEffects
+from model.config import CaptureSpec, ConfigError, ModelConfig, SampleConfig
 from model.positional_view import PositionalView
 from model.step_result import StepResult
 from model.tokenizer import Tokenizer
@@ -89,6 +91,9 @@ class Session(QObject):
     loading_changed = Signal(bool)  # True while the first model is being loaded in the background
     model_opened = Signal(object)  # Path: a file from load_checkpoint() is the current model now
     model_saved = Signal(object)  # Path written by save_checkpoint()
+    model_exported = Signal(object)  # folder written by export_hf_folder()
+    ablation_changed = Signal(object)  # Ablation: the heads switched off (empty: none)
+    heads_ranked = Signal(object)  # HeadEffects of the current result (see rank_heads)
 
     def __init__(self, device: str = "auto", sample: SampleConfig | None = None,
                  parent: QObject | None = None, capture: CaptureSpec | None = None):
@@ -108,6 +113,8 @@ class Session(QObject):
         self.loading = False
         self.run_interval_ms = 40
         self.results_received = 0
+        self.ablation: Ablation = NO_ABLATION
+        self.head_effects: HeadEffects | None = None  # the ranking of the current result
         self._generation = 0  # results of this generation are shown
         self._issued = 0  # the newest generation handed to the worker
         self._opening: int | None = None  # a model being opened: the current one stays till then
@@ -120,8 +127,10 @@ class Session(QObject):
         self.worker.result_ready.connect(self._on_result)
         self.worker.model_ready.connect(self._on_model_ready)
         self.worker.saved.connect(self._on_saved)
+        self.worker.exported.connect(self._on_exported)
         self.worker.failed.connect(self._on_failed)
         self.worker.notice.connect(self._on_notice)
+        self.worker.heads_ranked.connect(self._on_heads_ranked)
         self.worker.device_changed.connect(self._on_device_changed)
         self.worker.busy_changed.connect(self._on_busy)
         self.worker.running_changed.connect(self._on_running)
@@ -184,6 +193,14 @@ class Session(QObject):
             self.error.emit("Nothing to save", "No model is loaded yet.")
             return
         self.worker.submit(W.SaveModel(Path(path), dict(self.info.summary)))
+
+    def export_hf_folder(self, folder: str | Path) -> None:
+        """Write the current model as a Hugging Face GPT-2 folder in the worker (torch never
+        runs here): ``model_exported`` or ``error``."""
+        if self.info is None:
+            self.error.emit("Nothing to export", "No model is loaded yet.")
+            return
+        self.worker.submit(W.ExportModel(Path(folder)))
 
     def copy_weights(self) -> Future[TrainingSnapshot]:
         """A CPU copy of the current model's weights, made by the worker in its thread; the
@@ -286,6 +303,52 @@ class Session(QObject):
             self.selected_token = i
             self.selected_token_changed.emit(i)
 
+    # -- ablation ------------------------------------------------------------------------------
+    def set_ablation(self, ablation: Ablation) -> None:
+        """Switch the heads of ``ablation`` off (it stays through stepping until changed)."""
+        if ablation == self.ablation:
+            return
+        if self.config is not None:
+            try:
+                ablation.check(self.config)
+            except ConfigError as e:
+                self.message.emit(str(e))
+                return
+        self.ablation = ablation
+        self.head_effects = None
+        self.ablation_changed.emit(ablation)
+        if self.result is not None:
+            self.stop()
+            self._submit(W.SetAblation(ablation))
+
+    def _apply_start_ablation(self) -> None:
+        try:
+            self.ablation.check(self.config)
+        except ConfigError as e:
+            self.message.emit(str(e))
+            self.ablation = Ablation(frozenset(), self.ablation.mode)
+            self.ablation_changed.emit(self.ablation)
+            return
+        self._submit(W.SetAblation(self.ablation))
+
+    def toggle_head(self, layer: int, head: int) -> None:
+        """Switch one head off, or back on."""
+        self.set_ablation(self.ablation.toggled(layer, head))
+
+    def set_ablation_mode(self, mode: str) -> None:
+        """What an off head outputs: "zero" or "mean" (over the context's positions)."""
+        self.set_ablation(self.ablation.with_mode(mode))
+
+    def restore_heads(self) -> None:
+        """Every head back on (the mode stays for the next ablation)."""
+        if self.ablation:
+            self.set_ablation(Ablation(frozenset(), self.ablation.mode))
+
+    def rank_heads(self) -> None:
+        """Ask the worker for the per-head ranking of the current result (``heads_ranked``)."""
+        if self.result is not None:
+            self.worker.submit(W.RankHeads(self.ablation.mode))
+
     # -- teardown ------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop the worker thread and wait for it (call before the app exits)."""
@@ -354,6 +417,7 @@ class Session(QObject):
             # the worker has not seen the newest settings yet: show them, it will catch up
             result = result.with_sample(self.sample)
         self.result = result
+        self.head_effects = None  # ranked for the state before this one
         self._await_paint = True
         if self.selected_token >= result.T:
             self.selected_token = -1
@@ -395,6 +459,10 @@ class Session(QObject):
                               summary=dict(loaded.summary))
         self.result = None
         self.selected_token = -1
+        self.head_effects = None
+        if self.ablation and opened:  # a model opened later starts with every head on
+            self.ablation = Ablation(frozenset(), self.ablation.mode)
+            self.ablation_changed.emit(self.ablation)
         self._set_loading(False)
         new_sample = loaded.sample is not None and loaded.sample != self._sample
         if loaded.sample is not None:
@@ -410,10 +478,22 @@ class Session(QObject):
             self.selected_token_changed.emit(-1)
         if result is not None:
             self._on_result(result, generation)
+        if self.ablation and not opened:  # asked for before the first model was there
+            self._apply_start_ablation()
         if self.prompt != self._start_prompt:  # typed while the model was loading
             self.set_prompt(self.prompt)
         if opened and loaded.path is not None:
             self.model_opened.emit(loaded.path)
+
+    @Slot(object, object, int)
+    def _on_heads_ranked(self, effects: HeadEffects, result: StepResult, generation: int) -> None:
+        _in_gui_thread(self)
+        if generation != self._generation or self._closed or self.result is None:
+            return
+        if not np.array_equal(result.ids, self.result.ids) or result.planned != self.result.planned:
+            return  # ranked for a state the window has moved on from
+        self.head_effects = effects
+        self.heads_ranked.emit(effects)
 
     @Slot(object, int)
     def _on_saved(self, path: Path, generation: int) -> None:
@@ -423,6 +503,14 @@ class Session(QObject):
             self.info = dataclasses.replace(self.info, path=path, name=path.stem)
         self.message.emit(f"Saved {path}")
         self.model_saved.emit(path)
+
+    @Slot(object, int)
+    def _on_exported(self, folder: Path, generation: int) -> None:
+        if self._closed:
+            return
+        self.message.emit(f"Exported {folder} (transformers' GPT2LMHeadModel.from_pretrained "
+                          "opens it)")
+        self.model_exported.emit(folder)
 
     @Slot(str, str, str, int)
     def _on_failed(self, kind: str, title: str, text: str, generation: int) -> None:

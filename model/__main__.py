@@ -84,6 +84,23 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed for repeatable sampling")
 
 
+def _ablation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ablate", default="", metavar="L.H,…",
+                   help="switch attention heads off, e.g. 0.1,1.3 = head 1 of layer 0 and head 3 "
+                        "of layer 1 (counted from 0)")
+    p.add_argument("--ablation", default="zero", choices=("zero", "mean"),
+                   help="what a switched-off head outputs: zero, or its mean over the context's "
+                        "positions (default zero)")
+
+
+def _ablation(a: argparse.Namespace, config):
+    from .ablation import Ablation
+
+    ablation = Ablation.parse(a.ablate, a.ablation)
+    ablation.check(config)
+    return ablation
+
+
 def build_parser(prog: str = "python -m model") -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
@@ -183,6 +200,7 @@ def build_parser(prog: str = "python -m model") -> argparse.ArgumentParser:
     g.add_argument("--tokens", type=_positive_int, default=200)
     g.add_argument("--device", default="cpu")
     _sampling_args(g)
+    _ablation_args(g)
 
     i = sub.add_parser("inspect", help="next-token distribution and attention for a prompt")
     i.add_argument("--checkpoint", required=True, type=_checkpoint_arg, help=CHECKPOINT_HELP)
@@ -193,7 +211,11 @@ def build_parser(prog: str = "python -m model") -> argparse.ArgumentParser:
     i.add_argument("--top", type=_positive_int, default=10, help="how many candidates to list")
     i.add_argument("--json", action="store_true", help="print JSON (default: a readable summary)")
     i.add_argument("--device", default="cpu")
+    i.add_argument("--rank-heads", action="store_true",
+                   help="also rank every head by how much switching it off alone changes the "
+                        "log-probability of the most likely next token")
     _sampling_args(i)
+    _ablation_args(i)
 
     e = sub.add_parser("eval", help="loss of a checkpoint on a corpus's validation split "
                                     "(encoder-decoder: exact match of held-out pairs; "
@@ -553,7 +575,10 @@ def cmd_generate(a: argparse.Namespace) -> int:
     sample = _sample_config(a)
     ck = open_model(a.checkpoint, device=a.device)
     if ck.config.kind != "decoder":
+        if a.ablate:
+            raise CLIError("--ablate works for decoder models only")
         return _generate_encoder_kind(ck, a.prompt)
+    ck.model.set_ablation(_ablation(a, ck.config))
     ck.tokenizer.encode(a.prompt)  # unknown characters: one clear error before any work
     out = sys.stdout
     out.write(a.prompt)
@@ -669,20 +694,29 @@ def _inspect_encoder_kind(ck, prompt: str, target: str | None, top: int) -> dict
 
 
 def inspect_prompt(checkpoint: str, prompt: str, sample, top: int = 10,
-                   device: str = "cpu", target: str | None = None) -> dict:
-    """Everything ``inspect --json`` prints, as a dict (also used by tests and notebooks)."""
+                   device: str = "cpu", ablation=None, rank_heads: bool = False,
+                   target: str | None = None) -> dict:
+    """Everything ``inspect --json`` prints, as a dict (also used by tests and notebooks).
+    ``ablation``: a :class:`model.ablation.Ablation` (heads switched off); ``target``: an
+    encoder-decoder's target so far."""
+    from .ablation import NO_ABLATION
     from .config import CaptureSpec
     from .loading import open_model
     from .stepper import Stepper
 
     ck = open_model(checkpoint, device=device)
     if ck.config.kind != "decoder":
+        if ablation is not None or rank_heads:
+            raise CLIError("--ablate and --rank-heads work for decoder models only")
         return _inspect_encoder_kind(ck, prompt, target, top)
     if target is not None:
         raise CLIError("--target is for encoder-decoder models; this one is a decoder")
+    ablation = ablation if ablation is not None else NO_ABLATION
+    ablation.check(ck.config)
     spec = CaptureSpec(attention=True, scores=False, residual=False, ffn=False,
                        logit_lens=True, embeddings=False, sublayers=False, norms=False)
     stepper = Stepper(ck.model, ck.tokenizer, sample=sample, capture=spec, lens_k=1)
+    stepper.set_ablation(ablation)
     r = stepper.set_prompt(prompt)
     ids, probs = r.dist.top(min(top, r.dist.n_kept))
     tok = ck.tokenizer
@@ -704,12 +738,31 @@ def inspect_prompt(checkpoint: str, prompt: str, sample, top: int = 10,
     }
     if r.note:
         out["note"] = r.note
+    if ablation:
+        intact = r.intact_dist()
+        out["ablation"] = {"heads": [list(h) for h in ablation.sorted()], "mode": ablation.mode}
+        # the same candidates with every head on: the change each ablated head made
+        out["next_token_intact"] = [{"piece": c["piece"], "id": c["id"],
+                                     "prob": float(intact.probs[c["id"]])}
+                                    for c in out["next_token"]]
+    if rank_heads:
+        from .head_effects import head_effects
+
+        target = int(ids[0])
+        eff = head_effects(ck.model, r.ids.tolist(), target, ablation.mode)
+        out["head_effects"] = {"token": tok.token_str(target), "mode": eff.mode,
+                               "logprob": eff.base_logprob,
+                               "ranking": [{"layer": li, "head": hi, "change": d}
+                                           for li, hi, d in eff.ranking()]}
     return out
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
+    from .ablation import Ablation
+
     data = inspect_prompt(a.checkpoint, a.prompt, _sample_config(a), a.top, a.device,
-                          a.target)
+                          Ablation.parse(a.ablate, a.ablation) if a.ablate else None,
+                          a.rank_heads, a.target)
     if a.json:
         json.dump(data, sys.stdout)
         sys.stdout.write("\n")
@@ -723,10 +776,25 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     print("tokens:", " ".join(data["pieces"]))
     if data["cropped"]:
         print(f"(prompt cropped: the first {data['cropped']} tokens did not fit the block)")
+    intact = data.get("next_token_intact")
+    if intact:
+        abl = data["ablation"]
+        heads = ", ".join(f"{li}.{hi}" for li, hi in abl["heads"])
+        print(f"ablated heads (layer.head): {heads}, {abl['mode']} ablation")
     print(f"next token (entropy {data['entropy']:.3f} nats):")
-    for c in data["next_token"]:
+    for j, c in enumerate(data["next_token"]):
         bar = "█" * max(1, round(c["prob"] * 40))
-        print(f"  {c['piece']:>4} {c['prob']:7.2%} {bar}")
+        change = ""
+        if intact:
+            p0 = intact[j]["prob"]
+            change = f"  (all heads on {p0:7.2%}, {100 * (c['prob'] - p0):+.2f} points)"
+        print(f"  {c['piece']:>4} {c['prob']:7.2%} {bar}{change}")
+    if "head_effects" in data:
+        he = data["head_effects"]
+        print(f"log p({he['token']!r}) with every head on is {he['logprob']:.3f}; switching one "
+              f"head off alone ({he['mode']} ablation) changes it by:")
+        for e in he["ranking"]:
+            print(f"  head {e['layer']}.{e['head']}: {e['change']:+.4f}")
     print("strongest attention of the last token, per layer and head:")
     toks = data["pieces"]
     for li, layer in enumerate(data["attention"]):

@@ -10,6 +10,9 @@ kinds is where the queries, keys and values come from and the mask M:
 * :class:`CrossAttention` (the decoder of an encoder-decoder): queries from the decoder, keys and
   values from the encoder's output; M hides the source's padding.
 
+A head mask switches heads off (ablation, :mod:`model.ablation`): an off head's output is zero,
+or with ``mean_ablation`` its mean over the positions of the pass.
+
 With nothing recorded each calls ``F.scaled_dot_product_attention``; when a recording asks for
 attention it computes the same thing explicitly so the scores and probabilities can be kept.
 Recorded maps go to the recording's list of their family (:data:`FAMILIES`).
@@ -88,7 +91,8 @@ class _Heads(nn.Module):
         return t.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
 
     def _attend(self, q, k, v, *, causal: bool, past: int, key_pad: torch.Tensor | None,
-                record: Recording | None, head_mask: torch.Tensor | None) -> torch.Tensor:
+                record: Recording | None, head_mask: torch.Tensor | None,
+                mean_ablation: bool = False) -> torch.Tensor:
         """q (B, nh, T, hs), k/v (B, nh, Tk, hs); ``key_pad`` (B, Tk) True where a key is
         padding (None: no padding). Returns the projected output (B, T, C)."""
         B, _, T, _ = q.shape
@@ -133,8 +137,15 @@ class _Heads(nn.Module):
             y = self.attn_dropout(probs) @ v  # (B, nh, T, hs)
 
         if head_mask is not None:  # ablation: a 0 switches that head's output off
-            y = y * head_mask.view(1, self.n_head, 1, 1).to(y.dtype)
+            # (nh,) for every row, or (B, nh): one mask per batch row (model.ablation's ranking)
+            m = head_mask.view(-1, self.n_head, 1, 1).to(y.dtype)
+            if mean_ablation:  # an off head outputs its mean over this pass's positions
+                y = y * m + y.mean(dim=2, keepdim=True) * (1 - m)
+            else:
+                y = y * m
         y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_size)  # (B, T, C)
+        if record is not None and record.spec.qkv and self.family == "self":
+            record.heads.append(y.detach())
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -151,19 +162,24 @@ class CausalSelfAttention(_Heads):
 
     def forward(self, x, pe, positions, cache: KVCache | None = None,
                 record: Recording | None = None, head_mask: torch.Tensor | None = None,
-                key_pad: torch.Tensor | None = None):
+                mean_ablation: bool = False, key_pad: torch.Tensor | None = None):
         C = x.size(2)
         q, k, v = (self._split(t) for t in self.c_attn(x).split(C, dim=2))  # (B, nh, T, hs)
         q, k = pe.rotate(q, k, positions)
-        if record is not None and record.want_queries and self.family == "self":
+        main = record is not None and self.family == "self"
+        if main and record.want_queries:
             record.queries.append(q.detach())
+        if main and record.spec.qkv:  # this pass's rows only, keys before caching
+            record.q.append(q.detach())
+            record.k.append(k.detach())
+            record.v.append(v.detach())
         past = 0
         if cache is not None:
             past = cache.length
             k, v = cache.write(self.layer_idx, k, v)  # (B, nh, Tk, hs)
         return self._attend(q, k, v, causal=self.causal, past=past,
                             key_pad=None if self.causal else key_pad, record=record,
-                            head_mask=head_mask)
+                            head_mask=head_mask, mean_ablation=mean_ablation)
 
 
 class CrossAttention(_Heads):

@@ -58,7 +58,17 @@ class Recording:
     # the queries after the positional rotation, L × (B, nh, T, hs): not part of a CaptureSpec
     # (nothing shows them), asked for by a caller that scores earlier queries against later keys
     want_queries: bool = False
+    # the caller computes the lens's top-k from ``resid`` itself (model.lens, in chunks): the
+    # forward pass then leaves ``logit_lens`` None instead of making the whole (L+1, B, T, V)
+    defer_lens: bool = False
     queries: list[torch.Tensor] = field(default_factory=list)
+    # CaptureSpec.qkv: L × (B, nh, T, hs) queries, keys and values of this pass's positions
+    # (after the positional rotation), and L × (B, T, C) the heads' outputs side by side, after
+    # any ablation, before the output projection W_O
+    q: list[torch.Tensor] = field(default_factory=list)
+    k: list[torch.Tensor] = field(default_factory=list)
+    v: list[torch.Tensor] = field(default_factory=list)
+    heads: list[torch.Tensor] = field(default_factory=list)
     # optional preallocated destinations, name ("attention" or "scores") -> (L, B, nh, T, Tk):
     # a layer whose shapes match computes straight into its slice, which saves a copy for a
     # caller that keeps them (the stepper's buffers); what is recorded is the same either way

@@ -1,6 +1,6 @@
-"""Capture buffers: what a stepped context window recorded, row by row, in arrays of block-size
-capacity that results view without copying (:class:`CaptureBuffers`), and the copy of one
-forward pass's :class:`~model.capture.Recording` into them (:func:`store`).
+"""Capture buffers: what a stepped context window recorded, row by row, in arrays that grow up
+to block-size capacity and that results view without copying (:class:`CaptureBuffers`), and the
+copy of one forward pass's :class:`~model.capture.Recording` into them (:func:`store`).
 """
 from __future__ import annotations
 
@@ -11,38 +11,69 @@ from .capture import Recording
 from .config import CaptureSpec, ModelConfig
 from .topk import topk_rows
 
+#: the least a buffer grows to (a few steps past a short prompt without another copy)
+MIN_ROWS = 64
+
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
 class CaptureBuffers:
-    """Capture arrays of block-size capacity; results get read-only prefix views.
+    """Capture arrays that grow up to block-size capacity; results get read-only prefix views.
 
     ``seen`` is how many rows some result may already show: rewriting one of them copies
-    the buffers first, so older results never change.
+    the buffers first, so older results never change. The arrays hold ``capacity`` rows (and
+    columns, for the square ones) and grow by doubling (:meth:`reserve`, into fresh arrays:
+    results keep viewing the old ones): a 128-token window of a GPT-2-small then touches
+    10 MB of attention rather than rows scattered over 600 MB of block-size (1024²) maps.
     """
 
     def __init__(self, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], type]],
-                 zeroed: bool = True):
+                 zeroed: bool = True, rows: int | None = None):
         self.shapes = shapes  # name -> (full shape, axes that have block-size length, dtype)
+        shape, axes, _ = next(iter(shapes.values()))
+        self.block = shape[axes[0]]
+        # room for half as many steps again before the first growth (a copy of everything)
+        self.capacity = self.block if rows is None else \
+            min(self.block, max(rows + rows // 2, MIN_ROWS))
         # zeroed=False when the first write fills every entry (a full window): zeroing 10+ MB
         # each slid step costs more than the rest of the bookkeeping
         new = np.zeros if zeroed else np.empty
-        self.arrays = {n: new(s, dtype=d) for n, (s, _, d) in shapes.items()}
+        self.arrays = {n: new(self._shape(n, self.capacity), dtype=d)
+                       for n, (_, _, d) in shapes.items()}
         self.seen = 0
+
+    def _shape(self, name: str, capacity: int) -> tuple[int, ...]:
+        shape, axes, _ = self.shapes[name]
+        return tuple(capacity if i in axes else s for i, s in enumerate(shape))
+
+    def full_nbytes(self) -> int:
+        """Bytes of the arrays at block-size capacity."""
+        return sum(int(np.prod(s)) * np.dtype(d).itemsize for s, _, d in self.shapes.values())
 
     def _prefix(self, name: str, n: int) -> tuple:
         shape, axes, _ = self.shapes[name]
         return tuple(slice(0, n) if i in axes else slice(None) for i in range(len(shape)))
 
+    def _fresh(self, capacity: int, keep: int) -> None:
+        """New zeroed arrays of ``capacity`` holding rows [:keep] of the current ones."""
+        fresh = {n: np.zeros(self._shape(n, capacity), dtype=d)
+                 for n, (_, _, d) in self.shapes.items()}
+        for n, a in self.arrays.items():
+            sl = self._prefix(n, keep)
+            fresh[n][sl] = a[sl]
+        self.arrays, self.capacity = fresh, capacity
+
+    def reserve(self, rows: int) -> None:
+        """Room for ``rows`` rows (at most the block size)."""
+        if rows > self.capacity:
+            self._fresh(min(self.block, max(rows, 2 * self.capacity)), self.capacity)
+            self.seen = 0  # no result views the new arrays
+
     def make_writable(self, row: int) -> None:
         if row < self.seen:  # copy-on-write: keep rows [:row], forget the rest
-            fresh = {n: np.zeros(s, dtype=d) for n, (s, _, d) in self.shapes.items()}
-            for n, a in self.arrays.items():
-                sl = self._prefix(n, row)
-                fresh[n][sl] = a[sl]
-            self.arrays = fresh
+            self._fresh(self.capacity, row)
             self.seen = row
 
     def write(self, name: str, row: int, data: np.ndarray) -> None:
@@ -67,8 +98,9 @@ class CaptureBuffers:
 
 
 def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_positions: bool,
-                zeroed: bool = True) -> CaptureBuffers:
-    """Empty buffers for what ``spec`` records, for a window of ``config.block_size`` tokens."""
+                zeroed: bool = True, rows: int | None = None) -> CaptureBuffers:
+    """Empty buffers for what ``spec`` records, for a window of up to ``config.block_size``
+    tokens, with room for ``rows`` of them and some steps after (None: all)."""
     L, H, B, C, F, k = (config.n_layer, config.n_head, config.block_size, config.n_embd,
                         config.n_ffn, lens_k)
     f32, i64 = np.float32, np.int64
@@ -91,16 +123,25 @@ def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_po
         shapes["tok_emb"] = ((B, C), (0,), f32)
         if additive_positions:
             shapes["pos_emb"] = ((B, C), (0,), f32)
+    if spec.qkv:
+        hs = config.head_size
+        for name in ("q", "k", "v"):
+            shapes[name] = ((L, H, B, hs), (2,), f32)
+        shapes["heads"] = ((L, B, C), (1,), f32)
     if spec.logit_lens:
         shapes["lens_ids"] = ((L + 1, B, k), (1,), i64)
         shapes["lens_probs"] = ((L + 1, B, k), (1,), f32)
-    return CaptureBuffers(shapes, zeroed=zeroed)
+    return CaptureBuffers(shapes, zeroed=zeroed, rows=rows)
 
 
-def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, lens_k: int
-          ) -> None:
+def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, lens_k: int,
+          lens: tuple[torch.Tensor, torch.Tensor, int] | None = None) -> None:
     """Copy what ``rec`` recorded for rows past…past+t into ``bufs`` (emptying ``rec``'s
-    per-layer lists as it goes)."""
+    per-layer lists as it goes). A recording with ``defer_lens`` has no logit lens: give its
+    top-k as ``lens`` (:func:`model.lens.lens_topk`); positions before its ``first`` hold id -1
+    and probability NaN (not computed)."""
+    if spec.logit_lens:
+        _write_lens(bufs, rec, past, lens_k, lens)
     if spec.attention:
         _write_layers(bufs, "attention", past, rec.attn_probs)  # L × (1, H, t, Tk)
     if spec.scores:
@@ -118,11 +159,29 @@ def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, le
         bufs.write("tok_emb", past, to_numpy(rec.tok_emb[0]))  # (t, C)
         if rec.pos_emb is not None and "pos_emb" in bufs.arrays:
             bufs.write("pos_emb", past, to_numpy(rec.pos_emb))
-    if spec.logit_lens:
+    if spec.qkv:
+        for name, tensors in (("q", rec.q), ("k", rec.k), ("v", rec.v)):
+            arr = bufs.arrays[name]
+            for i, x in enumerate(tensors):  # (1, H, t, hs)
+                arr[i, :, past:past + x.shape[2]] = to_numpy(x[0])
+        _write_layers(bufs, "heads", past, rec.heads)  # L × (1, t, C)
+
+
+def _write_lens(bufs: CaptureBuffers, rec: Recording, past: int, lens_k: int,
+                lens: tuple[torch.Tensor, torch.Tensor, int] | None) -> None:
+    if lens is not None:
+        values, indices, first = lens
+    elif rec.logit_lens is not None:
         probs = torch.softmax(rec.logit_lens[:, 0].float(), dim=-1)  # (L+1, t, V)
         values, indices = topk_rows(probs, lens_k)  # (L+1, t, k)
-        bufs.write("lens_ids", past, indices.cpu().numpy())
-        bufs.write("lens_probs", past, to_numpy(values))
+        first = 0
+    else:
+        raise ValueError("the recording has no logit lens (defer_lens): pass its top-k as lens")
+    if first:  # positions the lens left out: shown as not computed
+        bufs.arrays["lens_ids"][:, past:past + first] = -1
+        bufs.arrays["lens_probs"][:, past:past + first] = np.nan
+    bufs.write("lens_ids", past + first, indices.cpu().numpy())
+    bufs.write("lens_probs", past + first, to_numpy(values))
 
 
 def _write_layers(bufs: CaptureBuffers, name: str, past: int, tensors: list) -> None:

@@ -281,6 +281,8 @@ class CaptureSpec(_JsonMixin):
     embeddings: bool = True  # token and positional embedding separately
     sublayers: bool = True  # outputs of attention and FFN before they are added
     norms: bool = True  # mean and standard deviation of what enters each layer norm
+    # queries, keys, values and the heads' outputs before W_O: opt-in (the GUI's Q, K, V view)
+    qkv: bool = False
 
     @property
     def any(self) -> bool:
@@ -291,7 +293,7 @@ class CaptureSpec(_JsonMixin):
         return cls(*(False,) * len(dataclasses.fields(cls)))
 
 
-CAPTURE_ALL = CaptureSpec()
+CAPTURE_ALL = CaptureSpec(qkv=True)
 CAPTURE_NOTHING = CaptureSpec.nothing()
 
 __all__ = [

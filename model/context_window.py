@@ -28,6 +28,7 @@ from .attention import KVCache
 from .capture import Recording
 from .capture_buffers import CaptureBuffers, new_buffers, store, to_numpy
 from .config import CaptureSpec
+from .lens import lens_topk
 from .transformer import GPT
 
 #: a lookahead that would need its own capture buffers larger than this is not run (a
@@ -104,7 +105,7 @@ class ContextWindow:
         the whole window once it has slid); return the next-token logits (V,)."""
         with inference(self.model):
             s = self.start_of(len(ids))
-            if self.valid and s == self.start:
+            if self.valid and s == self.start and self.cached_steps:
                 return self._run(ids[-1:], past=len(ids) - 1 - s)
             return self._rebuild(ids)
 
@@ -115,12 +116,18 @@ class ContextWindow:
         self.drop_fork()
         n = len(ids)
         s = self.start_of(n)
-        if self.valid and s == self.start:
+        if self.valid and s == self.start and self.cached_steps:
             self._cache.truncate(n - s)  # the buffers keep their rows until copy-on-write
         elif rebuild and self.capture.any:
             self.rebuild(ids)  # the logits come from the history, not from this pass
         else:
             self.valid = False  # nothing to show (yet): rebuilt on the next step
+
+    @property
+    def cached_steps(self) -> bool:
+        """A new token can run alone through the KV cache. Not under mean ablation: an off
+        head's mean over the context changes with every token, so every row changes."""
+        return not self.model.mean_ablated
 
     def views(self, t: int) -> dict[str, np.ndarray]:
         """Read-only views of the first ``t`` rows of every buffer (empty if nothing is captured)."""
@@ -148,13 +155,12 @@ class ContextWindow:
         pos = len(ids)
         s = self.start_of(pos + 1)  # the next window's start
         with inference(self.model):
-            if self.valid and s == self.start:  # one cached row, as advance would run it
+            if self.valid and s == self.start and self.cached_steps:  # one cached row
                 length = self._cache.length
                 logits = self._run([tok], past=pos - s)
                 self._fork = Fork(key, logits, slid=False, length=length)
                 return True
-            if self._bufs is not None and sum(a.nbytes for a in self._bufs.arrays.values()) \
-                    > LOOKAHEAD_MAX_BYTES:
+            if self._bufs is not None and self._bufs.full_nbytes() > LOOKAHEAD_MAX_BYTES:
                 return False
             live = self._cache, self._bufs, self.start, self.valid
             self._cache = self._spare
@@ -199,7 +205,7 @@ class ContextWindow:
             weights = sum(p._version for p in m.parameters())
         except RuntimeError:  # parameters made under inference_mode have no version counter
             weights = None
-        return (int(tok), weights, id(m.head_mask), self.capture)
+        return (int(tok), weights, id(m.head_mask), m.head_ablation, self.capture)
 
     # -- passes -------------------------------------------------------------------------------
     def _rebuild(self, ids: list[int]) -> np.ndarray:
@@ -223,25 +229,35 @@ class ContextWindow:
         # a full window that has slid (start > 0) is never followed by a cached step (any step
         # or undo moves the start): the queries for scores above the diagonal are not needed
         rec.want_queries = spec.scores and not (full and self.start)
+        rec.defer_lens = True  # top-k only, in chunks for a large vocabulary (model.lens)
         bufs = self._bufs
         if spec.any and bufs is None:
             # a full window writes every entry: no need to zero them; and the model computes
-            # attention and scores straight into these fresh buffers (no result sees them yet)
+            # attention and scores straight into these fresh buffers (no result sees them yet),
+            # so the L layers' maps never exist twice (1.2 GB for a GPT-2-small at 1,000 tokens)
+            t = past + len(new)
             bufs = new_buffers(self.config, spec, self.lens_k, self.model.pe.additive,
-                               zeroed=not full)
-            if full:
-                rec.out = {name: torch.from_numpy(bufs.arrays[name]).unsqueeze(1)
-                           for name in ("attention", "scores") if name in bufs.arrays}
+                               zeroed=not full, rows=t)
+            rec.out = {name: torch.from_numpy(bufs.arrays[name])[:, :, :t, :t].unsqueeze(1)
+                       for name in ("attention", "scores") if name in bufs.arrays}
         logits, _ = model(idx, cache=self._cache, record=rec)  # (1, 1, V)
+        lens = None
+        if spec.logit_lens:
+            lens = lens_topk(self._unembed, rec.resid[-(self.config.n_layer + 1):],
+                             self.config.vocab_size, self.lens_k)
         if spec.any:
             self._bufs = bufs  # only now: a failed pass leaves no half-written buffers to show
             self._bufs.make_writable(past)
-            store(self._bufs, rec, spec, past, self.lens_k)
+            self._bufs.reserve(past + len(new))
+            store(self._bufs, rec, spec, past, self.lens_k, lens)
             if rec.want_queries:
                 self._store_future_scores(rec.queries, past, len(new))
         out = to_numpy(logits[0, -1]).copy()  # (V,) kept in the history: nothing else may share it
         out.flags.writeable = False
         return out
+
+    def _unembed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.lm_head(self.model.ln_f(x))
 
     def _store_future_scores(self, queries: list[torch.Tensor], past: int, t: int) -> None:
         """Keep the (rotated) queries, and fill the scores of earlier queries against the new

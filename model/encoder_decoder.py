@@ -168,7 +168,7 @@ class EncoderDecoder(nn.Module):
         x = self._embed(self.enc_wte or self.wte, src, positions)
         for i, block in enumerate(self.encoder):
             x = block(x, self.pe, positions, None, record, self._head_mask("encoder", i),
-                      src_pad)
+                      key_pad=src_pad)
         return self.enc_ln_f(x), src_pad
 
     def new_cache(self, src: torch.Tensor) -> Seq2SeqCache:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .ablation import NO_ABLATION, Ablation
 from .config import ModelConfig, SampleConfig
 from .sampling import Distribution, next_token
 
@@ -56,6 +57,16 @@ class StepResult:
     # (N, T, 2) mean and standard deviation of what enters each layer norm, the norms in reading
     # order (ln_1, ln_2 of each layer, then the final norm of a pre-norm model)
     norm_stats: np.ndarray | None = None
+    # CaptureSpec.qkv: per layer and head the queries, keys and values (after any positional
+    # rotation) and the heads' outputs side by side before W_O
+    q: np.ndarray | None = None  # (L, H, T, hs)
+    k: np.ndarray | None = None  # (L, H, T, hs)
+    v: np.ndarray | None = None  # (L, H, T, hs)
+    heads: np.ndarray | None = None  # (L, T, C) = (L, T, H·hs), after any ablation
+    w_o: np.ndarray | None = None  # (L, C, C) each layer's output projection W_O (out, in)
+    ablation: Ablation = NO_ABLATION  # the heads switched off for this result
+    # with an ablation: the next-token logits of the same window with every head on (V,)
+    intact_logits: np.ndarray | None = None
 
     @property
     def T(self) -> int:
@@ -94,6 +105,14 @@ class StepResult:
     def text(self) -> str:
         """The window's text."""
         return "".join(self.tokens)
+
+    def intact_dist(self) -> Distribution | None:
+        """The next-token distribution with every head on, under the same settings and draw
+        (None when nothing is ablated)."""
+        if self.intact_logits is None:
+            return None
+        return next_token(self.intact_logits, self.sample, self.auto_seed, self.position,
+                          self.draw).dist
 
     def masked_scores(self) -> np.ndarray:
         """(L, H, T, T) scores with -inf where a key lies after its query."""

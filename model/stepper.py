@@ -30,6 +30,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .ablation import Ablation
 from .capture import Recording
 from .capture_buffers import to_numpy
 from .config import CAPTURE_ALL, CAPTURE_NOTHING, CaptureSpec, ModelConfig, SampleConfig
@@ -81,6 +82,12 @@ class Stepper:
         self._forced: list[bool] = []
         self._draws: dict[int, int] = {}  # absolute position -> draw index (raised by resample)
         self._window = ContextWindow(model, capture, self.lens_k)
+        self._plan_memo: tuple | None = None  # (logits, settings, plan) of the last _plan
+        self._intact: tuple[tuple[int, ...], np.ndarray] | None = None  # window -> intact logits
+        # logits kept from this index on were computed under the current ablation; undoing
+        # back past it runs the window again (the history holds the old model's logits)
+        self._ablated_from = 0
+        self._w_o: np.ndarray | None = None  # see _output_projections
         self.lookahead_hits = 0  # steps that adopted a lookahead (for tests and benchmarks)
 
     # -- public state ---------------------------------------------------------------------------
@@ -129,6 +136,7 @@ class Stepper:
         self._probs, self._ranks, self._forced, self._draws = [], [], [], {}
         try:
             self._logits = [self._window.rebuild(self._ids)]
+            self._ablated_from = 0
         except BaseException:
             self._ids, self._n_prompt = [], 0  # no half-set prompt: stepping needs a new one
             raise
@@ -212,9 +220,30 @@ class Stepper:
         """Run the window again (after the weights or the head mask changed). The latest logits
         are replaced; those kept for earlier steps are not."""
         self._need_prompt()
+        self._intact = None  # the weights may have changed
+        self._w_o = None
         self._window.drop_fork()
         self._logits[-1] = self._window.rebuild(self._ids)
         return self._publish()
+
+    def set_ablation(self, ablation: Ablation) -> StepResult | None:
+        """Switch the heads of ``ablation`` off (the empty one switches every head back on)
+        and run the window again; it stays through stepping until changed. The result then
+        also holds the next-token logits with every head on (``intact_logits``)."""
+        if not isinstance(ablation, Ablation):
+            raise TypeError(f"expected an Ablation, got {type(ablation).__name__}")
+        ablation.check(self.config)
+        self.model.set_ablation(ablation)
+        if not self._ids:
+            return None
+        self._window.drop_fork()
+        self._logits[-1] = self._window.rebuild(self._ids)
+        self._ablated_from = len(self._logits) - 1
+        return self._publish()
+
+    @property
+    def ablation(self) -> Ablation:
+        return self.model.ablation
 
     def lookahead(self) -> bool:
         """Run the pass that ``step()`` without ``force`` will need next, before it is asked for.
@@ -238,7 +267,15 @@ class Stepper:
         """(distribution, draw index, token) of the next token under the current settings: what
         ``step()`` samples, the result's ``planned`` and the token a lookahead runs."""
         pos = len(self._ids)
-        nxt = next_token(self._logits[-1], self.sample, self.auto_seed, pos, self.draw_index(pos))
+        logits, draw = self._logits[-1], self.draw_index(pos)
+        # step() plans with the distribution its previous result published: ranking a large
+        # vocabulary (a stable argsort of 50,257 probabilities) costs milliseconds each time
+        key = (self.sample, self.auto_seed, pos, draw)
+        memo = self._plan_memo
+        if memo is not None and memo[0] is logits and memo[1] == key:
+            return memo[2]
+        nxt = next_token(logits, self.sample, self.auto_seed, pos, draw)
+        self._plan_memo = (logits, key, (nxt.dist, nxt.draw, nxt.token))
         return nxt.dist, nxt.draw, nxt.token
 
     def _need_prompt(self) -> None:
@@ -250,6 +287,9 @@ class Stepper:
         del self._ids[n:], self._probs[n_generated:], self._ranks[n_generated:]
         del self._forced[n_generated:], self._logits[n_generated + 1:]
         self._window.shrink(self._ids, rebuild)
+        if len(self._logits) - 1 < self._ablated_from:
+            self._logits[-1] = self._window.rebuild(self._ids)
+            self._ablated_from = len(self._logits) - 1
 
     def _publish(self, chosen: int | None = None, chosen_prob: float | None = None,
                  chosen_rank: int | None = None, forced: bool = False,
@@ -269,6 +309,12 @@ class Stepper:
         logits = self._logits[-1]
         dist, draw, planned = self._plan()
         views = self._window.views(t)
+        ablation = self.model.ablation
+        if ablation:
+            intact = self._intact_logits(window)
+        else:  # these logits are the intact ones: a head switched off next needs no extra pass
+            intact = None
+            self._intact = (tuple(window), logits)
         for a in (probs, ranks, forced_arr):
             a.flags.writeable = False
         ids = np.asarray(window, dtype=np.int64)
@@ -286,8 +332,40 @@ class Stepper:
             lens_ids=views.get("lens_ids"), lens_probs=views.get("lens_probs"),
             n_generated=self.n_generated, config=self.config, note=self._note,
             token_forced=forced_arr, draw=draw, chosen_draw=chosen_draw,
-            norm_stats=views.get("norm_stats"))
+            norm_stats=views.get("norm_stats"),
+            q=views.get("q"), k=views.get("k"), v=views.get("v"), heads=views.get("heads"),
+            w_o=self._output_projections() if self.capture.qkv else None,
+            ablation=ablation, intact_logits=intact)
         return self.result
+
+    def _output_projections(self) -> np.ndarray:
+        """(L, C, C) every layer's W_O as numbers, copied once per set of weights (results share
+        the read-only copy: the GUI thread never touches the model)."""
+        if self._w_o is None:
+            w = torch.stack([b.attn.c_proj.weight.detach() for b in self.model.h])
+            self._w_o = to_numpy(w).copy()
+            self._w_o.flags.writeable = False
+        return self._w_o
+
+    def _intact_logits(self, window: list[int]) -> np.ndarray:
+        """The next-token logits after ``window`` with every head on: one pass without a cache
+        or a recording (the fast path), kept while the window stays the same."""
+        key = tuple(window)
+        if self._intact is not None and self._intact[0] == key:
+            return self._intact[1]
+        model = self.model
+        mask, mode = model.head_mask, model.head_ablation
+        try:
+            model.set_head_mask(None)
+            with inference(model):
+                idx = torch.tensor([window], dtype=torch.long, device=model.device)
+                logits, _ = model(idx, record=Recording(spec=CAPTURE_NOTHING))
+        finally:
+            model.head_mask, model.head_ablation = mask, mode
+        out = to_numpy(logits[0, -1]).copy()
+        out.flags.writeable = False
+        self._intact = (key, out)
+        return out
 
 
 class NonFiniteLogitsError(ValueError):
@@ -329,7 +407,10 @@ def generate_text(model: GPT, tokenizer: Tokenizer, prompt: str, n_tokens: int,
                 on_text(tokenizer.decode([tok]))
             if len(out) == n_tokens:
                 break
-            if cache.length < block:
+            if model.mean_ablated:  # an off head's mean changes with every token: whole window
+                cache.reset()
+                idx = torch.tensor([ids[-block:]], device=device)
+            elif cache.length < block:
                 idx = torch.tensor([[tok]], device=device)  # (1, 1)
             else:  # slide: the last block_size tokens again, positions from 0
                 cache.reset()

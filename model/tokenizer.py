@@ -135,6 +135,11 @@ class Tokenizer(ABC):
         """:meth:`token_str` of each id."""
         return [self.token_str(i) for i in ids]
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """The UTF-8 bytes one token stands for (a byte-level BPE token may hold part of a
+        character)."""
+        return self.token_str(token_id).encode("utf-8")
+
     def token_pieces(self, ids: Iterable[int]) -> list[str]:
         """What the label of each token shows: its text with whitespace and control characters
         made visible (:func:`printable`)."""

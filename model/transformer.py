@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .ablation import NO_ABLATION, Ablation
 from .attention import CausalSelfAttention, KVCache
 from .capture import Recording
 from .config import ModelConfig
@@ -83,17 +84,18 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=eps, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, pe, positions, cache=None, record=None, head_mask=None, key_pad=None):
+    def forward(self, x, pe, positions, cache=None, record=None, head_mask=None,
+                mean_ablation=False, key_pad=None):
         keep = record is not None and record.spec.sublayers and self.main
         mlp_record = record if self.main else None  # FFN, norms: of the main stack only
         if self.pre_norm:
             a = self.attn(_normed(self.ln_1, x, mlp_record), pe, positions, cache, record,
-                          head_mask, key_pad)
+                          head_mask, mean_ablation, key_pad)
             x = x + a
             m = self.mlp(_normed(self.ln_2, x, mlp_record), mlp_record)
             x = x + m
         else:
-            a = self.attn(x, pe, positions, cache, record, head_mask, key_pad)
+            a = self.attn(x, pe, positions, cache, record, head_mask, mean_ablation, key_pad)
             x = _normed(self.ln_1, x + a, mlp_record)
             m = self.mlp(x, mlp_record)
             x = _normed(self.ln_2, x + m, mlp_record)
@@ -122,6 +124,7 @@ class GPT(nn.Module):
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight  # Press & Wolf 2017
         self.head_mask: torch.Tensor | None = None  # (L, nh) of 0/1, None = all heads on
+        self.head_ablation = "zero"  # what an off head outputs: "zero" or "mean" (see below)
         self._recording: Recording | None = None
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by 1/√(2L)
@@ -147,14 +150,43 @@ class GPT(nn.Module):
     def new_cache(self, batch_size: int = 1) -> KVCache:
         return KVCache(self.config, batch_size, device=self.device, dtype=self.wte.weight.dtype)
 
-    def set_head_mask(self, mask: torch.Tensor | None) -> None:
-        """(n_layer, n_head) with 1 = on and 0 = off; None switches every head back on."""
+    def set_head_mask(self, mask: torch.Tensor | None, mode: str = "zero") -> None:
+        """(n_layer, n_head) with 1 = on and 0 = off; None switches every head back on.
+
+        ``mode`` says what an off head outputs: "zero", or "mean": its mean output over the
+        positions of the pass (so a mean-ablated model needs the whole context in one pass, not
+        cached steps). A (B, n_layer, n_head) mask gives each batch row its own heads (one
+        batched pass for many ablations, :func:`model.ablation.head_effects`)."""
+        if mode not in ("zero", "mean"):
+            raise ValueError(f"head ablation mode {mode!r} must be 'zero' or 'mean'")
         if mask is not None:
             mask = torch.as_tensor(mask, dtype=torch.float32, device=self.device)
             expected = (self.config.n_layer, self.config.n_head)
-            if tuple(mask.shape) != expected:
+            if tuple(mask.shape[-2:]) != expected or mask.dim() not in (2, 3):
                 raise ValueError(f"head mask has shape {tuple(mask.shape)}, expected {expected}")
         self.head_mask = mask
+        self.head_ablation = mode
+
+    def set_ablation(self, ablation: Ablation) -> None:
+        """Run with the heads of ``ablation`` switched off (the empty one removes the mask)."""
+        if not ablation:
+            self.set_head_mask(None)
+            return
+        self.set_head_mask(torch.from_numpy(ablation.mask(self.config)), ablation.mode)
+
+    @property
+    def ablation(self) -> Ablation:
+        """The ablation the model runs with now (read back from a 2-D head mask)."""
+        m = self.head_mask
+        if m is None or m.dim() != 2:
+            return NO_ABLATION
+        off = (m == 0).nonzero().tolist()
+        return Ablation(frozenset((int(a), int(b)) for a, b in off), self.head_ablation)
+
+    @property
+    def mean_ablated(self) -> bool:
+        """Some head is replaced by its mean over the context: no cached steps."""
+        return self.head_mask is not None and self.head_ablation == "mean"
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
                 cache: KVCache | None = None, all_logits: bool = False,
@@ -165,6 +197,9 @@ class GPT(nn.Module):
         if encoder and cache is not None:
             raise ValueError("an encoder sees its whole input at once; it has no KV cache")
         past = cache.length if cache is not None else 0
+        if past and self.mean_ablated:
+            raise ValueError("mean ablation averages a head over the whole context: run the "
+                             "context in one pass, not one token through the KV cache")
         if past + T > self.config.block_size:
             raise ValueError(f"sequence of length {past + T} is longer than the block size "
                              f"{self.config.block_size}")
@@ -190,8 +225,9 @@ class GPT(nn.Module):
         if keep_resid:
             record.resid.append(x.detach())
         for i, block in enumerate(self.h):
-            hm = None if self.head_mask is None else self.head_mask[i]
-            x = block(x, self.pe, positions, cache, record, hm, key_pad)
+            hm = None if self.head_mask is None else self.head_mask[..., i, :]  # (nh,) | (B, nh)
+            x = block(x, self.pe, positions, cache, record, hm, self.head_ablation == "mean",
+                      key_pad)
             if keep_resid:
                 record.resid.append(x.detach())
         if cache is not None:
@@ -207,7 +243,7 @@ class GPT(nn.Module):
         else:
             logits = self.lm_head(x if all_logits else x[:, [-1], :])  # (B, T|1, V)
             loss = None
-        if lens:
+        if lens and not record.defer_lens:
             # the last residual through ln_f + lm_head is the model's own output. Only this
             # pass's L+1 residuals (a recording may span several passes), and no autograd graph:
             # recorded tensors are plain and detached.

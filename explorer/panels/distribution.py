@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QBrush
+from PySide6.QtGui import QBrush, QFontMetrics
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 T_MAX = 3.0
 T_STEP = 0.05
 MIN_SHOWN, MAX_SHOWN = 5, 50
+LABEL_AXIS_MIN = 44  # px: a character model's labels
+LABEL_AXIS_MAX = 150  # px: longer BPE pieces are elided
 
 
 class SamplingControls(QWidget):
@@ -223,7 +225,9 @@ class DistributionPanel(QWidget):
         self.plot.showGrid(x=False, y=False)  # values are printed on the bars; a grid costs ms a frame
         self.plot.getAxis("left").setTickFont(mono_font(THEME.font_pt + 1))
         self.plot.getAxis("left").setStyle(tickLength=0)
-        self.plot.getAxis("left").setWidth(44)
+        self.plot.getAxis("left").setWidth(LABEL_AXIS_MIN)
+        self._label_width = LABEL_AXIS_MIN
+        self._label_metrics = QFontMetrics(mono_font(THEME.font_pt + 1))
         for name in ("left", "bottom"):
             # fixed text space (the left axis has a fixed width, the bottom one keeps its default
             # 18 px): auto-expanding re-sizes the axis and drops its cached picture at every paint,
@@ -232,6 +236,14 @@ class DistributionPanel(QWidget):
         self.bars = pg.BarGraphItem(x0=[0.0], y=[0.0], height=0.72, width=[0.0], brush=THEME.grid,
                                     pen=pg.mkPen(None))
         self.plot.addItem(self.bars)
+        # with heads switched off: the same candidates with every head on, hollow, beside
+        self.ghost_bars = pg.BarGraphItem(x0=[0.0], y=[0.0], height=0.36, width=[0.0],
+                                          brush=pg.mkBrush(THEME.muted + "40"),
+                                          pen=pg.mkPen(THEME.muted, width=1.2,
+                                                       style=Qt.PenStyle.DashLine))
+        self.ghost_bars.hide()
+        self.plot.addItem(self.ghost_bars)
+        self.ghost_values = np.zeros(0)  # what the ghost bars show (for tests and hover)
         self._bar_brushes = tuple(QBrush(qcolor(c)) for c in (THEME.accent, "#5f7ea8", THEME.grid))
         self._bar_pens = (pg.mkPen(THEME.accent2, width=2), pg.mkPen(None))
         self.labels = TextLabels(ui_font(THEME.font_pt - 1))  # the value beside each bar
@@ -289,8 +301,27 @@ class DistributionPanel(QWidget):
             self._show_sample(s)
         self.request_redraw()
 
+    def _fit_labels(self, ticks: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Widen the label axis for longer pieces (BPE tokens: ``␣forgetfulness``), up to
+        LABEL_AXIS_MAX; longer ones are elided. A label that does not fit is not drawn at all
+        by pyqtgraph. The axis only grows (until the next model): resizing it re-lays out the
+        plot."""
+        fm = self._label_metrics
+        need = max((fm.horizontalAdvance(p) for _, p in ticks), default=0) + 8
+        want = min(LABEL_AXIS_MAX, max(self._label_width, need))
+        if want != self._label_width:
+            self._label_width = want
+            self.plot.getAxis("left").setWidth(want)
+        room = want - 8
+        return [(j, p if fm.horizontalAdvance(p) <= room
+                 else fm.elidedText(p, Qt.TextElideMode.ElideRight, room)) for j, p in ticks]
+
     @Slot()
     def _on_model_changed(self) -> None:
+        if self._label_width != LABEL_AXIS_MIN:
+            self._label_width = LABEL_AXIS_MIN
+            self.plot.getAxis("left").setWidth(LABEL_AXIS_MIN)
+            self._ticks = []
         tok = self.session.tokenizer
         if tok is not None:
             self.controls.top_k.setMaximum(tok.vocab_size)
@@ -333,10 +364,25 @@ class DistributionPanel(QWidget):
                    for i, k in zip(ids.tolist(), kept.tolist(), strict=True)]
         pens = [p_plan if i == planned else p_none for i in ids.tolist()]
         y = np.arange(n, dtype=float)
-        self.bars.setOpts(x0=np.zeros(n), y=y, height=0.72, width=vals, brushes=brushes,
-                          pens=pens)
-        lo = min(0.0, float(vals.min())) if n else 0.0
-        hi = max(float(vals.max()) if n else 1.0, 1e-6)
+        intact = r.intact_dist() if r.intact_logits is not None else None
+        if intact is None:
+            self.bars.setOpts(x0=np.zeros(n), y=y, height=0.72, width=vals, brushes=brushes,
+                              pens=pens)
+            if self.ghost_bars.isVisible():
+                self.ghost_bars.hide()
+            self.ghost_values = np.zeros(0)
+            ghost = None
+        else:  # side by side: ablated above, every head on (ghost) below, in each row
+            ghost = (intact.logits[ids].astype(np.float64) if logits_mode else
+                     np.where(kept, intact.probs[ids], intact.full_probs[ids]))
+            self.bars.setOpts(x0=np.zeros(n), y=y - 0.19, height=0.38, width=vals,
+                              brushes=brushes, pens=pens)
+            self.ghost_bars.setOpts(x0=np.zeros(n), y=y + 0.19, height=0.34, width=ghost)
+            self.ghost_bars.show()
+            self.ghost_values = ghost
+        both = vals if ghost is None else np.concatenate([vals, ghost])
+        lo = min(0.0, float(both.min())) if n else 0.0
+        hi = max(float(both.max()) if n else 1.0, 1e-6)
         span = hi - lo
         labels = []
         text_c, muted_c = qcolor(THEME.text), qcolor(THEME.muted)
@@ -349,12 +395,19 @@ class DistributionPanel(QWidget):
                      f"{v * 100:.2f}%" if v >= 0.0001 else "<0.01%")
                 if not kept[j]:
                     s = f"({s})"
-            labels.append((max(v, 0.0), float(j), s, text_c if kept[j] else muted_c))
+            if ghost is not None:  # the change the switched-off heads made
+                change = v - float(ghost[j])
+                if logits_mode and abs(change) >= 0.005:
+                    s += f"  {change:+.2f}"
+                elif not logits_mode and abs(change) >= 0.0005:  # below 0.05 points: noise
+                    s += f"  {change * 100:+.1f} pts"
+            labels.append((max(v, float(ghost[j]) if ghost is not None else v, 0.0), float(j), s,
+                           text_c if kept[j] else muted_c))
         self.labels.set_labels(labels)
         ticks = list(enumerate(tok.token_pieces(ids.tolist())))
         if ticks != self._ticks:  # re-rendering an axis is one of the costlier parts of a redraw
             self._ticks = ticks
-            self.plot.getAxis("left").setTicks([ticks, []])
+            self.plot.getAxis("left").setTicks([self._fit_labels(ticks), []])
         n_kept = int(kept.sum())
         if n_kept < n:
             self.cutoff.setPos(n_kept - 0.5)
@@ -396,6 +449,13 @@ class DistributionPanel(QWidget):
         if cut:
             lines.append(f"<span style='color:{THEME.muted}'>{' and '.join(cut)} keep "
                          f"{d.n_kept} of {d.order.size} tokens</span>")
+        intact = r.intact_dist() if r.intact_logits is not None else None
+        if intact is not None:
+            p0 = float(intact.probs[planned])
+            lines.append(f"<span style='color:{THEME.accent2}'>Heads off: {r.ablation.label()}"
+                         f"</span> · with every head on (dashed bars) "
+                         f"{_html(tok.token_pieces([planned])[0])} had {p0 * 100:.1f}% "
+                         f"(<b>{(p_plan - p0) * 100:+.1f} points</b>)")
         if r.chosen is not None:
             how = "forced" if r.forced else "sampled"
             lines.append(f"<span style='color:{THEME.muted}'>Last step {how} "
@@ -436,7 +496,8 @@ class DistributionPanel(QWidget):
         d = r.dist
         kept = bool(d.kept[tid])
         self.view.setToolTip(
-            f"{tok.token_pieces([tid])[0]!r} (id {tid}), rank {j + 1}\n"
+            f"{tok.token_pieces([tid])[0]!r} (id {tid}, bytes {tok.token_bytes(tid).hex(' ')}), "
+            f"rank {j + 1}\n"
             f"logit {float(d.logits[tid]):+.3f}\n"
             f"after temperature {float(d.full_probs[tid]) * 100:.2f}%"
             + (f", sampled with {float(d.probs[tid]) * 100:.2f}%" if kept

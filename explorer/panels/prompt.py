@@ -148,6 +148,14 @@ class PromptPanel(QWidget):
         self.strip.rewind_requested.connect(self.session.rewind_to_token)
         self.scroll = ChipScroll(self.strip, self)
         self.scroll.setMinimumHeight(70)
+        # the heads switched off, right above the tokens they produced (hidden when none)
+        self.ablation_note = QLabel(self)
+        self.ablation_note.setObjectName("ablationNote")
+        self.ablation_note.setWordWrap(True)
+        self.ablation_note.setStyleSheet(
+            f"color: {THEME.background}; background: {THEME.accent2}; padding: 2px 6px;"
+            " border-radius: 3px;")
+        self.ablation_note.hide()
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
@@ -155,6 +163,7 @@ class PromptPanel(QWidget):
         lay.addWidget(self.editor)
         lay.addLayout(note_row)
         lay.addLayout(buttons)
+        lay.addWidget(self.ablation_note)
         lay.addWidget(self.scroll, 1)
 
         session.step_ready.connect(self._on_step)
@@ -314,14 +323,23 @@ class PromptPanel(QWidget):
     def _on_model_changed(self) -> None:
         tok = self.session.tokenizer
         self.strip.lookup = tok.token_pieces if tok is not None else None
+        self.strip.bytes_of = tok.token_bytes if tok is not None else None
         self.strip.set_result(self.session.result)  # None until the new model's first result
         self._set_enabled(self.session.config is not None)
+
+    def _show_ablation(self, r: StepResult) -> None:
+        text = (f"Heads switched off: {r.ablation.label()} — these tokens come from the "
+                "ablated model (H: every head back on)") if r.ablation else ""
+        if text != self.ablation_note.text():
+            self.ablation_note.setText(text)
+            self.ablation_note.setVisible(bool(text))
 
     @Slot(object)
     def _on_step(self, result: StepResult) -> None:
         self._set_enabled(True)
         self.strip.set_result(result)
         r = result
+        self._show_ablation(r)
         cfg = r.config or self.session.config
         block = cfg.block_size if cfg is not None else r.T
         n_prompt = r.cropped + r.T - r.n_generated  # in the whole text, not only the window

@@ -56,6 +56,7 @@ class TokenStrip(QWidget):
         self._hover = -3
         # the tokenizer's token_pieces (ids -> labels), for the planned token outside the window
         self.lookup: Callable[[Sequence[int]], list[str]] | None = None
+        self.bytes_of: Callable[[int], bytes] | None = None  # the tokenizer's token_bytes
         self._widths: dict[str, int] = {}  # label -> pixel width (font fixed)
         self._min_w = 8
         # (look, width, height, device pixel ratio) -> chip image
@@ -367,6 +368,16 @@ class TokenStrip(QWidget):
         elif chosen is rew:
             self.rewind_requested.emit(i)
 
+    def _bytes_text(self, tid: int) -> str:
+        """``  bytes 20 74 68 65`` for a token id (what a BPE token stands for exactly)."""
+        if self.bytes_of is None:
+            return ""
+        try:
+            b = self.bytes_of(tid)
+        except (IndexError, ValueError):  # a result of the previous model
+            return ""
+        return f"  bytes {b.hex(' ')}"
+
     def tooltip_for(self, i: int) -> str:
         r = self.result
         if r is None or i == -3:
@@ -377,10 +388,10 @@ class TokenStrip(QWidget):
         if i == -2:
             tid = int(r.planned)
             p = float(r.dist.probs[tid])
-            return (f"Next step will pick {self.piece(tid)!r} (id {tid}): "
+            return (f"Next step will pick {self.piece(tid)!r} (id {tid}{self._bytes_text(tid)}): "
                     f"probability {p:.3f}, rank {r.dist.rank_of(tid) + 1}")
         tid = int(r.ids[i])
-        head = f"{r.pieces[i]!r}  id {tid}  position {r.cropped + i}"
+        head = f"{r.pieces[i]!r}  id {tid}{self._bytes_text(tid)}  position {r.cropped + i}"
         if i < r.n_prompt:
             return f"{head}\nprompt token"
         p = float(r.token_probs[i])

@@ -8,7 +8,9 @@ from __future__ import annotations
 import torch
 from PySide6.QtCore import QObject, Signal
 
+from model.ablation import NO_ABLATION, Ablation
 from model.config import ModelConfig, SampleConfig
+from model.head_effects import head_effects
 from model.stepper import Stepper
 from model.tokenizer import CharTokenizer
 from model.transformer import GPT
@@ -39,6 +41,8 @@ class FakeSession(QObject):
     message = Signal(str)
     error = Signal(str, str)
     selected_token_changed = Signal(int)
+    ablation_changed = Signal(object)
+    heads_ranked = Signal(object)
 
     def __init__(self):
         super().__init__()
@@ -51,6 +55,9 @@ class FakeSession(QObject):
         self.sample = SampleConfig(temperature=0.8, seed=1)
         self.selected_token = -1
         self.stepper: Stepper | None = None
+        self.ablation = NO_ABLATION
+        self.head_effects = None
+        self.rank_requests = 0
 
     def set_model(self, model, tokenizer=TOKENIZER, info=None) -> None:
         self.network, self.tokenizer, self.config, self.info = model, tokenizer, model.config, info
@@ -73,6 +80,29 @@ class FakeSession(QObject):
         for _ in range(n):
             r = self._publish(self.stepper.step())
         return r
+
+    def set_ablation(self, ablation) -> None:
+        self.ablation = ablation
+        self.head_effects = None
+        self.ablation_changed.emit(ablation)
+        self._publish(self.stepper.set_ablation(ablation))
+
+    def toggle_head(self, layer: int, head: int) -> None:
+        self.set_ablation(self.ablation.toggled(layer, head))
+
+    def set_ablation_mode(self, mode: str) -> None:
+        self.set_ablation(self.ablation.with_mode(mode))
+
+    def restore_heads(self) -> None:
+        self.set_ablation(Ablation(frozenset(), self.ablation.mode))
+
+    def rank_heads(self) -> None:
+        """Synchronous here (the real session asks the worker)."""
+        self.rank_requests += 1
+        r = self.result
+        self.head_effects = head_effects(self.network, r.ids.tolist(), int(r.planned),
+                                         self.ablation.mode)
+        self.heads_ranked.emit(self.head_effects)
 
     def select_token(self, i: int) -> None:
         self.selected_token = int(i)

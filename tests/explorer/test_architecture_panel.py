@@ -228,3 +228,15 @@ def test_the_diagram_draws_every_stack_of_an_anatomy(qtbot):
     # the encoder's closing norm has a row of its own, above the decoder's input
     assert view.items["enc.final.ln"].y() < view.items["embed.tok"].y()
     assert view.items["final.ln"].y() == view.items["final.softmax"].y()
+
+
+def test_lens_cells_not_computed_for_a_large_vocabulary_show_a_dash(qapp):
+    from explorer.panels.architecture.panel import LensModel
+
+    m = LensModel()
+    ids = np.array([[[-1, -1], [7, 3]]], dtype=np.int64)  # position 0 left out (model.lens)
+    probs = np.array([[[np.nan, np.nan], [0.5, 0.2]]], dtype=np.float32)
+    m.set_data(ids, probs, ["a", "b"], None)
+    assert m.data(m.index(0, 0)) == "\u2014"
+    assert "not computed" in m.data(m.index(0, 0), Qt.ItemDataRole.ToolTipRole)
+    assert m.data(m.index(0, 1)) == "7  0.50"

@@ -8,7 +8,7 @@ import pytest
 from _panel_support import make_session, shown, tiny_model
 from PySide6.QtCore import QPoint, Qt
 
-from explorer.panels.attention.panel import STAGES, AttentionPanel
+from explorer.panels.attention.panel import MATRIX_STAGES, AttentionPanel
 from explorer.widgets.plot_helpers import MASKED_CODE, quantize
 from model.tokenizer import printable
 
@@ -31,7 +31,7 @@ def test_head_image_equals_captured_tensors_for_every_layer_head_and_stage(panel
     r = panel.session.result
     L, H, T, _ = r.attention.shape
     lower = np.tril(np.ones((T, T), dtype=bool))
-    for stage in STAGES:
+    for stage in MATRIX_STAGES:
         panel.set_stage(stage)
         for layer in range(L):
             for head in range(H):

@@ -344,3 +344,38 @@ def test_closing_the_main_window_during_training_saves_and_stops(qtbot, make_win
     assert time.perf_counter() - t0 < 3.0
     assert run.thread.isFinished()
     assert list((tmp_path / "runs").glob("*.safetensors")), "no checkpoint saved on close"
+
+
+def test_training_with_a_byte_level_bpe_saves_a_bpe_model(qtbot, panel, tmp_path):
+    from model.bpe_tokenizer import BPETokenizer
+    from model.checkpoints import load_checkpoint
+
+    path = tmp_path / "fox.txt"
+    path.write_text("The quick brown fox jumps over the lazy dog. The dog naps. " * 60,
+                    encoding="utf-8")
+    configure(panel, steps=3, block=16)
+    f = panel.form
+    assert not f.tokens_row.isVisibleTo(f)  # a task brings its own tokens
+    f.set_source("file", str(path))
+    assert f.tokens_row.isVisibleTo(f)
+    f.tokens.setCurrentIndex(f.tokens.findData("bpe"))
+    f.bpe_vocab.setValue(300)
+    assert f.values().tokenizer == "bpe:300"
+    start(qtbot, panel)
+    result = finish(qtbot, panel)
+    assert result.ok, result
+    ck = load_checkpoint(panel.last_checkpoint)
+    assert isinstance(ck.tokenizer, BPETokenizer)
+    # a short text yields fewer merges than asked for: the model is built for what it yields
+    assert ck.model.config.vocab_size == ck.tokenizer.vocab_size <= 300
+    assert "␣fox" in ck.tokenizer.token_pieces(ck.tokenizer.encode("The fox"))
+
+
+def test_a_synthetic_task_keeps_its_own_tokens_whatever_the_bpe_choice(panel):
+    from explorer.panels.training.plan import FormValues, PlanError
+
+    configure(panel)
+    panel.form.tokens.setCurrentIndex(panel.form.tokens.findData("bpe"))
+    assert panel.form.values().tokenizer == "char" and panel.start_button.isEnabled()
+    with pytest.raises(PlanError, match="synthetic tasks use their own tokens"):
+        panel.planner.plan(FormValues(source="task:copy", tokenizer="bpe:500"), light=True)

@@ -81,3 +81,24 @@ def test_store_copies_a_recorded_pass_exactly(pos_kind):
     np.testing.assert_array_equal(v["lens_probs"], lens.values.numpy())
     assert rec.attn_probs == [None, None]  # dropped from the recording once copied
     assert ("pos_emb" in v) == (pos_kind == "learned")
+
+
+def test_buffers_start_small_and_grow_without_changing_what_results_show():
+    bufs = CaptureBuffers({"a": ((2, 256, 256), (1, 2), np.float32),
+                           "r": ((256, 3), (0,), np.float32)}, rows=10)
+    assert bufs.capacity == 64 and bufs.arrays["a"].shape == (2, 64, 64)  # not 256 x 256
+    assert CaptureBuffers({"r": ((256, 3), (0,), np.float32)}, rows=100).capacity == 150
+    bufs.write("a", 0, np.ones((2, 10, 10), np.float32))
+    bufs.write("r", 0, np.full((10, 3), 2, np.float32))
+    old = bufs.views(10)
+    bufs.reserve(70)  # doubles: the rows so far are kept, old views keep their arrays
+    assert bufs.capacity == 128 and bufs.arrays["a"].shape == (2, 128, 128)
+    bufs.write("a", 10, np.full((2, 60, 70), 3, np.float32))
+    new = bufs.views(70)
+    np.testing.assert_array_equal(old["a"], np.ones((2, 10, 10)))
+    np.testing.assert_array_equal(new["a"][:, :10, :10], old["a"])
+    assert (new["a"][:, :10, 10:] == 0).all()  # above the diagonal: still zero
+    np.testing.assert_array_equal(new["r"][:10], old["r"])
+    bufs.reserve(1000)  # never past the block size
+    assert bufs.capacity == 256
+    assert bufs.full_nbytes() == 2 * 256 * 256 * 4 + 256 * 3 * 4

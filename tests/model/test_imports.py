@@ -13,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCH_FREE = ["model", "model.config", "model.tokenizer", "model.sampling", "model.tasks",
-              "model.step_result", "model.bpe_tokenizer", "model.positional_view"]
+              "model.step_result", "model.bpe_tokenizer", "model.positional_view", "model.ablation",
+              "model.rollout"]
 
 
 def _run(code: str) -> str:

@@ -120,6 +120,15 @@ class LensModel(QAbstractTableModel):
             return None
         r, c = index.row(), index.column()
         tok, p = int(self.ids[r, c, 0]), float(self.probs[r, c, 0])
+        if tok < 0:  # a large vocabulary: the lens is computed for the last positions only
+            if role == Qt.ItemDataRole.DisplayRole:
+                return "\u2014"
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return ("not computed: with a vocabulary this large the logit lens is computed "
+                        "for the prompt's last positions and every generated token")
+            if role == Qt.ItemDataRole.TextAlignmentRole:
+                return int(Qt.AlignmentFlag.AlignCenter)
+            return None
         if role == Qt.ItemDataRole.DisplayRole:
             return f"{self._tok(tok)}  {p:.2f}"
         if role == Qt.ItemDataRole.BackgroundRole:
@@ -198,6 +207,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.detail_heads = HeatmapWidget(name="layer-heads", row_title="query",
                                           col_title="head (keys within each)")
         self.detail_heads.hovered.connect(self._on_heads_hover)
+        self.detail_heads.clicked.connect(self._on_heads_click)
         self._heads_lines = pg.PlotCurveItem(pen=pg.mkPen(THEME.text, width=1.5, cosmetic=True))
         self._heads_lines.setZValue(15)
         self.detail_heads.plot.addItem(self._heads_lines, ignoreBounds=True)
@@ -541,4 +551,12 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         v = d[row, col]
         val = "masked" if not np.isfinite(v) else f"{v:.2f}"
         self.hover_label.setText(f"head {h} · query '{lab[row]}' @{row} → key '{lab[k]}' @{k}: "
-                                 f"{val}")
+                                 f"{val} — click: switch head {h} off (or back on)")
+
+    def _on_heads_click(self, row: int, col: int) -> None:
+        """Switch the clicked head of the attention block shown off, or back on (ablation)."""
+        r = self.session.result
+        b = self.block(self.selected) if self.selected is not None else None
+        if r is None or b is None or b.layer is None or r.T == 0:
+            return
+        self.session.toggle_head(b.layer, col // r.T)

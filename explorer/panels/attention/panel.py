@@ -12,7 +12,9 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
+    QApplication,
     QButtonGroup,
     QCheckBox,
     QComboBox,
@@ -26,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.panels.attention.lines import AttentionLines
+from explorer.panels.attention.qkv import QKVView
 from explorer.redraws import LiveRedraw
 from explorer.theme import THEME
 from explorer.widgets.exports import export_button
@@ -35,6 +38,7 @@ from explorer.widgets.plot_helpers import (
     MASKED_CODE,
     PROB_CMAP,
     HeatmapWidget,
+    SeriesPlot,
     causal_future,
     grid_lines,
     mosaic,
@@ -42,10 +46,18 @@ from explorer.widgets.plot_helpers import (
     quantize,
     symmetric_levels,
 )
+from model.rollout import rollout_row
 
-STAGES = ("probs", "masked", "scores")
-STAGE_TITLES = {"scores": "Scores QKᵀ/√d", "masked": "Masked scores", "probs": "Softmax weights"}
+MATRIX_STAGES = ("probs", "masked", "scores")  # a (T, T) matrix per head
+NUMBER_STAGES = ("qk", "xv")  # one head, one query, with the numbers (explorer.panels.attention.qkv)
+STAGES = MATRIX_STAGES + NUMBER_STAGES
+STAGE_TITLES = {"scores": "Scores QKᵀ/√d", "masked": "Masked scores", "probs": "Softmax weights",
+                "qk": "Q, K: the numbers", "xv": "× V and W_O: the numbers"}
 STAGE_FORMULAS = {
+    "qk": "s<sub>j</sub> = q·k<sub>j</sub> / √d<sub>head</sub> + M<sub>j</sub>,&nbsp; "
+          "a = softmax(s)",
+    "xv": "o = Σ<sub>j</sub> a<sub>j</sub> v<sub>j</sub>,&nbsp; "
+          "y = W<sub>O</sub> · concat(o<sub>head 0</sub>, o<sub>head 1</sub>, …) + b",
     "scores": "S = Q·Kᵀ / √d<sub>head</sub>",
     "masked": "S + M,&nbsp; M<sub>ij</sub> = −∞ where j &gt; i",
     "probs": "A = softmax(Q·Kᵀ / √d<sub>head</sub> + M)",
@@ -57,9 +69,14 @@ STAGE_TEXT = {
               "can never look ahead.",
     "probs": "Softmax turns each row into weights that sum to 1: how much of each earlier "
              "token's value vector the query mixes in. Masked cells are exactly 0 (hatched).",
+    "qk": "The selected token's query (top) meets every token's key (left): their dot product, "
+          "÷√d, the mask and the softmax make one row of the attention pattern. Select a token "
+          "to change the query (default: the last); hover a cell for the two vectors.",
+    "xv": "The weights of that row mix the value vectors: a weighted sum is this head's output; "
+          "the heads' outputs side by side go through W_O into the residual stream.",
 }
-VIEWS = ("head", "grid", "lines")
-VIEW_TITLES = {"head": "One head", "grid": "All heads", "lines": "Lines"}
+VIEWS = ("head", "grid", "lines", "rollout")
+VIEW_TITLES = {"head": "One head", "grid": "All heads", "lines": "Lines", "rollout": "Rollout"}
 MAX_MOSAIC = 2048  # pixels along a side of the all-heads image before cells are pooled
 def _fmt(v: float) -> str:
     if np.isneginf(v):
@@ -83,6 +100,7 @@ class AttentionPanel(LiveRedraw, QWidget):
         self.lines_all_heads = False
         self.threshold = 0.05
         self._hover = (-1, -1)
+        self._grid_hover = (-1, -1)
         self._lines_hover = -1
         self._future: dict[tuple[int, int, int], np.ndarray] = {}
         self._grid_geom = (1, 1, 0, 1)  # rows (layers), cols (heads or 1), cell size, pool factor
@@ -94,6 +112,8 @@ class AttentionPanel(LiveRedraw, QWidget):
         session.model_changed.connect(self._on_model_changed)
         session.step_ready.connect(self.schedule_redraw)
         session.selected_token_changed.connect(self._on_selected_token)
+        session.ablation_changed.connect(self.schedule_redraw)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self._on_model_changed()
 
     # -- UI ------------------------------------------------------------------------------------
@@ -162,9 +182,22 @@ class AttentionPanel(LiveRedraw, QWidget):
         self._grid_lines = pg.PlotCurveItem(pen=pg.mkPen(THEME.text, width=1.5, cosmetic=True))
         self._grid_lines.setZValue(15)
         self.grid.plot.addItem(self._grid_lines, ignoreBounds=True)
+        self._ablated_marks = pg.PlotCurveItem(pen=pg.mkPen(THEME.accent2, width=3,
+                                                            cosmetic=True))
+        self._ablated_marks.setZValue(16)
+        self.grid.plot.addItem(self._ablated_marks, ignoreBounds=True)
         self.lines = AttentionLines()
         self.lines.hovered.connect(self._on_lines_hover)
-        for w in (self.heatmap, self.grid, self.lines):
+        self.rollout = SeriesPlot(name="attention-rollout", x_title="earlier token",
+                                  y_title="share of the token's flow")
+        self.rollout.export_header = self._rollout_header
+        self.rollout_bars = pg.BarGraphItem(x0=[0.0], y0=[0.0], width=0.8, height=[0.0],
+                                            brush=THEME.accent, pen=pg.mkPen(None))
+        self.rollout.plot.addItem(self.rollout_bars)
+        self.rollout.plot.setMouseEnabled(x=False, y=False)
+        self.qkv = QKVView()
+        self.qkv.hovered_text.connect(self._on_qkv_hover)
+        for w in (self.heatmap, self.grid, self.lines, self.rollout, self.qkv):
             w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             self.stack.addWidget(w)
         root.addWidget(self.stack, 1)
@@ -173,34 +206,52 @@ class AttentionPanel(LiveRedraw, QWidget):
         root.addWidget(self.hover_label)
         self._sync_controls()
 
+    @property
+    def numbers_shown(self) -> bool:
+        """The Q, K, V numbers of one head replace the heatmap (a number stage, head view)."""
+        return self.stage in NUMBER_STAGES and self.view in ("head", "grid")
+
     def current_plot(self):
         """The widget the toolbar's Export button exports (PNG/SVG/CSV)."""
-        return {"head": self.heatmap, "grid": self.grid, "lines": self.lines}[self.view]
+        if self.numbers_shown:
+            return self.qkv
+        return {"head": self.heatmap, "grid": self.grid, "lines": self.lines,
+                "rollout": self.rollout}[self.view]
 
     def _sync_controls(self) -> None:
-        grid, lines = self.view == "grid", self.view == "lines"
-        self.layer_box.setEnabled(not grid)
-        self.head_box.setEnabled(not grid and not self.average
-                                 and not (lines and self.lines_all_heads))
-        self.average_box.setVisible(not lines)
-        self.stage_group.setVisible(not lines)
+        grid, lines, flow = self.view == "grid", self.view == "lines", self.view == "rollout"
+        numbers = self.numbers_shown
+        self.layer_box.setEnabled((not grid or numbers) and not flow)
+        self.head_box.setEnabled((numbers or (not grid and not self.average
+                                              and not (lines and self.lines_all_heads)))
+                                 and not flow)
+        self.average_box.setVisible(not lines and not flow and not numbers)
+        self.stage_group.setVisible(not lines and not flow)
         self.lines_mode_box.setVisible(lines)
         self.threshold_group.setVisible(lines)
-        self.stack.setCurrentIndex(VIEWS.index(self.view))
+        self.stack.setCurrentWidget(self.qkv if numbers else self.current_plot())
         b = self.view_buttons[self.view]
         if not b.isChecked():
             b.setChecked(True)
         self._update_formula()
 
     def _update_formula(self) -> None:
-        if self.view == "lines":
+        if self.view == "rollout":
+            text = ("<b>Attention rollout</b> &nbsp; R = Â<sub>L</sub> ⋯ Â<sub>1</sub>,&nbsp; "
+                    "Â = normalise(mean<sub>heads</sub> A + I) (Abnar &amp; Zuidema 2020)<br>"
+                    "How much of each earlier token reaches the selected token (default: the "
+                    "last) through every layer, if attention and the residual path were the "
+                    "only routes. The bars sum to 1.")
+        elif self.view == "lines":
             text = ("<b>Lines</b> &nbsp; A = softmax(Q·Kᵀ/√d + M)<br>"
                     "Each query (left) is joined to the keys it attends to (right); thicker and "
                     f"brighter lines carry more weight. Weights below {self.threshold:.2f} are "
                     "not drawn. Hover a query or select a token to see its lines alone.")
         else:
             s = self.stage
-            where = ("Every layer (rows) × head (columns) at once; click a cell to open it."
+            where = ("" if s in NUMBER_STAGES else
+                     "Every layer (rows) × head (columns) at once; click a cell to open it, "
+                     "Shift+click (or X over it) to switch that head off or on."
                      if self.view == "grid" else
                      "Rows are queries, columns are keys; hover a cell for its value.")
             text = (f"<b>{STAGE_TITLES[s]}</b> &nbsp; {STAGE_FORMULAS[s]}<br>"
@@ -241,7 +292,7 @@ class AttentionPanel(LiveRedraw, QWidget):
             self.stage_box.blockSignals(True)
             self.stage_box.setCurrentIndex(i)
             self.stage_box.blockSignals(False)
-        self._update_formula()
+        self._sync_controls()
         self.schedule_redraw()
 
     def set_average(self, on: bool) -> None:
@@ -318,7 +369,7 @@ class AttentionPanel(LiveRedraw, QWidget):
 
     def _on_selected_token(self, i: int) -> None:
         self.heatmap.highlight_row(i)
-        if self.view == "lines":
+        if self.view in ("lines", "rollout") or self.numbers_shown:
             self.schedule_redraw()
 
     # -- drawing -------------------------------------------------------------------------------
@@ -334,8 +385,9 @@ class AttentionPanel(LiveRedraw, QWidget):
         return m
 
     def _source(self, r) -> np.ndarray | None:
-        """(L, H, T, T) array the current stage reads from (scores for both score stages)."""
-        return r.attention if self.stage == "probs" else r.scores
+        """(L, H, T, T) array the current stage reads from (scores for both score stages;
+        the all-heads mosaic shows the softmax weights behind a number stage)."""
+        return r.scores if self.stage in ("masked", "scores") else r.attention
 
     def redraw_now(self) -> None:
         """Redraw at once from ``session.result`` (the coalescing timer calls this)."""
@@ -349,15 +401,19 @@ class AttentionPanel(LiveRedraw, QWidget):
         L, H = r.attention.shape[:2]
         if (self.layer_box.count(), self.head_box.count()) != (L, H):
             self._set_shape(L, H)
-        if self.view == "head":
+        if self.numbers_shown:
+            self._draw_numbers(r)
+        elif self.view == "head":
             self._draw_head(r)
         elif self.view == "grid":
             self._draw_grid(r)
+        elif self.view == "rollout":
+            self._draw_rollout(r)
         else:
             self._draw_lines(r)
 
     def _set_cmap(self, which: str, widget: HeatmapWidget) -> None:
-        cmap = PROB_CMAP if self.stage == "probs" else DIVERGING_CMAP
+        cmap = DIVERGING_CMAP if self.stage in ("masked", "scores") else PROB_CMAP
         if self._cmap[which] != cmap:
             widget.set_colormap(cmap)
             self._cmap[which] = cmap
@@ -495,9 +551,23 @@ class AttentionPanel(LiveRedraw, QWidget):
                              [f"H{i}" for i in range(cols)])
         x, y = grid_lines(rows, cols, cell, cell)
         self._grid_lines.setData(x, y, connect="pairs")
+        self._mark_ablated(rows, cols, cell)
         note = f" (each cell pooled {factor}×{factor})" if factor > 1 else ""
         if note:
             self.hover_label.setText(f"{rows} layers × {cols} heads{note}")
+
+    def _mark_ablated(self, rows: int, cols: int, cell: int) -> None:
+        """A cross over every switched-off head of the mosaic."""
+        xs: list[float] = []
+        ys: list[float] = []
+        if not self.average:
+            for li, hi in self.session.ablation.sorted():
+                if li < rows and hi < cols:
+                    x0, y0 = hi * cell, li * cell
+                    xs += [x0, x0 + cell, x0 + cell, x0]
+                    ys += [y0, y0 + cell, y0, y0 + cell]
+        self._ablated_marks.setData(np.asarray(xs, float), np.asarray(ys, float),
+                                    connect="pairs")
 
     def grid_cell(self, row: int, col: int) -> tuple[int, int | None, int, int]:
         """(layer, head or None for the mean, query, key) of a mosaic pixel."""
@@ -524,12 +594,80 @@ class AttentionPanel(LiveRedraw, QWidget):
         return f"{who} · {self._cell_text(r, v, q, k)}{approx} — click to open"
 
     def _on_grid_hover(self, row: int, col: int) -> None:
+        self._grid_hover = (row, col)
+        if row >= 0:
+            self.setFocus(Qt.FocusReason.MouseFocusReason)  # so X reaches keyPressEvent
         if self.view == "grid":
             self.hover_label.setText(self.grid_hover_text(row, col))
 
     def _on_grid_click(self, row: int, col: int) -> None:
         layer, head, _q, _k = self.grid_cell(row, col)
+        shift = QApplication.keyboardModifiers() & Qt.KeyboardModifier.ShiftModifier
+        if shift and head is not None:  # switch the head off (or back on)
+            self.session.toggle_head(layer, head)
+            return
         self.open_head(layer, head)
+
+    def keyPressEvent(self, e: QKeyEvent) -> None:  # noqa: N802 - Qt API
+        """X over a head of the all-heads view switches it off (or back on)."""
+        if e.key() == Qt.Key.Key_X and self.view == "grid" and not self.numbers_shown:
+            row, col = self._grid_hover
+            if row >= 0 and not self.average:
+                layer, head, _q, _k = self.grid_cell(row, col)
+                self.session.toggle_head(layer, head)
+                e.accept()
+                return
+        super().keyPressEvent(e)
+
+    # -- the numbers of one head ------------------------------------------------------------------
+    def query_token(self, r) -> int:
+        """The selected token, or the last one."""
+        i = self.session.selected_token
+        return i if 0 <= i < r.T else r.T - 1
+
+    def _draw_numbers(self, r) -> None:
+        layer = min(self.layer, r.attention.shape[0] - 1)
+        head = min(self.head, r.attention.shape[1] - 1)
+        w_o = r.w_o[layer] if r.w_o is not None else None
+        why = self.qkv.show_head(r, layer, head, self.query_token(r), self.stage, w_o)
+        if why:
+            self.hover_label.setText(why)
+
+    def _on_qkv_hover(self, text: str) -> None:
+        if self.numbers_shown:
+            self.hover_label.setText(text)
+
+    # -- rollout -------------------------------------------------------------------------------
+    def rollout_values(self, r=None) -> tuple[int, np.ndarray] | None:
+        """(token, its rollout over tokens 0..token) of the current result."""
+        r = r if r is not None else self.session.result
+        if r is None or r.attention is None:
+            return None
+        t = self.query_token(r)
+        return t, rollout_row(r.attention, t)
+
+    def _draw_rollout(self, r) -> None:
+        t, flow = self.rollout_values(r)
+        n = flow.size
+        self.rollout_bars.setOpts(x=np.arange(n, dtype=float), y0=np.zeros(n), height=flow,
+                                  width=0.8)
+        labels = [f"{p}@{j}" for j, p in enumerate(r.pieces[:n])]
+        step = max(1, n // 30)
+        self.rollout.plot.getAxis("bottom").setTicks(
+            [[(j, labels[j]) for j in range(0, n, step)], []])
+        self.rollout.plot.setXRange(-0.6, n - 0.4, padding=0)
+        self.rollout.plot.setYRange(0, max(float(flow.max()), 1e-6) * 1.1, padding=0)
+        self.rollout.set_table(flow[:, None], labels, ["rollout"])
+        top = np.argsort(-flow)[:3]
+        best = ", ".join(f"'{r.pieces[j]}' @{j} {flow[j] * 100:.1f}%" for j in top)
+        self.hover_label.setText(f"flow into '{r.pieces[t]}' @{t} through {r.n_layer} layers: "
+                                 f"{best}")
+
+    def _rollout_header(self) -> str:
+        v = self.rollout_values()
+        tok = v[0] if v is not None else -1
+        return (f"attention rollout (Abnar & Zuidema 2020) into token {tok}: mean over heads + "
+                "identity, rows renormalised, multiplied through the layers")
 
     # -- lines ---------------------------------------------------------------------------------
     def _draw_lines(self, r) -> None:

@@ -8,6 +8,7 @@ form's :class:`FormValues` into a :class:`explorer.training_worker.RunSpec`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -19,6 +20,7 @@ from PySide6.QtCore import QStandardPaths
 
 from explorer.training_worker import RunSpec
 from model import tasks
+from model.bpe_tokenizer import BPETokenizer
 from model.checkpoints import CheckpointError, check_writable
 from model.config import ConfigError, ModelConfig, TrainConfig
 from model.corpora import Corpus, CorpusError, load_corpus, read_text_file, task_tokenizer
@@ -146,6 +148,13 @@ class FormValues:
     sample_every: int = 0  # 0 = auto
     attention_every: int = 0  # 0 = auto
     out_path: str = ""  # "" = a new file in the runs folder
+    tokenizer: str = "char"  # a new model on text: "char" or "bpe:VOCAB"
+
+
+def bpe_vocab(spec: str) -> int:
+    """The vocabulary size of a ``bpe:VOCAB`` tokenizer choice; 0 for ``char``."""
+    kind, _, size = spec.partition(":")
+    return int(size) if kind == "bpe" and size.isdigit() else 0
 
 
 def auto_intervals(steps: int) -> tuple[int, int, int]:
@@ -253,7 +262,11 @@ class Planner:
                 done = (info.summary or {}).get("steps", 0)
                 start = int(done) if isinstance(done, (int, float)) else 0
         else:
-            vocab = task_tokenizer(task).vocab_size if task else len(set(text or " "))
+            bpe = bpe_vocab(v.tokenizer)
+            if bpe and task:
+                raise PlanError("A byte-level BPE is learned from a text file; the synthetic "
+                                "tasks use their own tokens: choose 'characters'.")
+            vocab = task_tokenizer(task).vocab_size if task else bpe or len(set(text or " "))
             try:
                 cfg = ModelConfig(vocab_size=vocab, block_size=v.block, n_layer=v.layers,
                                   n_head=v.heads, n_embd=v.width, pos_kind=v.pos, norm=v.norm,
@@ -292,6 +305,11 @@ class Planner:
             return plan
         try:
             if text is not None:
+                if not v.continue_model and bpe_vocab(v.tokenizer):
+                    tokenizer = BPETokenizer.train(text, bpe_vocab(v.tokenizer))
+                    # a short text may yield fewer merges than asked for: the model fits the BPE
+                    cfg = dataclasses.replace(cfg, vocab_size=tokenizer.vocab_size)
+                    plan.model_cfg = cfg
                 corpus = Corpus.from_text(text, Path(spec).name, tokenizer=tokenizer,
                                           block_size=block)
                 corpus.source = spec

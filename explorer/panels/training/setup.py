@@ -95,6 +95,26 @@ class SetupForm(QWidget):
         self.path_row.setLayout(row)
         row.setContentsMargins(0, 0, 0, 0)
         f.addRow("File", self.path_row)
+        tok_row = QHBoxLayout()
+        tok_row.setContentsMargins(0, 0, 0, 0)
+        self.tokens = QComboBox()
+        self.tokens.addItem("characters", "char")
+        self.tokens.addItem("byte-level BPE", "bpe")
+        self.tokens.setToolTip("How a text file is cut into tokens for a new model: one token "
+                               "per character, or a byte-level BPE (as GPT-2) learned from the "
+                               "text with this many tokens (python -m model train --tokenizer "
+                               "bpe:VOCAB)")
+        _compact(self.tokens)
+        self.bpe_vocab = self._spin(260, 65_536, 2000)
+        self.bpe_vocab.setSingleStep(500)
+        self.bpe_vocab.setSuffix(" tokens")
+        self.bpe_vocab.setToolTip("Vocabulary size of the BPE: 256 bytes, then the merges "
+                                  "learned from the text, then <|endoftext|>")
+        tok_row.addWidget(self.tokens)
+        tok_row.addWidget(self.bpe_vocab, 1)  # the count stays readable in a narrow dock
+        self.tokens_row = QWidget()
+        self.tokens_row.setLayout(tok_row)
+        f.addRow("Tokens", self.tokens_row)
         self._corpus_form = f
         self.corpus_info = QLabel("")
         self.corpus_info.setWordWrap(True)
@@ -206,10 +226,10 @@ class SetupForm(QWidget):
         self.error.hide()
         lay.addWidget(self.error)
 
-        for w in (self.source, self.preset, self.pos, self.norm, self.device):
+        for w in (self.source, self.preset, self.pos, self.norm, self.device, self.tokens):
             w.currentIndexChanged.connect(self._on_edit)
         for w in (self.layers, self.heads, self.width, self.block, self.steps, self.batch,
-                  self.seed, self.sample_every, self.attention_every, self.dropout, self.lr):
+                  self.bpe_vocab, self.seed, self.sample_every, self.attention_every, self.dropout, self.lr):
             w.valueChanged.connect(self._on_edit)
         self.path.textChanged.connect(self._on_edit)
         self.out_path.textChanged.connect(self._on_edit)
@@ -219,7 +239,7 @@ class SetupForm(QWidget):
         self._probe_sink = _Probe(self)
         self._probe_sink.timed.connect(self._on_timed)
         self._on_preset()
-        self._corpus_form.setRowVisible(self.path_row, False)
+        self._on_edit()
 
     @staticmethod
     def _spin(lo: int, hi: int, value: int) -> QSpinBox:
@@ -240,7 +260,16 @@ class SetupForm(QWidget):
             dropout=float(self.dropout.value()), steps=self.steps.value(),
             batch=self.batch.value(), lr=float(self.lr.value()), seed=self.seed.value(),
             device=self.device.currentData() or "auto", sample_every=self.sample_every.value(),
-            attention_every=self.attention_every.value(), out_path=self.out_path.text().strip())
+            attention_every=self.attention_every.value(), out_path=self.out_path.text().strip(),
+            tokenizer=self.tokenizer_spec())
+
+    def tokenizer_spec(self) -> str:
+        """``char`` or ``bpe:VOCAB``, as ``python -m model train --tokenizer`` takes it (a
+        synthetic task always has its own character tokens)."""
+        if self.tokens.currentData() == "char" or str(self.source.currentData()).startswith(
+                "task:"):
+            return "char"
+        return f"bpe:{self.bpe_vocab.value()}"
 
     def set_source(self, source: str, path: str | None = None) -> None:
         i = self.source.findData(source)
@@ -306,6 +335,11 @@ class SetupForm(QWidget):
     @Slot()
     def _on_edit(self, *_: object) -> None:
         self._corpus_form.setRowVisible(self.path_row, self.source.currentData() == "file")
+        # a tokenizer is chosen for a new model on text; tasks and the loaded model bring theirs
+        text = not str(self.source.currentData()).startswith("task:")
+        self._corpus_form.setRowVisible(self.tokens_row, text)
+        self.tokens.setEnabled(not self.cont_model.isChecked())
+        self.bpe_vocab.setEnabled(self.tokens.currentData() == "bpe" and self.tokens.isEnabled())
         self._update_model_enabled()
         if not self._updating:
             self.changed.emit()

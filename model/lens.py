@@ -1,0 +1,66 @@
+"""The logit lens of a stepped window, top-k only, without the whole (L+1, T, V) tensor.
+
+The lens puts every residual (after the embedding and after each layer) through the final norm
+and the unembedding. For a character model that is a few hundred kilobytes and one batched
+product; for GPT-2 (V = 50,257) at 1,024 tokens it would be 13 × 1024 × 50257 floats ≈ 2.7 GB
+and about a teraflop. So, past :data:`LENS_FULL_MAX` elements:
+
+- only the last :func:`lens_positions` positions of a pass get the lens: as many unembedding
+  rows as the pass would need to give logits at every position once (a cached step: its one
+  new position; a 128-token prompt of a 12-layer model: its last 10);
+- their rows go through the unembedding in chunks of about :data:`LENS_CHUNK_ELEMS` logits,
+  each reduced to its top-k before the next is computed.
+
+Up to :data:`LENS_FULL_MAX` the computation is the one batched product it always was (results
+bit-identical to before).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from .topk import topk_rows
+
+#: (L+1)·t·V logits up to which a pass's lens is computed whole, in one product
+LENS_FULL_MAX = 2**24
+#: logits per chunk past that (16 MB of float32: 83 rows of GPT-2's vocabulary)
+LENS_CHUNK_ELEMS = 2**22
+
+
+def lens_positions(n_rows: int, t: int, vocab: int) -> int:
+    """How many of a pass's ``t`` last positions get the lens, with ``n_rows`` = L+1 residuals
+    per position: all of them while the whole lens is at most :data:`LENS_FULL_MAX` logits,
+    else ⌈t / n_rows⌉ (the unembedding work of one row per position), at least 1."""
+    if n_rows * t * vocab <= LENS_FULL_MAX:
+        return t
+    return min(t, max(1, math.ceil(t / n_rows)))
+
+
+def lens_topk(unembed: Callable[[torch.Tensor], torch.Tensor], resid: list[torch.Tensor],
+              vocab: int, k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Top-k probabilities and ids of the logit lens of one pass: ``resid`` is its L+1
+    residuals, each (1, t, C); ``unembed`` maps (..., C) to (..., ``vocab``) logits (final
+    norm, then unembedding). Returns (values, indices, first): (L+1, t - first, k) for positions
+    first…t-1 (see :func:`lens_positions`)."""
+    n_rows, t = len(resid), resid[0].shape[1]
+    x = torch.stack(resid)  # (L+1, 1, t, C)
+    n = lens_positions(n_rows, t, vocab)
+    if n_rows * t * vocab <= LENS_FULL_MAX:  # one product, exactly as it always was
+        probs = torch.softmax(unembed(x)[:, 0].float(), dim=-1)  # (L+1, t, V)
+        values, indices = topk_rows(probs, k)
+        return values, indices, 0
+    first = t - n
+    rows = x[:, 0, first:].reshape(n_rows * n, -1)  # (R, C) the residuals that get the lens
+    values = torch.empty((rows.shape[0], k), dtype=torch.float32, device=x.device)
+    indices = torch.empty((rows.shape[0], k), dtype=torch.long, device=x.device)
+    step = max(1, LENS_CHUNK_ELEMS // vocab)
+    for a in range(0, rows.shape[0], step):
+        probs = torch.softmax(unembed(rows[a:a + step]).float(), dim=-1)  # (step, V)
+        top = probs.topk(k, dim=-1)
+        values[a:a + step], indices[a:a + step] = top.values, top.indices
+    return values.view(n_rows, n, k), indices.view(n_rows, n, k), first
+
+
+__all__ = ["LENS_CHUNK_ELEMS", "LENS_FULL_MAX", "lens_positions", "lens_topk"]
