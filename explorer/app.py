@@ -51,6 +51,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--show", metavar="PANEL", default=None,
                    help="with --screenshot: bring this panel to the front first (attention, "
                         "positional, architecture, training)")
+    p.add_argument("--size", metavar="WxH", default=None,
+                   help="window size in screen pixels, e.g. 1024x768 (with --scale: the size of "
+                        "the whole screen at that scaling)")
+    p.add_argument("--scale", type=float, default=None, metavar="F",
+                   help="render as on a display scaled by F (1.5 = 150 %%, 2 = 200 %%): sets "
+                        "QT_SCALE_FACTOR")
+    p.add_argument("--presenter", action="store_true",
+                   help="start in presenter mode (large text, light theme, clicker keys)")
+    p.add_argument("--lesson", metavar="FILE",
+                   help="play this lesson file (see docs/LESSONS.md), or a shipped lesson by "
+                        "name; with --screenshot: one PNG per slide (FILE-01.png, ...)")
+    p.add_argument("--slide", type=int, default=None, metavar="N",
+                   help="with --lesson: start at slide N (1 = the first); with --screenshot: "
+                        "only that slide")
     p.add_argument("--ablate", metavar="L.H,…", default="",
                    help="start with these attention heads switched off, e.g. 0.1,1.3 = head 1 of "
                         "layer 0 and head 3 of layer 1")
@@ -74,6 +88,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--steps must be >= 0")
     if args.screenshot and not args.screenshot.lower().endswith(".png"):
         p.error("--screenshot needs a .png file name")
+    if args.size is not None:
+        try:
+            w, h = (int(x) for x in args.size.lower().split("x"))
+        except ValueError:
+            p.error(f"--size must look like 1024x768, got {args.size!r}")
+        if not (320 <= w <= 16384 and 240 <= h <= 16384):
+            p.error(f"--size {args.size}: width and height must be between 320x240 and 16384")
+        args.size = (w, h)
+    if args.slide is not None and args.lesson is None:
+        p.error("--slide needs --lesson FILE")
+    if args.slide is not None and args.slide < 1:
+        p.error(f"--slide counts from 1, got {args.slide}")
+    if args.scale is not None and not 0.5 <= args.scale <= 4:
+        p.error(f"--scale must be between 0.5 and 4, got {args.scale}")
     if args.window_size is not None:
         w, x, h = args.window_size.lower().partition("x")
         if not (x and w.isdigit() and h.isdigit() and int(w) >= 320 and int(h) >= 240):
@@ -87,6 +115,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ConfigError as e:
         p.error(str(e))
     return args
+
+
+def window_size(size: tuple[int, int], scale: float | None) -> tuple[int, int]:
+    """The window's size in Qt's (device-independent) pixels for a screen of ``size`` pixels
+    scaled by ``scale``: 1920x1080 at 150 % is a 1280x720 window drawn with 1.5 pixels per unit."""
+    s = scale or 1.0
+    return round(size[0] / s), round(size[1] / s)
 
 
 def make_settings():
@@ -261,7 +296,79 @@ class _Driver:
         self.app.exit(self.exit_code)
 
 
+class _LessonDriver:
+    """Drives ``--lesson FILE --screenshot OUT.png``: plays the slides (or only ``--slide N``)
+    and saves one picture per slide, OUT-01.png, OUT-02.png, ... (OUT.png with ``--slide``)."""
+
+    def __init__(self, app, window, lesson, args):
+        from PySide6.QtCore import QObject, QTimer, Slot
+
+        self.app, self.window, self.lesson, self.args = app, window, lesson, args
+        self.exit_code = 0
+        self.first = (args.slide or 1) - 1
+        self.last = self.first if args.slide else len(lesson.slides) - 1
+        self.saved: list[str] = []
+        driver = self
+
+        class Hooks(QObject):
+            @Slot(int)
+            def shown(self, i: int) -> None:
+                QTimer.singleShot(500, lambda: driver._grab(i))  # the panels' redraws first
+
+            @Slot(str)
+            def failed(self, text: str) -> None:
+                print(f"transformer-explorer: {text}", file=sys.stderr)
+                driver._quit(LESSON_EXIT)
+
+            @Slot()
+            def timeout(self) -> None:
+                print(f"transformer-explorer: gave up waiting for slide "
+                      f"{driver.window.lessons.index + 1}", file=sys.stderr)
+                driver._quit(1)
+
+        self.hooks = Hooks()
+        window.lessons.slide_shown.connect(self.hooks.shown)
+        window.lessons.failed.connect(self.hooks.failed)
+        QTimer.singleShot(60_000 * max(2, self.last - self.first + 1), self.hooks.timeout)
+
+    def out_path(self, i: int) -> Path:
+        out = Path(self.args.screenshot)
+        return out if self.args.slide else out.with_name(f"{out.stem}-{i + 1:02d}{out.suffix}")
+
+    def _grab(self, i: int) -> None:
+        out = self.out_path(i)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.app.processEvents()
+        if not self.window.grab().save(str(out), "PNG"):
+            print(f"transformer-explorer: could not write {out}", file=sys.stderr)
+            self._quit(1)
+            return
+        print(f"saved {out} (slide {i + 1} of {len(self.lesson.slides)})")
+        self.saved.append(str(out))
+        if i >= self.last:
+            self._quit(0)
+        else:
+            self.window.lessons.go(i + 1)
+
+    def _quit(self, code: int) -> None:
+        self.exit_code = code
+        self.window.close()
+        self.app.exit(code)
+
+
+def find_lesson(spec: str) -> Path:
+    """``spec`` itself when it exists, else the shipped lesson of that name."""
+    from explorer.lesson_file import shipped_lessons
+
+    p = Path(spec)
+    if p.exists():
+        return p
+    stem = spec[:-5] if spec.endswith(".json") else spec
+    return next((x for x in shipped_lessons() if x.stem == stem and Path(spec).name == spec), p)
+
+
 NO_DISPLAY_EXIT = 2
+LESSON_EXIT = 2  # a lesson file that cannot be played
 
 
 def missing_display(environ=os.environ, platform: str = sys.platform) -> str | None:
@@ -292,17 +399,39 @@ def main(argv: list[str] | None = None) -> int:
             print(problem, file=sys.stderr)
             return NO_DISPLAY_EXIT
 
+    lesson = None
+    if args.lesson is not None:  # a bad lesson file: one line, before any window opens
+        from explorer.lesson_file import LessonError, load_lesson
+
+        try:
+            lesson = load_lesson(find_lesson(args.lesson))
+        except LessonError as e:
+            print(f"transformer-explorer: {e}", file=sys.stderr)
+            return LESSON_EXIT
+        if args.slide is not None and args.slide > len(lesson.slides):
+            print(f"transformer-explorer: {args.lesson}: there is no slide {args.slide} (the "
+                  f"lesson has {len(lesson.slides)})", file=sys.stderr)
+            return LESSON_EXIT
+        first = lesson.slides[(args.slide or 1) - 1]
+        if args.checkpoint is None:  # start with the slide's model: no second load
+            args.checkpoint = str(lesson.model_path(first))
+        if args.prompt is None:
+            args.prompt = first.prompt
+
+    if args.scale is not None:  # must be set before the QApplication exists
+        os.environ["QT_SCALE_FACTOR"] = f"{args.scale:g}"
     from PySide6.QtCore import QEvent, QObject, QTimer, Slot
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
+    from explorer.look_menu import saved_look
     from explorer.theme import apply_theme
 
-    apply_theme(app)
     settings = make_settings()
     if args.no_restore:
         settings.clear()
+    apply_theme(app, **saved_look(settings))
 
     from explorer.main_window import DEFAULT_PROMPT, MainWindow
     from explorer.session import Session
@@ -319,11 +448,17 @@ def main(argv: list[str] | None = None) -> int:
         session.close()
         raise
     window.prompt_panel.set_prompt_text(session.prompt, apply=False)
+    if args.size is not None:
+        window.resize(*window_size(args.size, args.scale))
+    if args.presenter:
+        window.presenter.set_active(True)
     if args.window_size is not None:
         window.resize(*args.window_size)
     window.interactive = not (args.screenshot or args.startup_probe)
     driver = _Driver(app, window, session, args, t0) \
-        if (args.screenshot or args.startup_probe) else None
+        if (args.screenshot or args.startup_probe) and lesson is None else None
+    lesson_driver = _LessonDriver(app, window, lesson, args) \
+        if lesson is not None and args.screenshot else None
 
     class FirstPaint(QObject):
         """Starts loading the model once the window has painted (and times it)."""
@@ -355,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         # torch at module level, one per event-loop turn (each reads the session's state)
         session.step_ready.disconnect(first_result_hook.fire)
         window.load_optional_panels_soon()
+        if lesson is not None:
+            window.lessons.open(lesson, (args.slide or 1) - 1)
 
     class Hook(QObject):
         @Slot(object)
@@ -371,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         code = app.exec()
     finally:
         session.close()
+    if lesson_driver is not None:
+        return lesson_driver.exit_code
     return driver.exit_code if driver is not None else code
 
 

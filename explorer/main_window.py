@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy
 import pyqtgraph
 import PySide6
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot, qVersion
+from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, Signal, Slot, qVersion
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -31,15 +31,31 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressDialog,
+    QTabBar,
     QTabWidget,
     QWidget,
 )
 
+from explorer.concepts import CONCEPTS
+from explorer.concepts_browser import ConceptsBrowser
+from explorer.lesson_file import (
+    Lesson,
+    LessonError,
+    ViewSpec,
+    load_lesson,
+    save_lesson,
+    shipped_lessons,
+)
+from explorer.lesson_player import LessonPlayer, show_view
+from explorer.look_menu import LookMenu
 from explorer.panels.distribution import DistributionPanel
 from explorer.panels.prompt import PromptPanel
+from explorer.presenter import Presenter, mark_secondary
 from explorer.redraws import catch_up
 from explorer.session import Session
-from explorer.theme import THEME
+from explorer.theme import THEME, zoom
+from explorer.widgets.layout import DockScroll
+from explorer.widgets.wheel_guard import WheelGuard, guard_wheel
 from model import shipped
 from model.ablation import Ablation
 from model.step_result import StepResult
@@ -47,6 +63,9 @@ from model.step_result import StepResult
 DEFAULT_PROMPT = "ROMEO:\n"
 STATE_VERSION = 1
 MAX_RECENT = 8
+#: below this window size (in Qt's pixels: 960 x 540 is a 1920 x 1080 screen at 200 %) the
+#: default layout tabs the next-token panel with the others instead of placing it beside them
+COMPACT_W, COMPACT_H = 1000, 620
 CLOSE_WAIT_MS = 2000  # closing waits this long for training to save, then shows progress
 MODEL_FILTER = ("Models (*.safetensors *.pt *.pth *.ckpt config.json);;"
                 "Transformer Explorer models (*.safetensors);;nanoGPT checkpoints (*.pt *.pth *.ckpt);;"
@@ -55,6 +74,7 @@ SAVE_FILTER = "Transformer Explorer models (*.safetensors);;All files (*)"
 # what a drop may be: this project's files, nanoGPT checkpoints, Hugging Face weights (their
 # folder is opened) or a folder; open_model says what is wrong with anything else
 MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin")
+LESSON_FILTER = "Lessons (*.json);;All files (*)"
 
 #: All docks share one dock area, split and tabbed: Prompt on top; Next token below it on the
 #: left; the optional panels as tabs to its right. (One area, because QMainWindow without a
@@ -89,6 +109,7 @@ def _is_model_path(path: str) -> bool:
 
 class MainWindow(QMainWindow):
     panels_loaded = Signal()  # the deferred panels are built (see load_optional_panels_soon)
+    state_version = STATE_VERSION
 
     def __init__(self, session: Session, settings: QSettings | None = None,
                  restore: bool = True, optional_panels: bool = True,
@@ -116,7 +137,10 @@ class MainWindow(QMainWindow):
         self.device_choice: str | None = None  # saved only when the user picked one
         self.interactive = True  # False: errors go to stderr and the status bar, not dialogs
         self._dropped: str | None = None  # a dropped model file, opened once the drag ends
+        # (shipped model, its prompt) while File → Examples opens it
+        self._example_prompt: tuple[Path, str | None] | None = None
 
+        self.wheel_guard = WheelGuard(self)
         self._build_menus()
         self.prompt_panel = PromptPanel(session)
         self.distribution_panel = DistributionPanel(session)
@@ -125,6 +149,13 @@ class MainWindow(QMainWindow):
                        beside=("Prompt", Qt.Orientation.Vertical))
         self.generate_menu.addActions(self.prompt_panel.actions_list)
         self.addActions(self.prompt_panel.actions_list)  # shortcuts work with the dock hidden
+        p = self.prompt_panel
+        grid = self.distribution_panel.controls.layout()
+        extra = [grid.itemAtPosition(r, c) for r in (1, 2) for c in range(grid.columnCount())]
+        # presenter mode keeps the temperature (a lesson's subject); top-k/p, seed and the
+        # number of bars stay as they were set
+        mark_secondary(p.editor, p.buttons, p.keys_hint,
+                       *{i.widget() for i in extra if i is not None and i.widget() is not None})
         self._placeholders: dict[str, tuple[str, str]] = {}
         if optional_panels:
             for module, cls, title, where in OPTIONAL_PANELS:
@@ -136,6 +167,10 @@ class MainWindow(QMainWindow):
                     widget = self._make_panel(module, cls, title)
                     if widget is not None:
                         self._add_placed(title, widget, where)
+        self.lessons = LessonPlayer(self)
+        self.lessons.failed.connect(self._on_lesson_failed)
+        self._recording: Lesson | None = None  # slides added from the current view
+        self._concepts: ConceptsBrowser | None = None
         self._build_status_bar()
         self._default_geometry()
         self._default_state = self.saveState(STATE_VERSION)
@@ -159,9 +194,13 @@ class MainWindow(QMainWindow):
 
     # -- panels -------------------------------------------------------------------------------
     def show_panel(self, name: str) -> bool:
-        """Bring the dock whose title starts with ``name`` (any case) to the front."""
+        """Bring the dock whose title starts with ``name`` (any case) to the front (in presenter
+        mode: make it the one big panel)."""
         for title, dock in self.docks.items():
             if title.lower().startswith(name.strip().lower()):
+                if self.presenter.active:
+                    self.presenter.show_panel(title)
+                    return True
                 dock.show()
                 dock.raise_()
                 return True
@@ -176,9 +215,11 @@ class MainWindow(QMainWindow):
         dock; otherwise added to ``area``."""
         dock = QDockWidget(name, self)
         dock.setObjectName("dock_" + "".join(c if c.isalnum() else "_" for c in name.lower()))
-        dock.setWidget(widget)
+        dock.setWidget(DockScroll(widget))
+        guard_wheel(widget, self.wheel_guard)
         # a tab raised in a tabbed dock area gets no Show event: tell the panel to catch up
-        dock.visibilityChanged.connect(lambda shown, d=dock: shown and catch_up(d.widget()))
+        dock.visibilityChanged.connect(
+            lambda shown, n=name: shown and n in self.panels and catch_up(self.panels[n]))
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
@@ -255,8 +296,9 @@ class MainWindow(QMainWindow):
             self.panels.pop(title, None)
             dock.deleteLater()
         else:
-            old = dock.widget()
-            dock.setWidget(widget)
+            holder = dock.widget()
+            old = holder.set_panel(widget) if isinstance(holder, DockScroll) else None
+            guard_wheel(widget, self.wheel_guard)
             self.panels[title] = widget
             if old is not None:
                 old.deleteLater()
@@ -281,6 +323,19 @@ class MainWindow(QMainWindow):
         self._fill_examples()
         self.recent_menu = f.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
+        f.addSeparator()
+        self.act_open_lesson = f.addAction("Open &lesson\u2026", self.open_lesson_dialog)
+        self.act_open_lesson.setShortcut("Ctrl+L")
+        self.lessons_menu = f.addMenu("Le&ssons")
+        self.lessons_menu.aboutToShow.connect(self._fill_lessons)
+        self._fill_lessons()
+        self.act_add_slide = f.addAction("&Add slide from current view",
+                                         self.add_slide_from_view)
+        self.act_add_slide.setStatusTip("Record the model, text, sampling settings and panel "
+                                        "shown now as a slide of the lesson")
+        self.act_save_lesson = f.addAction("Sa&ve lesson as\u2026", self.save_lesson_dialog)
+        self.act_close_lesson = f.addAction("&Close lesson", self.close_lesson)
+        f.addSeparator()
         self.act_save = f.addAction("&Save model as\u2026", self.save_model_dialog)
         self.act_save.setShortcut("Ctrl+Shift+S")
         self.act_export = f.addAction("&Export as Hugging Face folder\u2026",
@@ -304,8 +359,21 @@ class MainWindow(QMainWindow):
         self.device_menu.addAction("(available once the model is loaded)").setEnabled(False)
         self.view_menu = mb.addMenu("&View")
         self._view_separator = self.view_menu.addSeparator()
+        self.look = LookMenu(self.view_menu, self, self.settings)
+        self.presenter = Presenter(self)
+        self.view_menu.addAction(self.presenter.act_toggle)
+        self.view_menu.addSeparator()
         self.act_reset_layout = self.view_menu.addAction("Reset &layout", self.reset_layout)
         h = mb.addMenu("&Help")
+        self.concepts_menu = h.addMenu("&Concepts")
+        every = self.concepts_menu.addAction("All concepts\u2026")
+        every.setData("")
+        every.triggered.connect(self._concept_from_action)
+        self.concepts_menu.addSeparator()
+        for c in CONCEPTS:
+            a = self.concepts_menu.addAction(c.title)
+            a.setData(c.key)
+            a.triggered.connect(self._concept_from_action)
         h.addAction("&Keyboard shortcuts", self.show_shortcuts)
         self.act_about = h.addAction("&About Transformer Explorer", self.show_about)
 
@@ -317,7 +385,7 @@ class MainWindow(QMainWindow):
             a = self.examples_menu.addAction(p.stem)
             a.setData(str(p))
             a.setStatusTip(str(p))
-            a.triggered.connect(self._open_from_action)
+            a.triggered.connect(self._open_example)
         if not files:
             self.examples_menu.addAction(f"(no models in {shipped.MODELS}/)").setEnabled(False)
 
@@ -331,6 +399,18 @@ class MainWindow(QMainWindow):
             a.triggered.connect(self._open_from_action)
         if not files:
             self.recent_menu.addAction("(none yet)").setEnabled(False)
+
+    @Slot()
+    def _open_example(self) -> None:
+        act = self.sender()
+        if isinstance(act, QAction) and act.data():
+            self.open_example(act.data())
+
+    def open_example(self, path: str | Path) -> None:
+        """Open a shipped model; once it is open, start from the prompt that shows what it
+        learned (the current prompt, in another alphabet, would be stripped to nothing)."""
+        self._example_prompt = (Path(path), shipped.default_prompt(path))
+        self.open_model(path)
 
     @Slot()
     def _open_from_action(self) -> None:
@@ -481,6 +561,10 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_opened(self, path: Path) -> None:
+        example, self._example_prompt = self._example_prompt, None
+        if example is not None and example[1] is not None and \
+                Path(path).resolve() == example[0].resolve():
+            self.prompt_panel.set_prompt_text(example[1])
         self._add_recent(str(path))
         self.settings.setValue("files/last_dir", str(path.parent))
         self.show_message(f"Opened {path}")
@@ -581,23 +665,55 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _default_dock_sizes(self) -> None:
-        """Dock sizes only take once the window is laid out, so this runs after the first show."""
+        """Dock sizes only take once the window is laid out, so this runs after the first show.
+        Each dock gets its panel's minimum size where the window has room for it (else the
+        panel scrolls in its dock)."""
         w, h = self.width(), self.height()
-        prompt, left = self.docks.get("Prompt"), self.docks.get("Next token")
-        if prompt is not None and left is not None:
-            top = max(280, int(h * 0.3))
-            self.resizeDocks([prompt, left], [top, h - top], Qt.Orientation.Vertical)
+        left = self.docks.get("Next token")
         right = next((self.docks[n] for n in ("Attention", "Positional encoding", "Architecture",
                                               "Training") if n in self.docks), None)
+        z = zoom()  # large text needs the room of a larger window
+        if left is not None and right is not None and (w / z < COMPACT_W or h / z < COMPACT_H):
+            # a small window (or large text): every panel a tab under the prompt, each as big
+            # as the window allows, rather than two side by side too small to read
+            self.tabifyDockWidget(right, left)
+            left.raise_()
+            self._fit_prompt_dock(left, most=0.5)
+            return
+        self._fit_prompt_dock(left)
         if left is not None and right is not None:
-            self.resizeDocks([left, right], [int(w * 0.35), int(w * 0.65)],
-                             Qt.Orientation.Horizontal)
+            w = left.width() + right.width()  # the room the two share (sizes are weights)
+            need = self.panels["Next token"].minimumSizeHint().width() + 4
+            lw = min(max(need, int(w * 0.35)), int(w * 0.5))
+            self.resizeDocks([left, right], [lw, w - lw], Qt.Orientation.Horizontal)
         for name in ("Attention",):
             if name in self.docks:
                 self.docks[name].raise_()
 
+    def _fit_prompt_dock(self, below: QDockWidget | None, most: float = 0.45) -> None:
+        """The prompt dock tall enough for its panel (no scrolling) where the window allows."""
+        prompt = self.docks.get("Prompt")
+        if prompt is None or below is None:
+            return
+        # resizeDocks takes the sizes as weights of the room the two docks share
+        h = prompt.height() + below.height()
+        need = self.panels["Prompt"].minimumSizeHint().height()
+        holder = prompt.widget()
+        overhead = prompt.height() - holder.height() if holder is not None else 30
+        top = min(max(need + overhead + 2, int(h * 0.3)), int(h * most))
+        self.resizeDocks([prompt, below], [top, h - top], Qt.Orientation.Vertical)
+
+    def event(self, e: QEvent) -> bool:
+        # the tab bars of tabbed docks are made by Qt on demand, eliding their titles
+        # ("Attenti…"); whole titles, with scroll arrows when they do not fit, read better
+        if e.type() == QEvent.Type.ChildPolished and isinstance(e.child(), QTabBar):
+            _whole_tab_titles(e.child())
+        return super().event(e)
+
     def showEvent(self, e) -> None:  # noqa: N802
         super().showEvent(e)
+        for bar in self.findChildren(QTabBar):
+            _whole_tab_titles(bar)
         if not self._shown:
             self._shown = True
             self.session.watch_paints(self)
@@ -660,10 +776,10 @@ class MainWindow(QMainWindow):
         # goes; a step that takes longer than CLOSE_WAIT_MS (a large model) is waited for with
         # the event loop running, and the window closes when the thread has ended
         busy = []
-        for dock in self.docks.values():
-            shutdown = getattr(dock.widget(), "shutdown", None)
+        for panel in self.panels.values():
+            shutdown = getattr(panel, "shutdown", None)
             if callable(shutdown) and not shutdown(CLOSE_WAIT_MS):
-                busy.append(dock.widget())
+                busy.append(panel)
         if busy:
             e.ignore()
             self._close_after(busy)
@@ -696,6 +812,146 @@ class MainWindow(QMainWindow):
         self._close_progress.deleteLater()
         self._close_progress = None
         QTimer.singleShot(0, self.close)
+
+    # -- lessons ------------------------------------------------------------------------------
+    def lesson_dock(self, pane: QWidget) -> QDockWidget:
+        """The "Lesson" dock (narration pane), made on the first lesson, at the right side."""
+        dock = self.docks.get("Lesson")
+        if dock is None:
+            # beside the prompt strip: the panel below keeps its height (a projector's 720
+            # lines are few), and presenter mode keeps it next to the strip
+            dock = self.add_panel("Lesson", pane, AREA,
+                                  beside=("Next token", Qt.Orientation.Vertical))
+            self.presenter.act_toggle.toggled.connect(self._place_lesson_dock)
+        self._place_lesson_dock()
+        return dock
+
+    @Slot()
+    def _place_lesson_dock(self) -> None:
+        """Presenting: beside the prompt strip (the one big panel keeps the window's width);
+        else under the next-token panel (the prompt keeps its width, the big panel its size)."""
+        dock, prompt = self.docks.get("Lesson"), self.docks.get("Prompt")
+        if dock is None or prompt is None or dock.isFloating():
+            return
+        if self.presenter.active:
+            self.splitDockWidget(prompt, dock, Qt.Orientation.Horizontal)
+            w = self.width()
+            self.resizeDocks([prompt, dock], [w // 2, w - w // 2], Qt.Orientation.Horizontal)
+        elif "Next token" in self.docks:
+            self.splitDockWidget(self.docks["Next token"], dock, Qt.Orientation.Vertical)
+
+    @Slot()
+    def _fill_lessons(self) -> None:
+        self.lessons_menu.clear()
+        for p in shipped_lessons():
+            a = self.lessons_menu.addAction(p.stem.replace("_", " "))
+            a.setData(str(p))
+            a.setStatusTip(str(p))
+            a.triggered.connect(self._lesson_from_action)
+        if not self.lessons_menu.actions():
+            self.lessons_menu.addAction("(no lessons shipped)").setEnabled(False)
+
+    @Slot()
+    def _lesson_from_action(self) -> None:
+        act = self.sender()
+        if isinstance(act, QAction) and act.data():
+            self.open_lesson(act.data())
+
+    @Slot()
+    def open_lesson_dialog(self) -> None:
+        start = self.settings.value("files/lesson_dir", "")
+        path, _ = QFileDialog.getOpenFileName(self, "Open lesson", str(start), LESSON_FILTER)
+        if path:
+            self.settings.setValue("files/lesson_dir", str(Path(path).parent))
+            self.open_lesson(path)
+
+    def open_lesson(self, path: str | Path, slide: int = 0) -> bool:
+        """Play the lesson in ``path`` from ``slide`` (0-based); a bad file is refused with a
+        message naming the slide and field."""
+        try:
+            lesson = load_lesson(path)
+            self.lessons.open(lesson, slide)
+        except LessonError as e:
+            self.show_error("Cannot open the lesson", str(e))
+            return False
+        self._recording = lesson
+        return True
+
+    @Slot()
+    def close_lesson(self) -> None:
+        self.lessons.close()
+
+    @Slot(str)
+    def _on_lesson_failed(self, text: str) -> None:
+        self.show_error("Cannot show the slide", text)
+
+    @Slot()
+    def add_slide_from_view(self) -> None:
+        """Append a slide that replays the current view to the lesson being built (the open
+        lesson, or a new one)."""
+        base = self._recording or Lesson(title="My lesson", slides=())
+        try:
+            slide = self.lessons.record_slide(f"Slide {len(base.slides) + 1}")
+        except LessonError as e:
+            self.show_error("Cannot add a slide", str(e))
+            return
+        self._recording = Lesson(title=base.title, description=base.description,
+                                 slides=(*base.slides, slide), path=base.path)
+        self.show_message(f"Added slide {len(self._recording.slides)} to "
+                          f"\u201c{self._recording.title}\u201d (File \u2192 Save lesson as)")
+
+    @property
+    def recorded_lesson(self) -> Lesson | None:
+        return self._recording
+
+    @Slot()
+    def save_lesson_dialog(self) -> None:
+        if self._recording is None or not self._recording.slides:
+            self.show_message("No slides yet: File \u2192 Add slide from current view")
+            return
+        start = self.settings.value("files/lesson_dir", str(Path.home()))
+        path, _ = QFileDialog.getSaveFileName(self, "Save lesson as",
+                                              str(Path(start) / "lesson.json"), LESSON_FILTER)
+        if path:
+            self.save_lesson(path)
+
+    def save_lesson(self, path: str | Path) -> bool:
+        path = Path(path)
+        if path.suffix.lower() != ".json":
+            path = path.with_name(path.name + ".json")
+        if self._recording is None:
+            return False
+        try:
+            save_lesson(self._recording, path)
+        except OSError as e:
+            self.show_error("Could not save the lesson", f"{path}: {e.strerror or e}")
+            return False
+        self.show_message(f"Saved {path}")
+        return True
+
+    # -- concepts -----------------------------------------------------------------------------
+    @Slot()
+    def _concept_from_action(self) -> None:
+        act = self.sender()
+        if isinstance(act, QAction):
+            self.show_concept(str(act.data()))
+
+    def show_concept(self, key: str) -> ConceptsBrowser:
+        """Help → Concepts: the concept browser, at ``key`` ("" = the first concept)."""
+        if self._concepts is None:
+            self._concepts = ConceptsBrowser(self)
+            self._concepts.show_it.connect(self.jump_to)
+        self._concepts.select(key or CONCEPTS[0].key)
+        self._concepts.show()
+        self._concepts.raise_()
+        return self._concepts
+
+    @Slot(object)
+    def jump_to(self, spec: ViewSpec) -> None:
+        """Bring the panel (and view, layer, head, stage) that shows a concept to the front."""
+        problem = show_view(self, spec)
+        if problem:
+            self.show_message(problem)
 
     # -- help ---------------------------------------------------------------------------------
     def about_text(self) -> str:
@@ -789,3 +1045,9 @@ def _bool(v: object, default: bool) -> bool:
     if isinstance(v, str):
         return v.lower() in ("1", "true", "yes")
     return bool(v)
+
+
+def _whole_tab_titles(bar: QTabBar) -> None:
+    """A dock tab bar that shows each title whole and scrolls when they do not all fit."""
+    bar.setElideMode(Qt.TextElideMode.ElideNone)
+    bar.setUsesScrollButtons(True)

@@ -217,9 +217,9 @@ def build_parser(prog: str = "python -m model") -> argparse.ArgumentParser:
     _sampling_args(i)
     _ablation_args(i)
 
-    e = sub.add_parser("eval", help="loss of a checkpoint on a corpus's validation split "
-                                    "(encoder-decoder: exact match of held-out pairs; "
-                                    "encoder: masked-token accuracy)")
+    e = sub.add_parser("eval", help="loss of a checkpoint on a corpus's validation split, per "
+                         "token and per character (encoder-decoder: exact match of held-out "
+                         "pairs; encoder: masked-token accuracy)")
     e.add_argument("--checkpoint", required=True, type=_checkpoint_arg, help=CHECKPOINT_HELP)
     e.add_argument("--corpus", required=True, type=_corpus_arg,
                    help=CORPUS_HELP + " (encoder-decoder: pairs as for train)")
@@ -884,7 +884,7 @@ def _eval_encoder_kind(ck, a: argparse.Namespace) -> int:
 def cmd_eval(a: argparse.Namespace) -> int:
     from .corpora import load_corpus
     from .loading import open_model
-    from .train_gpt import evaluate_split
+    from .train_gpt import evaluate_split, predicted_characters
 
     ck = open_model(a.checkpoint, device=a.device)
     if ck.config.kind != "decoder":
@@ -896,16 +896,21 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if not math.isfinite(loss):
         raise CLIError(f"{a.checkpoint}: the loss on {corpus.name} is {loss} (the model's output "
                        "is not a finite number)")
+    n_chars = predicted_characters(ck.tokenizer, corpus.split(a.split))
+    per_char = loss * n_tokens / n_chars if n_chars else None
     ppl = _perplexity(loss)
     result = {"checkpoint": a.checkpoint, "corpus": corpus.name, "split": a.split,
               "loss": loss, "perplexity": ppl if math.isfinite(ppl) else None,
-              "tokens": n_tokens, "seconds": round(time.perf_counter() - t0, 2)}
+              "tokens": n_tokens, "characters": n_chars, "loss_per_char": per_char,
+              "seconds": round(time.perf_counter() - t0, 2)}
     if a.json:  # null perplexity: too large for a float (strict JSON has no Infinity)
         print(json.dumps(result))
     else:
         shown = f"{ppl:.2f}" if math.isfinite(ppl) else "inf: too large to show"
+        per_char_text = f"{per_char:.4f}" if per_char is not None else "none (no characters)"
         print(f"{a.split} loss {loss:.4f} (perplexity {shown}) over {n_tokens:,} "
-              f"tokens of {corpus.name}")
+              f"tokens of {corpus.name}; {per_char_text} per character over {n_chars:,} "
+              "characters")
     return 0
 
 

@@ -57,10 +57,29 @@ def resolve_corpus(spec: str) -> str:
     return str(found) if found is not None else spec
 
 
+#: the prompt each shipped model is best shown with (File → Examples in the explorer starts
+#: from it): the induction model gets a sequence of distinct letters and the start of its
+#: repeat, so the next tokens are predictable only by looking back (what an induction head does)
+DEFAULT_PROMPTS = {
+    "shakespeare_char": "ROMEO:\n",
+    "induction": "\nbhadgcebhad",
+}
+
+
+def default_prompt(path: str | Path) -> str | None:
+    """The prompt to start a shipped model from, or None for any other file."""
+    p = Path(path)
+    if p.parent.resolve() != MODELS.resolve():
+        return None
+    return DEFAULT_PROMPTS.get(p.name[: -len(MODEL_SUFFIX)] if p.name.endswith(MODEL_SUFFIX)
+                               else p.name)
+
+
 def model_names() -> list[str]:
     """Names ``--checkpoint`` accepts besides paths (for help texts and messages)."""
     return [p.name[: -len(MODEL_SUFFIX)] for p in shipped_models()]
 
 
 __all__ = ["ASSETS", "MODELS", "CORPORA", "DEFAULT_MODEL", "shipped_models", "shipped_corpora",
-           "resolve_checkpoint", "resolve_corpus", "model_names"]
+           "resolve_checkpoint", "resolve_corpus", "model_names", "DEFAULT_PROMPTS",
+           "default_prompt"]

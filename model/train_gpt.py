@@ -49,6 +49,15 @@ def evaluate_split(model: torch.nn.Module, corpus, split: str, block_size: int,
     return (total.item() / n if n else float("nan")), n
 
 
+def predicted_characters(tokenizer, ids) -> int:
+    """How many characters the tokens :func:`evaluate_split` predicts (all of a split's ids but
+    the first) decode to.
+
+    Loss per token × tokens / characters is the loss per character: the figure that compares
+    models with different tokenizers (a BPE token covers several characters)."""
+    return len(tokenizer.decode(int(i) for i in ids[1:]))
+
+
 # -- high level: a GPT on a corpus -------------------------------------------------------------
 def _probe_ids(tokenizer, prompt: str, block_size: int, message) -> list[int]:
     ids = tokenizer.encode(prompt, errors="drop")

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QBrush, QFontMetrics
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QBrush, QFontMetrics, QFontMetricsF
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -98,6 +98,11 @@ class SamplingControls(QWidget):
         self.resample_button = QPushButton("Resample", self)
         self.resample_button.setToolTip("Draw the last token again under these settings (R)")
 
+        # the boxes may shrink below the width of their largest value (2^31 for the seed): the
+        # panel must fit beside the attention panel in a 1024-pixel window
+        for box, width in ((self.temp_box, 64), (self.top_k, 56), (self.top_p, 56),
+                           (self.seed, 64), (self.n_shown, 52)):
+            box.setMinimumWidth(width)
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setHorizontalSpacing(8)
@@ -197,6 +202,10 @@ class _PercentAxis(FastAxis):
         return [f"{v * 100:.{digits}f}%" for v in values]
 
 
+#: the bar chart never gets shorter than this (fewer bars are shown instead: see _fitting_bars)
+MIN_PLOT_H = 150
+
+
 class DistributionPanel(QWidget):
     """Top candidates for the next token as horizontal bars, plus the sampling controls."""
 
@@ -216,7 +225,7 @@ class DistributionPanel(QWidget):
         self.axis.enableAutoSIPrefix(False)
         self.view = pg.PlotWidget(self, axisItems={"bottom": self.axis,
                                                    "left": FastAxis("left")})
-        self.view.setMinimumHeight(220)
+        self.view.setMinimumHeight(MIN_PLOT_H)
         self.plot: pg.PlotItem = self.view.getPlotItem()
         style_plot(self.plot, x="probability of being the next token")
         self.plot.setMenuEnabled(False)
@@ -350,7 +359,7 @@ class DistributionPanel(QWidget):
             return
         self.redraws += 1
         d = r.dist
-        n = min(self.controls.n_shown.value(), d.order.size)
+        n = min(self.controls.n_shown.value(), self.fitting_bars(), d.order.size)
         ids = d.order[:n]
         kept = d.kept[ids]
         logits_mode = self.controls.show_logits.isChecked()
@@ -431,6 +440,27 @@ class DistributionPanel(QWidget):
         self.plot.vb.updateMatrix()
         self.shown_ids = ids.copy()
         self._update_summary(r, d, tok, n)
+
+    def fitting_bars(self) -> int:
+        """How many bars fit the chart's height with their labels one line apart (at least
+        MIN_SHOWN): a short window shows fewer bars instead of printing labels over each other."""
+        line = QFontMetricsF(self.plot.getAxis("left").style["tickFont"]
+                             or self.font()).height() * 1.1
+        height = self.plot.vb.size().height() if self.plot.vb is not None else 0.0
+        if height <= 1:  # not laid out yet
+            return MAX_SHOWN
+        return max(MIN_SHOWN, int(height // line))
+
+    def resizeEvent(self, e) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(e)
+        # the chart's new height may fit more or fewer bars (after the layout has settled)
+        QTimer.singleShot(0, self._refit)
+
+    @Slot()
+    def _refit(self) -> None:
+        n = min(self.controls.n_shown.value(), self.fitting_bars())
+        if self.session.result is not None and n != self._n_bars:
+            self.request_redraw()
 
     def _update_summary(self, r: StepResult, d: Distribution, tok: Tokenizer,
                         n: int) -> None:

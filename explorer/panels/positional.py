@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.redraws import LiveRedraw
-from explorer.theme import THEME
+from explorer.theme import THEME, css_pt, pt
 from explorer.widgets.exports import export_button
 from explorer.widgets.layout import (
     TEXT_PT,
@@ -179,7 +179,7 @@ class PositionalPanel(LiveRedraw, QWidget):
         self.curves_plot = SeriesPlot(name="positional-curves", x_title="position",
                                       y_title="value")
         self.curves_legend = self.curves_plot.plot.addLegend(
-            offset=(-10, 10), labelTextSize=f"{TEXT_PT - 1}pt", brush=(22, 24, 29, 200))
+            offset=(-10, 10), labelTextSize=css_pt(TEXT_PT - 1), brush=(22, 24, 29, 200))
         self._curve_context = pg.InfiniteLine(angle=90, movable=False,
                                               pen=pg.mkPen(THEME.accent2, width=1.5,
                                                            style=Qt.PenStyle.DashLine))
@@ -192,7 +192,7 @@ class PositionalPanel(LiveRedraw, QWidget):
         self.prompt_plot = SeriesPlot(name="positional-vs-token", bottom_axis=self.prompt_axis,
                                       x_title="token of the context", y_title="vector length ‖·‖")
         self.prompt_legend = self.prompt_plot.plot.addLegend(
-            offset=(-10, 10), labelTextSize=f"{TEXT_PT - 1}pt", brush=(22, 24, 29, 200))
+            offset=(-10, 10), labelTextSize=css_pt(TEXT_PT - 1), brush=(22, 24, 29, 200))
         self.tok_bars = pg.BarGraphItem(x=[], height=[], width=0.4, brush=THEME.accent,
                                         name="token ‖E[token]‖")
         self.pos_bars = pg.BarGraphItem(x=[], height=[], width=0.4, brush=THEME.accent2,
@@ -208,7 +208,7 @@ class PositionalPanel(LiveRedraw, QWidget):
         self.none_page.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.none_page.setMargin(16)
         f = self.none_page.font()
-        f.setPointSize(TEXT_PT + 2)
+        f.setPointSizeF(pt(TEXT_PT + 2))
         self.none_page.setFont(f)
         for w in (self.matrix_plot, self.curves_plot, self.similarity_plot, self.prompt_plot,
                   self.none_page):
@@ -258,7 +258,7 @@ class PositionalPanel(LiveRedraw, QWidget):
                                     view_text(self.view, self.kind)))
         if self.kind == "none":
             self.none_page.setText(
-                f"<p style='font-size:{TEXT_PT + 4}pt'><b>This model has no positional "
+                f"<p style='font-size: {css_pt(TEXT_PT + 4)}'><b>This model has no positional "
                 f"encoding.</b></p><p style='color:{THEME.accent}'>{html.escape(formula)}</p>"
                 f"<p>{html.escape(explanation)}</p>{NONE_INSTEAD}"
                 "<p>The <b>This prompt</b> view still shows the token embeddings it starts "
@@ -337,11 +337,11 @@ class PositionalPanel(LiveRedraw, QWidget):
         if self.kind == "rotary":
             self.matrix_plot.set_colormap(CYCLIC_CMAP)
             levels = (-np.pi, np.pi)
-            self.matrix_plot.plot.setLabel("bottom", "rotated pair i", **{"font-size": "11pt"})
+            self.matrix_plot.plot.setLabel("bottom", "rotated pair i", **{"font-size": css_pt(11)})
         else:
             self.matrix_plot.set_colormap(DIVERGING_CMAP)
             levels = symmetric_levels(shown)
-            self.matrix_plot.plot.setLabel("bottom", "dimension", **{"font-size": "11pt"})
+            self.matrix_plot.plot.setLabel("bottom", "dimension", **{"font-size": css_pt(11)})
         self.matrix_plot.set_matrix(shown, levels=levels, export=m, row_labels=pos_labels,
                                     col_labels=[str(j) for j in range(d)])
         self.similarity_plot.set_matrix(pe.similarity, levels=(-1.0, 1.0), row_labels=pos_labels,
@@ -375,7 +375,7 @@ class PositionalPanel(LiveRedraw, QWidget):
                 c.hide()
         self.curves_plot.plot.setLabel(
             "left", "cos(p·θᵢ)" if self.kind == "rotary" else "PE[p, dim]",
-            **{"font-size": "11pt"})
+            **{"font-size": css_pt(11)})
         self.curves_plot.set_table(ys, [str(int(v)) for v in x],
                                    [f"{what} {d}" for d in self.dims])
 

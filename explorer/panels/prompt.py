@@ -5,8 +5,11 @@ they were chosen (red = a long shot, green = the obvious choice; forced tokens g
 border). Click a chip to select it (other panels follow the selection); double-click a generated
 chip to rewind the text to it. The ghost chip at the end is the token the next step will pick.
 
-Keyboard: Space / → step, ← / Backspace back, Ctrl+Enter run/stop, Esc stop, Home reset,
-R resample. While the prompt editor has the focus, the keys it uses (Space, Backspace, arrows,
+Beside the chips the same text is shown as plain text (read aloud by a screen reader, copyable);
+under them a legend gives the colours (which follow the palette, see explorer.theme).
+
+Keyboard: Space / → / PageDown step, ← / Backspace / PageUp back (presentation clickers send
+PageDown and PageUp), Ctrl+Enter run/stop, Esc stop, Home reset, R resample. While the prompt editor has the focus, the keys it uses (Space, Backspace, arrows,
 letters) edit the text instead: the editor claims them through Qt's ShortcutOverride, so the
 window's shortcuts never fire there. Esc leaves the editor.
 """
@@ -26,20 +29,22 @@ from PySide6.QtGui import (
     QTextCursor,
 )
 from PySide6.QtWidgets import (
+    QApplication,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
+    QSplitter,
     QTextEdit,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from explorer.theme import THEME, mono_font, ui_font
-from explorer.widgets.layout import QuietLabel
-from explorer.widgets.token_strip import ChipScroll, TokenStrip
+from explorer.theme import NOTIFIER, THEME, mono_font, ui_font
+from explorer.widgets.layout import QuietLabel, flow_bar
+from explorer.widgets.token_strip import ChipLegend, ChipScroll, TokenStrip
 from model.step_result import StepResult
 
 if TYPE_CHECKING:
@@ -48,6 +53,9 @@ if TYPE_CHECKING:
 DEBOUNCE_MS = 300  # typing pauses this long before generation restarts from the new prompt
 EDITOR_KEYS_NOTE = ("While the prompt editor has the keyboard focus, Space, Backspace and the "
                     "arrow keys edit the text; press Esc or click the tokens to leave it.")
+#: the line under the controls: how to step, and what to do first while typing
+KEYS_HINT = "Space / → / PageDown: next token · ← / PageUp: back · F5: presenter mode"
+EDITING_HINT = "Typing in the prompt — press Esc to step with Space / → / PageDown"
 
 
 def qt_spans(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -73,6 +81,21 @@ class _EditorFilter(QObject):
         return False
 
 
+class _FocusHint(QObject):
+    """Keeps the panel's key hint in step with where the keyboard focus is."""
+
+    def __init__(self, panel: PromptPanel):
+        super().__init__(panel)
+        self._panel = panel
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            app.focusChanged.connect(self._on_focus)
+
+    @Slot(QWidget, QWidget)
+    def _on_focus(self, _old, _new) -> None:
+        self._panel.update_keys_hint()
+
+
 class PromptPanel(QWidget):
     """Prompt editor, token chips, and the Step / Run / Back / Reset controls."""
 
@@ -92,8 +115,6 @@ class PromptPanel(QWidget):
         self.editor.setToolTip("The prompt. Generation starts again from it after you stop typing.\n"
                                + EDITOR_KEYS_NOTE)
         self.editor.setTabChangesFocus(True)
-        fm = QFontMetrics(self.editor.font())
-        self.editor.setFixedHeight(fm.lineSpacing() * 3 + 16)
         self.editor.textChanged.connect(self._on_text_changed)
         self._filter = _EditorFilter(self.leave_editor)
         self.editor.installEventFilter(self._filter)
@@ -111,8 +132,6 @@ class PromptPanel(QWidget):
         note_row.addWidget(self.note, 1)
         note_row.addWidget(self.remove_button)
 
-        buttons = QHBoxLayout()
-        buttons.setContentsMargins(0, 0, 0, 0)
         self.step_button = self._tool(self.act_step)
         self.back_button = self._tool(self.act_back)
         self.reset_button = self._tool(self.act_reset)
@@ -133,21 +152,66 @@ class PromptPanel(QWidget):
         # new text each step: a QuietLabel does not re-lay out the window for it
         self.info = QuietLabel(self, align=Qt.AlignmentFlag.AlignRight)
         self.info.setStyleSheet(f"color: {THEME.muted};")
-        for w in (self.step_button, self.back_button, self.reset_button, self.resample_button):
-            buttons.addWidget(w)
-        buttons.addSpacing(16)
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.run_count)
-        buttons.addWidget(self.run_interval)
-        buttons.addStretch(1)
-        buttons.addWidget(self.info)
+        # the controls wrap onto a second line in a narrow dock instead of widening the window
+        self.buttons, _flow = flow_bar(self, self.step_button, self.back_button,
+                                       self.reset_button, self.resample_button, self.run_button,
+                                       self.run_count, self.run_interval)
+        self.keys_hint = QLabel(KEYS_HINT, self)
+        self.keys_hint.setObjectName("keysHint")
+        self.keys_hint.setWordWrap(True)
+        self.keys_hint.setStyleSheet(f"color: {THEME.muted};")
+        hint_row = QHBoxLayout()
+        hint_row.setContentsMargins(0, 0, 0, 0)
+        hint_row.addWidget(self.keys_hint, 1)
+        hint_row.addWidget(self.info)
+        self._fit_editor()
+        NOTIFIER.changed.connect(self._fit_editor)
 
         self.strip = TokenStrip(self)
         self.strip.chip_clicked.connect(self._on_chip_clicked)
         self.strip.chip_double_clicked.connect(self._on_chip_double_clicked)
         self.strip.rewind_requested.connect(self.session.rewind_to_token)
         self.scroll = ChipScroll(self.strip, self)
-        self.scroll.setMinimumHeight(70)
+        self.scroll.setMinimumHeight(52)
+        self.legend = ChipLegend(self)
+
+        # the same text as plain text beside the chips: a screen reader reads it aloud, and it
+        # can be selected and copied
+        self.text_view = QPlainTextEdit(self)
+        self.text_view.setObjectName("plainText")
+        self.text_view.setReadOnly(True)
+        self.text_view.setFont(ui_font(THEME.font_pt + 1))
+        self.text_view.setAccessibleName("Prompt and generated text")
+        self.text_view.setToolTip("The prompt and the generated text as plain text "
+                                  "(select and copy it)")
+        self.text_view.setMinimumWidth(120)
+        self.text_view.setMinimumHeight(36)
+        self.copy_button = QToolButton(self)
+        self.copy_button.setText("Copy text")
+        self.copy_button.setToolTip("Copy the prompt and the generated text to the clipboard")
+        self.copy_button.clicked.connect(self.copy_text)
+        text_box = QWidget(self)
+        tlay = QVBoxLayout(text_box)
+        tlay.setContentsMargins(0, 0, 0, 0)
+        tlay.setSpacing(2)
+        thead = QHBoxLayout()
+        thead.addWidget(QLabel("Text", text_box))
+        thead.addStretch(1)
+        thead.addWidget(self.copy_button)
+        tlay.addLayout(thead)
+        tlay.addWidget(self.text_view, 1)
+        chips_box = QWidget(self)
+        clay = QVBoxLayout(chips_box)
+        clay.setContentsMargins(0, 0, 0, 0)
+        clay.setSpacing(2)
+        clay.addWidget(self.scroll, 1)
+        clay.addWidget(self.legend)
+        self.split = QSplitter(Qt.Orientation.Horizontal, self)
+        self.split.setChildrenCollapsible(True)
+        self.split.addWidget(chips_box)
+        self.split.addWidget(text_box)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 1)
         # the heads switched off, right above the tokens they produced (hidden when none)
         self.ablation_note = QLabel(self)
         self.ablation_note.setObjectName("ablationNote")
@@ -162,9 +226,11 @@ class PromptPanel(QWidget):
         lay.setSpacing(6)
         lay.addWidget(self.editor)
         lay.addLayout(note_row)
-        lay.addLayout(buttons)
+        lay.addWidget(self.buttons)
+        lay.addLayout(hint_row)
         lay.addWidget(self.ablation_note)
-        lay.addWidget(self.scroll, 1)
+        lay.addWidget(self.split, 1)
+        self._focus_hook = _FocusHint(self)
 
         session.step_ready.connect(self._on_step)
         session.model_changed.connect(self._on_model_changed)
@@ -191,9 +257,11 @@ class PromptPanel(QWidget):
             a.triggered.connect(slot)
             return a
 
-        self.act_step = act("Step \u25b6", ["Space", "Right"], "Generate one token", self.step)
-        self.act_back = act("\u25c0 Back", ["Left", "Backspace"], "Undo the last generated token",
-                            self.back)
+        # PageDown / PageUp: what presentation clickers send
+        self.act_step = act("Step \u25b6", ["Space", "Right", "PgDown"], "Generate one token",
+                            self.step)
+        self.act_back = act("\u25c0 Back", ["Left", "Backspace", "PgUp"],
+                            "Undo the last generated token", self.back)
         self.act_reset = act("Reset", ["Home"], "Back to the prompt: drop every generated token",
                              self.reset)
         self.act_resample = act("Resample", ["R"],
@@ -249,6 +317,30 @@ class PromptPanel(QWidget):
 
     def leave_editor(self) -> None:
         self.strip.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    @Slot()
+    def _fit_editor(self) -> None:
+        """Two lines of the editor's font (it scrolls beyond): the chips get the room."""
+        fm = QFontMetrics(self.editor.font())
+        self.editor.setFixedHeight(fm.lineSpacing() * 2 + 14)
+        self.update_keys_hint()  # its colour comes from the theme
+
+    def update_keys_hint(self) -> None:
+        """Say how to step; while the editor has the focus, that Esc comes first."""
+        editing = self.editor.hasFocus()
+        self.keys_hint.setText(EDITING_HINT if editing else KEYS_HINT)
+        self.keys_hint.setStyleSheet(f"color: {THEME.accent2 if editing else THEME.muted};")
+
+    def plain_text(self) -> str:
+        """The prompt and the generated text of the context window, as plain text."""
+        r = self.session.result
+        if r is None:
+            return ""
+        return ("…" if r.cropped else "") + "".join(r.tokens)
+
+    @Slot()
+    def copy_text(self) -> None:
+        QApplication.clipboard().setText(self.plain_text())
 
     # -- prompt -------------------------------------------------------------------------------
     def set_prompt_text(self, text: str, apply: bool = True) -> None:
@@ -338,6 +430,10 @@ class PromptPanel(QWidget):
     def _on_step(self, result: StepResult) -> None:
         self._set_enabled(True)
         self.strip.set_result(result)
+        text = self.plain_text()
+        if text != self.text_view.toPlainText():
+            self.text_view.setPlainText(text)
+            self.text_view.moveCursor(QTextCursor.MoveOperation.End)
         r = result
         self._show_ablation(r)
         cfg = r.config or self.session.config
@@ -376,4 +472,5 @@ class PromptPanel(QWidget):
             self.session.select_token(i)
 
 
-__all__ = ["PromptPanel", "TokenStrip", "DEBOUNCE_MS", "EDITOR_KEYS_NOTE", "qt_spans"]
+__all__ = ["PromptPanel", "TokenStrip", "DEBOUNCE_MS", "EDITOR_KEYS_NOTE", "KEYS_HINT",
+           "EDITING_HINT", "qt_spans"]

@@ -2,7 +2,7 @@
 a label that changes text every step without re-laying out the window (:class:`QuietLabel`)."""
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, QRect, QSize, Qt
+from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, QTimer
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.theme import THEME
+from explorer.theme import THEME, css_pt, pt
 
 TEXT_PT = 12  # explanations and formulas beside the plots
 
@@ -20,8 +20,8 @@ TEXT_PT = 12  # explanations and formulas beside the plots
 def rich_text(title: str, formula: str, *paragraphs: str) -> str:
     """The explanation beside a plot: a title, the formula, a few sentences."""
     body = "".join(f"<p>{p}</p>" for p in paragraphs if p)
-    return (f"<p style='font-size:{TEXT_PT + 2}pt'><b>{title}</b></p>"
-            f"<p style='font-size:{TEXT_PT + 1}pt; color:{THEME.accent}'>{formula}</p>{body}")
+    return (f"<p style='font-size: {css_pt(TEXT_PT + 2)}'><b>{title}</b></p>"
+            f"<p style='font-size: {css_pt(TEXT_PT + 1)}; color:{THEME.accent}'>{formula}</p>{body}")
 
 
 def explanation_pane(margin: int, min_width: int,
@@ -33,7 +33,7 @@ def explanation_pane(margin: int, min_width: int,
     label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
     label.setMargin(margin)
     f = label.font()
-    f.setPointSize(TEXT_PT)
+    f.setPointSizeF(pt(TEXT_PT))
     label.setFont(f)
     scroll = QScrollArea()
     scroll.setWidgetResizable(True)
@@ -44,11 +44,11 @@ def explanation_pane(margin: int, min_width: int,
     return label, scroll
 
 
-def status_label(pt: int = TEXT_PT) -> QLabel:
+def status_label(size: float = TEXT_PT) -> QLabel:
     """One line under a plot for hover values; long text never widens the panel."""
     label = QLabel(" ")
     f = label.font()
-    f.setPointSize(pt)
+    f.setPointSizeF(pt(size))
     label.setFont(f)
     label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     label.setMinimumWidth(1)
@@ -197,3 +197,69 @@ class QuietLabel(QWidget):
     def resizeEvent(self, e) -> None:  # noqa: N802
         self.label.setGeometry(self.rect())
         super().resizeEvent(e)
+
+
+class DockScroll(QScrollArea):
+    """What a dock holds: its panel in a scroll area. A dock may be made smaller than the panel's
+    minimum (a 1024 × 768 projector, 200 % scaling): the panel then scrolls instead of pushing
+    the window off the screen or being squeezed until its widgets overlap. ``panel`` is the
+    panel.
+
+    The panel fills the view and is only made larger than it when it must be: its minimum
+    height at the view's width (a word-wrapped text needs more lines when narrow). QScrollArea
+    would size a panel with wrapped text to its preferred height instead, and scroll although
+    the panel fits."""
+
+    MIN_W, MIN_H = 160, 90
+
+    def __init__(self, panel: QWidget, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("dockScroll")
+        self.setWidgetResizable(False)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setMinimumSize(self.MIN_W, self.MIN_H)
+        self._refit = QTimer(self)  # owned: never fires after the dock is gone
+        self._refit.setSingleShot(True)
+        self._refit.setInterval(0)
+        self._refit.timeout.connect(self.fit)
+        self.panel = panel
+        self.setWidget(panel)
+        panel.installEventFilter(self)
+
+    def set_panel(self, panel: QWidget) -> QWidget | None:
+        """Hold ``panel`` instead; returns the old one (the caller deletes it)."""
+        old = self.takeWidget()
+        if old is not None:
+            old.removeEventFilter(self)
+        self.panel = panel
+        self.setWidget(panel)
+        panel.installEventFilter(self)
+        self.fit()
+        return old
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        return self.panel.sizeHint()
+
+    def fit(self) -> None:
+        """The panel as large as the view, and never below its minimum at that width."""
+        view = self.viewport().size()
+        panel = self.panel
+        m = panel.minimumSizeHint().expandedTo(panel.minimumSize())
+        w = max(view.width(), m.width())
+        lay = panel.layout()
+        min_h = m.height()
+        if lay is not None and lay.hasHeightForWidth():
+            min_h = max(min_h, lay.totalMinimumHeightForWidth(w))
+        h = max(view.height(), min_h)
+        if panel.size() != QSize(w, h):
+            panel.resize(w, h)
+
+    def viewportEvent(self, e) -> bool:  # noqa: N802 - Qt API
+        if e.type() == QEvent.Type.Resize:
+            self.fit()
+        return super().viewportEvent(e)
+
+    def eventFilter(self, obj, e) -> bool:  # noqa: N802 - Qt API
+        if obj is self.panel and e.type() == QEvent.Type.LayoutRequest:
+            self._refit.start()  # after the panel's layout has settled
+        return False

@@ -26,7 +26,18 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPen, qRgba
 from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
-from explorer.theme import DIVERGING, SEQUENTIAL, THEME, ui_font
+from explorer.theme import (
+    CYCLIC,
+    DIVERGING,
+    NOTIFIER,
+    SEQUENTIAL,
+    THEME,
+    colormap_name,
+    css_pt,
+    pt,
+    ui_font,
+    zoom,
+)
 from explorer.widgets.axes import FastAxis
 from explorer.widgets.exports import (
     add_export_actions,
@@ -37,17 +48,18 @@ from explorer.widgets.exports import (
 )
 
 TICK_PT = 11  # axis labels: readable on a projector
+# colour-map roles: the palette in use (standard or colour-blind safe) picks the map
 PROB_CMAP = SEQUENTIAL  # attention probabilities, 0..1
 DIVERGING_CMAP = DIVERGING  # signed values: scores, embeddings, activations
-CYCLIC_CMAP = "CET-C6"  # angles (rotary)
+CYCLIC_CMAP = CYCLIC  # angles (rotary)
 MASK_FILL = QColor(60, 62, 70)
 MASK_HATCH = QColor(140, 144, 156)
 HIGHLIGHT = QColor(THEME.accent2)
 
 
-def tick_font(pt: int = TICK_PT) -> QFont:
+def tick_font(size: float = TICK_PT) -> QFont:
     f = QFont()
-    f.setPointSize(pt)
+    f.setPointSizeF(pt(size))
     return f
 
 
@@ -73,8 +85,8 @@ def style_plot(plot: pg.PlotItem, title: str | None = None, x: str | None = None
         if name in ("right", "top"):  # hidden in these plots: with the SI prefix on, every
             ax.enableAutoSIPrefix(False)  # range change re-renders its (empty) label's HTML
     if title:
-        plot.setTitle(title, color=THEME.text, size=f"{THEME.font_pt + 1}pt")
-    label_style = {"color": THEME.muted, "font-size": f"{THEME.font_pt}pt"}
+        plot.setTitle(title, color=THEME.text, size=css_pt(THEME.font_pt + 1))
+    label_style = {"color": THEME.muted, "font-size": css_pt(THEME.font_pt)}
     if x:
         plot.setLabel("bottom", x, **label_style)
     if y:
@@ -94,6 +106,7 @@ class TextLabels(pg.GraphicsObject):
         super().__init__()
         self._items: list[tuple[float, float, str, QColor]] = []
         self._font = font or ui_font(THEME.font_pt - 1)
+        self._base_pt = self._font.pointSizeF() / zoom()  # the size at 100 %: follows the zoom
         self._offset = offset_px
 
     def set_labels(self, items: Sequence[tuple[float, float, str, QColor]]) -> None:
@@ -116,13 +129,15 @@ class TextLabels(pg.GraphicsObject):
         t = p.transform()
         p.save()
         p.resetTransform()
+        if abs(self._font.pointSizeF() - pt(self._base_pt)) > 0.01:
+            self._font.setPointSizeF(pt(self._base_pt))
         p.setFont(self._font)
         fm = QFontMetricsF(self._font)
         dy = (fm.ascent() - fm.descent()) / 2
         for x, y, text, colour in self._items:
-            pt = t.map(QPointF(x, y))
+            at = t.map(QPointF(x, y))
             p.setPen(colour)
-            p.drawText(QPointF(pt.x() + self._offset, pt.y() + dy), text)
+            p.drawText(QPointF(at.x() + self._offset, at.y() + dy), text)
         p.restore()
 
 
@@ -324,7 +339,7 @@ class HeatmapWidget(pg.GraphicsLayoutWidget):
                  col_title: str = "", name: str = "heatmap", numeric: bool = False):
         super().__init__(parent)
         self.name = name
-        self.ci.setContentsMargins(2, 10, 2, 2)  # room for the colour bar's top label
+        self._bar_margins()
         self.row_axis = LabelAxis("left", numeric=numeric)
         self.col_axis = LabelAxis("bottom", numeric=numeric)
         self.plot: pg.PlotItem = self.addPlot(row=0, col=0,
@@ -332,7 +347,7 @@ class HeatmapWidget(pg.GraphicsLayoutWidget):
                                                          "bottom": self.col_axis})
         self.plot.invertY(True)
         self.plot.setDefaultPadding(0.0)
-        label_style = {"font-size": f"{TICK_PT}pt"}
+        label_style = {"font-size": css_pt(TICK_PT)}
         if row_title:
             self.plot.setLabel("left", row_title, **label_style)
         if col_title:
@@ -352,7 +367,9 @@ class HeatmapWidget(pg.GraphicsLayoutWidget):
         self.plot.addItem(self._row_mark, ignoreBounds=True)
         # the bar only draws the scale: the image's levels and look-up table are set here, so
         # an image of colour codes (set_codes) can share the bar with one of values
-        self.colorbar = pg.ColorBarItem(values=levels, colorMap=colormap, interactive=False,
+        self._cmap_role = colormap
+        self.colorbar = pg.ColorBarItem(values=levels, colorMap=colormap_name(colormap),
+                                        interactive=False,
                                         width=16, colorMapMenu=False)
         self.colorbar.axis.setStyle(tickFont=tick_font())
         # no label on the bar: the SI prefix only re-rendered its empty label at every new range
@@ -360,6 +377,7 @@ class HeatmapWidget(pg.GraphicsLayoutWidget):
         self.addItem(self.colorbar, row=0, col=1)
         self._levels = (float(levels[0]), float(levels[1]))
         self._luts(colormap)
+        NOTIFIER.changed.connect(self._on_look_changed)
         self._display: np.ndarray | None = None
         self._export: np.ndarray | None = None
         self._shape = (0, 0)
@@ -372,15 +390,29 @@ class HeatmapWidget(pg.GraphicsLayoutWidget):
 
     # -- data ----------------------------------------------------------------------------------
     def _luts(self, name: str) -> None:
-        cmap = pg.colormap.get(name)
+        cmap = pg.colormap.get(colormap_name(name))
         self._lut = cmap.getLookupTable(nPts=256, alpha=True)
         codes = cmap.getLookupTable(nPts=MASKED_CODE, alpha=True)  # 0..254: values
         self._lut_codes = np.vstack([codes, [[0, 0, 0, 0]]]).astype(np.uint8)  # 255: masked
 
     def set_colormap(self, name: str) -> None:
-        self.colorbar.setColorMap(name)
+        """A colour-map role (PROB_CMAP, DIVERGING_CMAP, CYCLIC_CMAP) or a map's own name."""
+        self._cmap_role = name
+        self.colorbar.setColorMap(colormap_name(name))
         self._luts(name)
         self.image.setLookupTable(self._lut_codes if self.is_codes else self._lut)
+
+    def _on_look_changed(self) -> None:
+        # the palette may map this role to another colour map now; the text size changed the
+        # room the colour bar's end labels need
+        self.set_colormap(self._cmap_role)
+        self._bar_margins()
+
+    def _bar_margins(self) -> None:
+        """Room above and below the plot for half a line: the colour bar's labels at its two
+        ends ("1.0", "0") are centred on the ends and were cut in half."""
+        half = int(QFontMetricsF(tick_font()).height() / 2) + 2
+        self.ci.setContentsMargins(2, half, 2, half)
 
     @property
     def levels(self) -> tuple[float, float]:
@@ -628,7 +660,7 @@ class SeriesPlot(pg.GraphicsLayoutWidget):
         for a in ("left", "bottom"):
             self.plot.getAxis(a).setStyle(tickFont=tick_font())
             self.plot.getAxis(a).enableAutoSIPrefix(False)  # "0.04", not "40 (x0.001)"
-        style = {"font-size": f"{TICK_PT}pt"}
+        style = {"font-size": css_pt(TICK_PT)}
         if x_title:
             self.plot.setLabel("bottom", x_title, **style)
         if y_title:

@@ -17,7 +17,7 @@ from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import QMenu, QScrollArea, QSizePolicy, QWidget
 
-from explorer.theme import THEME, mono_font, prob_color
+from explorer.theme import NOTIFIER, PROB_BANDS, THEME, mono_font, prob_color, text_on
 from model.step_result import StepResult
 
 # chip index of the "… n earlier" marker and of the ghost chip (the planned token)
@@ -61,6 +61,7 @@ class TokenStrip(QWidget):
         self._min_w = 8
         # (look, width, height, device pixel ratio) -> chip image
         self._chip_cache: dict[tuple, QPixmap] = {}
+        NOTIFIER.changed.connect(self._on_look_changed)
 
     # -- data ---------------------------------------------------------------------------------
     def set_result(self, result: StepResult | None) -> None:
@@ -89,6 +90,10 @@ class TokenStrip(QWidget):
             self._safe_relayout(w)
         return self._height
 
+    def row_tops(self) -> list[int]:
+        """The y of each line of chips, top to bottom (for the last layout width)."""
+        return sorted({y for _x, y, _w, _i in self._chips})
+
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(600, self._height)
 
@@ -105,6 +110,14 @@ class TokenStrip(QWidget):
             self._chip_cache.clear()
             self._looks = None
         super().changeEvent(e)
+
+    @Slot()
+    def _on_look_changed(self) -> None:
+        # another theme or palette: chip colours are cached by probability
+        self._fills.clear()
+        self._chip_cache.clear()
+        self._looks = None
+        self.update()
 
     def _safe_relayout(self, width: int) -> None:
         # An exception escaping a virtual called from inside another Qt call can crash PySide6;
@@ -196,9 +209,8 @@ class TokenStrip(QWidget):
         looks: list[tuple] = []
         colours: list[tuple[QColor, QColor] | None] = []
         if r is not None:
-            prompt_fill, light, dark = QColor(THEME.prompt_chip), QColor(THEME.text), \
-                QColor("#0b0c10")
-            prompt_rgba, light_rgba, dark_rgba = prompt_fill.rgba(), light.rgba(), dark.rgba()
+            prompt_fill, light = QColor(THEME.prompt_chip), QColor(THEME.text)
+            prompt_rgba, light_rgba = prompt_fill.rgba(), light.rgba()
             forced = r.token_forced
             forced = forced.tolist() if forced is not None else None
             probs = r.token_probs.tolist()
@@ -219,7 +231,9 @@ class TokenStrip(QWidget):
                             fills.clear()
                         c = prob_color(probs[i])
                         fill_rgba = fills[probs[i]] = (c, c.rgba())
-                    (fill, rgba), fg, fg_rgba = fill_rgba, dark, dark_rgba
+                    fill, rgba = fill_rgba
+                    fg = text_on(fill)
+                    fg_rgba = fg.rgba()
                 else:
                     fill, rgba, fg, fg_rgba = prompt_fill, prompt_rgba, light, light_rgba
                 if i == hover:
@@ -419,8 +433,16 @@ class ChipScroll(QScrollArea):
 
     @Slot()
     def fit(self) -> None:
-        w = self.viewport().width()
-        h = max(self.strip.heightForWidth(w), self.viewport().height())
+        w, view = self.viewport().width(), self.viewport().height()
+        need = self.strip.heightForWidth(w)
+        h = max(need, view)
+        if need > view:
+            # room below the last line so that scrolled to the end the view starts at a line of
+            # chips: a projector then never shows a line cut in half at the top
+            m = self.strip.MARGIN
+            tops = [t - m for t in self.strip.row_tops() if t - m + view >= need]
+            if tops:
+                h = max(need, min(tops) + view)
         if self.strip.size() != QSize(w, h):
             self.strip.resize(w, h)
 
@@ -430,3 +452,64 @@ class ChipScroll(QScrollArea):
 
 
 __all__ = ["TokenStrip", "ChipScroll"]
+
+
+class ChipLegend(QWidget):
+    """What a generated chip's colour means: one swatch per probability band (theme.PROB_BANDS),
+    in the palette in use, plus the neutral prompt chip."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("chipLegend")
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.setToolTip("Generated tokens are coloured by the probability they had when chosen")
+        NOTIFIER.changed.connect(self._on_look_changed)
+
+    @Slot()
+    def _on_look_changed(self) -> None:
+        self.updateGeometry()
+        self.update()
+
+    def items(self) -> list[tuple[str, QColor]]:
+        """(text, fill) of each swatch, left to right."""
+        out = [("prompt", QColor(THEME.prompt_chip))]
+        for p in PROB_BANDS:
+            out.append((f"{p * 100:g}%", prob_color(p)))
+        return out
+
+    def _title(self) -> str:
+        return "chosen with probability"
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        fm = self.fontMetrics()
+        w = fm.horizontalAdvance(self._title()) + 12
+        for text, _ in self.items():
+            w += fm.horizontalAdvance(text) + 16 + 4
+        return QSize(w, fm.height() + 8)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(40, self.fontMetrics().height() + 8)
+
+    def paintEvent(self, e: QPaintEvent) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        fm = self.fontMetrics()
+        h = fm.height() + 4
+        x = 0
+        items = self.items()
+        need = self.sizeHint().width()
+        if need <= self.width():  # the title only when everything fits
+            p.setPen(QColor(THEME.muted))
+            title = self._title()
+            p.drawText(QRect(0, 0, fm.horizontalAdvance(title) + 4, self.height()),
+                       Qt.AlignmentFlag.AlignVCenter, title)
+            x = fm.horizontalAdvance(title) + 12
+        for i, (text, fill) in enumerate(items):
+            w = fm.horizontalAdvance(text) + 16
+            rect = QRect(x, (self.height() - h) // 2, w, h)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(fill)
+            p.drawRoundedRect(rect.adjusted(1, 1, -1, -1), 4, 4)
+            p.setPen(QColor(THEME.text) if i == 0 else text_on(fill))
+            p.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+            x += w + 4

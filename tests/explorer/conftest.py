@@ -28,6 +28,17 @@ def _destroy_leftovers(qapp):
 
 
 @pytest.fixture(autouse=True)
+def _default_look():
+    """The look (theme, zoom, palette) is application-wide: a test that changes it puts it back."""
+    yield
+    from explorer import theme
+
+    theme.set_theme("dark")
+    theme.set_zoom(1.0)
+    theme.set_palette("standard")
+
+
+@pytest.fixture(autouse=True)
 def _private_settings(tmp_path, monkeypatch):
     """Every test gets its own settings file: tests never touch the user's settings."""
     path = tmp_path / "settings.ini"

@@ -205,7 +205,7 @@ def test_closing_during_a_long_training_step_waits_saves_and_then_closes(
     if w.panels_pending:
         with qtbot.waitSignal(w.panels_loaded, timeout=20000):
             pass
-    panel = w.docks["Training"].widget()
+    panel = w.panels["Training"]
     panel.auto_measure = False
     tiny_run(panel)
     with qtbot.waitSignal(panel.run_started, timeout=20000):

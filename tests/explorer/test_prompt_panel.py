@@ -210,3 +210,24 @@ def test_keypad_enter_runs_like_enter(qtbot, window):
         assert s.result.n_generated == 3
         step_and_wait(qtbot, window, s.reset)
     assert p.editor.toPlainText() == "Hello"  # the editor did not take it for a new line
+
+
+def test_chips_scrolled_to_the_end_start_at_a_line_not_half_way_through_one(qtbot, window):
+    """On a short prompt dock the newest chips are shown with the view starting at a line of
+    chips: no line cut in half along the top edge (a projector shows that as garbage)."""
+    s, p = window.session, window.prompt_panel
+    with qtbot.waitSignal(s.step_ready, timeout=DEBOUNCE_MS + 5000):
+        p.set_prompt_text("a line of text\n" * 12)
+    scroll = p.scroll
+    for height in (61, 67, 73, 80):  # views that are not a whole number of lines
+        scroll.setFixedHeight(height)
+        qtbot.waitUntil(lambda h=height: scroll.height() == h, timeout=2000)
+        scroll.fit()
+        bar = scroll.verticalScrollBar()
+        assert bar.maximum() > 0
+        bar.setValue(bar.maximum())
+        tops = p.strip.row_tops()
+        assert bar.value() + p.strip.MARGIN in tops
+        # and the last line is whole
+        bottom = p.strip.heightForWidth(scroll.viewport().width()) - p.strip.MARGIN
+        assert bar.value() + scroll.viewport().height() >= bottom

@@ -69,7 +69,7 @@ def test_the_gui_thread_never_touches_a_torch_module(qtbot, make_window, tiny_mo
         with qtbot.waitSignal(w.panels_loaded, timeout=20000):
             pass
     s = w.session
-    panel = w.docks["Training"].widget()
+    panel = w.panels["Training"]
     panel.auto_measure = False
     positional = w.docks["Positional encoding"]
     positional.show()
@@ -81,7 +81,7 @@ def test_the_gui_thread_never_touches_a_torch_module(qtbot, make_window, tiny_mo
         w.open_model(tiny_models["other"])
     with qtbot.waitSignal(s.step_ready, timeout=10000):
         s.step()
-    positional.widget().redraw_now()
+    w.panels["Positional encoding"].redraw_now()
     with qtbot.waitSignal(s.model_saved, timeout=10000):
         s.save_checkpoint(tmp_path / "explored.safetensors")
 

@@ -332,7 +332,7 @@ def test_closing_the_main_window_during_training_saves_and_stops(qtbot, make_win
     if w.panels_pending:
         with qtbot.waitSignal(w.panels_loaded, timeout=20000):
             pass
-    panel = w.docks["Training"].widget()
+    panel = w.panels["Training"]
     assert isinstance(panel, TrainingPanel)
     panel.auto_measure = False
     configure(panel)

@@ -112,7 +112,8 @@ def test_examples_menu_lists_assets(window, tmp_path, monkeypatch, tiny_models):
     import model.shipped
 
     window._fill_examples()  # the models that ship with the package
-    assert [a.text() for a in window.examples_menu.actions()] == ["induction", "shakespeare_char"]
+    assert [a.text() for a in window.examples_menu.actions()] == [
+        "induction", "shakespeare_bpe", "shakespeare_char"]
     (tmp_path / "a.safetensors").write_bytes(tiny_models["tiny"].read_bytes())
     (tmp_path / "a.optim.safetensors").write_bytes(b"x")
     monkeypatch.setattr(model.shipped, "MODELS", tmp_path)
@@ -308,13 +309,13 @@ def test_deferred_panels_fill_their_placeholders(qtbot, monkeypatch, tiny_models
     qtbot.addWidget(w)
     try:
         assert "Missing" not in w.docks  # no module: no placeholder
-        assert isinstance(w.docks["Second"].widget(), QLabel) and w.panels_pending
+        assert isinstance(w.panels["Second"], QLabel) and w.panels_pending
         w.show()
         with qtbot.waitSignal(s.step_ready, timeout=20000):
             s.start(tiny_models["tiny"])
         with qtbot.waitSignal(w.panels_loaded, timeout=10000):
             w.load_optional_panels_soon()
-        second = w.docks["Second"].widget()
+        second = w.panels["Second"]
         assert type(second).__name__ == "DistributionPanel" and not w.panels_pending
         qtbot.waitUntil(lambda: second.redraws > 0)  # it started from the session's state
         assert "Broken" not in w.docks and "NoSuchPanel" in w.panel_errors["Broken"]
@@ -333,3 +334,19 @@ def test_an_encoder_decoder_model_is_refused_with_a_dialog(qtbot, window, dialog
     (kind, title, text), = dialogs
     assert kind == "warning" and "encoder-decoder" in text and "python -m model" in text
     assert s.model is model  # the decoder goes on
+
+
+def test_dock_tabs_show_whole_titles(qtbot, make_window, tiny_models):
+    """Tabbed docks: titles whole ("Attention", not "Attenti…"), scroll arrows when crowded."""
+    from PySide6.QtWidgets import QTabBar
+
+    window = make_window(tiny_models["tiny"], optional_panels=True)
+    window.resize(1024, 768)
+    qtbot.wait(50)
+    bars = [b for b in window.findChildren(QTabBar) if b.count() > 1]
+    assert bars
+    titles = []
+    for bar in bars:
+        assert bar.elideMode() == Qt.TextElideMode.ElideNone and bar.usesScrollButtons()
+        titles += [bar.tabText(i) for i in range(bar.count())]
+    assert "Attention" in titles and "Positional encoding" in titles  # the docks' own tabs

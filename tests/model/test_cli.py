@@ -101,6 +101,32 @@ def test_eval_prints_validation_loss(trained, corpus, capsys):
     assert 0 < data["loss"] < np.log(load_checkpoint(trained).config.vocab_size) + 1
 
 
+def test_eval_gives_the_loss_per_character(trained, corpus, tmp_path, capsys):
+    # a character model: one token per character, so the two figures agree
+    assert main(["eval", "--checkpoint", str(trained), "--corpus", str(corpus), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["characters"] == data["tokens"]
+    assert data["loss_per_char"] == pytest.approx(data["loss"])
+    # a BPE model: the same total loss spread over the characters its predicted tokens cover
+    bpe = tmp_path / "bpe.safetensors"
+    assert main(["train", "--corpus", str(corpus), "--out", str(bpe), "--steps", "5",
+                 "--tokenizer", "bpe:300", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(bpe), "--corpus", str(corpus), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    tok = load_checkpoint(bpe).tokenizer
+    ids = tok.encode(TEXT)
+    n_val = max(int(len(ids) * 0.1), 16 + 1)  # the last 10 %, at least a block (16) + 1
+    predicted = ids[len(ids) - n_val + 1:]  # every validation token but the first
+    assert data["tokens"] == len(predicted)
+    assert data["characters"] == len(tok.decode(predicted)) > data["tokens"]
+    assert data["loss_per_char"] == pytest.approx(data["loss"] * len(predicted)
+                                                  / data["characters"])
+    assert data["loss_per_char"] < data["loss"]
+    main(["eval", "--checkpoint", str(bpe), "--corpus", str(corpus)])
+    assert f"{data['loss_per_char']:.4f} per character" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, expected", [
     (["generate", "--checkpoint", "{missing}", "--prompt", "a"], "no such file"),
     (["generate", "--checkpoint", "{corrupt}", "--prompt", "a"], "corrupt.safetensors"),

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from model.bpe_tokenizer import BPETokenizer
 from model.checkpoints import load_checkpoint
 from model.config import CaptureSpec, SampleConfig
 from model.stepper import Stepper, generate_text
@@ -20,6 +21,7 @@ from model.tasks import best_head, head_scores, previous_token_scores
 MODELS = Path(__file__).resolve().parents[2] / "model" / "assets" / "models"
 SHAKESPEARE = MODELS / "shakespeare_char.safetensors"
 INDUCTION = MODELS / "induction.safetensors"
+SHAKESPEARE_BPE = MODELS / "shakespeare_bpe.safetensors"
 CARD = MODELS / "README.md"
 MB = 1e6  # the card's sizes are decimal megabytes
 
@@ -45,10 +47,12 @@ def card_section(filename: str) -> dict[str, str]:
     return rows
 
 
-def card_sample() -> str:
-    """The sample text the card shows for the default model."""
+def card_sample(filename: str = SHAKESPEARE.name) -> str:
+    """The sample text the card shows for a model (the default model unless named)."""
     text = CARD.read_text(encoding="utf-8")
-    m = re.search(r"Sample \(`python -m model generate[^`]*`[^)]*\):\s*```\n(.*?)```", text, re.S)
+    stem = re.escape(Path(filename).stem)  # the card names shipped models without the suffix
+    m = re.search(r"Sample \(`python -m model generate --checkpoint \S*" + stem
+                  + r"(?:\.safetensors)? [^`]*`[^)]*\):\s*```\n(.*?)```", text, re.S)
     assert m is not None, "the model card shows no sample"
     return m.group(1)
 
@@ -71,7 +75,7 @@ def card_facts(filename: str) -> dict:
         "pos_kind": re.search(r"\**(\w+)\** positional encoding", model).group(1),
         "n_params": _num(r"([\d,]+) parameters", model),
         "size_mb": _num(r"([\d.]+) MB", model),
-        "vocab_size": _num(r"(\d+) characters", rows["tokenizer"]),
+        "vocab_size": _num(r"([\d,]+) (?:characters|tokens)", rows["tokenizer"]),
         "steps": _num(r"([\d,]+) steps", training),
         "batch": _num(r"batch (\d+)", training),
         "lr": _num(r"LR ([\d.e-]+)", training),
@@ -144,6 +148,69 @@ def test_default_model_reproduces_the_card_sample(romeo_text):
     assert sample.startswith("ROMEO:")
     n = 100  # the start only: a later token could differ on other hardware (float rounding)
     assert ("ROMEO:" + romeo_text)[:n] == sample[:n]
+
+
+# -- the word-level (BPE) model ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shakespeare_bpe():
+    return load_checkpoint(SHAKESPEARE_BPE)
+
+
+@pytest.fixture(scope="module")
+def romeo_bpe_text(shakespeare_bpe):
+    """150 tokens after "ROMEO:" at temperature 0.8, seed 1 (the card's sample settings)."""
+    return generate_text(shakespeare_bpe.model, shakespeare_bpe.tokenizer, "ROMEO:", 150,
+                         SampleConfig(temperature=0.8, seed=1))
+
+
+def test_bpe_model_matches_its_card(shakespeare_bpe):
+    assert SHAKESPEARE_BPE.stat().st_size <= 20 * MB
+    check_against_card(SHAKESPEARE_BPE)
+    tok = shakespeare_bpe.tokenizer
+    assert isinstance(tok, BPETokenizer)
+    assert 1500 <= tok.vocab_size <= 2500  # "about 2,000"
+    # whole words are single tokens, with the space before them (byte-level BPE, GPT-2 style)
+    assert tok.token_pieces(tok.encode(" the king")) == ["␣the", "␣king"]
+
+
+def test_bpe_model_card_compares_per_character_with_the_character_model():
+    """The card's whole-split losses: per token × tokens / characters = per character, and the
+    character model's figure beside it is the one on that model's card."""
+    losses = card_section(SHAKESPEARE_BPE.name)["losses"]
+    per_token = _num(r"([\d.]+) per token over the whole", losses)
+    per_char = _num(r"([\d.]+) per character", losses)
+    n_tokens = _num(r"([\d,]+) tokens", losses)
+    n_chars = _num(r"([\d,]+) characters", losses)
+    assert per_char == pytest.approx(per_token * n_tokens / n_chars, abs=1e-4)
+    assert 2 <= n_chars / n_tokens <= 5  # a token covers a few characters
+    char_model = _num(r"validation ([\d.]+) over the whole validation split",
+                      card_section(SHAKESPEARE.name)["losses"])
+    assert _num(r"character model: ([\d.]+)", losses) == char_model
+
+
+def test_bpe_model_greedy_continuation_is_deterministic(shakespeare_bpe):
+    greedy = SampleConfig(temperature=0, seed=0)
+    a = generate_text(shakespeare_bpe.model, shakespeare_bpe.tokenizer, "KING RICHARD:\n", 30,
+                      greedy)
+    b = generate_text(shakespeare_bpe.model, shakespeare_bpe.tokenizer, "KING RICHARD:\n", 30,
+                      SampleConfig(temperature=0, seed=99))
+    assert a == b and len(a) > 30  # 30 tokens are more than 30 characters
+
+
+def test_bpe_model_writes_english_in_speaker_lines(romeo_bpe_text):
+    words = re.findall(r"[A-Za-z']+", romeo_bpe_text)
+    assert len(words) >= 60, romeo_bpe_text
+    common = set(words) & COMMON_WORDS
+    assert len(common) >= 5, sorted(common)
+    speakers = SPEAKER.findall(romeo_bpe_text)
+    assert len(speakers) >= 2, romeo_bpe_text
+
+
+def test_bpe_model_reproduces_the_card_sample(romeo_bpe_text):
+    sample = card_sample(SHAKESPEARE_BPE.name)
+    assert sample.startswith("ROMEO:")
+    n = 100  # the start only: a later token could differ on other hardware (float rounding)
+    assert ("ROMEO:" + romeo_bpe_text)[:n] == sample[:n]
 
 
 # -- the induction model --------------------------------------------------------------------------

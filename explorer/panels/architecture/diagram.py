@@ -23,12 +23,13 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsPathItem,
+    QGraphicsRectItem,
     QGraphicsScene,
     QGraphicsSimpleTextItem,
     QGraphicsView,
 )
 
-from explorer.theme import THEME
+from explorer.theme import THEME, pt
 from explorer.widgets.layout import TEXT_PT
 from model.anatomy import Add, Anatomy, Box, Layer, Positions, TokenEmbedding
 
@@ -95,7 +96,7 @@ class BlockItem(QGraphicsItem):
             d = self.width
             p.drawEllipse(QRectF(0, (BOX_H - d) / 2, d, d))
             f = QFont()
-            f.setPointSize(TEXT_PT + 3)
+            f.setPointSizeF(pt(TEXT_PT + 3))
             f.setBold(True)
             p.setFont(f)
             p.setPen(QColor(THEME.text))
@@ -155,14 +156,14 @@ class _ClickText(QGraphicsSimpleTextItem):
 
 def _title_font() -> QFont:
     f = QFont()
-    f.setPointSize(TEXT_PT - 1)
+    f.setPointSizeF(pt(TEXT_PT - 1))
     f.setBold(True)
     return f
 
 
 def _sub_font() -> QFont:
     f = QFont()
-    f.setPointSize(TEXT_PT - 2)
+    f.setPointSizeF(pt(TEXT_PT - 2))
     return f
 
 
@@ -177,8 +178,8 @@ def _box_width(box: Box) -> float:
 def _arrow(path_pts: list[QPointF], colour: str, width: float = 1.6, dashed=False,
            head: bool = True) -> QGraphicsPathItem:
     path = QPainterPath(path_pts[0])
-    for pt in path_pts[1:]:
-        path.lineTo(pt)
+    for point in path_pts[1:]:
+        path.lineTo(point)
     if head and len(path_pts) >= 2:
         a, b = path_pts[-2], path_pts[-1]
         d = b - a
@@ -412,7 +413,17 @@ class Diagram(QGraphicsView):
         t = QGraphicsSimpleTextItem("residual")
         t.setFont(_sub_font())
         t.setBrush(QBrush(QColor(colour)))
-        t.setPos(start.x() + 6, top - 13)
+        r = t.boundingRect()
+        t.setPos(start.x() + 8, top - r.height() / 2)
+        # the label sits on the arc with the background behind it: the line stops at the word
+        # instead of striking it through
+        back = QGraphicsRectItem(r.adjusted(-3, 0, 3, 0))
+        back.setPos(t.pos())
+        back.setBrush(QBrush(QColor(THEME.background)))
+        back.setPen(QPen(Qt.PenStyle.NoPen))
+        back.setZValue(5)
+        t.setZValue(6)
+        self.scene().addItem(back)
         self.scene().addItem(t)
 
     def fit(self) -> None:

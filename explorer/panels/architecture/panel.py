@@ -14,7 +14,7 @@ import html
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QAbstractTableModel, Qt
-from PySide6.QtGui import QColor, QFontMetricsF
+from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from explorer.panels.architecture.diagram import Diagram
 from explorer.redraws import LiveRedraw
-from explorer.theme import THEME
+from explorer.theme import THEME, colormap, css_pt, pt, text_on
 from explorer.widgets.exports import export_button
 from explorer.widgets.layout import TEXT_PT, explanation_pane, rich_text, status_label
 from explorer.widgets.plot_helpers import (
@@ -98,7 +98,6 @@ class LensModel(QAbstractTableModel):
         self.probs = np.zeros((0, 0, 1), np.float32)
         self.labels: list[str] = []
         self.tokenizer: Tokenizer | None = None  # labels the predicted tokens
-        self._cmap = pg.colormap.get(PROB_CMAP)
 
     def set_data(self, ids, probs, labels, tokenizer: Tokenizer | None) -> None:
         self.beginResetModel()
@@ -132,9 +131,9 @@ class LensModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return f"{self._tok(tok)}  {p:.2f}"
         if role == Qt.ItemDataRole.BackgroundRole:
-            return self._cmap.map(min(max(p, 0.0), 1.0), mode="qcolor")
+            return colormap(PROB_CMAP).map(min(max(p, 0.0), 1.0), mode="qcolor")
         if role == Qt.ItemDataRole.ForegroundRole:
-            return QColor("#0b0c10") if p > 0.55 else QColor(THEME.text)
+            return text_on(colormap(PROB_CMAP).map(min(max(p, 0.0), 1.0), mode="qcolor"))
         if role == Qt.ItemDataRole.ToolTipRole:
             k = self.ids.shape[2]
             top = ", ".join(f"'{self._tok(int(self.ids[r, c, j]))}' {self.probs[r, c, j]:.2f}"
@@ -183,7 +182,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.summary.setWordWrap(True)
         self.summary.setMinimumWidth(100)
         f = self.summary.font()
-        f.setPointSize(TEXT_PT)
+        f.setPointSizeF(pt(TEXT_PT))
         self.summary.setFont(f)
         bar.addWidget(self.summary, 1)
         self.collapse_box = QCheckBox("Collapse repeated layers")
@@ -214,13 +213,13 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.stats_axis = LabelAxis("bottom", centre=0.0)
         self.detail_series = SeriesPlot(name="block-series", bottom_axis=self.stats_axis)
         self.series_legend = self.detail_series.plot.addLegend(
-            offset=(-10, 10), labelTextSize=f"{TEXT_PT - 1}pt", brush=(22, 24, 29, 200))
+            offset=(-10, 10), labelTextSize=css_pt(TEXT_PT - 1), brush=(22, 24, 29, 200))
         self._series_items: list = []
         self.lens_model = LensModel()
         self.lens_table = QTableView()
         self.lens_table.setModel(self.lens_model)
         tf = self.lens_table.font()
-        tf.setPointSize(TEXT_PT)
+        tf.setPointSizeF(pt(TEXT_PT))
         self.lens_table.setFont(tf)
         # fixed widths: measuring every cell of a 1024-token context would take seconds
         fm = QFontMetricsF(tf)
@@ -236,7 +235,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.detail_text.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.detail_text.setMargin(16)
         f = self.detail_text.font()
-        f.setPointSize(TEXT_PT + 1)
+        f.setPointSizeF(pt(TEXT_PT + 1))
         self.detail_text.setFont(f)
         for w in (self.detail_heatmap, self.detail_heads, self.detail_series, self.lens_table,
                   self.detail_text):
@@ -392,7 +391,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
               levels=None, cmap: str = "") -> None:
         hm = self.detail_heatmap
         hm.name = name
-        hm.plot.setLabel("bottom", col_title, **{"font-size": "11pt"})
+        hm.plot.setLabel("bottom", col_title, **{"font-size": css_pt(11)})
         hm.col_axis.numeric = True
         hm.set_colormap(cmap or DIVERGING_CMAP)
         m = np.asarray(m, dtype=np.float32)
@@ -438,7 +437,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         rows = ["embedding"] + [f"after layer {i}" for i in range(norms.shape[0] - 1)]
         hm = self.detail_heatmap
         hm.name = "residual-norms"
-        hm.plot.setLabel("bottom", "token", **{"font-size": "11pt"})
+        hm.plot.setLabel("bottom", "token", **{"font-size": css_pt(11)})
         hm.col_axis.numeric = False
         hm.set_colormap(PROB_CMAP)
         hm.set_matrix(norms, levels=(0.0, float(norms.max()) or 1.0), row_labels=rows,
@@ -471,7 +470,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
             plot.addItem(it)
             self._series_items.append(it)
             self.series_legend.addItem(it, label)
-        plot.setLabel("left", y_title, **{"font-size": "11pt"})
+        plot.setLabel("left", y_title, **{"font-size": css_pt(11)})
         plot.setLabel("bottom", "")
         plot.enableAutoRange()
         sp.set_table(np.column_stack([s[1] for s in series]) if series else np.zeros((0, 0)),

@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Signal
 
-from explorer.theme import THEME
+from explorer.theme import THEME, css_pt
 from explorer.widgets.exports import (
     add_export_actions,
     export_png,
@@ -57,7 +57,7 @@ class AttentionLines(pg.GraphicsLayoutWidget):
         self.plot.setXRange(-0.03, 1.03, padding=0)
         self.plot.vb.setLimits(xMin=-0.1, xMax=1.1)
         self.plot.setDefaultPadding(0.0)
-        style = {"font-size": "11pt"}
+        style = {"font-size": css_pt(11)}
         self.plot.setLabel("left", "query", **style)
         self.plot.setLabel("right", "key", **style)
         # two columns of tokens close enough to read across, like BertViz

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 from explorer.panels.attention.lines import AttentionLines
 from explorer.panels.attention.qkv import QKVView
 from explorer.redraws import LiveRedraw
-from explorer.theme import THEME
+from explorer.theme import THEME, pt
 from explorer.widgets.exports import export_button
 from explorer.widgets.layout import TEXT_PT, flow_bar, labeled, status_label
 from explorer.widgets.plot_helpers import (
@@ -165,7 +165,7 @@ class AttentionPanel(LiveRedraw, QWidget):
         self.formula.setTextFormat(Qt.TextFormat.RichText)
         self.formula.setWordWrap(True)
         f = self.formula.font()
-        f.setPointSize(TEXT_PT)
+        f.setPointSizeF(pt(TEXT_PT))
         self.formula.setFont(f)
         root.addWidget(self.formula)
 

@@ -23,7 +23,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Signal
 from PySide6.QtWidgets import QWidget
 
-from explorer.theme import THEME
+from explorer.theme import THEME, colormap
 from explorer.widgets.exports import export_png, export_svg, replace_scene_export, write_csv
 from explorer.widgets.plot_helpers import DIVERGING_CMAP, PROB_CMAP, LabelAxis, tick_font
 
@@ -69,7 +69,7 @@ class MatrixPlot:
         self.row_labels, self.col_labels = list(row_labels), list(col_labels)
         shown = np.where(np.isfinite(v), v, np.float32(levels[0]))
         self.image.setImage(shown, levels=levels,
-                            lut=pg.colormap.get(cmap).getLookupTable(nPts=256))
+                            lut=colormap(cmap).getLookupTable(nPts=256))
         self.image.setRect(0, 0, v.shape[1], v.shape[0])
         self.plot.setXRange(0, v.shape[1], padding=0)
         self.plot.setYRange(0, v.shape[0], padding=0)

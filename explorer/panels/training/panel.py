@@ -46,6 +46,7 @@ from explorer.panels.training.task import TaskView
 from explorer.redraws import Redraw, is_shown
 from explorer.theme import THEME
 from explorer.training_worker import RunSpec, TrainingRun
+from explorer.widgets.layout import flow_bar
 from model.corpora import task_tokenizer
 from model.devices import available_devices
 
@@ -133,17 +134,15 @@ class TrainingPanel(ResultsMixin, QWidget):
         self.status.setWordWrap(True)
         self.status.setStyleSheet(f"color: {THEME.muted};")
         lv.addWidget(self.status)
-        row = QHBoxLayout()
         self.explore_button = QPushButton("Explore this model")
         self.explore_button.setToolTip("Load the model as it is now into the explorer panels "
                                        "(training goes on)")
         self.explore_button.clicked.connect(self._explore_clicked)
         self.save_button = QPushButton("Save model as…")
         self.save_button.clicked.connect(self._save_button_clicked)
-        row.addWidget(self.explore_button)
-        row.addWidget(self.save_button)
-        lv.addLayout(row)
-        left.setMinimumWidth(300)
+        # wraps in a narrow dock: the panel fits a 1024-pixel window beside the next-token panel
+        buttons, _flow = flow_bar(left, self.explore_button, self.save_button)
+        lv.addWidget(buttons)
         split.addWidget(left)
 
         right = QSplitter(Qt.Orientation.Vertical)
@@ -163,8 +162,9 @@ class TrainingPanel(ResultsMixin, QWidget):
         self.task_view.hide()
         self.tabs.addTab(att, "Attention film strip")
         right.addWidget(self.tabs)
-        right.setStretchFactor(0, 2)
-        right.setStretchFactor(1, 3)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 2)
+        right.setChildrenCollapsible(False)
         split.addWidget(right)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)

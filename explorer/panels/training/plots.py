@@ -73,6 +73,9 @@ class _Growing:
         self.n = 0
 
 
+LOSS_MIN_H = 140  # the loss plot stays readable: the samples tab gives way first
+
+
 class LossView(QWidget):
     """Train loss (raw and smoothed) and the evaluated train/validation losses."""
 
@@ -81,13 +84,24 @@ class LossView(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         self.plot_widget = pg.PlotWidget()
+        self.plot_widget.setMinimumHeight(LOSS_MIN_H)
+        self.plot_widget.setToolTip("Cross-entropy loss in nats (lower is better)")
         self.plot = self.plot_widget.getPlotItem()
-        style_plot(self.plot, None, x="step", y="loss (cross-entropy, nats)")
+        # a short axis title: a long one was cut off when the plot was short
+        style_plot(self.plot, None, x="step", y="loss (nats)")
         # no grid: pyqtgraph draws grid lines with the axes, so every curve update would re-render
         # the axes too (measured: half the GUI time of a redraw)
         self.plot.setMenuEnabled(False)
-        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor=THEME.text,
-                                          brush=pg.mkBrush(qcolor(THEME.window, 0.8)))
+        # the legend is a line of text above the plot: inside it, it covered the curves
+        self.legend = QLabel(self)
+        self.legend.setObjectName("lossLegend")
+        self.legend.setWordWrap(True)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setText(
+            f"<span style='color:{THEME.accent}'>\u2501\u2501 train (smoothed)</span> &nbsp; "
+            f"<span style='color:{THEME.muted}'>\u2504\u2504 train (eval)</span> &nbsp; "
+            f"<span style='color:{THEME.accent2}'>\u25cf validation</span>")
+        lay.addWidget(self.legend)
         self.raw = self.plot.plot([], [], pen=pg.mkPen(qcolor(THEME.accent, 0.25), width=1))
         self.smooth = self.plot.plot([], [], pen=pg.mkPen(THEME.accent, width=2.5),
                                      name="train (smoothed)")

@@ -13,7 +13,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from explorer.redraws import Redraw
-from explorer.theme import SEQUENTIAL, THEME, colormap, ui_font
+from explorer.theme import SEQUENTIAL, THEME, colormap, css_pt, ui_font
 from explorer.widgets.plot_helpers import style_plot
 from model import tasks
 
@@ -22,7 +22,7 @@ def _heat(layout: pg.GraphicsLayout, row: int, col: int, title: str) -> tuple[pg
                                                                                pg.ImageItem]:
     p = layout.addPlot(row=row, col=col)
     style_plot(p, None)
-    p.setTitle(title, color=THEME.text, size=f"{THEME.font_pt - 1}pt")
+    p.setTitle(title, color=THEME.text, size=css_pt(THEME.font_pt - 1))
     p.invertY(True)
     p.hideAxis("left")
     p.hideAxis("bottom")
@@ -63,7 +63,7 @@ class TaskView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         self.header = QLabel("")
         self.header.setWordWrap(True)
-        self.header.setStyleSheet(f"font-size: {THEME.font_pt - 1}pt;")
+        self.header.setStyleSheet(f"font-size: {css_pt(THEME.font_pt - 1)};")
         lay.addWidget(self.header)
         self.view = pg.GraphicsLayoutWidget()
         lay.addWidget(self.view, 1)
@@ -84,7 +84,7 @@ class TaskView(QWidget):
         self.hist_plot = self.view.addPlot(row=1, col=1)
         style_plot(self.hist_plot, None, x="step", y="score")
         self.hist_plot.setTitle("score by step", color=THEME.text,
-                                size=f"{THEME.font_pt - 1}pt")
+                                size=css_pt(THEME.font_pt - 1))
         self.hist_plot.setYRange(0, 1.02)
         self.hist_plot.setMenuEnabled(False)
         self.hist_plot.showGrid(x=True, y=True, alpha=0.2)
@@ -92,7 +92,7 @@ class TaskView(QWidget):
         self._history_redraw = Redraw(self._draw_history, 250, self)
         self.note = QLabel("")
         self.note.setWordWrap(True)
-        self.note.setStyleSheet(f"color: {THEME.muted}; font-size: {THEME.font_pt - 1}pt;")
+        self.note.setStyleSheet(f"color: {THEME.muted}; font-size: {css_pt(THEME.font_pt - 1)};")
         lay.addWidget(self.note)
 
     # -- data ----------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ class TaskView(QWidget):
         for p in (self.ideal_plot, self.learned_plot):
             p.setRange(xRange=(0, T), yRange=(0, T), padding=0.02)
         self.ideal_plot.setTitle(f"ideal ({task})", color=THEME.text,
-                                 size=f"{THEME.font_pt - 1}pt")
+                                 size=css_pt(THEME.font_pt - 1))
         name = tasks.SCORE_NAMES[task]
         self.header.setText(f"<b>{task}</b> · {name}: {tasks.SCORE_HELP[task]} "
                             "(1 = perfect head, uniform attention ≈ 0.1)")
@@ -194,7 +194,7 @@ class TaskView(QWidget):
         self.learned_img.setImage(a[li, hi], autoLevels=False, levels=(0.0, 1.0))
         sc = self.scores[li, hi] if self.scores is not None else float("nan")
         self.learned_plot.setTitle(f"learned L{li} H{hi}: {sc:.2f}",
-                                   color=THEME.text, size=f"{THEME.font_pt - 1}pt")
+                                   color=THEME.text, size=css_pt(THEME.font_pt - 1))
         prev = self.prev_scores[li, hi] if self.prev_scores is not None else float("nan")
         hint = (" An induction head needs a previous-token head in an earlier layer."
                 if self.task in ("copy", "induction") else "")
@@ -232,7 +232,7 @@ class TaskView(QWidget):
                 t.setText(_short(v))
                 t.setColor("#0b0c10" if np.isfinite(v) and v > 0.6 else THEME.text)
         self.grid_plot.setTitle(f"scores, step {step:,}", color=THEME.text,
-                                size=f"{THEME.font_pt - 1}pt")
+                                size=css_pt(THEME.font_pt - 1))
         self._draw_grid_box()
 
     def _draw_grid_box(self) -> None:
