@@ -546,6 +546,10 @@ class InferenceWorker(QObject):
 
         path = Path(req.path)  # a checkpoint file, a Hugging Face or nanoGPT folder, a cached name
         ck = open_model(path, device=device)
+        if ck.config.kind != "decoder":  # the window steps decoders; say so, keep the app up
+            raise ValueError(
+                f"{path}: this model is an {ck.config.kind}; the explorer steps decoder (GPT) "
+                "models so far. Look inside it with python -m model inspect or generate.")
         return ck.model, _loaded(ck.model, ck.tokenizer, path, device, dict(ck.summary or {}),
                                  is_trained(ck.summary), req.name or path.stem)
 

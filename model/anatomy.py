@@ -134,7 +134,7 @@ class Layer:
 class Stack:
     """A stack of identical layers between its inputs and its closing boxes."""
 
-    name: str  # decoder | encoder
+    name: str  # decoder | encoder (an encoder-decoder has both, the encoder first)
     title: str
     norm: str  # pre | post
     causal: bool
@@ -159,7 +159,7 @@ class Anatomy:
     """A whole model: its stacks in reading order, then the head that turns vectors into
     next-token probabilities."""
 
-    family: str  # decoder-only
+    family: str  # decoder-only | encoder-decoder | encoder-only
     vocab_size: int
     block_size: int  # longest context
     width: int  # C, the size of every vector of the residual stream
@@ -186,95 +186,153 @@ class Anatomy:
 
 
 def describe(config: ModelConfig) -> Anatomy:
-    """The anatomy of :class:`model.transformer.GPT` built from ``config``."""
-    C, V, F, H = config.n_embd, config.vocab_size, config.n_ffn, config.n_head
-    hs, L, b = config.head_size, config.n_layer, 1 if config.bias else 0
-    pre = config.norm == "pre"
-    kind = config.pos_kind
-    additive = kind in ("learned", "sinusoidal")
-    vec = f"(T, {C})"
-    inputs: list[Box] = [
-        TokenEmbedding(key="embed.tok", title="Token embedding", name="Token embedding",
-                       detail=f"E: {V}×{C}", shape=f"(T) → {vec}", n_params=V * C,
-                       module="wte", recorded=(Recorded("tok_emb"),), vocab_size=V, width=C),
-        Positions(key="embed.pos", title=POSITION_TITLES[kind], name=POSITION_TITLES[kind],
-                  detail={"learned": f"table {config.block_size}×{C}",
-                          "sinusoidal": "fixed sin/cos, no weights",
-                          "rotary": "rotates q, k in attention",
-                          "none": "order only via the mask"}[kind],
-                  shape=f"(T) → {vec}" if additive else "—",
-                  n_params=config.block_size * C if kind == "learned" else 0, module="pe",
-                  recorded=(Recorded("pos_emb"),) if additive else (), pos_kind=kind,
-                  has_table=kind == "learned", additive=additive),
-    ]
-    if additive:
-        inputs.append(Add(key="embed.add", title="+", name="Embedding sum (token + position)",
-                          detail="E[token] + PE[pos]", shape=vec,
-                          recorded=(Recorded("residual", 0),)))
-
-    def norm(key: str, name: str, placement: str, layer: int | None, module: str,
-             index: int, extra: tuple[Recorded, ...] = ()) -> Norm:
-        # index: this norm's place in StepResult.norm_stats (every norm in reading order)
-        return Norm(key=key, title="LayerNorm" if layer is not None else "Final LayerNorm",
-                    name=name, detail=f"γ, β: {C}" if b else f"γ: {C}", shape=vec, layer=layer,
-                    n_params=(1 + b) * C, module=module,
-                    recorded=(Recorded("norm_stats", index),) + extra, width=C,
-                    placement=placement, has_bias=bool(b))
-
-    layers = []
-    for i in range(L):
-        p, m = f"L{i}.", f"h.{i}."
-        after = (Recorded("residual", i + 1),)  # the stream leaving the layer
-        attn = Attention(key=p + "attn", title="Multi-head attention", name="Multi-head attention",
-                         detail=f"{H} heads × {hs}", shape=f"{vec} → {vec}", layer=i,
-                         n_params=3 * C * C + b * 3 * C + C * C + b * C, module=m + "attn",
-                         recorded=(Recorded("attention", i), Recorded("scores", i),
-                                   Recorded("attn_out", i)),
-                         n_head=H, head_size=hs, causal=True)
-        ffn = FeedForward(key=p + "ffn", title="Feed-forward", name="Feed-forward",
-                          detail=f"{C} → {F} → {C}", shape=f"{vec} → {vec}", layer=i,
-                          n_params=C * F + b * F + F * C + b * C, module=m + "mlp",
-                          recorded=(Recorded("ffn", i), Recorded("mlp_out", i)), width=C,
-                          hidden=F, activation="gelu")
-        if pre:  # GPT-2: x + attn(LN1(x)), then x + ffn(LN2(x))
-            boxes: tuple[Box, ...] = (
-                norm(p + "ln_1", "LayerNorm 1 (before attention)", "pre", i, m + "ln_1", 2 * i),
-                attn,
-                Add(key=p + "add_1", title="+", name="Residual addition 1 (after attention)",
-                    detail="residual", shape=vec, layer=i, skip=""),
-                norm(p + "ln_2", "LayerNorm 2 (before FFN)", "pre", i, m + "ln_2", 2 * i + 1),
-                ffn,
-                Add(key=p + "add_2", title="+", name="Residual addition 2 (after FFN)",
-                    detail="residual", shape=vec, layer=i, skip=p + "add_1", recorded=after))
-        else:  # Vaswani et al.: LN1(x + attn(x)), then LN2(x + ffn(x))
-            boxes = (
-                attn,
-                Add(key=p + "add_1", title="+", name="Residual addition 1 (after attention)",
-                    detail="residual", shape=vec, layer=i, skip=""),
-                norm(p + "ln_1", "LayerNorm 1 (after attention)", "post", i, m + "ln_1", 2 * i),
-                ffn,
-                Add(key=p + "add_2", title="+", name="Residual addition 2 (after FFN)",
-                    detail="residual", shape=vec, layer=i, skip=p + "ln_1"),
-                norm(p + "ln_2", "LayerNorm 2 (after FFN)", "post", i, m + "ln_2", 2 * i + 1,
-                     after))
-        layers.append(Layer(i, boxes))
-    # post-norm layers already end in a norm; pre-norm needs one before the unembedding
-    closing = (norm("final.ln", "Final LayerNorm", "final", None, "ln_f", 2 * L),) if pre else ()
+    """The anatomy of the model ``config`` builds (:func:`model.encoder_decoder.build_model`):
+    one decoder stack (a GPT), one encoder stack (a BERT-style encoder), or an encoder stack and
+    a decoder stack whose layers read the encoder's output (an encoder-decoder)."""
+    C, V = config.n_embd, config.vocab_size
+    kind = config.kind
     tied = config.tie_weights
+    vec = f"(T, {C})"
+    if kind == "encoder-decoder":
+        # a step's recorded tensors (StepResult) exist for one-stack models only
+        encoder = _stack(config, "encoder", "E", "encoder.", "enc_ln_f", layers=config.n_enc_layer,
+                         embed_key="enc.", embed_module="wte" if config.shared_embeddings
+                         else "enc_wte", embed_params=True, recorded=False)
+        decoder = _stack(config, "decoder", "L", "h.", "ln_f", layers=config.n_layer,
+                         embed_key="", embed_module="wte",
+                         embed_params=not config.shared_embeddings, recorded=False,
+                         reads="encoder", table_params=False)
+        stacks, family = (encoder, decoder), "encoder-decoder"
+    elif kind == "encoder":
+        stacks = (_stack(config, "encoder", "L", "h.", "ln_f", layers=config.n_layer,
+                         embed_key="", embed_module="wte", embed_params=True, recorded=True),)
+        family = "encoder-only"
+    else:
+        stacks = (_stack(config, "decoder", "L", "h.", "ln_f", layers=config.n_layer,
+                         embed_key="", embed_module="wte", embed_params=True, recorded=True),)
+        family = "decoder-only"
+    what = "next-token probabilities" if kind != "encoder" else "probabilities of each token"
     head = (
         Unembedding(key="final.unembed", title="Unembedding", name="Unembedding",
                     detail=f"Eᵀ (tied): {C}×{V}" if tied else f"W_U: {C}×{V}",
                     shape=f"{vec} → (T, {V})", n_params=0 if tied else C * V, module="lm_head",
-                    recorded=(Recorded("logits"), Recorded("lens_ids"), Recorded("lens_probs")),
+                    recorded=(Recorded("logits"), Recorded("lens_ids"), Recorded("lens_probs"))
+                    if kind != "encoder-decoder" else (),
                     vocab_size=V, width=C, tied=tied),
         Softmax(key="final.softmax", title="Softmax ÷ τ", name="Softmax ÷ τ",
-                detail="probabilities", shape=f"({V}) → ({V})", recorded=(Recorded("dist"),),
+                detail=what, shape=f"({V}) → ({V})",
+                recorded=(Recorded("dist"),) if kind != "encoder-decoder" else (),
                 vocab_size=V),
     )
-    decoder = Stack(name="decoder", title="Decoder", norm=config.norm, causal=True, n_head=H,
-                    inputs=tuple(inputs), layers=tuple(layers), closing=closing)
-    return Anatomy(family="decoder-only", vocab_size=V, block_size=config.block_size, width=C,
-                   stacks=(decoder,), head=head)
+    return Anatomy(family=family, vocab_size=V, block_size=config.block_size, width=C,
+                   stacks=stacks, head=head)
+
+
+def _stack(config: ModelConfig, name: str, key: str, module: str, final_module: str, *,
+           layers: int, embed_key: str, embed_module: str, embed_params: bool, recorded: bool,
+           reads: str | None = None, table_params: bool = True) -> Stack:
+    """One stack. ``key``/``module``: prefixes of its layers' box keys and submodules;
+    ``embed_params``/``table_params``: whether its token embedding / position table count
+    parameters (shared ones count at their first use); ``recorded``: whether its boxes name
+    the StepResult fields that show them; ``reads``: the stack its cross-attention reads."""
+    C, V, F, H = config.n_embd, config.vocab_size, config.n_ffn, config.n_head
+    hs, b = config.head_size, 1 if config.bias else 0
+    pre = config.norm == "pre"
+    causal = name == "decoder"
+    pos = config.pos_kind
+    additive = pos in ("learned", "sinusoidal")
+    vec = f"(T, {C})"
+
+    def rec(*items: Recorded) -> tuple[Recorded, ...]:
+        return items if recorded else ()
+
+    e = embed_key
+    inputs: list[Box] = [
+        TokenEmbedding(key=e + "embed.tok", title="Token embedding", name="Token embedding",
+                       detail=f"E: {V}×{C}" + ("" if embed_params else " (shared)"),
+                       shape=f"(T) → {vec}", n_params=V * C if embed_params else 0,
+                       module=embed_module, recorded=rec(Recorded("tok_emb")), vocab_size=V,
+                       width=C),
+        Positions(key=e + "embed.pos", title=POSITION_TITLES[pos], name=POSITION_TITLES[pos],
+                  detail={"learned": f"table {config.block_size}×{C}",
+                          "sinusoidal": "fixed sin/cos, no weights",
+                          "rotary": "rotates q, k in attention",
+                          "none": "order only via the mask"}[pos],
+                  shape=f"(T) → {vec}" if additive else "—",
+                  n_params=config.block_size * C if pos == "learned" and table_params else 0,
+                  module="pe", recorded=rec(Recorded("pos_emb")) if additive else (),
+                  pos_kind=pos, has_table=pos == "learned", additive=additive),
+    ]
+    if additive:
+        inputs.append(Add(key=e + "embed.add", title="+",
+                          name="Embedding sum (token + position)", detail="E[token] + PE[pos]",
+                          shape=vec, recorded=rec(Recorded("residual", 0))))
+    eps = config.layer_norm_epsilon
+    attn_params = 3 * C * C + b * 3 * C + C * C + b * C
+
+    def norm(k: str, title: str, placement: str, layer: int | None, mod: str, index: int,
+             extra: tuple[Recorded, ...] = ()) -> Norm:
+        # index: this norm's place in StepResult.norm_stats (every norm in reading order)
+        return Norm(key=k, title="LayerNorm" if layer is not None else "Final LayerNorm",
+                    name=title, detail=f"γ, β: {C}" if b else f"γ: {C}", shape=vec, layer=layer,
+                    n_params=(1 + b) * C, module=mod,
+                    recorded=rec(Recorded("norm_stats", index), *extra), width=C,
+                    placement=placement, has_bias=bool(b), eps=eps)
+
+    def add(k: str, title: str, layer: int, skip: str, extra: tuple[Recorded, ...] = ()) -> Add:
+        return Add(key=k, title="+", name=title, detail="residual", shape=vec, layer=layer,
+                   skip=skip, recorded=rec(*extra))
+
+    n_norms = 3 if reads else 2  # per layer
+    built = []
+    for i in range(layers):
+        p, m = f"{key}{i}.", f"{module}{i}."
+        after = (Recorded("residual", i + 1),)  # the stream leaving the layer
+        title = "Masked multi-head attention" if causal and reads else "Multi-head attention"
+        attn = Attention(key=p + "attn", title=title, name=title, detail=f"{H} heads × {hs}",
+                         shape=f"{vec} → {vec}", layer=i, n_params=attn_params,
+                         module=m + "attn", recorded=rec(Recorded("attention", i),
+                                                         Recorded("scores", i),
+                                                         Recorded("attn_out", i)),
+                         n_head=H, head_size=hs, causal=causal)
+        ffn = FeedForward(key=p + "ffn", title="Feed-forward", name="Feed-forward",
+                          detail=f"{C} → {F} → {C}", shape=f"{vec} → {vec}", layer=i,
+                          n_params=C * F + b * F + F * C + b * C, module=m + "mlp",
+                          recorded=rec(Recorded("ffn", i), Recorded("mlp_out", i)), width=C,
+                          hidden=F, activation=config.activation)
+        sub: list[tuple[Box, str]] = [(attn, "attention")]
+        if reads:
+            sub.append((Attention(key=p + "cross", title="Cross-attention",
+                                  name="Cross-attention (queries here, keys/values from the "
+                                       f"{reads})",
+                                  detail=f"{H} heads × {hs}", shape=f"{vec}, (S, {C}) → {vec}",
+                                  layer=i, n_params=attn_params, module=m + "cross_attn",
+                                  n_head=H, head_size=hs, causal=False, reads=reads),
+                        "cross-attention"))
+        sub.append((ffn, "FFN"))
+        boxes: list[Box] = []
+        skip = ""
+        for j, (box, what) in enumerate(sub, start=1):
+            last = j == len(sub)
+            idx = n_norms * i + j - 1
+            ln = f"ln_{j}"
+            if pre:  # GPT-2: x + f(LN(x))
+                boxes += [norm(p + ln, f"LayerNorm {j} (before {what})", "pre", i, m + ln, idx),
+                          box, add(p + f"add_{j}", f"Residual addition {j} (after {what})", i,
+                                   skip, after if last else ())]
+                skip = p + f"add_{j}"
+            else:  # Vaswani et al.: LN(x + f(x))
+                boxes += [box, add(p + f"add_{j}", f"Residual addition {j} (after {what})", i,
+                                   skip),
+                          norm(p + ln, f"LayerNorm {j} (after {what})", "post", i, m + ln, idx,
+                               after if last else ())]
+                skip = p + ln
+        built.append(Layer(i, tuple(boxes)))
+    # post-norm layers already end in a norm; pre-norm needs one before the output
+    closing = (norm(f"{e}final.ln", "Final LayerNorm", "final", None, final_module,
+                    n_norms * layers),) if pre else ()
+    return Stack(name=name, title=name.capitalize(), norm=config.norm, causal=causal,
+                 n_head=H, inputs=tuple(inputs), layers=tuple(built), closing=closing)
 
 
 __all__ = [

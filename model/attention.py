@@ -1,11 +1,21 @@
-"""Causal multi-head self-attention with exact capture, a KV cache and a head mask.
+"""Multi-head attention of the three kinds a transformer uses, with exact capture, a KV cache
+and a head mask.
+
+Implements softmax(QKᵀ/√d_k + M)·V (Vaswani et al. 2017, equation 1). What differs between the
+kinds is where the queries, keys and values come from and the mask M:
+
+* :class:`CausalSelfAttention` (a decoder): queries, keys and values from the same sequence; M
+  hides every key after its query (the causal mask). In a BERT-style encoder the same layer runs
+  with ``causal=False``: every token sees every other one, only padding is hidden.
+* :class:`CrossAttention` (the decoder of an encoder-decoder): queries from the decoder, keys and
+  values from the encoder's output; M hides the source's padding.
 
 A head mask switches heads off (ablation, :mod:`model.ablation`): an off head's output is zero,
 or with ``mean_ablation`` its mean over the positions of the pass.
 
-Implements softmax(QKᵀ/√d_k + M)·V (Vaswani et al. 2017, equation 1) with M the causal mask.
-With nothing recorded it calls ``F.scaled_dot_product_attention``; when a recording asks for
+With nothing recorded each calls ``F.scaled_dot_product_attention``; when a recording asks for
 attention it computes the same thing explicitly so the scores and probabilities can be kept.
+Recorded maps go to the recording's list of their family (:data:`FAMILIES`).
 """
 from __future__ import annotations
 
@@ -14,7 +24,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .capture import Recording, additive_causal_mask, causal_mask
+from .capture import Recording, additive_causal_mask, additive_padding_mask, causal_mask
 from .config import ModelConfig
 from .speedups import scaled_dot_product_attention as sdpa
 
@@ -56,66 +66,74 @@ class KVCache:
         self.length = 0
 
 
-class CausalSelfAttention(nn.Module):
-    def __init__(self, config: ModelConfig, layer_idx: int):
+class _Heads(nn.Module):
+    """What every kind shares: the heads' sizes, the output projection, dropout, and the
+    attention itself (fast or explicit) once the queries, keys and values are made."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int, family: str,
+                 projections: dict[str, nn.Module]):
         super().__init__()
+        # the input projections first: the order modules are made in is the order the random
+        # initialisation visits them, which keeps a seed's weights as before
+        for name, module in projections.items():
+            self.add_module(name, module)
         self.layer_idx = layer_idx
+        self.family = family  # which list of a Recording its maps go to
         self.n_head = config.n_head
         self.head_size = config.head_size
         self.dropout = config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, pe, positions, cache: KVCache | None = None,
-                record: Recording | None = None, head_mask: torch.Tensor | None = None,
-                mean_ablation: bool = False):
-        B, T, C = x.shape  # (B, T, C)
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        q, k = pe.rotate(q, k, positions)
-        if record is not None and record.want_queries:
-            record.queries.append(q.detach())
-        if record is not None and record.spec.qkv:  # this pass's rows only, keys before caching
-            record.q.append(q.detach())
-            record.k.append(k.detach())
-            record.v.append(v.detach())
-        past = 0
-        if cache is not None:
-            past = cache.length
-            k, v = cache.write(self.layer_idx, k, v)  # (B, nh, Tk, hs)
+    def _split(self, t: torch.Tensor) -> torch.Tensor:
+        B, T, _ = t.shape
+        return t.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+
+    def _attend(self, q, k, v, *, causal: bool, past: int, key_pad: torch.Tensor | None,
+                record: Recording | None, head_mask: torch.Tensor | None,
+                mean_ablation: bool = False) -> torch.Tensor:
+        """q (B, nh, T, hs), k/v (B, nh, Tk, hs); ``key_pad`` (B, Tk) True where a key is
+        padding (None: no padding). Returns the projected output (B, T, C)."""
+        B, _, T, _ = q.shape
         Tk = k.size(2)
         drop = self.dropout if self.training else 0.0
+        explicit = record is not None and record.wants_attention
 
-        if record is None or not record.wants_attention:  # sdpa: fp32 under CPU autocast
-            if past == 0:
+        if not explicit:  # sdpa: fp32 under CPU autocast
+            if causal and past == 0:
                 y = sdpa(q, k, v, dropout_p=drop, is_causal=True)
-            elif T == 1:  # one new query sees every cached key
+            elif causal and T > 1:
+                y = sdpa(q, k, v, attn_mask=causal_mask(T, Tk, past, q.device), dropout_p=drop)
+            elif key_pad is not None:  # a key that is not padding may be seen: (B, 1, 1, Tk)
+                y = sdpa(q, k, v, attn_mask=~key_pad[:, None, None, :], dropout_p=drop)
+            else:  # one new causal query, or no mask at all: every key is seen
                 y = sdpa(q, k, v, dropout_p=drop)
-            else:
-                mask = causal_mask(T, Tk, past, x.device)  # (T, Tk)
-                y = sdpa(q, k, v, attn_mask=mask, dropout_p=drop)
         else:
-            # in place where possible: each (B, nh, T, Tk) temporary is fresh memory to fault in
+            lists = record.family_lists(self.family)
             shape = torch.Size((B, self.n_head, T, Tk))
-            out_s = record.sink("scores", self.layer_idx, shape, q) if record.spec.scores \
-                else None
-            out_p = record.sink("attention", self.layer_idx, shape, q)
+            sinks = self.family == "self" and causal  # preallocated out= buffers (the stepper)
+            out_s = record.sink("scores", self.layer_idx, shape, q) \
+                if record.spec.scores and sinks else None
+            out_p = record.sink("attention", self.layer_idx, shape, q) if sinks else None
+            # in place where possible: each (B, nh, T, Tk) temporary is fresh memory to fault in
             scores = torch.matmul(q, k.transpose(-2, -1), out=out_s)  # (B, nh, T, Tk)
             scores.mul_(1.0 / math.sqrt(self.head_size))
-            if T == 1 and past + 1 == Tk:  # one new query sees every key: nothing to mask
-                probs = torch.softmax(scores, dim=-1, out=out_p)  # (B,nh,1,Tk)
+            if causal and not (T == 1 and past + 1 == Tk):
+                mask = additive_causal_mask(T, Tk, past, q.device, scores.dtype)  # (T, Tk)
+            elif key_pad is not None:
+                mask = additive_padding_mask(key_pad, scores.dtype)  # (B, 1, 1, Tk)
+            else:  # nothing to hide
+                mask = None
+            if mask is None:
+                probs = torch.softmax(scores, dim=-1, out=out_p)
             else:  # + 0 / -inf: the same numbers as masked_fill(~mask, -inf), but faster
-                mask = additive_causal_mask(T, Tk, past, x.device, scores.dtype)  # (T, Tk)
                 masked = scores + mask if record.spec.scores else scores.add_(mask)
-                probs = torch.softmax(masked, dim=-1, out=out_p)  # (B,nh,T,Tk)
+                probs = torch.softmax(masked, dim=-1, out=out_p)  # (B, nh, T, Tk)
             if record.spec.scores:
-                record.attn_scores.append(scores.detach())
+                lists[0].append(scores.detach())
             if record.spec.attention:
-                record.attn_probs.append(probs.detach())
+                lists[1].append(probs.detach())
             y = self.attn_dropout(probs) @ v  # (B, nh, T, hs)
 
         if head_mask is not None:  # ablation: a 0 switches that head's output off
@@ -125,7 +143,65 @@ class CausalSelfAttention(nn.Module):
                 y = y * m + y.mean(dim=2, keepdim=True) * (1 - m)
             else:
                 y = y * m
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C) heads side by side
-        if record is not None and record.spec.qkv:
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_size)  # (B, T, C)
+        if record is not None and record.spec.qkv and self.family == "self":
             record.heads.append(y.detach())
         return self.resid_dropout(self.c_proj(y))
+
+
+class CausalSelfAttention(_Heads):
+    """Self-attention: queries, keys and values from one sequence. ``causal=True`` (a decoder)
+    hides the future; ``causal=False`` (an encoder) hides only padding."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int, causal: bool = True,
+                 family: str = "self"):
+        d = config.n_embd  # c_attn: q, k and v side by side
+        super().__init__(config, layer_idx, family,
+                         {"c_attn": nn.Linear(d, 3 * d, bias=config.bias)})
+        self.causal = causal
+
+    def forward(self, x, pe, positions, cache: KVCache | None = None,
+                record: Recording | None = None, head_mask: torch.Tensor | None = None,
+                mean_ablation: bool = False, key_pad: torch.Tensor | None = None):
+        C = x.size(2)
+        q, k, v = (self._split(t) for t in self.c_attn(x).split(C, dim=2))  # (B, nh, T, hs)
+        q, k = pe.rotate(q, k, positions)
+        main = record is not None and self.family == "self"
+        if main and record.want_queries:
+            record.queries.append(q.detach())
+        if main and record.spec.qkv:  # this pass's rows only, keys before caching
+            record.q.append(q.detach())
+            record.k.append(k.detach())
+            record.v.append(v.detach())
+        past = 0
+        if cache is not None:
+            past = cache.length
+            k, v = cache.write(self.layer_idx, k, v)  # (B, nh, Tk, hs)
+        return self._attend(q, k, v, causal=self.causal, past=past,
+                            key_pad=None if self.causal else key_pad, record=record,
+                            head_mask=head_mask, mean_ablation=mean_ablation)
+
+
+class CrossAttention(_Heads):
+    """Encoder-decoder attention (Vaswani et al. section 3.2.3): queries from the decoder, keys
+    and values from the encoder's output, so each target token looks at the whole source. No
+    positional rotation: a target and a source position are not on one axis."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int):
+        d = config.n_embd
+        super().__init__(config, layer_idx, "cross",
+                         {"c_q": nn.Linear(d, d, bias=config.bias),
+                          "c_kv": nn.Linear(d, 2 * d, bias=config.bias)})
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the encoder's output (B, S, C), each (B, nh, S, hs): computed
+        once per source, then reused by every decoding step."""
+        k, v = self.c_kv(memory).split(memory.size(2), dim=2)
+        return self._split(k), self._split(v)
+
+    def forward(self, x, kv: tuple[torch.Tensor, torch.Tensor], key_pad: torch.Tensor | None,
+                record: Recording | None = None, head_mask: torch.Tensor | None = None):
+        q = self._split(self.c_q(x))  # (B, nh, T, hs)
+        k, v = kv
+        return self._attend(q, k, v, causal=False, past=0, key_pad=key_pad, record=record,
+                            head_mask=head_mask)

@@ -6,6 +6,11 @@ Usage::
         logits, _ = model(idx)
     rec.attn_probs[layer]   # (B, n_head, T, T) plain tensors, detached
 
+Attention maps are kept per family (:data:`FAMILIES`): ``self`` is the self-attention of the
+stack that makes the output (a GPT's decoder, the decoder of an encoder-decoder, an encoder's
+encoder), ``encoder`` the encoder stack of an encoder-decoder and ``cross`` its decoder's
+attention over the source.
+
 As in TransformerLens' ``run_with_cache``, the context manager always detaches the recording
 again, so with nothing attached the model runs its fast path (SDPA) untouched.
 """
@@ -18,6 +23,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import CAPTURE_ALL, CaptureSpec
+
+FAMILIES = ("self", "encoder", "cross")
 
 
 @dataclass
@@ -40,6 +47,14 @@ class Recording:
     # what entered the norms of a short pass so far; the pass turns them into norm_stats
     norm_inputs: list[torch.Tensor] = field(default_factory=list)
     logit_lens: torch.Tensor | None = None  # (L+1, B, T, V) each residual through ln_f + lm_head
+    # encoder-decoder: the encoder's self-attention, L_enc × (B, nh, S, S), and the decoder's
+    # attention over the source, L × (B, nh, T, S)
+    enc_attn_scores: list[torch.Tensor] = field(default_factory=list)
+    enc_attn_probs: list[torch.Tensor] = field(default_factory=list)
+    cross_attn_scores: list[torch.Tensor] = field(default_factory=list)
+    cross_attn_probs: list[torch.Tensor] = field(default_factory=list)
+    causal: bool = True  # whether the "self" family has the causal mask (False: an encoder)
+    key_padding: torch.Tensor | None = None  # (B, S) True where the source is padding
     # the queries after the positional rotation, L × (B, nh, T, hs): not part of a CaptureSpec
     # (nothing shows them), asked for by a caller that scores earlier queries against later keys
     want_queries: bool = False
@@ -73,11 +88,27 @@ class Recording:
     def wants_attention(self) -> bool:
         return self.spec.attention or self.spec.scores
 
-    def masked_scores(self, layer: int) -> torch.Tensor:
-        """Scores with the causal mask applied: -inf where a key lies after its query."""
-        s = self.attn_scores[layer]
-        t, tk = s.shape[-2], s.shape[-1]
-        return s.masked_fill(~causal_mask(t, tk, self.query_offset, s.device), float("-inf"))
+    def family_lists(self, family: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(scores, probabilities) lists of an attention family."""
+        if family == "self":
+            return self.attn_scores, self.attn_probs
+        if family == "encoder":
+            return self.enc_attn_scores, self.enc_attn_probs
+        if family == "cross":
+            return self.cross_attn_scores, self.cross_attn_probs
+        raise ValueError(f"unknown attention family {family!r}: one of {', '.join(FAMILIES)}")
+
+    def masked_scores(self, layer: int, family: str = "self") -> torch.Tensor:
+        """Scores with the family's mask applied: -inf where a key lies after its query (causal
+        self-attention) or is padding (an encoder, cross-attention)."""
+        s = self.family_lists(family)[0][layer]
+        if family == "self" and self.causal:
+            t, tk = s.shape[-2], s.shape[-1]
+            return s.masked_fill(~causal_mask(t, tk, self.query_offset, s.device),
+                                 float("-inf"))
+        if self.key_padding is None:
+            return s
+        return s.masked_fill(self.key_padding[:, None, None, :].to(s.device), float("-inf"))
 
     def stacked_probs(self) -> torch.Tensor:
         """(L, B, nh, T, Tk)"""
@@ -111,6 +142,12 @@ def additive_causal_mask(t: int, tk: int, offset: int, device=None,
             m.masked_fill_(~causal_mask(t, tk, offset, device), float("-inf"))
         _ADDITIVE_MASKS[key] = m
     return m
+
+
+def additive_padding_mask(key_pad: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """(B, 1, 1, Tk) with 0 for a key that may be seen and -inf for padding (``key_pad`` True)."""
+    m = torch.zeros(key_pad.shape, device=key_pad.device, dtype=dtype)
+    return m.masked_fill_(key_pad, float("-inf"))[:, None, None, :]
 
 
 @contextmanager

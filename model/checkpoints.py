@@ -48,6 +48,7 @@ from safetensors.torch import save as st_save
 
 from .config import ConfigError, ModelConfig
 from .devices import resolve_device
+from .encoder_decoder import EncoderDecoder, build_model
 from .tokenizer import Tokenizer, TokenizerError, tokenizer_from_dict
 from .transformer import GPT
 
@@ -64,7 +65,7 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class LoadedCheckpoint:
-    model: GPT  # eval mode, on the requested device
+    model: GPT | EncoderDecoder  # of the config's kind; eval mode, on the requested device
     tokenizer: Tokenizer
     config: ModelConfig
     summary: dict
@@ -496,7 +497,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     _check_size(path, header, config)
     tensors = _load_tensors(path)
     try:
-        model = GPT(config)
+        model = build_model(config)
     except Exception as e:
         raise CheckpointError(f"{path}: cannot build the model from its config ({e})") from None
     expected = model.state_dict()

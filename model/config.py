@@ -15,6 +15,10 @@ from .anatomy import describe
 
 POS_KINDS = ("learned", "sinusoidal", "rotary", "none")
 NORM_KINDS = ("pre", "post")
+#: decoder: GPT (causal self-attention, next-token prediction); encoder-decoder: Vaswani et al.
+#: (an encoder of the source, a decoder with cross-attention to it); encoder: BERT-style
+#: (bidirectional self-attention, masked-token prediction)
+MODEL_KINDS = ("decoder", "encoder-decoder", "encoder")
 # the feed-forward non-linearity: exact GELU (nanoGPT, HF "gelu") or its tanh approximation
 # (GPT-2's original code, HF "gelu_new" / "gelu_pytorch_tanh")
 ACTIVATIONS = ("gelu", "gelu_tanh")
@@ -73,7 +77,13 @@ class _JsonMixin:
 
 @dataclass(frozen=True)
 class ModelConfig(_JsonMixin):
-    """Shape of a decoder-only (GPT-style) transformer."""
+    """Shape of a transformer of one of the :data:`MODEL_KINDS`.
+
+    ``n_layer`` counts the layers of the stack that makes the output: the decoder of a GPT or an
+    encoder-decoder, the encoder of an encoder. ``n_enc_layer`` is the encoder stack of an
+    encoder-decoder. The special token ids (-1 = none) say which ids of the tokenizer pad a
+    sequence, start and end a target, or hide a token from an encoder.
+    """
 
     vocab_size: int = 65
     block_size: int = 128  # longest context the model sees
@@ -87,10 +97,19 @@ class ModelConfig(_JsonMixin):
     bias: bool = True
     tie_weights: bool = True  # the unembedding shares the token embedding matrix
     rope_base: float = 10000.0
+    kind: str = "decoder"  # decoder | encoder-decoder | encoder
+    n_enc_layer: int = 0  # encoder layers of an encoder-decoder; 0 means n_layer
+    shared_embeddings: bool = True  # encoder-decoder: source and target share one embedding
+    pad_id: int = -1  # padding (encoder-decoder and encoder): never attended to
+    bos_id: int = -1  # encoder-decoder: the first token of every target
+    eos_id: int = -1  # encoder-decoder: ends a source and a target
+    mask_id: int = -1  # encoder: the [MASK] token whose original the model predicts
     activation: str = "gelu"  # gelu (exact) | gelu_tanh (GPT-2's tanh approximation)
     layer_norm_epsilon: float = 1e-5  # added to the variance in every layer norm
 
     def __post_init__(self) -> None:
+        _check(self.kind in MODEL_KINDS,
+               f"kind={self.kind!r} must be one of {', '.join(MODEL_KINDS)}")
         _positive_int("vocab_size", self.vocab_size)
         _positive_int("block_size", self.block_size)
         _positive_int("n_layer", self.n_layer)
@@ -119,6 +138,26 @@ class ModelConfig(_JsonMixin):
                f"tie_weights={self.tie_weights!r} must be true or false")
         _finite("rope_base", self.rope_base)
         _check(self.rope_base > 1.0, f"rope_base={self.rope_base} must be greater than 1")
+        _check(_is_int(self.n_enc_layer) and self.n_enc_layer >= 0,
+               f"n_enc_layer={self.n_enc_layer!r} must be a whole number >= 0 (0 means n_layer)")
+        if self.kind == "encoder-decoder" and self.n_enc_layer == 0:
+            object.__setattr__(self, "n_enc_layer", self.n_layer)
+        _check(self.kind == "encoder-decoder" or self.n_enc_layer == 0,
+               f"n_enc_layer={self.n_enc_layer} needs kind='encoder-decoder' (a {self.kind} "
+               "has one stack, n_layer)")
+        _check(isinstance(self.shared_embeddings, bool),
+               f"shared_embeddings={self.shared_embeddings!r} must be true or false")
+        for name in ("pad_id", "bos_id", "eos_id", "mask_id"):
+            v = getattr(self, name)
+            _check(_is_int(v) and -1 <= v < self.vocab_size,
+                   f"{name}={v!r} must be a token id below vocab_size={self.vocab_size} "
+                   "(or -1 for none)")
+        if self.kind == "encoder-decoder":
+            for name in ("pad_id", "bos_id", "eos_id"):
+                _check(getattr(self, name) >= 0,
+                       f"an encoder-decoder needs {name} (the id of its special token)")
+        if self.kind == "encoder":
+            _check(self.mask_id >= 0, "an encoder needs mask_id (the id of its [MASK] token)")
         _check(self.activation in ACTIVATIONS,
                f"activation={self.activation!r} must be one of {', '.join(ACTIVATIONS)}")
         _finite("layer_norm_epsilon", self.layer_norm_epsilon)
@@ -134,8 +173,12 @@ class ModelConfig(_JsonMixin):
 
         Counted through the anatomy of a one-layer model (every layer has the same parameters),
         so a config read from an untrusted file (n_layer=10**6) costs no more than a small one."""
-        one = describe(dataclasses.replace(self, n_layer=1))
-        return one.n_params + (self.n_layer - 1) * one.stacks[0].layers[0].n_params
+        seq2seq = self.kind == "encoder-decoder"
+        one = describe(dataclasses.replace(self, n_layer=1, n_enc_layer=1 if seq2seq else 0))
+        layers = {"encoder": self.n_enc_layer if seq2seq else self.n_layer,
+                  "decoder": self.n_layer}
+        return one.n_params + sum((layers[s.name] - 1) * s.layers[0].n_params
+                                  for s in one.stacks)
 
 
 @dataclass(frozen=True)
@@ -254,6 +297,7 @@ CAPTURE_ALL = CaptureSpec(qkv=True)
 CAPTURE_NOTHING = CaptureSpec.nothing()
 
 __all__ = [
-    "POS_KINDS", "NORM_KINDS", "ACTIVATIONS", "ConfigError", "ModelConfig", "TrainConfig", "SampleConfig",
+    "POS_KINDS", "NORM_KINDS", "MODEL_KINDS", "ACTIVATIONS", "ConfigError", "ModelConfig",
+    "TrainConfig", "SampleConfig",
     "CaptureSpec", "CAPTURE_ALL", "CAPTURE_NOTHING",
 ]

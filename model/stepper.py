@@ -57,6 +57,10 @@ class Stepper:
 
     def __init__(self, model: GPT, tokenizer: Tokenizer, sample: SampleConfig = DEFAULT_SAMPLE,
                  capture: CaptureSpec = CAPTURE_ALL, lens_k: int = 5):
+        if model.config.kind != "decoder":
+            raise ValueError(f"the stepper generates with decoder models; this one is an "
+                             f"{model.config.kind} (see model.train_encoders: translate, "
+                             "fill_masks)")
         if tokenizer.vocab_size != model.config.vocab_size:
             raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's "
                              f"vocabulary has {model.config.vocab_size}: they do not belong together")

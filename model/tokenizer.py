@@ -25,6 +25,14 @@ from typing import ClassVar
 
 CHAR_KIND = "char"
 
+# Special tokens of the encoder kinds, as characters so a CharTokenizer holds them like any
+# other: the Unicode control pictures show what they stand for in every label.
+PAD_CHAR = "\u2400"  # ␀ fills a shorter sequence of a batch; never attended to
+BOS_CHAR = "\u2402"  # ␂ starts every target of an encoder-decoder
+EOS_CHAR = "\u2403"  # ␃ ends a source and a target
+MASK_CHAR = "\u2588"  # █ hides a token from an encoder, which predicts what it was ([MASK])
+MASK_TEXT = "[MASK]"  # how a user writes MASK_CHAR in a prompt
+
 
 class TokenizerError(ValueError):
     """The tokenizer description is invalid."""

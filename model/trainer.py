@@ -1,6 +1,8 @@
 """The model-agnostic training loop (like minGPT's trainer: it knows nothing about GPT).
 
-:class:`Trainer` needs only ``model(x, y) -> (logits, loss)`` and runs in the caller's thread;
+:class:`Trainer` needs only ``model(x, y) -> (logits, loss)`` and runs in the caller's thread
+(``x`` may be a tuple of inputs, e.g. an encoder-decoder's source and target: then the model is
+called as ``model(*x, y)``);
 another thread may :meth:`~Trainer.pause`, :meth:`~Trainer.resume` or :meth:`~Trainer.stop` it
 through a shared :class:`TrainControl`. Progress goes to a :class:`Callbacks` object: step
 metrics every ``log_interval`` steps, the validation loss every ``eval_interval``, a sample text
@@ -295,13 +297,18 @@ class Trainer:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+    def _to_device(self, x):
+        if isinstance(x, tuple):
+            return tuple(self._to_device(t) for t in x)
         return x if x.device == self.device else x.to(self.device, non_blocking=True)
+
+    def _call(self, x, y):
+        return self._fwd(*x, y) if isinstance(x, tuple) else self._fwd(x, y)
 
     def _forward(self, x, y):
         with self._autocast():
             try:
-                return self._fwd(x, y)
+                return self._call(x, y)
             except Exception as e:
                 if not self._compiled:
                     raise
@@ -309,7 +316,7 @@ class Trainer:
                               "training without it")
                 self._fwd = self.model
                 self._compiled = False
-                return self._fwd(x, y)
+                return self._call(x, y)
 
     def _train_pass(self, x, y, last: bool) -> torch.Tensor:
         """Forward and backward of one micro-batch; the loss (of this micro-batch) is returned.
@@ -322,7 +329,7 @@ class Trainer:
             return loss
         with contextlib.nullcontext() if last else self._ddp.no_sync():
             with self._autocast():
-                _, loss = self._ddp(x, y)
+                _, loss = self._ddp(*x, y) if isinstance(x, tuple) else self._ddp(x, y)
             (loss / k if k > 1 else loss).backward()
         return loss
 
@@ -491,7 +498,8 @@ class Trainer:
                 x, y = self.get_batch("train")  # (B, T) each
                 x, y = self._to_device(x), self._to_device(y)
                 loss = loss + self._train_pass(x, y, last=micro == cfg.grad_accum - 1).detach()
-                log_tokens += x.numel() * self.dist.world_size  # every rank does the same
+                # the predicted tokens (x may be a tuple of inputs); every rank does the same
+                log_tokens += y.numel() * self.dist.world_size
             if cfg.grad_accum > 1:
                 loss = loss / cfg.grad_accum
             log_now = (self.step + 1) % cfg.log_interval == 0 or self.step + 1 == cfg.steps

@@ -1,4 +1,8 @@
-"""The decoder-only transformer (GPT): embeddings, a stack of blocks, final norm, unembedding.
+"""The one-stack transformer: embeddings, a stack of blocks, final norm, unembedding.
+
+With ``config.kind == "decoder"`` it is a GPT (causal self-attention, next-token prediction);
+with ``"encoder"`` a BERT-style encoder: the same stack with bidirectional self-attention (only
+padding is hidden), trained to predict the tokens hidden behind ``[MASK]``.
 
 ``forward(idx, targets=None) -> (logits, loss)`` as in nanoGPT. Without targets only the last
 position goes through the unembedding unless ``all_logits=True``. Named capture points record
@@ -63,31 +67,38 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """One decoder layer. Pre-norm (GPT-2): x + f(LN(x)). Post-norm (Vaswani): LN(x + f(x))."""
+    """One layer of self-attention and FFN: a decoder layer (``causal``) or an encoder layer.
+    Pre-norm (GPT-2): x + f(LN(x)). Post-norm (Vaswani): LN(x + f(x)).
 
-    def __init__(self, config: ModelConfig, layer_idx: int):
+    ``family`` names the attention family its maps are recorded under; only the "self" stack
+    (the one that makes the output) records its FFN and sub-layer outputs."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int, causal: bool = True,
+                 family: str = "self"):
         super().__init__()
         self.pre_norm = config.norm == "pre"
+        self.main = family == "self"
         eps = config.layer_norm_epsilon
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=eps, bias=config.bias)
-        self.attn = CausalSelfAttention(config, layer_idx)
+        self.attn = CausalSelfAttention(config, layer_idx, causal=causal, family=family)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=eps, bias=config.bias)
         self.mlp = MLP(config)
 
     def forward(self, x, pe, positions, cache=None, record=None, head_mask=None,
-                mean_ablation=False):
-        keep = record is not None and record.spec.sublayers
+                mean_ablation=False, key_pad=None):
+        keep = record is not None and record.spec.sublayers and self.main
+        mlp_record = record if self.main else None  # FFN, norms: of the main stack only
         if self.pre_norm:
-            a = self.attn(_normed(self.ln_1, x, record), pe, positions, cache, record, head_mask,
-                          mean_ablation)
+            a = self.attn(_normed(self.ln_1, x, mlp_record), pe, positions, cache, record,
+                          head_mask, mean_ablation, key_pad)
             x = x + a
-            m = self.mlp(_normed(self.ln_2, x, record), record)
+            m = self.mlp(_normed(self.ln_2, x, mlp_record), mlp_record)
             x = x + m
         else:
-            a = self.attn(x, pe, positions, cache, record, head_mask, mean_ablation)
-            x = _normed(self.ln_1, x + a, record)
-            m = self.mlp(x, record)
-            x = _normed(self.ln_2, x + m, record)
+            a = self.attn(x, pe, positions, cache, record, head_mask, mean_ablation, key_pad)
+            x = _normed(self.ln_1, x + a, mlp_record)
+            m = self.mlp(x, mlp_record)
+            x = _normed(self.ln_2, x + m, mlp_record)
         if keep:
             record.attn_out.append(a.detach())
             record.mlp_out.append(m.detach())
@@ -101,7 +112,11 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.pe = make_positional(config)
         self.drop = nn.Dropout(config.dropout)
-        self.h = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
+        if config.kind not in ("decoder", "encoder"):
+            raise ValueError(f"GPT builds decoders and encoders, not kind={config.kind!r} "
+                             "(see model.encoder_decoder.build_model)")
+        causal = config.kind == "decoder"
+        self.h = nn.ModuleList([Block(config, i, causal) for i in range(config.n_layer)])
         # post-norm blocks already end in a layer norm; pre-norm needs one before the unembedding
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias) \
             if config.norm == "pre" else nn.Identity()
@@ -178,15 +193,24 @@ class GPT(nn.Module):
                 record: Recording | None = None):
         record = record if record is not None else self._recording
         B, T = idx.shape  # (B, T)
+        encoder = self.config.kind == "encoder"
+        if encoder and cache is not None:
+            raise ValueError("an encoder sees its whole input at once; it has no KV cache")
         past = cache.length if cache is not None else 0
-        if past + T > self.config.block_size:
-            raise ValueError(f"sequence of length {past + T} is longer than the block size "
-                             f"{self.config.block_size}")
         if past and self.mean_ablated:
             raise ValueError("mean ablation averages a head over the whole context: run the "
                              "context in one pass, not one token through the KV cache")
+        if past + T > self.config.block_size:
+            raise ValueError(f"sequence of length {past + T} is longer than the block size "
+                             f"{self.config.block_size}")
+        key_pad = None  # (B, T): an encoder never attends to padding
+        if encoder and self.config.pad_id >= 0:
+            pad = idx == self.config.pad_id
+            key_pad = pad if bool(pad.any()) else None
         if record is not None:
             record.query_offset = past
+            record.causal = not encoder
+            record.key_padding = key_pad
             record.norm_inputs.clear()  # left over only by a pass that failed
         positions = torch.arange(past, past + T, device=idx.device)  # (T,)
         tok = self.wte(idx)  # (B, T, C)
@@ -202,7 +226,8 @@ class GPT(nn.Module):
             record.resid.append(x.detach())
         for i, block in enumerate(self.h):
             hm = None if self.head_mask is None else self.head_mask[..., i, :]  # (nh,) | (B, nh)
-            x = block(x, self.pe, positions, cache, record, hm, self.head_ablation == "mean")
+            x = block(x, self.pe, positions, cache, record, hm, self.head_ablation == "mean",
+                      key_pad)
             if keep_resid:
                 record.resid.append(x.detach())
         if cache is not None:

@@ -71,8 +71,9 @@ def test_the_wheel_carries_the_models_and_the_corpus(installed, elsewhere):
     assert r.returncode == 0, r.stderr
     where, names = r.stdout.splitlines()
     assert Path(where).is_relative_to(installed), "the venv's copy was not the one imported"
-    assert names.split() == ["induction.safetensors", "shakespeare_bpe.safetensors",
-                             "shakespeare_char.safetensors", "sonnets.txt", "True"]
+    assert names.split() == ["induction.safetensors", "numbers_to_words.safetensors",
+                             "shakespeare_bpe.safetensors", "shakespeare_char.safetensors",
+                             "sonnets_encoder.safetensors", "sonnets.txt", "True"]
 
 
 def test_cli_generates_from_a_shipped_model_by_name(installed, elsewhere):

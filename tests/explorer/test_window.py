@@ -113,7 +113,7 @@ def test_examples_menu_lists_assets(window, tmp_path, monkeypatch, tiny_models):
 
     window._fill_examples()  # the models that ship with the package
     assert [a.text() for a in window.examples_menu.actions()] == [
-        "induction", "shakespeare_bpe", "shakespeare_char"]
+        "induction", "numbers_to_words", "shakespeare_bpe", "shakespeare_char", "sonnets_encoder"]
     (tmp_path / "a.safetensors").write_bytes(tiny_models["tiny"].read_bytes())
     (tmp_path / "a.optim.safetensors").write_bytes(b"x")
     monkeypatch.setattr(model.shipped, "MODELS", tmp_path)
@@ -322,6 +322,20 @@ def test_deferred_panels_fill_their_placeholders(qtbot, monkeypatch, tiny_models
         assert "Broken" not in [a.text() for a in w.view_menu.actions()]
     finally:
         w.close()
+
+
+def test_an_encoder_decoder_model_is_refused_with_a_dialog(qtbot, window, dialogs):
+    from model.shipped import MODELS
+
+    s = window.session
+    info, result = s.info, s.result
+    with qtbot.waitSignal(s.error, timeout=10000):
+        window.open_model(MODELS / "numbers_to_words.safetensors")
+    (kind, title, text), = dialogs
+    assert kind == "warning" and "encoder-decoder" in text and "python -m model" in text
+    assert s.info is info and s.result is result  # the decoder goes on
+    with qtbot.waitSignal(s.step_ready, timeout=5000):
+        s.step()
 
 
 def test_dock_tabs_show_whole_titles(qtbot, make_window, tiny_models):

@@ -12,7 +12,8 @@ def test_a_shipped_name_resolves_and_a_real_path_wins(tmp_path, monkeypatch):
     assert shipped.resolve_checkpoint("induction") == shipped.MODELS / "induction.safetensors"
     assert shipped.resolve_checkpoint("induction.safetensors") == \
         shipped.MODELS / "induction.safetensors"
-    assert shipped.model_names() == ["induction", "shakespeare_bpe", "shakespeare_char"]
+    assert shipped.model_names() == ["induction", "numbers_to_words", "shakespeare_bpe",
+                                     "shakespeare_char", "sonnets_encoder"]
     # a file of that name in the current folder is the user's own: it is never shadowed
     (tmp_path / "induction.safetensors").write_bytes(b"mine")
     assert shipped.resolve_checkpoint("induction.safetensors") == Path("induction.safetensors")
