@@ -64,6 +64,8 @@ DEFAULT_PROMPTS = {
     "shakespeare_char": "ROMEO:\n",
     "induction": "\nbhadgcebhad",
     "shakespeare_bpe": "ROMEO:\n",
+    "numbers_to_words": "307",  # a source: the model writes "three hundred seven"
+    "sonnets_encoder": "Shall I compare thee to a summer's day?\n",
 }
 
 
