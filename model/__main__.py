@@ -40,24 +40,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see --help)\n")
 
 
-def _non_negative_int(s: str) -> int:
+def _int_at_least(s: str, low: int, bound: str) -> int:
     try:
         v = int(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} must be 0 or more")
+    if v < low:
+        raise argparse.ArgumentTypeError(f"{v} must be {bound}")
     return v
+
+
+def _non_negative_int(s: str) -> int:
+    return _int_at_least(s, 0, "0 or more")
 
 
 def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
-    return v
+    return _int_at_least(s, 1, "at least 1")
 
 
 def _checkpoint_arg(s: str) -> str:

@@ -237,13 +237,9 @@ def _run(model, tokenizer, corpus_name: str, train_cfg: TrainConfig, out_path,
     trainer: Trainer | None = None
 
     def checkpoint_fn(step: int, m, optimizer) -> Path:
-        ev = trainer.last_eval if trainer is not None else None
         summary = {
             "steps": step,
-            "train_loss": ev.train_loss if ev is not None else trainer.last_loss,
-            "val_loss": ev.val_loss if ev is not None else None,
-            "eval_step": ev.step if ev is not None else None,
-            "last_loss": trainer.last_loss,
+            **trainer.loss_summary(),
             "corpus": corpus_name,
             **facts,
             "date": now_iso(),

@@ -243,13 +243,9 @@ def train_gpt(corpus, model_cfg: ModelConfig | None, train_cfg: TrainConfig, out
     schedule = _schedule(train_cfg, start_step, previous, lr_schedule if resume_from else None)
 
     def checkpoint_fn(step: int, m, optimizer) -> Path:
-        ev = trainer.last_eval if trainer is not None else None
         summary = {
             "steps": step,
-            "train_loss": ev.train_loss if ev is not None else trainer.last_loss,
-            "val_loss": ev.val_loss if ev is not None else None,
-            "eval_step": ev.step if ev is not None else None,
-            "last_loss": trainer.last_loss,
+            **trainer.loss_summary(),
             "corpus": corpus.name,
             "corpus_tokens": corpus.n_tokens,
             "date": now_iso(),

@@ -283,6 +283,17 @@ class Trainer:
         return self.control.wait_until_paused(timeout)
 
     # -- helpers -------------------------------------------------------------------------------
+    def loss_summary(self) -> dict:
+        """The losses a checkpoint's summary records: the last evaluation's (the training loss
+        of the last step when there was none yet) and the last step's."""
+        ev = self.last_eval
+        return {
+            "train_loss": ev.train_loss if ev is not None else self.last_loss,
+            "val_loss": ev.val_loss if ev is not None else None,
+            "eval_step": ev.step if ev is not None else None,
+            "last_loss": self.last_loss,
+        }
+
     def active_elapsed(self) -> float:
         """Seconds of training so far in this run (pauses not counted)."""
         if self._active_since is None:
