@@ -76,8 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--attention-stage", default=None,
                    choices=("probs", "masked", "scores", "qk", "xv"),
                    help="with --screenshot: the attention panel's stage (qk, xv: the numbers)")
-    p.add_argument("--window-size", metavar="WxH", default=None,
-                   help="window size in pixels, e.g. 1280x720 (for screenshots)")
     p.add_argument("--branch-at", metavar="N", type=int, default=None,
                    help="with --screenshot: after the steps, rewind to N generated tokens, take "
                         "the most likely other token there and step on (a second branch)")
@@ -109,11 +107,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--slide counts from 1, got {args.slide}")
     if args.scale is not None and not 0.5 <= args.scale <= 4:
         p.error(f"--scale must be between 0.5 and 4, got {args.scale}")
-    if args.window_size is not None:
-        w, x, h = args.window_size.lower().partition("x")
-        if not (x and w.isdigit() and h.isdigit() and int(w) >= 320 and int(h) >= 240):
-            p.error(f"--window-size {args.window_size!r} must be WIDTHxHEIGHT, at least 320x240")
-        args.window_size = (int(w), int(h))
     if args.branch_at is not None and not 0 <= args.branch_at < args.steps:
         p.error("--branch-at must lie between 0 and --steps - 1")
     from model.ablation import Ablation
@@ -354,9 +347,8 @@ class _Driver:
             self.args.compare = None
             self._finish()
             return
-        size = self.args.window_size
-        if size is not None:
-            w.resize(*size)
+        if self.args.size is not None:
+            w.resize(*window_size(self.args.size, self.args.scale))
         else:
             w.resize(self.window.size())
         self.compare_window = w
@@ -546,8 +538,6 @@ def main(argv: list[str] | None = None) -> int:
         window.resize(*window_size(args.size, args.scale))
     if args.presenter:
         window.presenter.set_active(True)
-    if args.window_size is not None:
-        window.resize(*args.window_size)
     window.interactive = not (args.screenshot or args.startup_probe)
     driver = _Driver(app, window, session, args, t0) \
         if (args.screenshot or args.startup_probe) and lesson is None else None
