@@ -113,7 +113,7 @@ def test_cross_attention_is_target_rows_by_source_columns_with_both_axes_labelle
     assert table.shape == (r.T, r.S)
     np.testing.assert_allclose(table.sum(-1), 1, atol=1e-5)  # each target row over the source
     assert panel.heatmap.row_axis._labels == r.pieces
-    assert panel.heatmap.col_axis._labels == r.source_pieces == ["3", "0", "7", "␃"]
+    assert panel.heatmap.col_axis._labels == r.source_pieces == ["3", "0", "7", "<eos>"]
     assert "target" in _axis_title(panel.heatmap, "left")
     assert "source" in _axis_title(panel.heatmap, "bottom")
     assert "Cross-attention" in panel.formula.text()
@@ -201,8 +201,8 @@ def test_the_prompt_panel_holds_a_source_editor_and_the_target_strip(qtbot, live
     s, p = live
     assert p.source_label.isVisible() and p.source_label.text() == "Source (encoder input)"
     assert p.target_label.isVisible() and p.target_label.text() == "Target (decoder output)"
-    assert p.source_strip.result.pieces == ["4", "2", "␃"]
-    assert p.strip.result.pieces == ["␂"] and p.editor.toPlainText() == "42"
+    assert p.source_strip.result.pieces == ["4", "2", "<eos>"]
+    assert p.strip.result.pieces == ["<bos>"] and p.editor.toPlainText() == "42"
     assert "source" in p.editor.placeholderText()
     while not s.result.complete:
         with qtbot.waitSignal(s.step_ready, timeout=10000):
@@ -222,7 +222,7 @@ def test_typing_a_source_re_encodes_it_and_restarts_the_target(qtbot, live):
     assert s.result.n_generated == 1
     with qtbot.waitSignal(s.step_ready, timeout=DEBOUNCE_MS + 10000):
         p.editor.setPlainText("19")  # debounced like a prompt
-    assert p.source_strip.result.pieces == ["1", "9", "␃"] and p.strip.result.pieces == ["␂"]
+    assert p.source_strip.result.pieces == ["1", "9", "<eos>"] and p.strip.result.pieces == ["<bos>"]
     assert s.result.n_generated == 0
 
 
@@ -230,3 +230,12 @@ def test_a_decoder_model_has_no_source_strip(window):
     p = window.prompt_panel
     assert not p.source_label.isVisibleTo(p) and not p.source_scroll.isVisibleTo(p)
     assert not p.target_label.isVisibleTo(p) and p.source_strip.result is None
+
+
+def test_the_screenshot_option_picks_an_attention_family(capsys):
+    from explorer.app import parse_args
+
+    assert parse_args(["--attention-family", "cross"]).attention_family == "cross"
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--attention-family", "decoder"])
+    assert e.value.code == 2 and "--attention-family" in capsys.readouterr().err

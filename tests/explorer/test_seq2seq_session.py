@@ -28,7 +28,7 @@ def test_the_worker_steps_an_encoder_decoder_target(qtbot, seq2seq):
     s, rec = seq2seq
     r = s.result
     assert s.config.kind == "encoder-decoder" and r.kind == "encoder-decoder"
-    assert r.source_pieces == ["4", "2", "␃"] and r.pieces == ["␂"]
+    assert r.source_pieces == ["4", "2", "<eos>"] and r.pieces == ["<bos>"]
     assert r.families == ("encoder", "self", "cross")
     errors = []
     s.error.connect(lambda *a: errors.append(a))
@@ -43,7 +43,7 @@ def test_the_worker_steps_an_encoder_decoder_target(qtbot, seq2seq):
     assert "end token" in said.args[0] and not errors
     with qtbot.waitSignal(s.step_ready, timeout=10000):  # a new source restarts the target
         s.set_prompt("7")
-    assert s.result.source_pieces == ["7", "␃"] and s.result.n_generated == 0
+    assert s.result.source_pieces == ["7", "<eos>"] and s.result.n_generated == 0
     with qtbot.waitSignal(s.running_changed, timeout=20000,
                           check_params_cb=lambda running: not running):
         s.run(40)
