@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.session import source_too_long
 from explorer.theme import NOTIFIER, THEME, mono_font, ui_font
 from explorer.widgets.layout import QuietLabel, flow_bar
 from explorer.widgets.token_strip import ChipLegend, ChipScroll, TokenStrip
@@ -454,7 +455,10 @@ class PromptPanel(QWidget):
             notes.append(f"{n} character{'s' if n != 1 else ''} not in the model's vocabulary "
                          f"({chars}{more}) {'are' if n != 1 else 'is'} left out.")
         if check.empty:
-            notes.append("Empty prompt: generation starts from a newline.")
+            notes.append("Empty source: the encoder reads only its end token." if check.source
+                         else "Empty prompt: generation starts from a newline.")
+        if check.too_long:
+            notes.append(source_too_long(check) + " The target below is the last source's.")
         if check.cropped:
             notes.append(f"The prompt has {check.n_tokens} tokens but the model sees at most "
                          f"{check.block_size}: the first {check.cropped} are cropped.")

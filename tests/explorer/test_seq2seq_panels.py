@@ -226,6 +226,16 @@ def test_typing_a_source_re_encodes_it_and_restarts_the_target(qtbot, live):
     assert s.result.n_generated == 0
 
 
+def test_a_source_too_long_is_explained_under_the_editor(qtbot, live):
+    s, p = live
+    p.set_prompt_text("9" * 50)
+    assert p.note.isVisible() and "50 tokens" in p.note.text() and "block size 48" in p.note.text()
+    assert p.source_strip.result.pieces == ["4", "2", "<eos>"]  # the last source that fitted
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        p.set_prompt_text("")
+    assert "Empty source" in p.note.text() and s.result.source_pieces == ["<eos>"]
+
+
 def test_a_decoder_model_has_no_source_strip(window):
     p = window.prompt_panel
     assert not p.source_label.isVisibleTo(p) and not p.source_scroll.isVisibleTo(p)

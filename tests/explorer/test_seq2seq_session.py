@@ -53,15 +53,21 @@ def test_the_worker_steps_an_encoder_decoder_target(qtbot, seq2seq):
         assert torch_objects(args) == [], kind
 
 
-def test_a_source_longer_than_the_block_size_is_a_clear_message(qtbot, seq2seq):
+def test_a_source_longer_than_the_block_size_is_said_and_not_sent(qtbot, seq2seq):
     s, _ = seq2seq
     result = s.result
-    with qtbot.waitSignal(s.error, timeout=10000) as err:
-        s.set_prompt("1" * 60)
-    assert "block size 48" in err.args[1]
+    errors = []
+    s.error.connect(lambda *a: errors.append(a))
+    with qtbot.waitSignal(s.message, timeout=10000) as said:  # a status line, no dialog
+        check = s.set_prompt("1" * 48)
+    assert check.too_long and not check.cropped and not check.ok
+    assert "48 tokens" in said.args[0] and "block size 48" in said.args[0]
     with qtbot.waitSignal(s.step_ready, timeout=10000):  # the last good source goes on
         s.step()
-    assert s.result.source_ids.tolist() == result.source_ids.tolist()
+    assert s.result.source_ids.tolist() == result.source_ids.tolist() and not errors
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        check = s.set_prompt("1" * 47)  # with its end token exactly the block size
+    assert check.ok and s.result.S == 48
 
 
 def test_head_ranking_and_ablation_of_the_decoder(qtbot, seq2seq):
