@@ -94,3 +94,28 @@ def test_an_encoder_only_model_is_refused_and_the_current_model_goes_on(qtbot, s
     assert s.info is info
     with qtbot.waitSignal(s.step_ready, timeout=10000):
         s.step()
+
+
+def test_training_snapshots_of_each_kind(qtbot, seq2seq):
+    """A snapshot of an encoder-decoder (the Training dock's "Explore this model") is stepped;
+    one of an encoder-only model is refused before anything changes."""
+    from explorer.training_worker import Snapshot, copy_state
+    from model.checkpoints import load_checkpoint
+
+    s, _ = seq2seq
+    for name, ok in (("numbers_to_words", True), ("sonnets_encoder", False)):
+        ck = load_checkpoint(MODELS / f"{name}.safetensors")
+        snap = Snapshot(step=5, config=ck.model.config, tokenizer=ck.tokenizer,
+                        state_dict=copy_state(ck.model))
+        info = s.info
+        if ok:
+            with qtbot.waitSignal(s.model_changed, timeout=10000):
+                s.use_snapshot(snap, "run @ step 5", {"steps": 5})
+            qtbot.waitUntil(lambda: s.result is not None and s.info.name == "run @ step 5",
+                            timeout=10000)
+            assert s.result.kind == "encoder-decoder" and s.result.cross_attention is not None
+        else:
+            with qtbot.waitSignal(s.error, timeout=10000) as err:
+                s.use_snapshot(snap, "enc run", {"steps": 5})
+            assert "enc run" in err.args[1] and "encoder" in err.args[1]
+            assert s.info is info
