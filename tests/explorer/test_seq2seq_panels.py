@@ -32,6 +32,11 @@ class Seq2SeqSession(FakeSession):
         self.stepper = Seq2SeqStepper(model, tokenizer, self.sample)
         self.model_changed.emit()
 
+    def rank_heads(self) -> None:
+        self.rank_requests += 1
+        self.head_effects = self.stepper.rank_heads(self.ablation.mode)
+        self.heads_ranked.emit(self.head_effects)
+
 
 @pytest.fixture(scope="module")
 def numbers():
@@ -179,6 +184,20 @@ def test_the_numbers_stages_show_the_decoder_s_heads_and_explain_themselves_else
     assert not panel.numbers_shown and "decoder's masked self-attention" in panel.formula.text()
     panel.set_family("self")
     assert panel.numbers_shown
+
+
+def test_the_ablation_panel_switches_the_decoder_s_heads_to_zero(qtbot, numbers):
+    from explorer.panels.ablation import AblationPanel
+
+    s = seq2seq_session(numbers, "42", steps=3)
+    p = shown(qtbot, AblationPanel(s))
+    cfg = numbers.config
+    assert len(p.buttons) == cfg.n_layer * cfg.n_head
+    mean = p.mode_box.model().item(p.mode_box.findData("mean"))
+    assert not mean.isEnabled() and p.mode_box.model().item(0).isEnabled()
+    assert s.head_effects is not None and s.head_effects.delta.shape == (cfg.n_layer, cfg.n_head)
+    p.buttons[(1, 2)].click()
+    assert s.result.ablation.sorted() == [(1, 2)] and s.result.intact_logits is not None
 
 
 # -- prompt --------------------------------------------------------------------------------------
