@@ -437,9 +437,9 @@ class InferenceWorker(QObject):
                 self._emit(self._branching.set_prompt(req.text, errors="drop"))
             elif isinstance(req, Step):
                 if req.force is None and getattr(self._stepper, "finished", False):
-                    self.notice.emit(self._stepper.result.note[:1].upper()
-                                     + self._stepper.result.note[1:],
-                                     self._generation)
+                    note = self._stepper.result.note
+                    self.notice.emit(f"{note[:1].upper()}{note[1:]}: Back, or a new source, "
+                                     "goes on", self._generation)
                     return
                 self._emit(self._branching.step(force=req.force))
                 self.steps_done += 1
