@@ -177,6 +177,15 @@ MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are
 LOOKAHEAD_DELAY_MS = 50
 
 
+#: model kind -> (module, class) of the stepper the worker drives for it: the same request
+#: API (set_prompt, step, back, rewind_to, reset, resample, redistribute, set_ablation,
+#: lookahead, …), each answering with a StepResult
+STEPPERS: dict[str, tuple[str, str]] = {
+    "decoder": ("model.stepper", "Stepper"),
+    "encoder-decoder": ("model.seq2seq_stepper", "Seq2SeqStepper"),
+}
+
+
 def inference_threads() -> int:
     n = os.cpu_count() or 1
     return max(1, min(4, n - 1))
@@ -427,6 +436,11 @@ class InferenceWorker(QObject):
             elif isinstance(req, SetPrompt):
                 self._emit(self._branching.set_prompt(req.text, errors="drop"))
             elif isinstance(req, Step):
+                if req.force is None and getattr(self._stepper, "finished", False):
+                    note = self._stepper.result.note
+                    self.notice.emit(f"{note[:1].upper()}{note[1:]}: Back, or a new source, "
+                                     "goes on", self._generation)
+                    return
                 self._emit(self._branching.step(force=req.force))
                 self.steps_done += 1
             elif isinstance(req, Back):
@@ -453,7 +467,10 @@ class InferenceWorker(QObject):
         r = self._stepper.result
         if r is None:
             return
-        effects = head_effects(self._model, r.ids.tolist(), int(r.planned), req.mode)
+        if r.kind != "decoder":  # the stepper ranks its own model's heads
+            effects = self._stepper.rank_heads(req.mode)
+        else:
+            effects = head_effects(self._model, r.ids.tolist(), int(r.planned), req.mode)
         self.heads_ranked.emit(effects, r, self._generation)
 
     def _emit(self, result: StepResult, kind: str = "") -> None:
@@ -469,12 +486,16 @@ class InferenceWorker(QObject):
 
     def _new_stepper(self, model: GPT, tokenizer: Tokenizer,
                      sample: SampleConfig) -> Stepper:
-        from model.stepper import Stepper
+        """The stepper for the model's kind (:data:`STEPPERS`); a kind without one gets the
+        decoder's Stepper, which says in one sentence that it does not step it."""
+        import importlib
 
+        module, name = STEPPERS.get(model.config.kind, STEPPERS["decoder"])
+        stepper_class = getattr(importlib.import_module(module), name)
         kwargs: dict[str, Any] = {"lens_k": self._lens_k}
         if self._capture is not None:
             kwargs["capture"] = self._capture
-        return Stepper(model, tokenizer, sample, **kwargs)
+        return stepper_class(model, tokenizer, sample, **kwargs)
 
     def _load(self, req: LoadModel) -> None:
         import torch
@@ -538,6 +559,7 @@ class InferenceWorker(QObject):
         """The model of ``req``'s file or snapshot, on ``device``, and its description."""
         if req.snapshot is not None:
             snap = req.snapshot
+            _check_kind(snap.config.kind, req.name or "the trained model")
             model = snap.build(device)
             summary = dict(req.summary or {})
             return model, _loaded(model, snap.tokenizer, None, device, summary, snap.step > 0,
@@ -546,10 +568,7 @@ class InferenceWorker(QObject):
 
         path = Path(req.path)  # a checkpoint file, a Hugging Face or nanoGPT folder, a cached name
         ck = open_model(path, device=device)
-        if ck.config.kind != "decoder":  # the window steps decoders; say so, keep the app up
-            raise ValueError(
-                f"{path}: this model is an {ck.config.kind}; the explorer steps decoder (GPT) "
-                "models so far. Look inside it with python -m model inspect or generate.")
+        _check_kind(ck.config.kind, str(path))
         return ck.model, _loaded(ck.model, ck.tokenizer, path, device, dict(ck.summary or {}),
                                  is_trained(ck.summary), req.name or path.stem)
 
@@ -679,6 +698,12 @@ class InferenceWorker(QObject):
                 self._timer.timeout.connect(self._run_tick)
             self._timer.start(max(1, int(wait * 1000)))
             return
+        if getattr(self._stepper, "finished", False):  # the target is complete: Run ends
+            self._end_run()
+            self._set_busy(False)
+            self.notice.emit(self._stepper.result.note, self._generation)
+            self._idle()
+            return
         self._set_busy(True)
         try:
             result = self._branching.step()
@@ -695,6 +720,14 @@ class InferenceWorker(QObject):
             self.running_changed.emit(False, self._generation)
             self._set_busy(False)
             self._idle()
+
+
+def _check_kind(kind: str, what: str) -> None:
+    """A model of a kind no stepper steps is refused in one sentence (the app stays up)."""
+    if kind not in STEPPERS:
+        raise ValueError(f"{what}: this model is an {kind}; the explorer steps "
+                         f"{' and '.join(STEPPERS)} models so far. Look inside it with "
+                         "python -m model inspect or generate.")
 
 
 def _sample_config(sample: SampleConfig | dict | None) -> SampleConfig:
