@@ -37,6 +37,7 @@ from explorer.widgets.layout import TEXT_PT, explanation_pane, rich_text, status
 from explorer.widgets.plot_helpers import (
     DIVERGING_CMAP,
     PROB_CMAP,
+    TICK_PT,
     HeatmapWidget,
     LabelAxis,
     SeriesPlot,
@@ -602,7 +603,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         source_rows = self._of_encoder(b)
         query = "source token (query)" if source_rows else (
             "target token (query)" if b.reads or len(self.anatomy.stacks) > 1 else "query")
-        keys = "source tokens" if b.reads or source_rows else "keys"
+        keys = "source" if b.reads or source_rows else "keys"
         # an encoder's self-attention shown under a causal mask for comparison
         causal = b.causal or (not b.reads and bool(getattr(r, "causal_view", False)))
         head = self.head if self.head is not None and not self.ablates(b) else None
@@ -611,8 +612,8 @@ class ArchitecturePanel(LiveRedraw, QWidget):
             if causal:
                 img[causal_future(Tq, Tk)] = np.nan
             hm.col_axis.cell = 1
-            hm.plot.setLabel("bottom", f"head {head}: {keys} (key) — click for all heads",
-                             **{"font-size": css_pt(11)})
+            hm.plot.setLabel("bottom", f"head {head}: source tokens (keys) — click for all heads",
+                             **{"font-size": css_pt(TICK_PT)})
             hm.set_matrix(img, levels=(0.0, 1.0), row_labels=rows, col_labels=cols)
             self._heads_lines.setData([], [])
             self._map = (b, head, Tq, Tk, rows, cols)
@@ -622,7 +623,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
                 img[np.tile(causal_future(Tq, Tk), (1, H))] = np.nan
             hm.col_axis.cell = Tk
             hm.plot.setLabel("bottom", f"head ({keys} within each)",
-                             **{"font-size": css_pt(11)})
+                             **{"font-size": css_pt(TICK_PT)})
             hm.set_matrix(img, levels=(0.0, 1.0), row_labels=rows,
                           col_labels=[f"H{h}" for h in range(H)])
             xs, ys = [], []
@@ -632,7 +633,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
             self._heads_lines.setData(np.asarray(xs, float), np.asarray(ys, float),
                                       connect="pairs")
             self._map = (b, None, Tq, Tk, rows, cols)
-        hm.plot.setLabel("left", query, **{"font-size": css_pt(11)})
+        hm.plot.setLabel("left", query, **{"font-size": css_pt(TICK_PT)})
         hm.highlight_row(-1 if source_rows else self.session.selected_token)
         self.detail_stack.setCurrentWidget(hm)
 
