@@ -324,15 +324,15 @@ def test_deferred_panels_fill_their_placeholders(qtbot, monkeypatch, tiny_models
         w.close()
 
 
-def test_an_encoder_decoder_model_is_refused_with_a_dialog(qtbot, window, dialogs):
+def test_an_encoder_only_model_is_refused_with_a_dialog(qtbot, window, dialogs):
     from model.shipped import MODELS
 
     s = window.session
     info, result = s.info, s.result
     with qtbot.waitSignal(s.error, timeout=10000):
-        window.open_model(MODELS / "numbers_to_words.safetensors")
+        window.open_model(MODELS / "sonnets_encoder.safetensors")
     (kind, title, text), = dialogs
-    assert kind == "warning" and "encoder-decoder" in text and "python -m model" in text
+    assert kind == "warning" and "encoder" in text and "python -m model" in text
     assert s.info is info and s.result is result  # the decoder goes on
     with qtbot.waitSignal(s.step_ready, timeout=5000):
         s.step()
