@@ -57,7 +57,8 @@ ROW_H = 72
 GAP = 24
 X0 = 104
 # the columns of an encoder–decoder
-V_GAP = 14  # between the boxes of a column
+V_GAP = 12  # between the boxes of a column
+SLIM_H = 28  # a column's layer norms (title only) and residual sums
 RAIL = 20  # the residual connections run this far beside a column's boxes
 FRAME_TOP = 30  # a layer's frame: room for its name above its first box
 BUS = 9  # between the cross-attention arrows in the gutter between the columns
@@ -67,11 +68,12 @@ class BlockItem(QGraphicsItem):
     """A clickable box (or a circle for ⊕) with a title and a second line."""
 
     def __init__(self, box: Box, width: float, on_click, circle: bool = False,
-                 dashed: bool = False):
+                 dashed: bool = False, height: float = BOX_H):
         super().__init__()
         self.box = box
-        self.detail = _detail(box)  # the second line
+        self.detail = _detail(box)  # the second line (a box lower than BOX_H has none)
         self.width = width
+        self.height = height
         self.circle = circle
         self.dashed = dashed
         self.selected = False
@@ -87,7 +89,7 @@ class BlockItem(QGraphicsItem):
         self.setToolTip("\n".join(t for t in tip if t))
 
     def boundingRect(self) -> QRectF:  # noqa: N802
-        return QRectF(-2, -2, self.width + 4, BOX_H + 4)
+        return QRectF(-2, -2, self.width + 4, self.height + 4)
 
     def paint(self, p: QPainter, _opt, _widget=None) -> None:
         col = QColor(KIND_COLOURS.get(self.box.kind, "#3a3f4b"))
@@ -101,12 +103,12 @@ class BlockItem(QGraphicsItem):
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setPen(pen)
         p.setBrush(QBrush(col))
-        r = QRectF(0, 0, self.width, BOX_H)
+        r = QRectF(0, 0, self.width, self.height)
         if self.circle:
             d = self.width
-            p.drawEllipse(QRectF(0, (BOX_H - d) / 2, d, d))
+            p.drawEllipse(QRectF(0, (self.height - d) / 2, d, d))
             f = QFont()
-            f.setPointSizeF(pt(TEXT_PT + 3))
+            f.setPointSizeF(pt(TEXT_PT + 3 if d >= 34 else TEXT_PT + 1))
             f.setBold(True)
             p.setFont(f)
             p.setPen(QColor(THEME.text))
@@ -115,6 +117,9 @@ class BlockItem(QGraphicsItem):
         p.drawRoundedRect(r, 7, 7)
         p.setPen(QColor(THEME.text))
         p.setFont(_title_font())
+        if self.height < BOX_H:  # one line: the title
+            p.drawText(r, Qt.AlignmentFlag.AlignCenter, self.box.title)
+            return
         top = QRectF(4, 3, self.width - 8, BOX_H / 2)
         p.drawText(top, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
                    self.box.title)
@@ -430,7 +435,7 @@ class Diagram(QGraphicsView):
         enc, dec = anatomy.stacks
         we, wd = _column_width(enc), _column_width(dec, anatomy.head)
         # each column's outer side holds its residual rail and its positions box
-        spine_e = 10 + max(we / 2 + RAIL + 10, 17 + GAP + _box_width(enc.inputs[1]))
+        spine_e = 10 + max(we / 2 + RAIL + 10, SLIM_H / 2 + GAP + _box_width(enc.inputs[1]))
         n_lanes = len(_layer_runs(dec, layers))
         lane0 = spine_e + we / 2 + 12 + 24
         spine_d = lane0 + BUS * (n_lanes - 1) + 24 + 12 + wd / 2
@@ -464,7 +469,7 @@ class Diagram(QGraphicsView):
         note.setPos(spine_e - we / 2, trunk + 4)
         self.scene().addItem(note)
         e_bottom = max(e_bottom, trunk + 8 + note.boundingRect().height())
-        right = spine_d + max(wd / 2 + RAIL + 10, 17 + GAP + _box_width(dec.inputs[1]))
+        right = spine_d + max(wd / 2 + RAIL + 10, SLIM_H / 2 + GAP + _box_width(dec.inputs[1]))
         return right, max(e_bottom, d_bottom) + 10
 
     def _column(self, stack: Stack, spine: float, w: float, side: int, y: float,
@@ -502,11 +507,11 @@ class Diagram(QGraphicsView):
             from the box above when ``link``; returns the y below it."""
             nonlocal bottom
             circle = box.kind == "add"
-            item = BlockItem(box, 34.0 if circle else width, self._clicked, circle=circle,
-                             dashed=dashed)
+            h = SLIM_H if box.kind in ("add", "ln") else BOX_H
+            item = BlockItem(box, h if circle else width, self._clicked, circle=circle,
+                             dashed=dashed, height=h)
             left = spine - item.width / 2 if x is None else x
-            h = 34.0 if circle else BOX_H
-            item.setPos(left, y - (BOX_H - h) / 2)
+            item.setPos(left, y)
             scene.addItem(item)
             if box.key:
                 self.items[box.key] = item
@@ -522,14 +527,14 @@ class Diagram(QGraphicsView):
         pos = next(b for b in stack.inputs if isinstance(b, Positions))
         add = next((b for b in stack.inputs if isinstance(b, Add)), None)
         pw = _box_width(pos)
-        px = spine - 17 - GAP - pw if side < 0 else spine + 17 + GAP
+        px = spine - SLIM_H / 2 - GAP - pw if side < 0 else spine + SLIM_H / 2 + GAP
         y_tok = y
         y = place(tok, y)
         if add is not None:
-            yc = y + 17
+            yc = y + SLIM_H / 2
             place(pos, yc - BOX_H / 2, pw, px, link=False)
             near = QPointF(px + pw, yc) if side < 0 else QPointF(px, yc)
-            scene.addItem(_arrow([near, QPointF(spine + side * 17, yc)], muted))
+            scene.addItem(_arrow([near, QPointF(spine + side * SLIM_H / 2, yc)], muted))
             y = max(place(add, y), yc + BOX_H / 2 + V_GAP)
         else:  # applied inside attention, or absent: drawn unconnected beside the embedding
             place(pos, y_tok, pw, px + side * 20, dashed=True, link=False)
@@ -577,10 +582,10 @@ class Diagram(QGraphicsView):
                     targets.append((box.key, spine - w / 2, y - V_GAP - BOX_H / 2))
                 if isinstance(box, Add) and box.skip is not None:
                     ys = branch if not box.skip else bottoms[box.skip] + V_GAP / 2
-                    cy = tops[box.key] + 17
+                    cy = tops[box.key] + SLIM_H / 2
                     scene.addItem(_arrow([QPointF(spine, ys), QPointF(rail, ys),
-                                          QPointF(rail, cy), QPointF(spine + side * 17, cy)],
-                                         accent, 1.8))
+                                          QPointF(rail, cy),
+                                          QPointF(spine + side * SLIM_H / 2, cy)], accent, 1.8))
             frame = QGraphicsRectItem(QRectF(fx0, top, fx1 - fx0, y - V_GAP + 8 - top))
             pen = QPen(QColor(THEME.grid).lighter(130), 1.2)
             frame.setPen(pen)
