@@ -448,3 +448,25 @@ def test_the_shipped_encoder_decoder_steps_values_reach_every_kind_of_block(qtbo
     _click(qtbot, p, "enc.final.ln")
     table, _rows, _cols = p.detail_series.export_table()
     np.testing.assert_array_equal(table, r.encoder_norm_stats[-1])
+
+
+def test_an_encoders_attention_block_fills_the_square_unless_the_causal_view_is_on(qtbot):
+    from types import SimpleNamespace
+
+    cfg = _config("encoder")
+    T, H = 4, cfg.n_head
+    a = np.random.default_rng(1).random((cfg.n_layer, H, T, T)).astype(np.float32)
+    a /= a.sum(-1, keepdims=True)
+    r = SimpleNamespace(pieces=list("ab█d"), T=T, attention=a, causal_view=False,
+                        sample=SampleConfig(temperature=0.8), dist=None)
+    p = _s2s_panel(qtbot, cfg, r)
+    assert "2 encoder layers" in p.summary.text()
+    assert p.selected == "L0.attn"
+    img = p.detail_heads.image.image
+    np.testing.assert_array_equal(img[:, T:], a[0, 1])  # the upper triangle too
+    assert "Bidirectional" in p.explain.text() and "causal mask</b>" not in p.explain.text()
+    p.session.result = SimpleNamespace(**{**vars(r), "causal_view": True})
+    p.redraw_now()
+    img = p.detail_heads.image.image
+    assert np.isnan(img[0, 1]) and img[1, 0] == a[0, 0, 1, 0]
+    assert "Shown now under a causal mask" in p.explain.text()

@@ -326,8 +326,8 @@ class Diagram(QGraphicsView):
         rows = self._rows(anatomy, layers)
         y = 10.0
         if anatomy.family == "encoder-only":  # what tells it from a GPT, said above the rows
-            t = QGraphicsSimpleTextItem("Encoder (BERT-style) · bidirectional self-attention: "
-                                        "every token attends to every token, no causal mask")
+            t = QGraphicsSimpleTextItem("Encoder (BERT-style): bidirectional self-attention, "
+                                        "no causal mask")
             t.setFont(_title_font())
             t.setBrush(QBrush(QColor(THEME.text)))
             t.setPos(8, y)

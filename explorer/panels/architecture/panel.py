@@ -437,6 +437,10 @@ class ArchitecturePanel(LiveRedraw, QWidget):
             formula, text = TEXTS.get(kind, ("", ""))
             if isinstance(b, Attention) and (b.reads or not b.causal):
                 formula, text = ATTN_TEXTS["cross" if b.reads else "bidirectional"]
+                if not b.reads and r is not None and getattr(r, "causal_view", False):
+                    text += (" <b>Shown now under a causal mask</b> (Causal mask (as GPT) is "
+                             "on): the same weights, each token seeing only itself and the "
+                             "tokens before it, as in a GPT.")
             if b.kind == "softmax" and self.anatomy.family == "encoder-only":
                 text = ("Softmax turns the scores at each position into probabilities over the "
                         "vocabulary; at a masked position they are the model's guess of the "
