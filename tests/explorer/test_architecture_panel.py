@@ -470,3 +470,32 @@ def test_an_encoders_attention_block_fills_the_square_unless_the_causal_view_is_
     img = p.detail_heads.image.image
     assert np.isnan(img[0, 1]) and img[1, 0] == a[0, 0, 1, 0]
     assert "Shown now under a causal mask" in p.explain.text()
+
+
+@pytest.mark.parametrize("layers", [(3, 2), (1, 4), (4, 1)])
+def test_the_two_column_labels_cover_no_box_and_no_cross_attention_arrow(qtbot, layers):
+    """(1, 4): the encoder ends above the last decoder layers, so arrows run down too."""
+    n_enc, n_dec = layers
+    view = Diagram()
+    qtbot.addWidget(view)
+    view.build(describe(_config("encoder-decoder", n_enc_layer=n_enc, n_layer=n_dec)),
+               list(range(4)))
+    boxes = [it.sceneBoundingRect().adjusted(2, 2, -2, -2) for it in view.items.values()]
+    # the cross-attention arrows as points every 2 px along their lines
+    points = []
+    for item, _key in view.cross_arrows:
+        line = item.path().toSubpathPolygons()[0]
+        for a, b in zip(list(line)[:-1], list(line)[1:], strict=True):
+            n = int(max(abs(b.x() - a.x()), abs(b.y() - a.y())) // 2) + 1
+            points += [a + (b - a) * (k / n) for k in range(n + 1)]
+    for t in view.scene().items():
+        if not isinstance(t, QGraphicsSimpleTextItem):
+            continue
+        r = t.sceneBoundingRect()
+        assert not [b for b in boxes if b.intersects(r)], t.text()
+        assert not [p for p in points if r.contains(p)], t.text()
+    # no two arrows share a lane, and boxes of one column do not overlap
+    assert len({round(item.path().toSubpathPolygons()[0][3].x())
+                for item, _k in view.cross_arrows}) == n_dec
+    for i, a in enumerate(boxes):
+        assert not [b for b in boxes[i + 1:] if a.intersects(b)]

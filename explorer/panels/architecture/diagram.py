@@ -462,8 +462,9 @@ class Diagram(QGraphicsView):
                            QPointF(left, cy)], colour, 1.8)
             self.scene().addItem(item)
             self.cross_arrows.append((item, key))
-        note = QGraphicsSimpleTextItem("encoder output: the keys and values\n"
-                                       "of every decoder layer's cross-attention")
+        # under the encoder's column, left of the lanes (which may run down from the trunk)
+        note = QGraphicsSimpleTextItem("encoder output: the keys\nand values of every "
+                                       "decoder\nlayer's cross-attention")
         note.setFont(_sub_font())
         note.setBrush(QBrush(QColor(colour)))
         note.setPos(spine_e - we / 2, trunk + 4)
