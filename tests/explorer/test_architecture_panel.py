@@ -499,3 +499,21 @@ def test_the_two_column_labels_cover_no_box_and_no_cross_attention_arrow(qtbot, 
                 for item, _k in view.cross_arrows}) == n_dec
     for i, a in enumerate(boxes):
         assert not [b for b in boxes[i + 1:] if a.intersects(b)]
+
+
+def test_a_deep_encoder_collapses_and_a_click_on_its_collapsed_layers_expands_them(qtbot):
+    cfg = _config("encoder-decoder", n_enc_layer=8, n_layer=2)
+    p = _s2s_panel(qtbot, cfg, _fake_s2s_result(cfg))
+    assert p.collapsed and p.collapse_box.isEnabled()
+    assert {"E0.attn", "E7.attn", "L0.cross", "L1.cross"} <= set(p.items)
+    assert "E3.attn" not in p.items
+    collapsed = [it for it in p.view.scene().items()
+                 if getattr(it, "dashed", False) and "more layers" in it.box.title]
+    assert len(collapsed) == 1  # encoder layers 1–6; the decoder's two are drawn
+    item = collapsed[0]
+    p.view.ensureVisible(item)
+    qtbot.wait(10)
+    pos = p.view.mapFromScene(item.sceneBoundingRect().center())
+    qtbot.mouseClick(p.view.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(pos.x(), pos.y()))
+    assert not p.collapsed and "E3.attn" in p.items
+    assert len(p.view.cross_arrows) == 2
