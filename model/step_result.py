@@ -67,6 +67,13 @@ class StepResult:
     ablation: Ablation = NO_ABLATION  # the heads switched off for this result
     # with an ablation: the next-token logits of the same window with every head on (V,)
     intact_logits: np.ndarray | None = None
+    # -- encoder-only (BERT-style, model.masked_stepper): `attention` is the encoder's
+    # self-attention, full rows unless `causal_view`; `logits` and `dist` are the prediction for
+    # the token at `predicted_at` (not a next token); `ids` is the input with [MASK]s
+    masked_positions: tuple[int, ...] | None = None  # window positions that hold [MASK]
+    predicted_at: int | None = None  # the position whose predicted distribution `dist` shows
+    causal_view: bool = False  # True: the same weights run under a decoder's causal mask
+    original_ids: np.ndarray | None = None  # (T,) int64 the ids before masking (what is hidden)
 
     @property
     def T(self) -> int:
@@ -114,9 +121,18 @@ class StepResult:
         return next_token(self.intact_logits, self.sample, self.auto_seed, self.position,
                           self.draw).dist
 
+    @property
+    def is_causal(self) -> bool:
+        """Whether `attention` had the causal mask: a decoder's, or an encoder's under
+        `causal_view`. An encoder's own self-attention sees every token."""
+        return self.config is None or self.config.kind != "encoder" or self.causal_view
+
     def masked_scores(self) -> np.ndarray:
-        """(L, H, T, T) scores with -inf where a key lies after its query."""
+        """(L, H, T, T) scores with -inf where the mask hides a key: after its query (causal), or
+        nowhere for an encoder's bidirectional self-attention."""
         if self.scores is None:
             raise ValueError("scores were not captured (CaptureSpec.scores is off)")
+        if not self.is_causal:
+            return np.array(self.scores, dtype=np.float32)
         keep = np.tril(np.ones((self.T, self.T), dtype=bool))
         return np.where(keep, self.scores, np.float32(-np.inf)).astype(np.float32)
