@@ -12,6 +12,9 @@ Keyboard: Space / → / PageDown step, ← / Backspace / PageUp back (presentati
 PageDown and PageUp), Ctrl+Enter run/stop, Esc stop, Home reset, R resample. While the prompt editor has the focus, the keys it uses (Space, Backspace, arrows,
 letters) edit the text instead: the editor claims them through Qt's ShortcutOverride, so the
 window's shortcuts never fire there. Esc leaves the editor.
+
+For a BERT-style encoder (explorer.panels.masking) a click on a chip hides that token behind
+[MASK] or restores it, and the step controls are disabled: an encoder does not generate.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.panels.masking import NO_STEPS_TIP, EncoderBar, encoder_info
 from explorer.theme import NOTIFIER, THEME, mono_font, ui_font
 from explorer.widgets.layout import QuietLabel, flow_bar
 from explorer.widgets.token_strip import ChipLegend, ChipScroll, TokenStrip
@@ -171,6 +175,9 @@ class PromptPanel(QWidget):
         self.strip.chip_clicked.connect(self._on_chip_clicked)
         self.strip.chip_double_clicked.connect(self._on_chip_double_clicked)
         self.strip.rewind_requested.connect(self.session.rewind_to_token)
+        self.strip.predict_requested.connect(self.session.select_position)
+        self.encoder_bar = EncoderBar(session, self)  # shown for an encoder only
+        self.encoder_bar.hide()
         self.scroll = ChipScroll(self.strip, self)
         self.scroll.setMinimumHeight(52)
         self.legend = ChipLegend(self)
@@ -228,6 +235,7 @@ class PromptPanel(QWidget):
         lay.addLayout(note_row)
         lay.addWidget(self.buttons)
         lay.addLayout(hint_row)
+        lay.addWidget(self.encoder_bar)
         lay.addWidget(self.ablation_note)
         lay.addWidget(self.split, 1)
         self._focus_hook = _FocusHint(self)
@@ -238,6 +246,7 @@ class PromptPanel(QWidget):
         session.prompt_checked.connect(self._on_prompt_checked)
         session.selected_token_changed.connect(self.strip.set_selected)
         session.running_changed.connect(self._on_running)
+        self._decoder_tips: list[str] | None = None  # the step controls' own tooltips
         self._set_enabled(False)
         self.set_prompt_text(session.prompt, apply=False)
         if session.config is not None:  # made after the model: start from the session's state
@@ -329,6 +338,9 @@ class PromptPanel(QWidget):
     def update_keys_hint(self) -> None:
         """Say how to step; while the editor has the focus, that Esc comes first."""
         editing = self.editor.hasFocus()
+        if self.session.is_encoder:  # no keys to step with: the encoder bar says what to do
+            self.keys_hint.setText("")
+            return
         self.keys_hint.setText(EDITING_HINT if editing else KEYS_HINT)
         self.keys_hint.setStyleSheet(f"color: {THEME.accent2 if editing else THEME.muted};")
 
@@ -418,6 +430,10 @@ class PromptPanel(QWidget):
         self.strip.lookup = tok.token_pieces if tok is not None else None
         self.strip.bytes_of = tok.token_bytes if tok is not None else None
         self.strip.set_result(self.session.result)  # None until the new model's first result
+        encoder = self.session.is_encoder
+        self.strip.show_planned = not encoder  # no next token to show
+        self.encoder_bar.setVisible(encoder)
+        self.update_keys_hint()
         self._set_enabled(self.session.config is not None)
 
     def _show_ablation(self, r: StepResult) -> None:
@@ -440,6 +456,9 @@ class PromptPanel(QWidget):
         self._show_ablation(r)
         cfg = r.config or self.session.config
         block = cfg.block_size if cfg is not None else r.T
+        if r.predicted_at is not None:  # an encoder
+            self.info.setText(encoder_info(r, block))
+            return
         n_prompt = r.cropped + r.T - r.n_generated  # in the whole text, not only the window
         self.info.setText(f"{n_prompt} prompt + {r.n_generated} generated · "
                           f"context {r.T}/{block}")
@@ -469,11 +488,26 @@ class PromptPanel(QWidget):
         self.act_run.setText("Stop \u25a0" if running else "Run")
 
     def _set_enabled(self, on: bool) -> None:
+        """The step controls work once a model is there; never for an encoder (the buttons'
+        tooltips then say why)."""
+        encoder = self.session.is_encoder
         for a in (self.act_step, self.act_back, self.act_reset, self.act_resample, self.act_run):
-            a.setEnabled(on)
+            a.setEnabled(on and not encoder)
+        controls = (self.step_button, self.back_button, self.reset_button, self.resample_button,
+                    self.run_button, self.run_count, self.run_interval)
+        if self._decoder_tips is None:  # the first call, from __init__
+            self._decoder_tips = [w.toolTip() for w in controls]
+        for w, tip in zip(controls, self._decoder_tips, strict=True):
+            w.setToolTip(NO_STEPS_TIP if encoder else tip)
+        self.run_count.setEnabled(not encoder)
+        self.run_interval.setEnabled(not encoder)
 
     @Slot(int)
     def _on_chip_clicked(self, i: int) -> None:
+        if self.session.is_encoder:  # hide the token behind [MASK], or restore it
+            if i >= 0:
+                self.session.toggle_mask(i)
+            return
         if i == self.session.selected_token:
             i = -1  # a second click deselects
         self.session.select_token(i)
@@ -481,7 +515,7 @@ class PromptPanel(QWidget):
     @Slot(int)
     def _on_chip_double_clicked(self, i: int) -> None:
         r = self.session.result
-        if r is not None and i >= r.n_prompt:
+        if r is not None and i >= r.n_prompt and not self.session.is_encoder:
             self.session.rewind_to_token(i)
             self.session.select_token(i)
 

@@ -69,3 +69,100 @@ def test_mask_written_in_the_prompt_is_no_unknown_character(qtbot, session):
     with qtbot.waitSignal(s.message, timeout=10000) as msg:
         s.toggle_mask(p)
     assert "no original to restore" in msg.args[0]
+
+
+def _click_chip(qtbot, strip, i: int) -> None:
+    from PySide6.QtCore import Qt
+
+    qtbot.mouseClick(strip, Qt.MouseButton.LeftButton, pos=strip.chip_rect(i).center())
+
+
+@pytest.fixture
+def encoder_window(make_window):
+    return make_window(ENCODER, prompt=TEXT, optional_panels=True)
+
+
+def test_clicking_a_chip_masks_it_and_the_prediction_follows(qtbot, encoder_window):
+    w = encoder_window
+    s, prompt, dist = w.session, w.prompt_panel, w.distribution_panel
+    assert s.is_encoder and prompt.encoder_bar.isVisible()
+    assert not prompt.act_step.isEnabled() and not prompt.act_run.isEnabled()
+    assert "does not generate" in prompt.step_button.toolTip()
+    assert not dist.controls.resample_button.isEnabled()
+    strip = prompt.strip
+    assert not strip.show_planned
+    p = TEXT.index("mmer") + 1
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        _click_chip(qtbot, strip, p)
+    r = s.result
+    assert r.masked_positions == (p,) and r.predicted_at == p
+    assert strip._labels[p] == "[MASK]" and strip.selected == p
+    assert "[MASK] hiding 'm'" in strip.tooltip_for(p)
+    dist.flush()
+    text = dist.summary.text()
+    assert f"Prediction at position {p}</b> (masked: 'm')" in text
+    assert dist.shown_ids[0] == r.dist.order[0]
+    assert f"position {p}" in dist.plot.getAxis("bottom").labelText
+    assert "1 masked" in prompt.info.text()
+    # a second click restores the token; the prediction stays at that position
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        _click_chip(qtbot, strip, p)
+    assert s.result.masked_positions == () and s.result.predicted_at == p
+    dist.flush()
+    assert "not masked" in dist.summary.text()
+    assert strip._labels[p] == "m"
+
+
+def test_causal_toggle_makes_the_attention_map_lower_triangular(qtbot, encoder_window):
+    w = encoder_window
+    s, att = w.session, w.panels["Attention"]
+    w.docks["Attention"].show()
+    w.docks["Attention"].raise_()
+    T = s.result.T
+    upper = np.triu(np.ones((T, T), dtype=bool), k=1)
+    qtbot.waitUntil(lambda: att.heatmap.matrix is not None
+                    and att.heatmap.matrix.shape == (T, T), timeout=5000)
+    display, values, _ = att.head_matrix()
+    assert not np.isnan(display[upper]).any() and (values[upper] > 0).all()  # full rows
+    assert "no causal mask" in att.formula.text()
+    box = w.prompt_panel.encoder_bar.causal
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        box.setChecked(True)
+    assert s.causal_view and s.result.causal_view
+    att.redraw_now()
+    display, values, _ = att.head_matrix()
+    assert np.isnan(display[upper]).all() and (values[upper] == 0).all()
+    assert not np.isnan(display[~upper]).any()
+    assert "no causal mask" not in att.formula.text()
+    np.testing.assert_array_equal(att.heatmap.matrix[~upper],
+                                  s.result.attention[att.layer, att.head][~upper])
+    w.distribution_panel.flush()
+    assert "under a causal mask" in w.distribution_panel.summary.text()
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        box.setChecked(False)
+    att.redraw_now()
+    assert not np.isnan(att.head_matrix()[0][upper]).any()
+
+
+def test_no_torch_in_the_gui_thread(qtbot, make_window, monkeypatch):
+    from tests.explorer.test_threads import GuiThreadTorch
+
+    torch_in_gui = GuiThreadTorch(monkeypatch)
+    w = make_window(ENCODER, prompt=TEXT, optional_panels=True)
+    s = w.session
+    torch_in_gui.on = True
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        _click_chip(qtbot, w.prompt_panel.strip, 3)
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        s.select_position(5)
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        w.prompt_panel.encoder_bar.causal.setChecked(True)
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        s.toggle_head(0, 1)
+    for name in ("Attention", "Architecture", "Positional encoding", "Ablation"):
+        w.docks[name].show()
+        w.docks[name].raise_()
+        qtbot.wait(50)
+    w.distribution_panel.flush()
+    torch_in_gui.on = False
+    assert not torch_in_gui.calls, "\n".join(torch_in_gui.calls)

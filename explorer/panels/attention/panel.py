@@ -69,6 +69,17 @@ STAGE_TEXT = {
               "can never look ahead.",
     "probs": "Softmax turns each row into weights that sum to 1: how much of each earlier "
              "token's value vector the query mixes in. Masked cells are exactly 0 (hatched).",
+}
+#: what differs for an encoder's bidirectional self-attention (no causal mask)
+ENCODER_STAGE_FORMULAS = {"masked": "S + M,&nbsp; M = 0: an encoder has no causal mask"}
+ENCODER_STAGE_TEXT = {
+    "scores": "How well each query (row) matches each key (column): in an encoder every score "
+              "is used, the later keys' too.",
+    "masked": "A BERT-style encoder hides nothing (only padding): every token sees the tokens "
+              "after it as well, so the upper triangle stays. Tick 'Causal mask (as GPT)' under "
+              "the tokens to compare.",
+    "probs": "Softmax turns each row into weights that sum to 1 over every token, before and "
+             "after the query: no causal mask, so the upper triangle is filled.",
     "qk": "The selected token's query (top) meets every token's key (left): their dot product, "
           "÷√d, the mask and the softmax make one row of the attention pattern. Select a token "
           "to change the query (default: the last); hover a cell for the two vectors.",
@@ -102,7 +113,8 @@ class AttentionPanel(LiveRedraw, QWidget):
         self._hover = (-1, -1)
         self._grid_hover = (-1, -1)
         self._lines_hover = -1
-        self._future: dict[tuple[int, int, int], np.ndarray] = {}
+        self._future: dict[tuple[int, int, int, bool], np.ndarray] = {}
+        self._causal_shown = True  # whether the formula text was written for a causal mask
         self._grid_geom = (1, 1, 0, 1)  # rows (layers), cols (heads or 1), cell size, pool factor
         self._cmap = {"head": PROB_CMAP, "grid": PROB_CMAP}
 
@@ -249,13 +261,18 @@ class AttentionPanel(LiveRedraw, QWidget):
                     "not drawn. Hover a query or select a token to see its lines alone.")
         else:
             s = self.stage
+            r = self.session.result
+            bidirectional = r is not None and not r.is_causal
+            formula = (ENCODER_STAGE_FORMULAS.get(s, STAGE_FORMULAS[s]) if bidirectional
+                       else STAGE_FORMULAS[s])
+            explain = (ENCODER_STAGE_TEXT.get(s, STAGE_TEXT[s]) if bidirectional
+                       else STAGE_TEXT[s])
             where = ("" if s in NUMBER_STAGES else
                      "Every layer (rows) × head (columns) at once; click a cell to open it, "
                      "Shift+click (or X over it) to switch that head off or on."
                      if self.view == "grid" else
                      "Rows are queries, columns are keys; hover a cell for its value.")
-            text = (f"<b>{STAGE_TITLES[s]}</b> &nbsp; {STAGE_FORMULAS[s]}<br>"
-                    f"{STAGE_TEXT[s]} {where}")
+            text = f"<b>{STAGE_TITLES[s]}</b> &nbsp; {formula}<br>{explain} {where}"
         self.formula.setText(text)
 
     # -- public controls -----------------------------------------------------------------------
@@ -376,11 +393,14 @@ class AttentionPanel(LiveRedraw, QWidget):
     def _labels(self, r) -> list[str]:
         return r.pieces
 
-    def _future_mask(self, t: int, reps: tuple[int, int] = (1, 1)) -> np.ndarray:
-        key = (t, *reps)
+    def _future_mask(self, t: int, reps: tuple[int, int] = (1, 1),
+                     causal: bool = True) -> np.ndarray:
+        """True where the mask hides a key: after its query (causal), nowhere (an encoder)."""
+        key = (t, *reps, causal)
         m = self._future.get(key)
         if m is None:
-            m = np.tile(causal_future(t), reps) if reps != (1, 1) else causal_future(t)
+            m = causal_future(t) if causal else np.zeros((t, t), dtype=bool)
+            m = np.tile(m, reps) if reps != (1, 1) else m
             self._future[key] = m
         return m
 
@@ -401,6 +421,9 @@ class AttentionPanel(LiveRedraw, QWidget):
         L, H = r.attention.shape[:2]
         if (self.layer_box.count(), self.head_box.count()) != (L, H):
             self._set_shape(L, H)
+        if r.is_causal != self._causal_shown:  # an encoder, or its causal comparison
+            self._causal_shown = r.is_causal
+            self._update_formula()
         if self.numbers_shown:
             self._draw_numbers(r)
         elif self.view == "head":
@@ -427,7 +450,7 @@ class AttentionPanel(LiveRedraw, QWidget):
         layer = min(self.layer, src.shape[0] - 1)
         m = src[layer].mean(axis=0) if self.average else src[layer, min(self.head, src.shape[1] - 1)]
         t = m.shape[-1]
-        fut = self._future_mask(t)
+        fut = self._future_mask(t, causal=r.is_causal)
         if self.stage == "probs":
             values = np.asarray(m, dtype=np.float32)
             display = values.copy()
@@ -478,7 +501,7 @@ class AttentionPanel(LiveRedraw, QWidget):
 
     def _cell_text(self, r, v: float, q: int, k: int) -> str:
         lab = self._labels(r)
-        masked = k > q
+        masked = k > q and r.is_causal
         text = f"query '{lab[q]}' @{q} → key '{lab[k]}' @{k}: {_fmt(float(v))}"
         if masked and self.stage != "scores":
             text += " (masked: the key comes later)"
@@ -503,8 +526,9 @@ class AttentionPanel(LiveRedraw, QWidget):
             src = src.mean(axis=1, keepdims=True)  # (L, 1, T, T)
         L, H, T, _ = src.shape
         factor = max(1, math.ceil(T * max(L, H) / MAX_MOSAIC))
-        masked = self.stage != "scores"
-        fut = causal_future(T)
+        causal = r.is_causal
+        masked = self.stage != "scores" and causal  # an encoder hides nothing
+        fut = self._future_mask(T, causal=causal)
         if self.stage == "probs":
             levels = (0.0, 1.0)
         else:  # symmetric around 0 over what is shown (the mask hides the future)
@@ -526,7 +550,8 @@ class AttentionPanel(LiveRedraw, QWidget):
         stage = self.stage
 
         def values():
-            v = src if stage != "masked" else np.where(causal_future(T), np.float32(-np.inf), src)
+            v = src if stage != "masked" or not causal else \
+                np.where(causal_future(T), np.float32(-np.inf), src)
             rows = [f"L{li} q{qi}" for li in range(L) for qi in range(T)]
             cols = [f"H{hi} k{ki}" if not self.average else f"mean k{ki}"
                     for hi in range(H) for ki in range(T)]
@@ -586,7 +611,7 @@ class AttentionPanel(LiveRedraw, QWidget):
             return " "
         m = src[layer].mean(axis=0) if head is None else src[layer, head]
         v = m[q, k]
-        if self.stage == "masked" and k > q:
+        if self.stage == "masked" and k > q and r.is_causal:
             v = -np.inf
         who = f"layer {layer}, " + ("mean of heads" if head is None else f"head {head}")
         factor = self._grid_geom[3]
@@ -644,7 +669,7 @@ class AttentionPanel(LiveRedraw, QWidget):
         if r is None or r.attention is None:
             return None
         t = self.query_token(r)
-        return t, rollout_row(r.attention, t)
+        return t, rollout_row(r.attention, t, causal=r.is_causal)
 
     def _draw_rollout(self, r) -> None:
         t, flow = self.rollout_values(r)
