@@ -307,8 +307,11 @@ class InferenceWorker(QObject):
     def submit(self, req: Request) -> None:
         with self._lock:
             if isinstance(req, SUPERSEDE):
+                # an encoder's causal view outlasts a new text (not a new model)
                 self._pending = [p for p in self._pending if isinstance(p, KEEP)
                                  or (isinstance(p, MODEL_KINDS)
+                                     and not isinstance(req, MODEL_KINDS))
+                                 or (isinstance(p, SetCausalView)
                                      and not isinstance(req, MODEL_KINDS))]
             elif isinstance(req, COALESCE):
                 self._pending = [p for p in self._pending if type(p) is not type(req)]

@@ -371,7 +371,7 @@ class DistributionPanel(QWidget):
         logits_mode = self.controls.show_logits.isChecked()
         probs = np.where(kept, d.probs[ids], d.full_probs[ids])
         vals = d.logits[ids].astype(np.float64) if logits_mode else probs
-        planned = int(r.planned)
+        planned = highlighted_token(r)
         # shared QBrush / QPen objects: pyqtgraph makes a new one per bar from anything else
         b_plan, b_kept, b_cut = self._bar_brushes
         p_plan, p_none = self._bar_pens
@@ -548,6 +548,16 @@ class DistributionPanel(QWidget):
             + ("" if encoder else "\nclick: make it the next token"))
 
 
+def highlighted_token(r: StepResult) -> int:
+    """The bar drawn highlighted: the token the next step will pick; for an encoder the token
+    that really stands at the predicted position (hidden behind [MASK] or not)."""
+    if r.predicted_at is not None and r.original_ids is not None:
+        orig = int(r.original_ids[r.predicted_at])
+        if r.config is None or orig != r.config.mask_id:
+            return orig
+    return int(r.planned)
+
+
 def encoder_summary(r: StepResult, d: Distribution, tok: Tokenizer) -> str:
     """The title and summary of an encoder's prediction at ``r.predicted_at``: which token is
     hidden there, the most likely fill, and how sure the model is."""
@@ -570,10 +580,10 @@ def encoder_summary(r: StepResult, d: Distribution, tok: Tokenizer) -> str:
              f"Most likely <b style='color:{THEME.accent}'>{_html(tok.token_pieces([best])[0])}"
              f"</b> {p_best * 100:.1f}% &nbsp;·&nbsp; entropy <b>{h:.2f}</b> nats = "
              f"{h / math.log(2):.2f} bits"]
-    if masked and orig != int(r.ids[p]):
+    if highlighted_token(r) == orig:  # the token there, not a [MASK] typed in the text
         p_orig = float(d.full_probs[orig])
-        lines[-1] += (f" &nbsp;·&nbsp; the hidden '{piece}' has {p_orig * 100:.1f}% "
-                      f"(rank {d.rank_of(orig) + 1})")
+        lines[-1] += (f" &nbsp;·&nbsp; the {'hidden' if masked else 'visible'} '{piece}' "
+                      f"(outlined) has {p_orig * 100:.1f}% (rank {d.rank_of(orig) + 1})")
     intact = r.intact_dist() if r.intact_logits is not None else None
     if intact is not None:
         p0 = float(intact.probs[best])

@@ -18,10 +18,10 @@ from model.step_result import StepResult
 if TYPE_CHECKING:
     from explorer.session import Session
 
-ENCODER_HINT = ("BERT-style encoder: click a token to hide it behind [MASK] (click again to "
-                "restore it); Prediction shows what the model expects there.")
+ENCODER_HINT = "Click a token to hide it behind [MASK] (again: restore it)"
 NO_STEPS_TIP = ("An encoder fills masks, it does not generate: there is no next token to step "
-                "to. Click a token to mask it instead.")
+                "to, so Step, Run and Back are not offered. Click a token to mask it instead; "
+                "the Next token panel shows the model's prediction for it.")
 CAUSAL_TIP = ("Run the same weights under a decoder's causal mask, as GPT sees its input: every "
               "token sees only itself and the tokens before it (the attention maps lose their "
               "upper triangle). The encoder was trained without it, so its predictions get worse.")
@@ -37,6 +37,7 @@ class EncoderBar(QWidget):
         self.hint = QLabel(ENCODER_HINT, self)
         self.hint.setWordWrap(True)
         self.hint.setStyleSheet(f"color: {THEME.accent2};")
+        self.hint.setToolTip(NO_STEPS_TIP)
         self.causal = QCheckBox("Causal mask (as GPT)", self)
         self.causal.setToolTip(CAUSAL_TIP)
         self.causal.toggled.connect(self._on_toggled)

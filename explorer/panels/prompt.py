@@ -14,7 +14,8 @@ letters) edit the text instead: the editor claims them through Qt's ShortcutOver
 window's shortcuts never fire there. Esc leaves the editor.
 
 For a BERT-style encoder (explorer.panels.masking) a click on a chip hides that token behind
-[MASK] or restores it, and the step controls are disabled: an encoder does not generate.
+[MASK] or restores it, and the step controls give way to the encoder's bar: an encoder does
+not generate.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.panels.masking import NO_STEPS_TIP, EncoderBar, encoder_info
+from explorer.panels.masking import EncoderBar, encoder_info
 from explorer.theme import NOTIFIER, THEME, mono_font, ui_font
 from explorer.widgets.layout import QuietLabel, flow_bar
 from explorer.widgets.token_strip import ChipLegend, ChipScroll, TokenStrip
@@ -246,7 +247,6 @@ class PromptPanel(QWidget):
         session.prompt_checked.connect(self._on_prompt_checked)
         session.selected_token_changed.connect(self.strip.set_selected)
         session.running_changed.connect(self._on_running)
-        self._decoder_tips: list[str] | None = None  # the step controls' own tooltips
         self._set_enabled(False)
         self.set_prompt_text(session.prompt, apply=False)
         if session.config is not None:  # made after the model: start from the session's state
@@ -458,6 +458,7 @@ class PromptPanel(QWidget):
         block = cfg.block_size if cfg is not None else r.T
         if r.predicted_at is not None:  # an encoder
             self.info.setText(encoder_info(r, block))
+            QTimer.singleShot(0, self._show_predicted)  # once the strip is laid out
             return
         n_prompt = r.cropped + r.T - r.n_generated  # in the whole text, not only the window
         self.info.setText(f"{n_prompt} prompt + {r.n_generated} generated · "
@@ -482,25 +483,29 @@ class PromptPanel(QWidget):
         bar = self.scroll.verticalScrollBar()
         bar.setValue(bar.maximum())
 
+    @Slot()
+    def _show_predicted(self) -> None:
+        """Scroll the chip whose prediction is shown into view (an encoder)."""
+        r = self.session.result
+        if r is not None and r.predicted_at is not None:
+            c = self.strip.chip_rect(r.predicted_at).center()
+            self.scroll.ensureVisible(c.x(), c.y(), 0, self.strip.height())
+
     @Slot(bool)
     def _on_running(self, running: bool) -> None:
         self.act_run.setChecked(running)
         self.act_run.setText("Stop \u25a0" if running else "Run")
 
     def _set_enabled(self, on: bool) -> None:
-        """The step controls work once a model is there; never for an encoder (the buttons'
-        tooltips then say why)."""
-        encoder = self.session.is_encoder
+        """The step controls work once a model is there. An encoder does not generate: its
+        bar (with the reason as tooltip) replaces the buttons and the probability legend; the
+        keys still answer, with the reason in the status bar."""
         for a in (self.act_step, self.act_back, self.act_reset, self.act_resample, self.act_run):
-            a.setEnabled(on and not encoder)
-        controls = (self.step_button, self.back_button, self.reset_button, self.resample_button,
-                    self.run_button, self.run_count, self.run_interval)
-        if self._decoder_tips is None:  # the first call, from __init__
-            self._decoder_tips = [w.toolTip() for w in controls]
-        for w, tip in zip(controls, self._decoder_tips, strict=True):
-            w.setToolTip(NO_STEPS_TIP if encoder else tip)
-        self.run_count.setEnabled(not encoder)
-        self.run_interval.setEnabled(not encoder)
+            a.setEnabled(on)
+        encoder = self.session.is_encoder
+        self.buttons.setVisible(not encoder)
+        self.legend.setVisible(not encoder)
+        self.split.widget(1).setVisible(not encoder)  # the text: the chips get the whole width
 
     @Slot(int)
     def _on_chip_clicked(self, i: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from explorer.panels.distribution import highlighted_token
 from explorer.session import ENCODER_NO_STEPS, Session
 from model.shipped import MODELS
 
@@ -86,8 +87,11 @@ def test_clicking_a_chip_masks_it_and_the_prediction_follows(qtbot, encoder_wind
     w = encoder_window
     s, prompt, dist = w.session, w.prompt_panel, w.distribution_panel
     assert s.is_encoder and prompt.encoder_bar.isVisible()
-    assert not prompt.act_step.isEnabled() and not prompt.act_run.isEnabled()
-    assert "does not generate" in prompt.step_button.toolTip()
+    assert not prompt.buttons.isVisible() and not prompt.legend.isVisible()
+    assert "does not generate" in prompt.encoder_bar.hint.toolTip()
+    with qtbot.waitSignal(s.message, timeout=2000) as msg:
+        prompt.act_step.trigger()  # Space: the reason in the status bar, no step
+    assert msg.args == [ENCODER_NO_STEPS]
     assert not dist.controls.resample_button.isEnabled()
     strip = prompt.strip
     assert not strip.show_planned
@@ -102,6 +106,8 @@ def test_clicking_a_chip_masks_it_and_the_prediction_follows(qtbot, encoder_wind
     text = dist.summary.text()
     assert f"Prediction at position {p}</b> (masked: 'm')" in text
     assert dist.shown_ids[0] == r.dist.order[0]
+    assert highlighted_token(r) == int(r.original_ids[p])  # the answer's bar is outlined
+    assert "the hidden 'm' (outlined) has" in text
     assert f"position {p}" in dist.plot.getAxis("bottom").labelText
     assert "1 masked" in prompt.info.text()
     # a second click restores the token; the prediction stays at that position
@@ -166,3 +172,18 @@ def test_no_torch_in_the_gui_thread(qtbot, make_window, monkeypatch):
     w.distribution_panel.flush()
     torch_in_gui.on = False
     assert not torch_in_gui.calls, "\n".join(torch_in_gui.calls)
+
+
+def test_a_decoder_opened_after_the_encoder_steps_again(qtbot, encoder_window, tiny_models):
+    w = encoder_window
+    s, prompt = w.session, w.prompt_panel
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        w.prompt_panel.encoder_bar.causal.setChecked(True)
+    with qtbot.waitSignal(s.model_opened, timeout=20000):
+        w.open_model(tiny_models["tiny"])
+    assert not s.is_encoder and not s.causal_view
+    assert not prompt.encoder_bar.causal.isChecked() and not prompt.encoder_bar.isVisible()
+    assert prompt.buttons.isVisible() and prompt.legend.isVisible() and prompt.strip.show_planned
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        s.step()
+    assert s.result.n_generated == 1 and s.result.predicted_at is None
