@@ -205,6 +205,18 @@ MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are
 LOOKAHEAD_DELAY_MS = 50
 
 
+#: model kind -> (module, class) of the stepper the worker drives for it: the same request
+#: API (set_prompt, step, back, rewind_to, reset, resample, redistribute, set_ablation,
+#: lookahead, …), each answering with a StepResult
+STEPPERS: dict[str, tuple[str, str]] = {
+    "decoder": ("model.stepper", "Stepper"),
+    "encoder-decoder": ("model.seq2seq_stepper", "Seq2SeqStepper"),
+    # an encoder does not step: its stepper masks tokens instead (ToggleMask, SelectPosition,
+    # SetCausalView; InferenceWorker._handle_encoder)
+    "encoder": ("model.masked_stepper", "MaskedStepper"),
+}
+
+
 def inference_threads() -> int:
     n = os.cpu_count() or 1
     return max(1, min(4, n - 1))
@@ -463,6 +475,11 @@ class InferenceWorker(QObject):
             elif isinstance(req, SetPrompt):
                 self._emit(self._branching.set_prompt(req.text, errors="drop"))
             elif isinstance(req, Step):
+                if req.force is None and getattr(self._stepper, "finished", False):
+                    self.notice.emit(self._stepper.result.note[:1].upper()
+                                     + self._stepper.result.note[1:],
+                                     self._generation)
+                    return
                 self._emit(self._branching.step(force=req.force))
                 self.steps_done += 1
             elif isinstance(req, Back):
@@ -510,7 +527,10 @@ class InferenceWorker(QObject):
         r = self._stepper.result
         if r is None:
             return
-        effects = head_effects(self._model, r.ids.tolist(), int(r.planned), req.mode)
+        if r.kind != "decoder":  # the stepper ranks its own model's heads
+            effects = self._stepper.rank_heads(req.mode)
+        else:
+            effects = head_effects(self._model, r.ids.tolist(), int(r.planned), req.mode)
         self.heads_ranked.emit(effects, r, self._generation)
 
     def _emit(self, result: StepResult, kind: str = "") -> None:
@@ -526,18 +546,16 @@ class InferenceWorker(QObject):
 
     def _new_stepper(self, model: GPT, tokenizer: Tokenizer,
                      sample: SampleConfig) -> Stepper | MaskedStepper:
-        """The stepper for the model's kind: a Stepper steps a decoder, a MaskedStepper
-        explores an encoder's predictions behind [MASK]."""
+        """The stepper for the model's kind (:data:`STEPPERS`); a kind without one gets the
+        decoder's Stepper, which says in one sentence that it does not step it."""
+        import importlib
+
+        module, name = STEPPERS.get(model.config.kind, STEPPERS["decoder"])
+        stepper_class = getattr(importlib.import_module(module), name)
         kwargs: dict[str, Any] = {"lens_k": self._lens_k}
         if self._capture is not None:
             kwargs["capture"] = self._capture
-        if model.config.kind == "encoder":
-            from model.masked_stepper import MaskedStepper
-
-            return MaskedStepper(model, tokenizer, sample, **kwargs)
-        from model.stepper import Stepper
-
-        return Stepper(model, tokenizer, sample, **kwargs)
+        return stepper_class(model, tokenizer, sample, **kwargs)
 
     def _load(self, req: LoadModel) -> None:
         import torch
@@ -586,7 +604,7 @@ class InferenceWorker(QObject):
         self._sample = _sample_config(req.sample)
         described = dataclasses.replace(described, sample=self._sample)
         self._stepper = self._new_stepper(model, described.tokenizer, self._sample)
-        self._branching = Branching(self._stepper) if model.config.kind == "decoder" else None
+        self._branching = Branching(self._stepper) if model.config.kind != "encoder" else None
         if req.path is not None:
             self.notice.emit(f"Opening {described.name}: running the prompt through "
                              f"{described.n_params / 1e6:.1f} M parameters \u2026",
@@ -609,10 +627,10 @@ class InferenceWorker(QObject):
 
         path = Path(req.path)  # a checkpoint file, a Hugging Face or nanoGPT folder, a cached name
         ck = open_model(path, device=device)
-        if ck.config.kind not in ("decoder", "encoder"):  # say so, keep the app up
+        if ck.config.kind not in STEPPERS:  # no stepper for its kind: say so, keep the app up
             raise ValueError(
-                f"{path}: this model is an {ck.config.kind}; the explorer steps decoder (GPT) "
-                "and explores encoder (BERT-style) models so far. Look inside it with "
+                f"{path}: this model is an {ck.config.kind}; the explorer steps "
+                f"{' and '.join(STEPPERS)} models so far. Look inside it with "
                 "python -m model inspect or generate.")
         return ck.model, _loaded(ck.model, ck.tokenizer, path, device, dict(ck.summary or {}),
                                  is_trained(ck.summary), req.name or path.stem)
@@ -760,6 +778,12 @@ class InferenceWorker(QObject):
                 self._timer.setSingleShot(True)
                 self._timer.timeout.connect(self._run_tick)
             self._timer.start(max(1, int(wait * 1000)))
+            return
+        if getattr(self._stepper, "finished", False):  # the target is complete: Run ends
+            self._end_run()
+            self._set_busy(False)
+            self.notice.emit(self._stepper.result.note, self._generation)
+            self._idle()
             return
         self._set_busy(True)
         try:

@@ -27,7 +27,7 @@ import secrets
 import numpy as np
 import torch
 
-from .ablation import NO_ABLATION, Ablation
+from .ablation import NO_ABLATION, Ablation, HeadEffects
 from .capture import Recording
 from .capture_buffers import CaptureBuffers, new_buffers, store, to_numpy
 from .config import CAPTURE_ALL, CAPTURE_NOTHING, CaptureSpec, ModelConfig, SampleConfig
@@ -278,6 +278,38 @@ class Seq2SeqStepper:
             return NO_ABLATION
         off = (m == 0).nonzero().tolist()
         return Ablation(frozenset((int(a), int(b)) for a, b in off), "zero")
+
+    def rank_heads(self, mode: str = "zero") -> HeadEffects:
+        """How switching each head of the decoder's masked self-attention off alone changes
+        log p(planned token) for the current target: one pass per head (these models are
+        small), the model's own head masks untouched."""
+        self._need_prompt()
+        if mode != "zero":
+            raise ValueError("an encoder-decoder's heads are ranked with zero ablation only")
+        model, cfg = self.model, self.config
+        token = int(self.result.planned) if self.result is not None else self._plan()[2]
+        dev = model.device
+        src = torch.tensor([self._src], device=dev)
+        tgt = torch.tensor([self._ids], device=dev)
+        saved = dict(model.head_masks)
+        delta = np.zeros((cfg.n_layer, cfg.n_head), dtype=np.float32)
+        try:
+            with inference(model):
+                model.head_masks.pop("self", None)
+                logits, _ = model(src, tgt, record=Recording(spec=CAPTURE_NOTHING))
+                base = float(torch.log_softmax(logits[0, -1].float(), -1)[token])
+                for layer in range(cfg.n_layer):
+                    for head in range(cfg.n_head):
+                        mask = torch.ones((cfg.n_layer, cfg.n_head), device=dev)
+                        mask[layer, head] = 0
+                        model.head_masks["self"] = mask
+                        logits, _ = model(src, tgt, record=Recording(spec=CAPTURE_NOTHING))
+                        lp = float(torch.log_softmax(logits[0, -1].float(), -1)[token])
+                        delta[layer, head] = lp - base
+        finally:
+            model.head_masks.clear()
+            model.head_masks.update(saved)
+        return HeadEffects(token=token, mode=mode, base_logprob=base, delta=delta)
 
     def lookahead(self) -> bool:
         """Not run ahead: a step of these small decoders costs a few milliseconds."""

@@ -99,6 +99,15 @@ class StepResult:
         return self.config.kind if self.config is not None else "decoder"
 
     @property
+    def complete(self) -> bool:
+        """An encoder-decoder's target that ended with its end token or filled the block size:
+        no more steps (a forced token still goes)."""
+        cfg = self.config
+        if cfg is None or cfg.kind != "encoder-decoder":
+            return False
+        return (self.T > 1 and int(self.ids[-1]) == cfg.eos_id) or self.T >= cfg.block_size
+
+    @property
     def S(self) -> int:
         """Source tokens (0 without a source)."""
         return 0 if self.source_ids is None else int(self.source_ids.shape[0])

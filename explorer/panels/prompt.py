@@ -19,10 +19,12 @@ not generate.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from itertools import accumulate
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtGui import (
     QAction,
@@ -123,6 +125,18 @@ class PromptPanel(QWidget):
         self.editor.textChanged.connect(self._on_text_changed)
         self._filter = _EditorFilter(self.leave_editor)
         self.editor.installEventFilter(self._filter)
+
+        # an encoder-decoder: the editor holds the source, its tokens show in a strip of their
+        # own, and the main strip is the target the decoder writes (hidden for other kinds)
+        self.source_label = self._heading("Source (encoder input)")
+        self.target_label = self._heading("Target (decoder output)")
+        self.source_strip = TokenStrip(self)
+        self.source_strip.show_planned = False
+        self.source_strip.setAccessibleName("Source tokens")
+        self.source_scroll = ChipScroll(self.source_strip, self)
+        self.source_scroll.setMinimumHeight(40)
+        self.source_scroll.setMaximumHeight(96)
+        self.seq2seq = False
 
         self.note = QLabel(self)
         self.note.setWordWrap(True)
@@ -232,13 +246,17 @@ class PromptPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
         lay.setSpacing(6)
+        lay.addWidget(self.source_label)
         lay.addWidget(self.editor)
         lay.addLayout(note_row)
+        lay.addWidget(self.source_scroll)
         lay.addWidget(self.buttons)
         lay.addLayout(hint_row)
         lay.addWidget(self.encoder_bar)
         lay.addWidget(self.ablation_note)
+        lay.addWidget(self.target_label)
         lay.addWidget(self.split, 1)
+        self._show_kind("decoder")
         self._focus_hook = _FocusHint(self)
 
         session.step_ready.connect(self._on_step)
@@ -284,6 +302,31 @@ class PromptPanel(QWidget):
         self.act_stop = act("Stop", ["Escape"], "Stop generating", self.stop)
         self.actions_list = [self.act_step, self.act_back, self.act_reset, self.act_resample,
                              self.act_run, self.act_stop]
+
+    def _heading(self, text: str) -> QLabel:
+        label = QLabel(text, self)
+        f = ui_font(THEME.font_pt)
+        f.setBold(True)
+        label.setFont(f)
+        return label
+
+    def _show_kind(self, kind: str) -> None:
+        """Source editor and source/target strips for an encoder-decoder; the prompt otherwise."""
+        self.seq2seq = kind == "encoder-decoder"
+        for w in (self.source_label, self.target_label, self.source_scroll):
+            w.setVisible(self.seq2seq)
+        if self.seq2seq:
+            self.editor.setPlaceholderText("Type a source … the decoder writes its target "
+                                           "token by token")
+            self.editor.setToolTip("The source the encoder reads. The target starts again from "
+                                   "its start token after you stop typing.\n" + EDITOR_KEYS_NOTE)
+            self.text_view.setAccessibleName("Source and target text")
+        else:
+            self.editor.setPlaceholderText("Type a prompt … (empty: the model starts from "
+                                           "a newline)")
+            self.editor.setToolTip("The prompt. Generation starts again from it after you stop "
+                                   "typing.\n" + EDITOR_KEYS_NOTE)
+            self.text_view.setAccessibleName("Prompt and generated text")
 
     def _tool(self, action: QAction) -> QToolButton:
         b = QToolButton(self)
@@ -349,6 +392,9 @@ class PromptPanel(QWidget):
         r = self.session.result
         if r is None:
             return ""
+        if r.source_tokens is not None:  # an encoder-decoder: source → target, no bos / eos
+            target = r.tokens[1:-1] if r.complete and r.T > 1 else r.tokens[1:]
+            return "".join(r.source_tokens[:-1]) + " → " + "".join(target)
         return ("…" if r.cropped else "") + "".join(r.tokens)
 
     @Slot()
@@ -427,9 +473,13 @@ class PromptPanel(QWidget):
     @Slot()
     def _on_model_changed(self) -> None:
         tok = self.session.tokenizer
-        self.strip.lookup = tok.token_pieces if tok is not None else None
-        self.strip.bytes_of = tok.token_bytes if tok is not None else None
+        cfg = self.session.config
+        self._show_kind(cfg.kind if cfg is not None else "decoder")
+        for strip in (self.strip, self.source_strip):
+            strip.lookup = tok.token_pieces if tok is not None else None
+            strip.bytes_of = tok.token_bytes if tok is not None else None
         self.strip.set_result(self.session.result)  # None until the new model's first result
+        self.source_strip.set_result(source_view(self.session.result))
         encoder = self.session.is_encoder
         self.strip.show_planned = not encoder  # no next token to show
         self.encoder_bar.setVisible(encoder)
@@ -460,9 +510,17 @@ class PromptPanel(QWidget):
             self.info.setText(encoder_info(r, block))
             QTimer.singleShot(0, self._show_predicted)  # once the strip is laid out
             return
-        n_prompt = r.cropped + r.T - r.n_generated  # in the whole text, not only the window
-        self.info.setText(f"{n_prompt} prompt + {r.n_generated} generated · "
-                          f"context {r.T}/{block}")
+        if r.source_ids is not None:
+            self.source_strip.set_result(source_view(r))
+            done = " · complete (end token)" if r.complete and r.T < block else \
+                (" · full" if r.complete else "")
+            self.info.setText(f"source {r.S}/{block} · target {r.T}/{block}{done}")
+            for a in (self.act_step, self.act_run):  # Back, Reset and a new source go on
+                a.setEnabled(not r.complete or self.session.running)
+        else:
+            n_prompt = r.cropped + r.T - r.n_generated  # in the whole text, not the window
+            self.info.setText(f"{n_prompt} prompt + {r.n_generated} generated · "
+                              f"context {r.T}/{block}")
         if self.session.running:  # follow the newest token while running
             QTimer.singleShot(0, self._scroll_to_end)
 
@@ -525,5 +583,18 @@ class PromptPanel(QWidget):
             self.session.select_token(i)
 
 
-__all__ = ["PromptPanel", "TokenStrip", "DEBOUNCE_MS", "EDITOR_KEYS_NOTE", "KEYS_HINT",
+def source_view(r: StepResult | None) -> StepResult | None:
+    """An encoder-decoder's source as a result the token strip shows: every token a (grey)
+    input chip. None for a result without a source."""
+    if r is None or r.source_ids is None:
+        return None
+    S = r.S
+    return dataclasses.replace(
+        r, ids=r.source_ids, tokens=list(r.source_tokens), pieces=list(r.source_pieces),
+        n_prompt=S, cropped=0, token_probs=np.full(S, np.nan, dtype=np.float32),
+        token_ranks=np.full(S, -1, dtype=np.int64), token_forced=np.zeros(S, dtype=bool),
+        n_generated=0)
+
+
+__all__ = ["PromptPanel", "source_view", "TokenStrip", "DEBOUNCE_MS", "EDITOR_KEYS_NOTE", "KEYS_HINT",
            "EDITING_HINT", "qt_spans"]

@@ -187,3 +187,20 @@ def test_a_decoder_opened_after_the_encoder_steps_again(qtbot, encoder_window, t
     with qtbot.waitSignal(s.step_ready, timeout=10000):
         s.step()
     assert s.result.n_generated == 1 and s.result.predicted_at is None
+
+
+def test_the_numbers_of_one_query_see_every_key(qtbot, encoder_window):
+    w = encoder_window
+    s, att = w.session, w.panels["Attention"]
+    w.docks["Attention"].show()
+    w.docks["Attention"].raise_()
+    att.set_stage("qk")
+    att.redraw_now()
+    assert att.numbers_shown and "the mask" in att.formula.text()
+    q = 3  # the selected token's query: every key counts, the later ones too
+    s.select_token(q)
+    att.redraw_now()
+    data = att.qkv.data
+    assert int(data["n_keys"]) == s.result.T
+    assert np.isfinite(data["steps"][:, 2]).all()  # nothing masked
+    np.testing.assert_allclose(data["steps"][:, 3], s.result.attention[att.layer, att.head, q])
