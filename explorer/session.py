@@ -339,6 +339,11 @@ class Session(QObject):
         r = self.result
         if r is None or not self.is_encoder or not 0 <= int(i) < r.T:
             return
+        if r.original_ids is not None and int(r.original_ids[i]) == self.config.mask_id:
+            # [MASK] typed in the text: nothing to restore, so show its prediction instead
+            self.message.emit("This [MASK] is written in the text: edit the text to change it")
+            self.select_position(i)
+            return
         self.select_token(int(i))
         self._submit(W.ToggleMask(int(i)))
 

@@ -443,7 +443,7 @@ class TokenStrip(QWidget):
             orig = int(r.original_ids[i]) if r.original_ids is not None else tid
             if orig == tid:
                 return (f"[MASK] written in the text  {where}{shown}\n"
-                        "right-click: show the prediction here")
+                        "click: show the prediction here (edit the text to change it)")
             return (f"[MASK] hiding {self.piece(orig)!r} (id {orig})  {where}{shown}\n"
                     "click: restore it · right-click: show the prediction here")
         return (f"{r.pieces[i]!r}  id {tid}{self._bytes_text(tid)}  {where}{shown}\n"
