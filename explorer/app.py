@@ -84,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--attention-stage", default=None,
                    choices=("probs", "masked", "scores", "qk", "xv"),
                    help="with --screenshot: the attention panel's stage (qk, xv: the numbers)")
+    p.add_argument("--attention-family", default=None, choices=("encoder", "self", "cross"),
+                   help="with --screenshot: an encoder-decoder's attention family (encoder "
+                        "self-attention, the decoder's own, cross-attention)")
     p.add_argument("--window-size", metavar="WxH", default=None,
                    help="window size in pixels, e.g. 1280x720 (for screenshots)")
     p.add_argument("--branch-at", metavar="N", type=int, default=None,
@@ -333,6 +336,11 @@ class _Driver:
                 attention.set_view(self.args.attention_view)
             if attention is not None and self.args.attention_stage:
                 attention.set_stage(self.args.attention_stage)
+            if attention is not None and self.args.attention_family:
+                try:
+                    attention.set_family(self.args.attention_family)
+                except ValueError as e:
+                    print(f"transformer-explorer: {e}", file=sys.stderr)
             if self.window.show_panel(self.args.show):
                 from PySide6.QtCore import QTimer
 

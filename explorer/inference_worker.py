@@ -476,9 +476,9 @@ class InferenceWorker(QObject):
                 self._emit(self._branching.set_prompt(req.text, errors="drop"))
             elif isinstance(req, Step):
                 if req.force is None and getattr(self._stepper, "finished", False):
-                    self.notice.emit(self._stepper.result.note[:1].upper()
-                                     + self._stepper.result.note[1:],
-                                     self._generation)
+                    note = self._stepper.result.note
+                    self.notice.emit(f"{note[:1].upper()}{note[1:]}: Back, or a new source, "
+                                     "goes on", self._generation)
                     return
                 self._emit(self._branching.step(force=req.force))
                 self.steps_done += 1
@@ -619,6 +619,7 @@ class InferenceWorker(QObject):
         """The model of ``req``'s file or snapshot, on ``device``, and its description."""
         if req.snapshot is not None:
             snap = req.snapshot
+            _check_kind(snap.config.kind, req.name or "the trained model")
             model = snap.build(device)
             summary = dict(req.summary or {})
             return model, _loaded(model, snap.tokenizer, None, device, summary, snap.step > 0,
@@ -627,11 +628,7 @@ class InferenceWorker(QObject):
 
         path = Path(req.path)  # a checkpoint file, a Hugging Face or nanoGPT folder, a cached name
         ck = open_model(path, device=device)
-        if ck.config.kind not in STEPPERS:  # no stepper for its kind: say so, keep the app up
-            raise ValueError(
-                f"{path}: this model is an {ck.config.kind}; the explorer steps "
-                f"{' and '.join(STEPPERS)} models so far. Look inside it with "
-                "python -m model inspect or generate.")
+        _check_kind(ck.config.kind, str(path))
         return ck.model, _loaded(ck.model, ck.tokenizer, path, device, dict(ck.summary or {}),
                                  is_trained(ck.summary), req.name or path.stem)
 
@@ -801,6 +798,14 @@ class InferenceWorker(QObject):
             self.running_changed.emit(False, self._generation)
             self._set_busy(False)
             self._idle()
+
+
+def _check_kind(kind: str, what: str) -> None:
+    """A model of a kind no stepper steps is refused in one sentence (the app stays up)."""
+    if kind not in STEPPERS:
+        raise ValueError(f"{what}: this model is an {kind}; the explorer steps "
+                         f"{' and '.join(STEPPERS)} models so far. Look inside it with "
+                         "python -m model inspect or generate.")
 
 
 def _sample_config(sample: SampleConfig | dict | None) -> SampleConfig:

@@ -64,14 +64,28 @@ class PromptCheck:
     empty: bool = False
     n_tokens: int = 0  # tokens the model gets (unknown characters left out)
     block_size: int = 0
+    source: bool = False  # an encoder-decoder's source: never cropped, it fits or is refused
 
     @property
     def cropped(self) -> int:
-        return max(0, self.n_tokens - self.block_size) if self.block_size else 0
+        if self.source or not self.block_size:
+            return 0
+        return max(0, self.n_tokens - self.block_size)
+
+    @property
+    def too_long(self) -> bool:
+        """A source that, with its end token, does not fit the block size (not sent)."""
+        return self.source and bool(self.block_size) and self.n_tokens + 1 > self.block_size
 
     @property
     def ok(self) -> bool:
-        return not self.unknown and not self.empty and not self.cropped
+        return not self.unknown and not self.empty and not self.cropped and not self.too_long
+
+
+def source_too_long(check: PromptCheck) -> str:
+    """The sentence for a source that does not fit (the model side says the same)."""
+    return (f"The source has {check.n_tokens} tokens; with its end token that is more than the "
+            f"model's block size {check.block_size}: shorten it.")
 
 
 def _default_sample() -> SampleConfig:
@@ -233,12 +247,16 @@ class Session(QObject):
             return None  # applied when the model is ready
         self.stop()
         check = self._check(text)
+        self.prompt_check = check
+        if check.too_long:  # said under the editor; the last source that fitted stays
+            self.prompt_checked.emit(check)
+            self.message.emit(source_too_long(check))
+            return check
         self.selected_token = -1
         self._submit(W.SetPrompt(self._model_text(check)))
-        self.prompt_check = check
         self.prompt_checked.emit(check)
         self.selected_token_changed.emit(-1)
-        if check.empty:
+        if check.empty and not check.source:
             self.message.emit(EMPTY_PROMPT_MESSAGE)
         return check
 
@@ -442,7 +460,9 @@ class Session(QObject):
         return PromptCheck(text=text, unknown=tuple(u.position for u in bad),
                            unknown_chars=tuple(sorted({u.char for u in bad})),
                            empty=n_tokens == 0, n_tokens=n_tokens,
-                           block_size=self.config.block_size if self.config else 0)
+                           block_size=self.config.block_size if self.config else 0,
+                           source=self.config is not None
+                           and self.config.kind == "encoder-decoder")
 
     def _model_text(self, check: PromptCheck) -> str:
         if not check.unknown:

@@ -38,8 +38,8 @@ from .step_result import StepResult
 from .tokenizer import Tokenizer
 
 DEFAULT_SAMPLE = SampleConfig()
-FINISHED_NOTE = ("the target is complete: the model wrote its end token. Go back, force "
-                 "another token or edit the source to go on")
+FINISHED_NOTE = "the target is complete: the model wrote its end token"
+GO_ON = "Go back, force another token or edit the source to go on."
 FULL_NOTE = "the target has reached the block size ({}): no more steps"
 
 
@@ -171,7 +171,7 @@ class Seq2SeqStepper:
         if len(self._ids) >= self.config.block_size:
             raise ValueError(FULL_NOTE.format(self.config.block_size).capitalize() + ".")
         if force is None and self.finished:
-            raise ValueError(FINISHED_NOTE[0].upper() + FINISHED_NOTE[1:] + ".")
+            raise ValueError(f"{FINISHED_NOTE[0].upper()}{FINISHED_NOTE[1:]}. {GO_ON}")
         dist, draw, tok = self._plan()
         if force is not None:
             draw = None

@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.panels.masking import EncoderBar, encoder_info
+from explorer.session import source_too_long
 from explorer.theme import NOTIFIER, THEME, mono_font, ui_font
 from explorer.widgets.layout import QuietLabel, flow_bar
 from explorer.widgets.token_strip import ChipLegend, ChipScroll, TokenStrip
@@ -246,10 +247,13 @@ class PromptPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
         lay.setSpacing(6)
-        lay.addWidget(self.source_label)
-        lay.addWidget(self.editor)
+        source_row = QHBoxLayout()  # an encoder-decoder's heading beside its source editor
+        source_row.setContentsMargins(0, 0, 0, 0)
+        source_row.addWidget(self.source_label)
+        source_row.addWidget(self.editor, 2)
+        source_row.addWidget(self.source_scroll, 3)  # its tokens beside it
+        lay.addLayout(source_row)
         lay.addLayout(note_row)
-        lay.addWidget(self.source_scroll)
         lay.addWidget(self.buttons)
         lay.addLayout(hint_row)
         lay.addWidget(self.encoder_bar)
@@ -315,6 +319,7 @@ class PromptPanel(QWidget):
         self.seq2seq = kind == "encoder-decoder"
         for w in (self.source_label, self.target_label, self.source_scroll):
             w.setVisible(self.seq2seq)
+        self._fit_editor()
         if self.seq2seq:
             self.editor.setPlaceholderText("Type a source … the decoder writes its target "
                                            "token by token")
@@ -373,9 +378,10 @@ class PromptPanel(QWidget):
 
     @Slot()
     def _fit_editor(self) -> None:
-        """Two lines of the editor's font (it scrolls beyond): the chips get the room."""
+        """Two lines of the editor's font (it scrolls beyond): the chips get the room. An
+        encoder-decoder's source is short: one line."""
         fm = QFontMetrics(self.editor.font())
-        self.editor.setFixedHeight(fm.lineSpacing() * 2 + 14)
+        self.editor.setFixedHeight(fm.lineSpacing() * (1 if self.seq2seq else 2) + 14)
         self.update_keys_hint()  # its colour comes from the theme
 
     def update_keys_hint(self) -> None:
@@ -461,7 +467,10 @@ class PromptPanel(QWidget):
             notes.append(f"{n} character{'s' if n != 1 else ''} not in the model's vocabulary "
                          f"({chars}{more}) {'are' if n != 1 else 'is'} left out.")
         if check.empty:
-            notes.append("Empty prompt: generation starts from a newline.")
+            notes.append("Empty source: the encoder reads only its end token." if check.source
+                         else "Empty prompt: generation starts from a newline.")
+        if check.too_long:
+            notes.append(source_too_long(check) + " The target below is the last source's.")
         if check.cropped:
             notes.append(f"The prompt has {check.n_tokens} tokens but the model sees at most "
                          f"{check.block_size}: the first {check.cropped} are cropped.")
@@ -496,6 +505,8 @@ class PromptPanel(QWidget):
     @Slot(object)
     def _on_step(self, result: StepResult) -> None:
         self._set_enabled(True)
+        # a finished target, or an encoder (it fills masks), has no next token
+        self.strip.show_planned = not result.complete and result.predicted_at is None
         self.strip.set_splits(self._split_chips(result))
         self.strip.set_result(result)
         text = self.plain_text()

@@ -32,6 +32,11 @@ class Seq2SeqSession(FakeSession):
         self.stepper = Seq2SeqStepper(model, tokenizer, self.sample)
         self.model_changed.emit()
 
+    def rank_heads(self) -> None:
+        self.rank_requests += 1
+        self.head_effects = self.stepper.rank_heads(self.ablation.mode)
+        self.heads_ranked.emit(self.head_effects)
+
 
 @pytest.fixture(scope="module")
 def numbers():
@@ -113,7 +118,7 @@ def test_cross_attention_is_target_rows_by_source_columns_with_both_axes_labelle
     assert table.shape == (r.T, r.S)
     np.testing.assert_allclose(table.sum(-1), 1, atol=1e-5)  # each target row over the source
     assert panel.heatmap.row_axis._labels == r.pieces
-    assert panel.heatmap.col_axis._labels == r.source_pieces == ["3", "0", "7", "␃"]
+    assert panel.heatmap.col_axis._labels == r.source_pieces == ["3", "0", "7", "<eos>"]
     assert "target" in _axis_title(panel.heatmap, "left")
     assert "source" in _axis_title(panel.heatmap, "bottom")
     assert "Cross-attention" in panel.formula.text()
@@ -181,6 +186,20 @@ def test_the_numbers_stages_show_the_decoder_s_heads_and_explain_themselves_else
     assert panel.numbers_shown
 
 
+def test_the_ablation_panel_switches_the_decoder_s_heads_to_zero(qtbot, numbers):
+    from explorer.panels.ablation import AblationPanel
+
+    s = seq2seq_session(numbers, "42", steps=3)
+    p = shown(qtbot, AblationPanel(s))
+    cfg = numbers.config
+    assert len(p.buttons) == cfg.n_layer * cfg.n_head
+    mean = p.mode_box.model().item(p.mode_box.findData("mean"))
+    assert not mean.isEnabled() and p.mode_box.model().item(0).isEnabled()
+    assert s.head_effects is not None and s.head_effects.delta.shape == (cfg.n_layer, cfg.n_head)
+    p.buttons[(1, 2)].click()
+    assert s.result.ablation.sorted() == [(1, 2)] and s.result.intact_logits is not None
+
+
 # -- prompt --------------------------------------------------------------------------------------
 @pytest.fixture
 def live(qtbot):
@@ -201,8 +220,8 @@ def test_the_prompt_panel_holds_a_source_editor_and_the_target_strip(qtbot, live
     s, p = live
     assert p.source_label.isVisible() and p.source_label.text() == "Source (encoder input)"
     assert p.target_label.isVisible() and p.target_label.text() == "Target (decoder output)"
-    assert p.source_strip.result.pieces == ["4", "2", "␃"]
-    assert p.strip.result.pieces == ["␂"] and p.editor.toPlainText() == "42"
+    assert p.source_strip.result.pieces == ["4", "2", "<eos>"]
+    assert p.strip.result.pieces == ["<bos>"] and p.editor.toPlainText() == "42"
     assert "source" in p.editor.placeholderText()
     while not s.result.complete:
         with qtbot.waitSignal(s.step_ready, timeout=10000):
@@ -222,11 +241,30 @@ def test_typing_a_source_re_encodes_it_and_restarts_the_target(qtbot, live):
     assert s.result.n_generated == 1
     with qtbot.waitSignal(s.step_ready, timeout=DEBOUNCE_MS + 10000):
         p.editor.setPlainText("19")  # debounced like a prompt
-    assert p.source_strip.result.pieces == ["1", "9", "␃"] and p.strip.result.pieces == ["␂"]
+    assert p.source_strip.result.pieces == ["1", "9", "<eos>"] and p.strip.result.pieces == ["<bos>"]
     assert s.result.n_generated == 0
+
+
+def test_a_source_too_long_is_explained_under_the_editor(qtbot, live):
+    s, p = live
+    p.set_prompt_text("9" * 50)
+    assert p.note.isVisible() and "50 tokens" in p.note.text() and "block size 48" in p.note.text()
+    assert p.source_strip.result.pieces == ["4", "2", "<eos>"]  # the last source that fitted
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        p.set_prompt_text("")
+    assert "Empty source" in p.note.text() and s.result.source_pieces == ["<eos>"]
 
 
 def test_a_decoder_model_has_no_source_strip(window):
     p = window.prompt_panel
     assert not p.source_label.isVisibleTo(p) and not p.source_scroll.isVisibleTo(p)
     assert not p.target_label.isVisibleTo(p) and p.source_strip.result is None
+
+
+def test_the_screenshot_option_picks_an_attention_family(capsys):
+    from explorer.app import parse_args
+
+    assert parse_args(["--attention-family", "cross"]).attention_family == "cross"
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--attention-family", "decoder"])
+    assert e.value.code == 2 and "--attention-family" in capsys.readouterr().err

@@ -28,7 +28,7 @@ def test_the_worker_steps_an_encoder_decoder_target(qtbot, seq2seq):
     s, rec = seq2seq
     r = s.result
     assert s.config.kind == "encoder-decoder" and r.kind == "encoder-decoder"
-    assert r.source_pieces == ["4", "2", "␃"] and r.pieces == ["␂"]
+    assert r.source_pieces == ["4", "2", "<eos>"] and r.pieces == ["<bos>"]
     assert r.families == ("encoder", "self", "cross")
     errors = []
     s.error.connect(lambda *a: errors.append(a))
@@ -43,7 +43,7 @@ def test_the_worker_steps_an_encoder_decoder_target(qtbot, seq2seq):
     assert "end token" in said.args[0] and not errors
     with qtbot.waitSignal(s.step_ready, timeout=10000):  # a new source restarts the target
         s.set_prompt("7")
-    assert s.result.source_pieces == ["7", "␃"] and s.result.n_generated == 0
+    assert s.result.source_pieces == ["7", "<eos>"] and s.result.n_generated == 0
     with qtbot.waitSignal(s.running_changed, timeout=20000,
                           check_params_cb=lambda running: not running):
         s.run(40)
@@ -53,15 +53,21 @@ def test_the_worker_steps_an_encoder_decoder_target(qtbot, seq2seq):
         assert torch_objects(args) == [], kind
 
 
-def test_a_source_longer_than_the_block_size_is_a_clear_message(qtbot, seq2seq):
+def test_a_source_longer_than_the_block_size_is_said_and_not_sent(qtbot, seq2seq):
     s, _ = seq2seq
     result = s.result
-    with qtbot.waitSignal(s.error, timeout=10000) as err:
-        s.set_prompt("1" * 60)
-    assert "block size 48" in err.args[1]
+    errors = []
+    s.error.connect(lambda *a: errors.append(a))
+    with qtbot.waitSignal(s.message, timeout=10000) as said:  # a status line, no dialog
+        check = s.set_prompt("1" * 48)
+    assert check.too_long and not check.cropped and not check.ok
+    assert "48 tokens" in said.args[0] and "block size 48" in said.args[0]
     with qtbot.waitSignal(s.step_ready, timeout=10000):  # the last good source goes on
         s.step()
-    assert s.result.source_ids.tolist() == result.source_ids.tolist()
+    assert s.result.source_ids.tolist() == result.source_ids.tolist() and not errors
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        check = s.set_prompt("1" * 47)  # with its end token exactly the block size
+    assert check.ok and s.result.S == 48
 
 
 def test_head_ranking_and_ablation_of_the_decoder(qtbot, seq2seq):
@@ -96,3 +102,23 @@ def test_an_encoder_opened_after_an_encoder_decoder_masks_instead(qtbot, seq2seq
     with qtbot.waitSignal(s.step_ready, timeout=10000):
         s.step()
     assert s.result.n_generated == 1
+
+
+def test_training_snapshots_of_each_kind(qtbot, seq2seq):
+    """A snapshot (the Training dock's "Explore this model") of an encoder-decoder is stepped,
+    one of an encoder masks."""
+    from explorer.training_worker import Snapshot, copy_state
+    from model.checkpoints import load_checkpoint
+
+    s, _ = seq2seq
+    for name, kind in (("numbers_to_words", "encoder-decoder"), ("sonnets_encoder", "encoder")):
+        ck = load_checkpoint(MODELS / f"{name}.safetensors")
+        snap = Snapshot(step=5, config=ck.model.config, tokenizer=ck.tokenizer,
+                        state_dict=copy_state(ck.model))
+        with qtbot.waitSignal(s.model_changed, timeout=10000):
+            s.use_snapshot(snap, f"{name} @ step 5", {"steps": 5})
+        qtbot.waitUntil(lambda n=name: s.result is not None
+                        and s.info.name == f"{n} @ step 5", timeout=10000)
+        assert s.result.kind == kind
+        assert (s.result.cross_attention is not None) == (kind == "encoder-decoder")
+        assert (s.result.predicted_at is not None) == (kind == "encoder")

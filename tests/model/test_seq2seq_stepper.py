@@ -59,7 +59,7 @@ def test_the_shipped_model_translates_step_by_step_and_stops_at_its_end_token(sh
     st = Seq2SeqStepper(shipped.model, shipped.tokenizer, GREEDY)
     r = st.set_prompt("307")
     assert r.kind == "encoder-decoder" and r.families == ("encoder", "self", "cross")
-    assert r.source_pieces == ["3", "0", "7", "␃"] and r.pieces == ["␂"] and r.n_prompt == 1
+    assert r.source_pieces == ["3", "0", "7", "<eos>"] and r.pieces == ["<bos>"] and r.n_prompt == 1
     while not st.finished:
         r = st.step()
     assert st.text == "three hundred seven"

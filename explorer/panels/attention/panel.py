@@ -96,16 +96,16 @@ FAMILIES = ("encoder", "self", "cross")  # StepResult.family_maps
 FAMILY_TITLES = {"encoder": "Encoder self-attention", "self": "Decoder masked self-attention",
                  "cross": "Cross-attention"}
 #: (rows, columns) axis titles of one head's heatmap
-FAMILY_AXES = {"encoder": ("source token (query)", "source token (key)"),
+FAMILY_AXES = {"encoder": ("source (query)", "source (key)"),
                "self": ("query (attending)", "key (attended to)"),
-               "cross": ("target token (query, decoder)", "source token (key, encoder output)")}
+               "cross": ("target (query)", "source (key, from the encoder)")}
 FAMILY_TEXT = {
     "encoder": "The encoder reads the whole source at once: no causal mask, every source token "
                "sees every other one (the upper triangle is filled); M hides only padding.",
     "self": "",
-    "cross": "Queries come from the decoder (target tokens, rows), keys and values from the "
-             "encoder's output (source tokens, columns): each row sums to 1 over the source; "
-             "M hides only the source's padding.",
+    "cross": "Queries from the decoder (target, rows), keys and values from the encoder's "
+             "output (source, columns): each row sums to 1 over the source; M hides only "
+             "source padding.",
 }
 FAMILY_MASKED = {"encoder": "S + M,&nbsp; M<sub>ij</sub> = −∞ where key j is padding",
                  "cross": "S + M,&nbsp; M<sub>ij</sub> = −∞ where source token j is padding"}
@@ -305,10 +305,12 @@ class AttentionPanel(LiveRedraw, QWidget):
             explain = (ENCODER_STAGE_TEXT.get(s, STAGE_TEXT[s]) if bidirectional
                        else STAGE_TEXT[s])
             where = ("" if s in NUMBER_STAGES else
-                     "Every layer (rows) × head (columns) at once; click a cell to open it, "
-                     "Shift+click (or X over it) to switch that head off or on."
+                     "Every layer (rows) × head (columns) at once; click a cell to open it"
+                     + (", Shift+click (or X over it) to switch that head off or on."
+                        if self.family == "self" else ".")
                      if self.view == "grid" else
-                     "Rows are queries, columns are keys; hover a cell for its value.")
+                     "Rows are queries, columns are keys; hover a cell for its value."
+                     if self.family == "self" else "Hover a cell for its value.")
             if self.family != "self":
                 formula = FAMILY_MASKED[self.family] if s == "masked" else formula
                 explain = FAMILY_TEXT[self.family]
