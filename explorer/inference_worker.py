@@ -520,6 +520,8 @@ class InferenceWorker(QObject):
                 self._emit(result, "SetAblation")
         elif isinstance(req, SetDevice):
             self._set_device(req.device)
+        elif isinstance(req, RankHeads):
+            self._rank_heads(req)
 
     def _rank_heads(self, req: RankHeads) -> None:
         from model.head_effects import head_effects

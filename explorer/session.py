@@ -594,8 +594,10 @@ class Session(QObject):
         _in_gui_thread(self)
         if generation != self._generation or self._closed or self.result is None:
             return
-        if not np.array_equal(result.ids, self.result.ids) or result.planned != self.result.planned:
-            return  # ranked for a state the window has moved on from
+        if not np.array_equal(result.ids, self.result.ids) or result.planned != self.result.planned \
+                or result.predicted_at != self.result.predicted_at \
+                or result.causal_view != self.result.causal_view:
+            return  # ranked for a state the window (or an encoder's shown position) has left
         self.head_effects = effects
         self.heads_ranked.emit(effects)
 

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from .ablation import Ablation
+from .ablation import ABLATION_MODES, Ablation, HeadEffects
 from .capture import Recording
 from .capture_buffers import new_buffers, store, to_numpy
 from .config import CAPTURE_ALL, CAPTURE_NOTHING, CaptureSpec, ModelConfig, SampleConfig
@@ -209,6 +209,35 @@ class MaskedStepper:
             return None
         self._run()
         return self._publish()
+
+    def rank_heads(self, mode: str = "zero") -> HeadEffects:
+        """How switching each head off alone changes log p of the token that stands at the
+        shown position (the hidden one; for a [MASK] typed in the text, the planned fill):
+        one batched pass, a row per head and one with every head on, under the mask mode in
+        use. The model's own head mask is untouched."""
+        self._need_text()
+        if mode not in ABLATION_MODES:
+            raise ValueError(f"ablation mode {mode!r} must be one of {', '.join(ABLATION_MODES)}")
+        model, cfg, p = self.model, self.config, self._selected
+        token = self._original[p]
+        if token == cfg.mask_id:
+            token = int(self.result.planned) if self.result is not None else token
+        L, H = cfg.n_layer, cfg.n_head
+        masks = torch.ones((L * H + 1, L * H), device=model.device)
+        masks[1:].fill_diagonal_(0.0)  # row 1 + i switches head i (layer-major) off
+        idx = torch.tensor([self.ids], dtype=torch.long, device=model.device)
+        saved = model.head_mask, model.head_ablation
+        try:
+            model.set_head_mask(masks.view(L * H + 1, L, H), mode)
+            with inference(model), self._mask_mode():
+                logits, _ = model(idx.expand(L * H + 1, -1), all_logits=True,
+                                  record=Recording(spec=CAPTURE_NOTHING))
+            lp = torch.log_softmax(logits[:, p].float(), dim=-1)[:, token]  # (L·H + 1,)
+        finally:
+            model.head_mask, model.head_ablation = saved
+        base = float(lp[0])
+        delta = to_numpy(lp[1:] - lp[0]).reshape(L, H)
+        return HeadEffects(token=int(token), mode=mode, base_logprob=base, delta=delta)
 
     def lookahead(self) -> bool:
         """Nothing to run ahead: a new mask changes every position's prediction."""

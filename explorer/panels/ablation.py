@@ -154,15 +154,13 @@ class AblationPanel(LiveRedraw, QWidget):
         r = self.session.result
         if r is None:
             return
-        if r.predicted_at is not None:  # an encoder: head_effects ranks a next token
-            self.hover_label.setText("The ranking is for a decoder's next token. Switch heads "
-                                     "off here and watch the encoder's prediction change.")
-            return
         eff = self.session.head_effects
         if eff is not None and eff.mode == self.session.ablation.mode:
             self._draw(eff)
             return
-        state = (r.ids.tobytes(), int(r.planned), self.session.ablation.mode)
+        # an encoder: the ranking is for the position whose prediction is shown
+        state = (r.ids.tobytes(), int(r.planned), self.session.ablation.mode, r.predicted_at,
+                 r.causal_view)
         if state != self._asked_for:
             self._asked_for = state
             self.hover_label.setText("ranking the heads …")

@@ -210,3 +210,22 @@ def test_the_numbers_of_one_query_see_every_key(qtbot, encoder_window):
     assert int(data["n_keys"]) == s.result.T
     assert np.isfinite(data["steps"][:, 2]).all()  # nothing masked
     np.testing.assert_allclose(data["steps"][:, 3], s.result.attention[att.layer, att.head, q])
+
+
+def test_the_ablation_panel_ranks_heads_for_the_shown_position(qtbot, encoder_window):
+    w = encoder_window
+    s, panel = w.session, w.panels["Ablation"]
+    p = TEXT.index("mmer") + 1
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        s.toggle_mask(p)
+    with qtbot.waitSignal(s.heads_ranked, timeout=10000) as ranked:
+        w.docks["Ablation"].show()
+        w.docks["Ablation"].raise_()
+    eff = ranked.args[0]
+    assert eff.token == int(s.result.original_ids[p]) and eff.delta.shape == (3, 4)
+    qtbot.waitUntil(lambda: len(panel.ranking) == 12, timeout=5000)
+    assert "'m': log p" in panel.hover_label.text()
+    q = TEXT.index("day")
+    with qtbot.waitSignal(s.heads_ranked, timeout=10000) as ranked:
+        s.select_position(q)  # another position: ranked again, for its token
+    assert ranked.args[0].token == int(s.result.original_ids[q])

@@ -177,3 +177,28 @@ def test_refuses_decoders_and_mismatched_tokenizers(shipped):
         MaskedStepper(decoder, tok)
     with pytest.raises(ValueError, match="do not belong together"):
         MaskedStepper(shipped.model, tok)
+
+
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_head_ranking_equals_single_head_ablations(stepper, shipped, mode, causal):
+    p = TEXT.index("mmer") + 1
+    stepper.set_causal_view(causal)
+    r = stepper.toggle_mask(p)
+    eff = stepper.rank_heads(mode)
+    m_id = shipped.tokenizer.encode("m")[0]
+    assert eff.token == m_id and eff.mode == mode
+    np.testing.assert_allclose(eff.base_logprob, np.log(_softmax(r.logits)[m_id]), atol=1e-5)
+    for layer, head in [(0, 0), (1, 3), (2, 1)]:
+        rr = stepper.set_ablation(Ablation(frozenset({(layer, head)}), mode))
+        lp = np.log(_softmax(rr.logits)[m_id])
+        np.testing.assert_allclose(eff.delta[layer, head], lp - eff.base_logprob, atol=1e-4)
+    stepper.set_ablation(Ablation(frozenset()))
+    assert stepper.model.head_mask is None  # the model's own mask is back
+    with pytest.raises(ValueError, match="ablation mode"):
+        stepper.rank_heads("half")
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x.astype(np.float64) - x.max())
+    return e / e.sum()
