@@ -43,6 +43,7 @@ from model.tokenizer import CharTokenizer, Tokenizer
 
 if TYPE_CHECKING:
     from explorer.training_worker import Snapshot
+    from model.masked_stepper import MaskedStepper
     from model.stepper import Stepper
     from model.transformer import GPT
 
@@ -161,8 +162,35 @@ class Run:
     interval_ms: int = 40
 
 
+# -- an encoder (BERT-style, model.masked_stepper) ------------------------------------------------
+@dataclass(frozen=True)
+class ToggleMask:
+    """Hide the token at ``position`` behind [MASK], or restore it; its prediction is shown."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class SelectPosition:
+    """Show the encoder's prediction at ``position`` (no forward pass)."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class SetCausalView:
+    """Run the encoder's weights under a decoder's causal mask (True) or as trained (False)."""
+
+    on: bool
+
+
+#: what an encoder answers (it fills masks; stepping, Run and branches are for decoders)
+ENCODER_REQUESTS = (ToggleMask, SelectPosition, SetCausalView)
+
+
 #: kinds where only the newest pending request matters
-COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run, SetAblation, RankHeads)
+COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run, SetAblation, RankHeads,
+            SelectPosition, SetCausalView)
 #: kinds that make every older pending request obsolete (they start a new text)
 SUPERSEDE = (LoadModel, SetPrompt)
 MODEL_KINDS = (LoadModel,)
@@ -170,7 +198,7 @@ MODEL_KINDS = (LoadModel,)
 KEEP = (SaveModel, ExportModel, CopyWeights)
 Request = (LoadModel | SaveModel | ExportModel | CopyWeights | SetDevice | SetPrompt | Step | Back
            | RewindTo | Reset | Resample | Redistribute | Run | SetAblation | RankHeads
-           | SwitchBranch)
+           | SwitchBranch | ToggleMask | SelectPosition | SetCausalView)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
 #: the longest the worker waits for the GUI to say it has drawn a result before it runs the
 #: next step's pass anyway (see InferenceWorker._idle)
@@ -183,6 +211,9 @@ LOOKAHEAD_DELAY_MS = 50
 STEPPERS: dict[str, tuple[str, str]] = {
     "decoder": ("model.stepper", "Stepper"),
     "encoder-decoder": ("model.seq2seq_stepper", "Seq2SeqStepper"),
+    # an encoder does not step: its stepper masks tokens instead (ToggleMask, SelectPosition,
+    # SetCausalView; InferenceWorker._handle_encoder)
+    "encoder": ("model.masked_stepper", "MaskedStepper"),
 }
 
 
@@ -256,7 +287,7 @@ class InferenceWorker(QObject):
         self._lens_k = lens_k
         self._lock = threading.Lock()
         self._pending: list[Request] = []
-        self._stepper: Stepper | None = None
+        self._stepper: Stepper | MaskedStepper | None = None  # MaskedStepper: an encoder
         self._branching: Branching | None = None  # drives the stepper, keeps every branch
         self._branches_sent = -1  # version of the tree last sent
         self._model: GPT | None = None
@@ -288,8 +319,11 @@ class InferenceWorker(QObject):
     def submit(self, req: Request) -> None:
         with self._lock:
             if isinstance(req, SUPERSEDE):
+                # an encoder's causal view outlasts a new text (not a new model)
                 self._pending = [p for p in self._pending if isinstance(p, KEEP)
                                  or (isinstance(p, MODEL_KINDS)
+                                     and not isinstance(req, MODEL_KINDS))
+                                 or (isinstance(p, SetCausalView)
                                      and not isinstance(req, MODEL_KINDS))]
             elif isinstance(req, COALESCE):
                 self._pending = [p for p in self._pending if type(p) is not type(req)]
@@ -426,6 +460,11 @@ class InferenceWorker(QObject):
                 return
             if self._stepper is None:
                 return
+            if self._branching is None:  # an encoder: no steps, no branches
+                self._handle_encoder(req)
+                return
+            if isinstance(req, ENCODER_REQUESTS):
+                return  # for an encoder; a decoder was loaded since
             if isinstance(req, RankHeads):  # looks only: a Run goes on
                 self._rank_heads(req)
                 return
@@ -461,6 +500,29 @@ class InferenceWorker(QObject):
             self._end_run()
             self.failed.emit(kind, _title(kind), _describe(e), self._generation)
 
+    def _handle_encoder(self, req: Request) -> None:
+        """A request for an encoder's MaskedStepper (the caller reports failures). Stepping,
+        Run and branches are for decoders: the session does not send them for an encoder."""
+        st = self._stepper
+        if isinstance(req, SetPrompt):
+            self._emit(st.set_prompt(req.text, errors="drop"))
+        elif isinstance(req, ToggleMask):
+            self._emit(st.toggle_mask(req.position))
+        elif isinstance(req, SelectPosition):
+            self._emit(st.select(req.position))
+        elif isinstance(req, SetCausalView):
+            result = st.set_causal_view(req.on)
+            if result is not None:
+                self._emit(result)
+        elif isinstance(req, SetAblation):
+            result = st.set_ablation(req.ablation)
+            if result is not None:
+                self._emit(result, "SetAblation")
+        elif isinstance(req, SetDevice):
+            self._set_device(req.device)
+        elif isinstance(req, RankHeads):
+            self._rank_heads(req)
+
     def _rank_heads(self, req: RankHeads) -> None:
         from model.head_effects import head_effects
 
@@ -485,7 +547,7 @@ class InferenceWorker(QObject):
             self.branches_changed.emit(self._branching.snapshot(), self._generation)
 
     def _new_stepper(self, model: GPT, tokenizer: Tokenizer,
-                     sample: SampleConfig) -> Stepper:
+                     sample: SampleConfig) -> Stepper | MaskedStepper:
         """The stepper for the model's kind (:data:`STEPPERS`); a kind without one gets the
         decoder's Stepper, which says in one sentence that it does not step it."""
         import importlib
@@ -544,7 +606,7 @@ class InferenceWorker(QObject):
         self._sample = _sample_config(req.sample)
         described = dataclasses.replace(described, sample=self._sample)
         self._stepper = self._new_stepper(model, described.tokenizer, self._sample)
-        self._branching = Branching(self._stepper)
+        self._branching = Branching(self._stepper) if model.config.kind != "encoder" else None
         if req.path is not None:
             self.notice.emit(f"Opening {described.name}: running the prompt through "
                              f"{described.n_params / 1e6:.1f} M parameters \u2026",
@@ -625,11 +687,29 @@ class InferenceWorker(QObject):
         self.exported.emit(folder, self._generation)
 
     def _first_result(self, prompt: str) -> StepResult:
+        if self._branching is None:  # an encoder: [MASK] written out is its mask token
+            return self._stepper.set_prompt(prompt, errors="drop")
         return self._branching.set_prompt(self._tokenizer.without_unknown(prompt), errors="drop")
 
     def _set_device(self, name: str) -> None:
         """Move the model; on any failure fall back to the CPU and say why."""
         from model.devices import resolve_device
+
+        if self._branching is None:  # an encoder keeps no tensors between passes: run again
+            try:
+                dev = str(resolve_device(name))
+                self._model.to(dev)
+                result = self._stepper.refresh()
+            except Exception as e:  # noqa: BLE001 - any device problem means: back to the CPU
+                self._model.to("cpu")
+                dev = "cpu"
+                result = self._stepper.refresh()
+                self.notice.emit(f"Device {name!r} failed ({_describe(e)}); using the CPU "
+                                 "instead", self._generation)
+            self._device = dev
+            self.device_changed.emit(dev, self._generation)
+            self._emit(result)
+            return
 
         prompt, generated = _split_text(self._stepper)
         auto_seed = self._stepper.auto_seed
@@ -660,8 +740,8 @@ class InferenceWorker(QObject):
 
     # -- Run ----------------------------------------------------------------------------------
     def _start_run(self, req: Run) -> None:
-        if self._stepper is None or req.n <= 0:
-            return
+        if self._stepper is None or self._branching is None or req.n <= 0:
+            return  # nothing, or an encoder (it does not generate)
         self._run_left = int(req.n)
         self._run_interval = max(0, req.interval_ms) / 1000.0
         self._stop = False
@@ -768,6 +848,8 @@ _TITLES = {"LoadModel": "Could not open the model", "OpenModel": "Could not open
            "SaveModel": "Could not save the model",
            "ExportModel": "Could not export the model",
            "SetDevice": "Device problem", "SetPrompt": "Could not set the prompt",
+           "ToggleMask": "Could not mask the token", "SelectPosition": "No such position",
+           "SetCausalView": "Could not change the mask",
            "Run": "Generation stopped"}
 
 

@@ -85,11 +85,13 @@ class StepResult:
     encoder_tok_emb: np.ndarray | None = None  # (S, C)
     encoder_pos_emb: np.ndarray | None = None  # (S, C), None if positions are not additive
     encoder_norm_stats: np.ndarray | None = None  # (2·Le [+1 pre-norm's final], S, 2)
-    # -- an encoder (BERT-style): ``attention`` is its self-attention (full rows unless
-    # ``causal_view``), ``dist`` the prediction at ``predicted_at``
-    masked_positions: tuple[int, ...] = ()
-    predicted_at: int | None = None
-    causal_view: bool = False
+    # -- an encoder (BERT-style, model.masked_stepper): ``attention`` is its self-attention
+    # (full rows unless ``causal_view``); ``logits`` and ``dist`` are the prediction for the
+    # token at ``predicted_at`` (not a next token); ``ids`` is the input with its [MASK]s
+    masked_positions: tuple[int, ...] = ()  # window positions that hold [MASK]
+    predicted_at: int | None = None  # the position whose predicted distribution `dist` shows
+    causal_view: bool = False  # True: the same weights run under a decoder's causal mask
+    original_ids: np.ndarray | None = None  # (T,) int64 the ids before masking (what is hidden)
 
     @property
     def kind(self) -> str:
@@ -201,9 +203,18 @@ class StepResult:
         return next_token(self.intact_logits, self.sample, self.auto_seed, self.position,
                           self.draw).dist
 
+    @property
+    def is_causal(self) -> bool:
+        """Whether `attention` had the causal mask: a decoder's, or an encoder's under
+        `causal_view`. An encoder's own self-attention sees every token."""
+        return self.kind != "encoder" or self.causal_view
+
     def masked_scores(self) -> np.ndarray:
-        """(L, H, T, T) scores with -inf where a key lies after its query."""
+        """(L, H, T, T) scores with -inf where the mask hides a key: after its query (causal), or
+        nowhere for an encoder's bidirectional self-attention."""
         if self.scores is None:
             raise ValueError("scores were not captured (CaptureSpec.scores is off)")
+        if not self.is_causal:
+            return np.array(self.scores, dtype=np.float32)
         keep = np.tril(np.ones((self.T, self.T), dtype=bool))
         return np.where(keep, self.scores, np.float32(-np.inf)).astype(np.float32)

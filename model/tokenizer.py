@@ -35,6 +35,16 @@ MASK_CHAR = "\u2588"  # █ hides a token from an encoder, which predicts what i
 MASK_TEXT = "[MASK]"  # how a user writes MASK_CHAR in a prompt
 
 
+def mask_text_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every ``[MASK]`` written out in ``text``: an encoder reads each as its
+    mask token, so its characters are not unknown ones."""
+    spans, start = [], text.find(MASK_TEXT)
+    while start >= 0:
+        spans.append((start, start + len(MASK_TEXT)))
+        start = text.find(MASK_TEXT, start + len(MASK_TEXT))
+    return spans
+
+
 class TokenizerError(ValueError):
     """The tokenizer description is invalid."""
 

@@ -158,7 +158,9 @@ class AblationPanel(LiveRedraw, QWidget):
         if eff is not None and eff.mode == self.session.ablation.mode:
             self._draw(eff)
             return
-        state = (r.ids.tobytes(), int(r.planned), self.session.ablation.mode)
+        # an encoder: the ranking is for the position whose prediction is shown
+        state = (r.ids.tobytes(), int(r.planned), self.session.ablation.mode, r.predicted_at,
+                 r.causal_view)
         if state != self._asked_for:
             self._asked_for = state
             self.hover_label.setText("ranking the heads …")

@@ -12,6 +12,10 @@ Keyboard: Space / → / PageDown step, ← / Backspace / PageUp back (presentati
 PageDown and PageUp), Ctrl+Enter run/stop, Esc stop, Home reset, R resample. While the prompt editor has the focus, the keys it uses (Space, Backspace, arrows,
 letters) edit the text instead: the editor claims them through Qt's ShortcutOverride, so the
 window's shortcuts never fire there. Esc leaves the editor.
+
+For a BERT-style encoder (explorer.panels.masking) a click on a chip hides that token behind
+[MASK] or restores it, and the step controls give way to the encoder's bar: an encoder does
+not generate.
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.panels.masking import EncoderBar, encoder_info
 from explorer.session import source_too_long
 from explorer.theme import NOTIFIER, THEME, mono_font, ui_font
 from explorer.widgets.layout import QuietLabel, flow_bar
@@ -186,6 +191,9 @@ class PromptPanel(QWidget):
         self.strip.chip_clicked.connect(self._on_chip_clicked)
         self.strip.chip_double_clicked.connect(self._on_chip_double_clicked)
         self.strip.rewind_requested.connect(self.session.rewind_to_token)
+        self.strip.predict_requested.connect(self.session.select_position)
+        self.encoder_bar = EncoderBar(session, self)  # shown for an encoder only
+        self.encoder_bar.hide()
         self.scroll = ChipScroll(self.strip, self)
         self.scroll.setMinimumHeight(52)
         self.legend = ChipLegend(self)
@@ -248,6 +256,7 @@ class PromptPanel(QWidget):
         lay.addLayout(note_row)
         lay.addWidget(self.buttons)
         lay.addLayout(hint_row)
+        lay.addWidget(self.encoder_bar)
         lay.addWidget(self.ablation_note)
         lay.addWidget(self.target_label)
         lay.addWidget(self.split, 1)
@@ -378,6 +387,9 @@ class PromptPanel(QWidget):
     def update_keys_hint(self) -> None:
         """Say how to step; while the editor has the focus, that Esc comes first."""
         editing = self.editor.hasFocus()
+        if self.session.is_encoder:  # no keys to step with: the encoder bar says what to do
+            self.keys_hint.setText("")
+            return
         self.keys_hint.setText(EDITING_HINT if editing else KEYS_HINT)
         self.keys_hint.setStyleSheet(f"color: {THEME.accent2 if editing else THEME.muted};")
 
@@ -477,6 +489,10 @@ class PromptPanel(QWidget):
             strip.bytes_of = tok.token_bytes if tok is not None else None
         self.strip.set_result(self.session.result)  # None until the new model's first result
         self.source_strip.set_result(source_view(self.session.result))
+        encoder = self.session.is_encoder
+        self.strip.show_planned = not encoder  # no next token to show
+        self.encoder_bar.setVisible(encoder)
+        self.update_keys_hint()
         self._set_enabled(self.session.config is not None)
 
     def _show_ablation(self, r: StepResult) -> None:
@@ -489,7 +505,8 @@ class PromptPanel(QWidget):
     @Slot(object)
     def _on_step(self, result: StepResult) -> None:
         self._set_enabled(True)
-        self.strip.show_planned = not result.complete  # a finished target has no next token
+        # a finished target, or an encoder (it fills masks), has no next token
+        self.strip.show_planned = not result.complete and result.predicted_at is None
         self.strip.set_splits(self._split_chips(result))
         self.strip.set_result(result)
         text = self.plain_text()
@@ -500,6 +517,10 @@ class PromptPanel(QWidget):
         self._show_ablation(r)
         cfg = r.config or self.session.config
         block = cfg.block_size if cfg is not None else r.T
+        if r.predicted_at is not None:  # an encoder
+            self.info.setText(encoder_info(r, block))
+            QTimer.singleShot(0, self._show_predicted)  # once the strip is laid out
+            return
         if r.source_ids is not None:
             self.source_strip.set_result(source_view(r))
             done = " · complete (end token)" if r.complete and r.T < block else \
@@ -531,17 +552,36 @@ class PromptPanel(QWidget):
         bar = self.scroll.verticalScrollBar()
         bar.setValue(bar.maximum())
 
+    @Slot()
+    def _show_predicted(self) -> None:
+        """Scroll the chip whose prediction is shown into view (an encoder)."""
+        r = self.session.result
+        if r is not None and r.predicted_at is not None:
+            c = self.strip.chip_rect(r.predicted_at).center()
+            self.scroll.ensureVisible(c.x(), c.y(), 0, self.strip.height())
+
     @Slot(bool)
     def _on_running(self, running: bool) -> None:
         self.act_run.setChecked(running)
         self.act_run.setText("Stop \u25a0" if running else "Run")
 
     def _set_enabled(self, on: bool) -> None:
+        """The step controls work once a model is there. An encoder does not generate: its
+        bar (with the reason as tooltip) replaces the buttons and the probability legend; the
+        keys still answer, with the reason in the status bar."""
         for a in (self.act_step, self.act_back, self.act_reset, self.act_resample, self.act_run):
             a.setEnabled(on)
+        encoder = self.session.is_encoder
+        self.buttons.setVisible(not encoder)
+        self.legend.setVisible(not encoder)
+        self.split.widget(1).setVisible(not encoder)  # the text: the chips get the whole width
 
     @Slot(int)
     def _on_chip_clicked(self, i: int) -> None:
+        if self.session.is_encoder:  # hide the token behind [MASK], or restore it
+            if i >= 0:
+                self.session.toggle_mask(i)
+            return
         if i == self.session.selected_token:
             i = -1  # a second click deselects
         self.session.select_token(i)
@@ -549,7 +589,7 @@ class PromptPanel(QWidget):
     @Slot(int)
     def _on_chip_double_clicked(self, i: int) -> None:
         r = self.session.result
-        if r is not None and i >= r.n_prompt:
+        if r is not None and i >= r.n_prompt and not self.session.is_encoder:
             self.session.rewind_to_token(i)
             self.session.select_token(i)
 

@@ -1,7 +1,7 @@
 """An encoder-decoder in the session and the inference worker: the worker picks the stepper by
 the model's kind, the source is the prompt, stepping writes the target, stepping past the end
-token is refused with a status-line message (no dialog) and Run stops there; an encoder-only
-model is still refused in one sentence while the current model goes on."""
+token is refused with a status-line message (no dialog) and Run stops there; an encoder opened
+after it gets its masked stepper, and back."""
 from __future__ import annotations
 
 import numpy as np
@@ -85,37 +85,40 @@ def test_head_ranking_and_ablation_of_the_decoder(qtbot, seq2seq):
     assert s.result.intact_logits is not None
 
 
-def test_an_encoder_only_model_is_refused_and_the_current_model_goes_on(qtbot, seq2seq):
+def test_an_encoder_opened_after_an_encoder_decoder_masks_instead(qtbot, seq2seq):
+    """The worker picks the stepper by kind both ways (an encoder: model.masked_stepper)."""
     s, _ = seq2seq
-    info = s.info
-    with qtbot.waitSignal(s.error, timeout=10000) as err:
+    with qtbot.waitSignal(s.model_opened, timeout=20000):
         s.load_checkpoint(MODELS / "sonnets_encoder.safetensors")
-    assert "encoder" in err.args[1] and "python -m model" in err.args[1]
-    assert s.info is info
+    assert s.is_encoder and s.result.predicted_at is not None and s.result.source_ids is None
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        s.set_prompt("Shall I")  # the digits of the source are not in its vocabulary
+    with qtbot.waitSignal(s.step_ready, timeout=10000):
+        s.toggle_mask(1)
+    assert s.result.masked_positions == (1,)
+    with qtbot.waitSignal(s.model_opened, timeout=20000):
+        s.load_checkpoint(MODELS / "numbers_to_words.safetensors")
+    assert not s.is_encoder and s.result.predicted_at is None
     with qtbot.waitSignal(s.step_ready, timeout=10000):
         s.step()
+    assert s.result.n_generated == 1
 
 
 def test_training_snapshots_of_each_kind(qtbot, seq2seq):
-    """A snapshot of an encoder-decoder (the Training dock's "Explore this model") is stepped;
-    one of an encoder-only model is refused before anything changes."""
+    """A snapshot (the Training dock's "Explore this model") of an encoder-decoder is stepped,
+    one of an encoder masks."""
     from explorer.training_worker import Snapshot, copy_state
     from model.checkpoints import load_checkpoint
 
     s, _ = seq2seq
-    for name, ok in (("numbers_to_words", True), ("sonnets_encoder", False)):
+    for name, kind in (("numbers_to_words", "encoder-decoder"), ("sonnets_encoder", "encoder")):
         ck = load_checkpoint(MODELS / f"{name}.safetensors")
         snap = Snapshot(step=5, config=ck.model.config, tokenizer=ck.tokenizer,
                         state_dict=copy_state(ck.model))
-        info = s.info
-        if ok:
-            with qtbot.waitSignal(s.model_changed, timeout=10000):
-                s.use_snapshot(snap, "run @ step 5", {"steps": 5})
-            qtbot.waitUntil(lambda: s.result is not None and s.info.name == "run @ step 5",
-                            timeout=10000)
-            assert s.result.kind == "encoder-decoder" and s.result.cross_attention is not None
-        else:
-            with qtbot.waitSignal(s.error, timeout=10000) as err:
-                s.use_snapshot(snap, "enc run", {"steps": 5})
-            assert "enc run" in err.args[1] and "encoder" in err.args[1]
-            assert s.info is info
+        with qtbot.waitSignal(s.model_changed, timeout=10000):
+            s.use_snapshot(snap, f"{name} @ step 5", {"steps": 5})
+        qtbot.waitUntil(lambda n=name: s.result is not None
+                        and s.info.name == f"{n} @ step 5", timeout=10000)
+        assert s.result.kind == kind
+        assert (s.result.cross_attention is not None) == (kind == "encoder-decoder")
+        assert (s.result.predicted_at is not None) == (kind == "encoder")

@@ -81,6 +81,17 @@ STAGE_TEXT = {
     "xv": "The weights of that row mix the value vectors: a weighted sum is this head's output; "
           "the heads' outputs side by side go through W_O into the residual stream.",
 }
+#: what differs for an encoder's bidirectional self-attention (no causal mask)
+ENCODER_STAGE_FORMULAS = {"masked": "S + M,&nbsp; M = 0: an encoder has no causal mask"}
+ENCODER_STAGE_TEXT = {
+    "scores": "How well each query (row) matches each key (column): in an encoder every score "
+              "is used, the later keys' too.",
+    "masked": "A BERT-style encoder hides nothing (only padding): every token sees the tokens "
+              "after it as well, so the upper triangle stays. Tick 'Causal mask (as GPT)' under "
+              "the tokens to compare.",
+    "probs": "Softmax turns each row into weights that sum to 1 over every token, before and "
+             "after the query: no causal mask, so the upper triangle is filled.",
+}
 FAMILIES = ("encoder", "self", "cross")  # StepResult.family_maps
 FAMILY_TITLES = {"encoder": "Encoder self-attention", "self": "Decoder masked self-attention",
                  "cross": "Cross-attention"}
@@ -126,7 +137,8 @@ class AttentionPanel(LiveRedraw, QWidget):
         self._hover = (-1, -1)
         self._grid_hover = (-1, -1)
         self._lines_hover = -1
-        self._future: dict[tuple[int, int, int], np.ndarray] = {}
+        self._future: dict[tuple[int, int, int, bool], np.ndarray] = {}
+        self._causal_shown = True  # whether the formula text was written for a causal mask
         self._grid_geom = (1, 1, 0, 1)  # rows (layers), cols (heads or 1), cell size, pool factor
         self._grid_cell_w = 0  # a mosaic cell's width (its height is the geometry's cell size)
         self._cmap = {"head": PROB_CMAP, "grid": PROB_CMAP}
@@ -286,6 +298,12 @@ class AttentionPanel(LiveRedraw, QWidget):
                     f"{FAMILY_TITLES[self.family].lower()}. {FAMILY_TEXT[self.family]}")
         else:
             s = self.stage
+            r = self.session.result
+            bidirectional = r is not None and not r.is_causal
+            formula = (ENCODER_STAGE_FORMULAS.get(s, STAGE_FORMULAS[s]) if bidirectional
+                       else STAGE_FORMULAS[s])
+            explain = (ENCODER_STAGE_TEXT.get(s, STAGE_TEXT[s]) if bidirectional
+                       else STAGE_TEXT[s])
             where = ("" if s in NUMBER_STAGES else
                      "Every layer (rows) × head (columns) at once; click a cell to open it"
                      + (", Shift+click (or X over it) to switch that head off or on."
@@ -293,15 +311,14 @@ class AttentionPanel(LiveRedraw, QWidget):
                      if self.view == "grid" else
                      "Rows are queries, columns are keys; hover a cell for its value."
                      if self.family == "self" else "Hover a cell for its value.")
-            formula, about = STAGE_FORMULAS[s], STAGE_TEXT[s]
             if self.family != "self":
                 formula = FAMILY_MASKED[self.family] if s == "masked" else formula
-                about = FAMILY_TEXT[self.family]
+                explain = FAMILY_TEXT[self.family]
                 if s == "masked":
-                    about += " Without padding nothing is hidden."
+                    explain += " Without padding nothing is hidden."
             title = STAGE_TITLES[s] if self.family == "self" else \
                 f"{FAMILY_TITLES[self.family]}: {STAGE_TITLES[s].lower()}"
-            text = f"<b>{title}</b> &nbsp; {formula}<br>{about} {where}"
+            text = f"<b>{title}</b> &nbsp; {formula}<br>{explain} {where}"
         self.formula.setText(text)
 
     # -- public controls -----------------------------------------------------------------------
@@ -473,16 +490,19 @@ class AttentionPanel(LiveRedraw, QWidget):
     def _hidden(self, r, rows: int, cols: int, reps: tuple[int, int] = (1, 1)) -> np.ndarray:
         """(rows, cols) bool, tiled ``reps`` times: True where the family's mask hides a key
         (the future for the decoder's self-attention, padding for the other two)."""
-        if self.family == "self":
-            return self._future_mask(rows, reps)
+        if self.family == "self":  # an encoder's hides nothing, unless shown as GPT's
+            return self._future_mask(rows, reps, causal=r.is_causal)
         m = ~r.family_mask(self.family)[:rows, :cols]
         return np.tile(m, reps) if reps != (1, 1) else m
 
-    def _future_mask(self, t: int, reps: tuple[int, int] = (1, 1)) -> np.ndarray:
-        key = (t, *reps)
+    def _future_mask(self, t: int, reps: tuple[int, int] = (1, 1),
+                     causal: bool = True) -> np.ndarray:
+        """True where the mask hides a key: after its query (causal), nowhere (an encoder)."""
+        key = (t, *reps, causal)
         m = self._future.get(key)
         if m is None:
-            m = np.tile(causal_future(t), reps) if reps != (1, 1) else causal_future(t)
+            m = causal_future(t) if causal else np.zeros((t, t), dtype=bool)
+            m = np.tile(m, reps) if reps != (1, 1) else m
             self._future[key] = m
         return m
 
@@ -508,6 +528,9 @@ class AttentionPanel(LiveRedraw, QWidget):
         L, H = att.shape[:2]
         if (self.layer_box.count(), self.head_box.count()) != (L, H):
             self._set_shape(L, H)
+        if r.is_causal != self._causal_shown:  # an encoder, or its causal comparison
+            self._causal_shown = r.is_causal
+            self._update_formula()
         if self.family == "cross" and self.view in ("lines", "rollout"):
             self.hover_label.setText(
                 f"{VIEW_TITLES[self.view]} follow a sequence's attention to itself; for "
@@ -592,7 +615,7 @@ class AttentionPanel(LiveRedraw, QWidget):
     def _cell_text(self, r, v: float, q: int, k: int) -> str:
         lab, col = self._labels(r), self._col_labels(r)
         if self.family == "self":
-            masked, why = k > q, "the key comes later"
+            masked, why = k > q and r.is_causal, "the key comes later"
         else:
             masked, why = bool(self._hidden(r, q + 1, k + 1)[q, k]), "padding"
         who = ("target", "source") if self.family == "cross" else ("query", "key")
@@ -768,7 +791,10 @@ class AttentionPanel(LiveRedraw, QWidget):
         if a is None or self.family == "cross":
             return None
         t = self.query_token(r)
-        return t, rollout_row(a, t)
+        # bidirectional: an encoder's own attention (unless shown under the causal mask) and
+        # the encoder stack of an encoder-decoder
+        causal = self.family == "self" and r.is_causal
+        return t, rollout_row(a, t, causal=causal)
 
     def _draw_rollout(self, r) -> None:
         t, flow = self.rollout_values(r)
