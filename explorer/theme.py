@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPalette
-from PySide6.QtWidgets import QApplication, QGraphicsTextItem, QGraphicsView, QLabel
+from PySide6.QtWidgets import QApplication, QGraphicsTextItem, QGraphicsView, QLabel, QWidget
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,8 @@ def _colour_map(old: Theme, new: Theme) -> dict[str, str]:
 def _restyle(app: QApplication, ratio: float, colours: dict[str, str]) -> None:
     """Scale every explicit font by ``ratio`` and swap theme colours in every style sheet, rich
     text and plot of the running application."""
-    for w in app.allWidgets():
+    widgets = _live_widgets(app)
+    for w in widgets:
         if ratio != 1.0 and w.testAttribute(Qt.WidgetAttribute.WA_SetFont):
             f = w.font()
             if f.pointSizeF() > 0:
@@ -262,8 +263,22 @@ def _restyle(app: QApplication, ratio: float, colours: dict[str, str]) -> None:
         elif isinstance(w, QGraphicsView) and w.scene() is not None:
             w.setBackgroundBrush(QColor(THEME.background))
             _restyle_items(w.scene().items(), ratio, colours)
-    for w in app.allWidgets():
+    for w in app.topLevelWidgets():
         w.update()
+
+
+def _live_widgets(app: QApplication) -> list[QWidget]:
+    """Every widget of the application's windows, found by walking down from each window.
+
+    Not ``QApplication.allWidgets()``: wrapping each entry of that list has crashed (a segfault
+    in PySide's wrapper lookup) when the list held a widget in the middle of being deleted,
+    which the test suite's many short-lived windows made happen. The object tree below the
+    top-level windows holds only live children."""
+    out: list[QWidget] = []
+    for top in app.topLevelWidgets():
+        out.append(top)
+        out.extend(top.findChildren(QWidget))
+    return out
 
 
 def _restyle_plot(view: pg.GraphicsView, ratio: float, colours: dict[str, str]) -> None:
