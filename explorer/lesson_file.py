@@ -30,6 +30,9 @@ PANELS: dict[str, tuple[str, ...]] = {
     "training": ("samples", "film"),
 }
 STAGES = ("scores", "masked", "probs")
+#: an encoder-decoder's attention families: the encoder's self-attention, the decoder's masked
+#: self-attention, cross-attention ("" = the decoder's own, as for a decoder-only model)
+FAMILIES = ("encoder", "self", "cross")
 QUESTION_KINDS = ("next_token", "attends_to", "loss")
 LOSS_CHOICES = ("up", "down")
 MAX_STEPS = 512  # a slide that generates more is a mistake, not a lesson
@@ -48,6 +51,7 @@ class ViewSpec:
     layer: int = 0
     head: int | None = 0  # None: the mean over the layer's heads
     stage: str = "probs"
+    family: str = ""  # an encoder-decoder's attention family (FAMILIES); "" = "self"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,9 @@ class Slide:
     layer: int = 0
     head: int | None = 0  # None: the mean over the layer's heads
     stage: str = "probs"
+    family: str = ""  # an encoder-decoder's attention family (FAMILIES); "" = "self"
+    mask: tuple[int, ...] = ()  # an encoder: positions hidden behind [MASK], in this order
+    causal: bool = False  # an encoder: its input under a decoder's causal mask (as GPT)
     highlight: Highlight = field(default_factory=Highlight)
     question: Question | None = None
 
@@ -158,7 +165,8 @@ def parse_lesson(data: object, path: Path | None = None) -> Lesson:
 
 
 SLIDE_KEYS = {"title", "model", "prompt", "narration", "forced_ids", "forced_text", "steps",
-              "sampling", "panel", "view", "layer", "head", "stage", "highlight", "question"}
+              "sampling", "panel", "view", "layer", "head", "stage", "family", "mask", "causal",
+              "highlight", "question"}
 
 
 def _slide(d: object, where: str) -> Slide:
@@ -209,10 +217,32 @@ def _slide(d: object, where: str) -> Slide:
     if stage not in STAGES:
         raise LessonError(f"{where}: \"stage\" must be one of {', '.join(STAGES)}; got "
                           f"{stage!r}")
+    family = _str(d, "family", where)
+    if family and family not in FAMILIES:
+        raise LessonError(f"{where}: \"family\" must be one of {', '.join(FAMILIES)} (an "
+                          f"encoder-decoder's attention); got {family!r}")
+    mask = d.get("mask", [])
+    if not isinstance(mask, list) or not all(_is_int(x) and 0 <= x < 4096 for x in mask):
+        raise LessonError(f"{where}: \"mask\" must be a list of token positions (whole numbers "
+                          f">= 0, from 0) to hide behind [MASK], e.g. [3]; got {mask!r}")
+    if len(set(mask)) != len(mask):
+        raise LessonError(f"{where}: \"mask\" has position "
+                          f"{next(x for x in mask if mask.count(x) > 1)} twice")
+    causal = d.get("causal", False)
+    if not isinstance(causal, bool):
+        raise LessonError(f"{where}: \"causal\" must be true or false, got {causal!r}")
+    if (mask or causal) and (forced_ids or forced_text or steps):
+        raise LessonError(f"{where}: \"mask\" and \"causal\" are for an encoder, which does "
+                          f"not generate: leave out \"forced_ids\", \"forced_text\" and "
+                          f"\"steps\"")
+    if (mask or causal) and family in ("encoder", "cross"):
+        raise LessonError(f"{where}: \"family\" {family!r} is an encoder-decoder's; \"mask\" "
+                          f"and \"causal\" are for an encoder (BERT-style)")
     return Slide(title=title, model=model, prompt=prompt, narration=_str(d, "narration", where),
                  forced_ids=tuple(forced_ids), forced_text=forced_text, steps=steps,
                  temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, panel=panel,
-                 view=view, layer=layer, head=head, stage=stage,
+                 view=view, layer=layer, head=head, stage=stage, family=family,
+                 mask=tuple(int(x) for x in mask), causal=causal,
                  highlight=_highlight(d.get("highlight", {}), where + ", highlight"),
                  question=_question(d.get("question"), where + ", question"))
 
@@ -324,6 +354,12 @@ def slide_dict(s: Slide) -> dict:
     d["sampling"] = {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
                      "seed": s.seed}
     d.update(panel=s.panel, view=s.view, layer=s.layer, head=s.head, stage=s.stage)
+    if s.family:
+        d["family"] = s.family
+    if s.mask:
+        d["mask"] = list(s.mask)
+    if s.causal:
+        d["causal"] = True
     h = s.highlight
     hd = {k: (list(v) if isinstance(v, tuple) else v)
           for k, v in (("token", h.token), ("head", h.head), ("cell", h.cell)) if v is not None}

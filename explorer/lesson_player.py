@@ -32,6 +32,7 @@ from explorer.theme import THEME, css_pt
 from model import shipped
 from model.config import SampleConfig
 from model.step_result import StepResult
+from model.tokenizer import MASK_CHAR, MASK_TEXT
 
 if TYPE_CHECKING:
     from explorer.main_window import MainWindow
@@ -58,11 +59,22 @@ def show_view(window: MainWindow, spec: ViewSpec) -> str:
     if spec.panel == "next token":
         window.distribution_panel.controls.show_logits.setChecked(spec.view == "logits")
     elif spec.panel == "attention" and hasattr(panel, "open_head"):
+        family = spec.family or "self"
+        if family not in panel.families():
+            return (f"\"family\" {family!r} needs an encoder-decoder; this model is "
+                    f"{_a(cfg.kind if cfg is not None else 'decoder')}")
         n_layer, n_head = (cfg.n_layer, cfg.n_head) if cfg is not None else (1, 1)
+        if family == "encoder":
+            n_layer = cfg.n_enc_layer
+        stack = "encoder " if family == "encoder" else (
+            "decoder " if cfg is not None and cfg.kind == "encoder-decoder" else "")
         if spec.layer >= n_layer:
-            return f"\"layer\" is {spec.layer}, but the model has {n_layer} layers (0–{n_layer - 1})"
+            return (f"\"layer\" is {spec.layer}, but the model has {n_layer} {stack}layers "
+                    f"(0–{n_layer - 1})")
         if spec.head is not None and spec.head >= n_head:
             return f"\"head\" is {spec.head}, but the model has {n_head} heads (0–{n_head - 1})"
+        if len(panel.families()) > 1:
+            panel.set_family(family)
         panel.open_head(spec.layer, spec.head)
         panel.set_view(spec.view or "head")
         panel.set_stage(spec.stage)
@@ -79,6 +91,10 @@ def show_view(window: MainWindow, spec: ViewSpec) -> str:
     return ""
 
 
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
 def current_view(window: MainWindow) -> ViewSpec:
     """The panel in front (the presenter's big panel, else the raised optional panel) and its
     view: what "Add slide from current view" records."""
@@ -93,7 +109,7 @@ def current_view(window: MainWindow) -> ViewSpec:
     panel = window.panels.get(title)
     if name == "attention" and hasattr(panel, "stage"):
         return ViewSpec(name, panel.view, panel.layer, None if panel.average else panel.head,
-                        panel.stage)
+                        panel.stage, "" if panel.family == "self" else panel.family)
     if name == "positional encoding" and hasattr(panel, "view"):
         return ViewSpec(name, panel.view)
     if name == "architecture" and hasattr(panel, "selected"):
@@ -195,6 +211,8 @@ class LessonPlayer(QObject):
         self._target: list[int] | None = None  # ids the window must end with (forced slides)
         self._n_generated = 0
         self._prompt_ids: list[int] = []
+        self._kind = "decoder"  # the slide's model's kind (ModelConfig.kind)
+        self._asked: set[object] = set()
         self._queue: list[int | None] = []  # the slide's tokens still to step (None: sampled)
         self._issued = 0
         self._saved_keys: list[tuple[QAction, list[QKeySequence]]] = []
@@ -303,10 +321,24 @@ class LessonPlayer(QObject):
         return f"{name}: slide {self.index + 1}"
 
     def _set_text(self) -> None:
-        s, tok = self.slide, self.session.tokenizer
-        if tok is None:
+        s, tok, cfg = self.slide, self.session.tokenizer, self.session.config
+        if tok is None or cfg is None:
             return
-        bad = tok.unknown(s.prompt)
+        kind = cfg.kind
+        if s.family in ("encoder", "cross") and kind != "encoder-decoder":
+            self._fail(f"\"family\" {s.family!r} needs an encoder-decoder; this model is "
+                       f"{_a(kind)}")
+            return
+        if (s.mask or s.causal) and kind != "encoder":
+            field = "mask" if s.mask else "causal"
+            self._fail(f"\"{field}\" needs an encoder (BERT-style); this model is {_a(kind)}")
+            return
+        if kind == "encoder" and (s.forced_ids or s.forced_text or s.steps):
+            self._fail("an encoder does not generate: leave out \"forced_ids\", "
+                       "\"forced_text\" and \"steps\" (\"mask\" hides tokens instead)")
+            return
+        text = s.prompt.replace(MASK_TEXT, MASK_CHAR) if kind == "encoder" else s.prompt
+        bad = tok.unknown(text)
         if bad:
             self._fail(f"\"prompt\" has characters this model does not know: "
                        f"{''.join(sorted({u.char for u in bad}))!r}")
@@ -322,14 +354,23 @@ class LessonPlayer(QObject):
             self._fail(f"\"forced_ids\" has token {too_big[0]}, but the model's vocabulary has "
                        f"{tok.vocab_size} tokens (0–{tok.vocab_size - 1})")
             return
-        prompt_ids = tok.encode(s.prompt)
-        self._target = None if s.steps else prompt_ids + ids
+        prompt_ids = tok.encode(text)
+        if kind == "encoder" and s.mask and max(s.mask) >= min(len(prompt_ids), cfg.block_size):
+            n = min(len(prompt_ids), cfg.block_size)
+            self._fail(f"\"mask\" has position {max(s.mask)}, but the text has {n} tokens "
+                       f"(0–{n - 1})")
+            return
+        self._kind = kind
+        # an encoder-decoder's prompt is the source; its window holds the target from <bos>
+        self._target = None if s.steps else (
+            [cfg.bos_id] + ids if kind == "encoder-decoder" else prompt_ids + ids)
         self._prompt_ids = prompt_ids
         self._n_generated = s.steps or len(ids)
         # one step at a time, each after the previous result: the worker drops steps beyond
         # a few pending ones (held-down keys), and a slide must get every one of its tokens
         self._queue = list(ids) if ids else [None] * s.steps
         self._issued = 0
+        self._asked: set[object] = set()  # an encoder's mask positions / causal view asked for
         self.state = "stepping"
         self.window.prompt_panel.set_prompt_text(s.prompt)
         # after the prompt: a new prompt supersedes the requests still waiting in the worker,
@@ -337,25 +378,59 @@ class LessonPlayer(QObject):
         self.session.set_sample(SampleConfig(temperature=s.temperature, top_k=s.top_k,
                                              top_p=s.top_p, seed=s.seed))
 
+    def _on_prompt(self, r: StepResult) -> bool:
+        """``r`` is about the slide's prompt (the source of an encoder-decoder, the text of an
+        encoder before its masks), not a result still on its way from before."""
+        n = len(self._prompt_ids)
+        if self._kind == "encoder-decoder":
+            return r.source_ids is not None and \
+                [int(x) for x in r.source_ids[:n]] == self._prompt_ids
+        if r.cropped:
+            return True
+        ids = r.original_ids if self._kind == "encoder" and r.original_ids is not None else r.ids
+        if self._kind == "encoder":
+            return [int(x) for x in ids] == self._prompt_ids
+        return [int(x) for x in ids[:n]] == self._prompt_ids
+
     def _reached(self, r: StepResult) -> bool:
-        if r.n_generated != self._n_generated:
+        if r.n_generated != self._n_generated or not self._on_prompt(r):
             return False
         ids = [int(x) for x in r.ids]
+        if self._kind == "encoder":
+            s = self.slide
+            return bool(r.causal_view) == s.causal and set(s.mask) <= set(r.masked_positions) \
+                and (not s.mask or r.predicted_at == s.mask[-1])
         if r.cropped:  # a long text: its end must match
             want = self._target[-len(ids):] if self._target is not None else None
             return want is None or want == ids
         if self._target is not None:
             return ids == self._target
-        return ids[:len(self._prompt_ids)] == self._prompt_ids
+        return True
+
+    def _encoder_next(self, r: StepResult) -> None:
+        """An encoder's slide: the causal view, then each masked position, one at a time."""
+        s = self.slide
+        if bool(r.causal_view) != s.causal:
+            if "causal" not in self._asked:
+                self._asked.add("causal")
+                self.session.set_causal_view(s.causal)
+            return
+        for p in s.mask:
+            if p not in r.masked_positions and p not in self._asked:
+                self._asked.add(p)
+                self.session.toggle_mask(p)
+                return
 
     @Slot(object)
     def _on_step(self, r: StepResult) -> None:
         if self.state != "stepping":
             return
+        if self._kind == "encoder" and not self._reached(r):
+            if r.n_generated == 0 and self._on_prompt(r):
+                self._encoder_next(r)
+            return
         if self._issued < len(self._queue):
-            ids = [int(x) for x in r.ids]
-            on_track = r.n_generated == self._issued and (
-                r.cropped or ids[:len(self._prompt_ids)] == self._prompt_ids)
+            on_track = r.n_generated == self._issued and self._on_prompt(r)
             if on_track:
                 force = self._queue[self._issued]
                 self._issued += 1
@@ -375,11 +450,13 @@ class LessonPlayer(QObject):
         if self.state != "panels" or self.window.panels_pending:
             return  # the panels are built after the first result: the view waits for them
         s = self.slide
-        problem = show_view(self.window, ViewSpec(s.panel, s.view, s.layer, s.head, s.stage))
+        problem = show_view(self.window, ViewSpec(s.panel, s.view, s.layer, s.head, s.stage,
+                                                  s.family))
         cfg, h = self.session.config, s.highlight
+        n_layer = (cfg.n_enc_layer if s.family == "encoder" else cfg.n_layer) if cfg else 0
         if not problem and cfg is not None and h.head is not None \
-                and not (h.head[0] < cfg.n_layer and h.head[1] < cfg.n_head):
-            problem = (f"highlight \"head\" is {list(h.head)}, but the model has {cfg.n_layer} "
+                and not (h.head[0] < n_layer and h.head[1] < cfg.n_head):
+            problem = (f"highlight \"head\" is {list(h.head)}, but the model has {n_layer} "
                        f"layers of {cfg.n_head} heads")
         if problem:
             self._fail(problem)
@@ -400,18 +477,23 @@ class LessonPlayer(QObject):
             attention = self.window.panels["Attention"]
             if hasattr(attention, "open_head"):
                 attention.open_head(*h.head)
-        token = h.cell[0] if h.cell is not None else h.token
+        family = s.family or "self"
+        token = h.cell[0] if h.cell is not None and family != "encoder" else h.token
         if token is not None:
             self.session.select_token(min(token, r.T - 1))
-        if h.cell is not None and r.attention is not None:
-            q, k = min(h.cell[0], r.T - 1), min(h.cell[1], r.T - 1)
+        maps = r.family_maps(family)[0] if family == "self" or r.source_ids is not None \
+            else None
+        if h.cell is not None and maps is not None:
+            rows = r.source_pieces if family == "encoder" else r.pieces
+            cols = r.source_pieces if family in ("encoder", "cross") else r.pieces
+            q, k = min(h.cell[0], len(rows) - 1), min(h.cell[1], len(cols) - 1)
             attention = self.window.panels.get("Attention")
             layer, head = h.head or (s.layer, s.head)
-            heads = r.attention[layer]
+            heads = maps[layer]
             v = heads.mean(axis=0)[q, k] if head is None else heads[head, q, k]
             if hasattr(attention, "hover_label"):
                 attention.hover_label.setText(
-                    f"Highlighted: query {r.pieces[q]!r} @{q} \u2192 key {r.pieces[k]!r} @{k}: "
+                    f"Highlighted: query {rows[q]!r} @{q} \u2192 key {cols[k]!r} @{k}: "
                     f"weight {float(v):.3f}")
 
     @Slot(object)
@@ -490,12 +572,27 @@ class LessonPlayer(QObject):
         v = current_view(self.window)
         sm = self.session.sample
         sel = self.session.selected_token
-        return Slide(title=title, model=model, prompt=prompt,
-                     forced_ids=tuple(int(x) for x in r.ids[n_prompt:]),
+        forced = tuple(int(x) for x in r.ids[n_prompt:])
+        mask: tuple[int, ...] = ()
+        if r.kind == "encoder-decoder":
+            prompt = self.session.prompt  # the source; the window holds the target
+        elif r.kind == "encoder":
+            # the text as typed (a [MASK] written in it stays), the hidden positions apart:
+            # the shown prediction's last, so that it is shown again
+            orig = r.original_ids if r.original_ids is not None else r.ids
+            prompt = self.session.prompt
+            mask_id = self.session.config.mask_id
+            hidden = [int(p) for p in r.masked_positions if int(orig[p]) != mask_id]
+            if r.predicted_at in hidden:
+                hidden.remove(r.predicted_at)
+                hidden.append(int(r.predicted_at))
+            mask, forced = tuple(hidden), ()
+        return Slide(title=title, model=model, prompt=prompt, forced_ids=forced,
                      temperature=float(sm.temperature), top_k=int(sm.top_k),
                      top_p=float(sm.top_p), seed=sm.seed, panel=v.panel, view=v.view,
-                     layer=v.layer, head=v.head, stage=v.stage,
-                     highlight=Highlight(token=sel if sel >= 0 else None))
+                     layer=v.layer, head=v.head, stage=v.stage, family=v.family, mask=mask,
+                     causal=bool(r.kind == "encoder" and r.causal_view),
+                     highlight=Highlight(token=sel if sel >= 0 and not mask else None))
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -50,6 +50,10 @@ def test_shipped_lessons_cover_every_concept_of_the_lecture():
                 seen.add(f"question:{s.question.kind}")
             if s.model == "induction" and s.panel == "attention" and s.layer == 1:
                 seen.add("induction head")
+            if s.panel == "attention" and s.family:
+                seen.add(f"family:{s.family}")
+            if s.mask:
+                seen.add("causal mask on an encoder" if s.causal else "masked token")
     wanted = {
         "next token",  # tokenization: the chips
         "architecture:embed.tok",  # input embedding
@@ -61,6 +65,10 @@ def test_shipped_lessons_cover_every_concept_of_the_lecture():
         "next token:logits", "temperature:low", "temperature:high", "sampled", "top-k",
         "training:samples", "training:film", "induction head",  # training
         "question:next_token", "question:attends_to", "question:loss",
+        # the encoder-decoder: the encoder's self-attention, the decoder's masked one,
+        # cross-attention, the two stacks; BERT: a masked token, then GPT's causal mask
+        "family:encoder", "family:self", "family:cross", "architecture:L0.cross",
+        "masked token", "causal mask on an encoder",
     }
     assert wanted <= seen, sorted(wanted - seen)
 
@@ -143,6 +151,17 @@ BAD = [
     (_with(question={**Q, "kind": "loss"}), ["slide 2, question", "up", "down"]),
     (_with(question={**Q, "choices": ["a"]}), ["slide 2, question", "\"choices\""]),
     (_with(question={**Q, "text": 3}), ["slide 2, question", "\"text\""]),
+    # an encoder-decoder's attention family, an encoder's masks and causal view
+    (_with(family="decoder"), ["slide 2", "\"family\"", "encoder, self, cross", "'decoder'"]),
+    (_with(family=1), ["slide 2", "\"family\"", "string"]),
+    (_with(mask=3), ["slide 2", "\"mask\"", "list of token positions"]),
+    (_with(mask=[1, -1]), ["slide 2", "\"mask\"", "[1, -1]"]),
+    (_with(mask=[True]), ["slide 2", "\"mask\""]),
+    (_with(mask=[2, 2]), ["slide 2", "\"mask\"", "position 2 twice"]),
+    (_with(causal="yes"), ["slide 2", "\"causal\"", "true or false"]),
+    (_with(mask=[1], steps=3), ["slide 2", "\"mask\"", "does not generate", "\"steps\""]),
+    (_with(causal=True, forced_text="ab"), ["slide 2", "\"causal\"", "does not generate"]),
+    (_with(mask=[1], family="cross"), ["slide 2", "\"family\" 'cross'", "encoder (BERT"]),
 ]
 
 
@@ -177,6 +196,24 @@ def test_bad_lesson_files(tmp_path):
 def test_good_data_parses_and_dumps_back():
     lesson = parse_lesson(_good())
     assert parse_lesson(lesson_dict(lesson)).slides == lesson.slides
+
+
+def test_family_mask_and_causal_parse_and_dump_back():
+    from explorer.lesson_file import slide_dict
+
+    lesson = parse_lesson(_with(panel="attention", family="cross", layer=1))
+    s = lesson.slides[1]
+    assert (s.family, s.mask, s.causal) == ("cross", (), False)
+    assert slide_dict(s)["family"] == "cross" and "mask" not in slide_dict(s)
+    lesson = parse_lesson(_with(mask=[5, 2], causal=True))
+    s = lesson.slides[1]
+    assert (s.family, s.mask, s.causal) == ("", (5, 2), True)  # the order is kept
+    d = slide_dict(s)
+    assert d["mask"] == [5, 2] and d["causal"] is True and "family" not in d
+    assert parse_lesson(lesson_dict(lesson)).slides == lesson.slides
+    plain = parse_lesson(_good()).slides[0]  # the defaults: written out nowhere
+    assert (plain.family, plain.mask, plain.causal) == ("", (), False)
+    assert not {"family", "mask", "causal"} & set(slide_dict(plain))
 
 
 def test_cli_refuses_a_bad_lesson_with_one_line(tmp_path, capsys, qapp):

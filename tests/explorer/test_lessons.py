@@ -35,11 +35,20 @@ def _check_state(window, lesson: Lesson, i: int) -> None:
     session, r = window.session, window.session.result
     where = f"{lesson.path.name} slide {i + 1}"
     assert session.info.path.resolve() == lesson.model_path(s).resolve(), where
-    tok = session.tokenizer
+    tok, cfg = session.tokenizer, session.config
     prompt_ids = tok.encode(s.prompt)
     forced = list(s.forced_ids) or (tok.encode(s.forced_text) if s.forced_text else [])
     ids = [int(x) for x in r.ids]
-    if s.steps:
+    if cfg.kind == "encoder-decoder":  # the prompt is the source; the target starts at <bos>
+        assert [int(x) for x in r.source_ids[:len(prompt_ids)]] == prompt_ids, where
+        prompt_ids = [cfg.bos_id]
+    if cfg.kind == "encoder":  # the text as typed, its masked positions hidden
+        assert [int(x) for x in r.original_ids] == prompt_ids, where
+        assert set(r.masked_positions) == set(s.mask) and r.causal_view == s.causal, where
+        assert all(ids[p] == cfg.mask_id for p in s.mask), where
+        assert r.predicted_at == (s.mask[-1] if s.mask else r.predicted_at), where
+        assert window.session.causal_view == s.causal
+    elif s.steps:
         assert r.n_generated == s.steps and ids[:len(prompt_ids)] == prompt_ids, where
     else:
         assert ids == prompt_ids + forced, where
@@ -48,7 +57,9 @@ def _check_state(window, lesson: Lesson, i: int) -> None:
     assert dock.isVisible() and not dock.visibleRegion().isEmpty(), where
     panel = window.panels[DOCKS[s.panel]]
     if s.panel == "attention":
+        assert panel.family == (s.family or "self"), where
         assert (panel.view, panel.layer, panel.stage) == (s.view or "head", s.layer, s.stage)
+        assert panel.layer_box.currentIndex() == s.layer  # the family's own stack of layers
         assert panel.average == (s.head is None) and (s.head is None or panel.head == s.head)
     elif s.panel == "architecture":
         assert panel.selected == (s.view or None), where
@@ -132,24 +143,32 @@ def test_shipped_answers_agree_with_the_models(qtbot, make_window):
         lesson = load_lesson(path)
         for i, s in enumerate(lesson.slides):
             q = s.question
-            if q is None or q.kind == "loss" or not all(len(_token_choice(c.split(" @")[0])) == 1
-                                                        for c in q.choices):
+            if q is None or q.kind == "loss" or (q.kind == "next_token" and not all(
+                    len(_token_choice(c)) == 1 for c in q.choices)):
                 continue
             w = make_window(lesson.model_path(s), prompt=s.prompt, optional_panels=True)
             _open(qtbot, w, lesson, i)
             r, tok = w.session.result, w.session.tokenizer
             if q.kind == "attends_to":
+                # the query: the highlighted cell's, else the last row of the family's map
+                # (an encoder-decoder's encoder: source × source; cross: target × source)
+                family = s.family or "self"
+                maps = r.family_maps(family)[0]
+                rows = r.source_pieces if family == "encoder" else r.pieces
+                cols = r.source_pieces if family in ("encoder", "cross") else r.pieces
+                query = s.highlight.cell[0] if s.highlight.cell is not None else len(rows) - 1
                 piece, pos = q.answer.split(" @")
-                row = r.attention[s.layer, s.head, r.T - 1]
+                row = maps[s.layer, s.head, query]
                 assert int(np.argmax(row)) == int(pos), (path.name, i)
-                assert r.pieces[int(pos)] == piece
+                assert cols[int(pos)] == piece
+                assert all(cols[int(c.split(" @")[1])] == c.split(" @")[0] for c in q.choices)
             elif "lens" in (s.view or "") or s.view == "final.unembed":
                 assert tok.decode([int(r.lens_ids[0, -1, 0])]) == _token_choice(q.answer)
             else:
                 assert tok.decode([int(np.argmax(r.logits))]) == _token_choice(q.answer)
             checked += 1
             w.close()
-    assert checked >= 4
+    assert checked >= 8
 
 
 def test_a_sampled_slide_replays_the_same_tokens(qtbot, make_window):
@@ -212,7 +231,10 @@ def test_bad_lessons_end_in_a_message_naming_slide_and_field(qtbot, make_window,
     for slide, words in (({"panel": "attention", "layer": 7}, ["slide 2", "\"layer\"", "2 layers"]),
                          ({"forced_ids": [40]}, ["slide 2", "\"forced_ids\"", "11 tokens"]),
                          ({"prompt": "XYZ"}, ["slide 2", "\"prompt\""]),
-                         ({"highlight": {"head": [0, 9]}}, ["slide 2", "\"head\"", "4 heads"])):
+                         ({"highlight": {"head": [0, 9]}}, ["slide 2", "\"head\"", "4 heads"]),
+                         ({"panel": "attention", "family": "cross"},
+                          ["slide 2", "\"family\" 'cross'", "encoder-decoder", "a decoder"]),
+                         ({"mask": [1]}, ["slide 2", "\"mask\"", "encoder", "a decoder"])):
         f = tmp_path / "model_mismatch.json"
         f.write_text(json.dumps({"format": FORMAT, "version": 1, "title": "t", "slides": [
             {"model": "induction", "prompt": "ab"},
@@ -225,6 +247,79 @@ def test_bad_lessons_end_in_a_message_naming_slide_and_field(qtbot, make_window,
             assert word in sig.args[0], (word, sig.args[0])
         assert dialogs[-1][2] == sig.args[0]  # the window showed it
     assert w.session.result is not None  # the app stays up
+
+
+@pytest.mark.parametrize("model,slide,words", [
+    ("numbers_to_words", {"panel": "attention", "family": "encoder", "layer": 3},
+     ["\"layer\" is 3", "3 encoder layers"]),
+    ("numbers_to_words", {"panel": "attention", "family": "self", "layer": 2},
+     ["\"layer\" is 2", "2 decoder layers"]),
+    ("numbers_to_words", {"mask": [0]}, ["\"mask\"", "an encoder-decoder"]),
+    ("sonnets_encoder", {"mask": [0, 5]}, ["\"mask\" has position 5", "2 tokens"]),
+    ("sonnets_encoder", {"steps": 3, "sampling": {"seed": 1}},
+     ["does not generate", "\"steps\""]),
+    ("sonnets_encoder", {"panel": "attention", "family": "encoder"},
+     ["\"family\" 'encoder'", "an encoder"]),
+], ids=["enc-layer", "dec-layer", "mask-s2s", "mask-range", "enc-steps", "enc-family"])
+def test_encoder_slides_wrong_for_the_model_name_slide_and_field(qtbot, make_window, tmp_path,
+                                                                 dialogs, model, slide, words):
+    w = make_window(resolve_checkpoint(model), optional_panels=True)
+    f = tmp_path / "l.json"
+    f.write_text(json.dumps({"format": FORMAT, "version": 1, "title": "t", "slides": [
+        {"model": model, "prompt": "ab" if model != "numbers_to_words" else "12"},
+        {"model": model, "prompt": "ab" if model != "numbers_to_words" else "12", **slide}]}))
+    lesson = load_lesson(f)
+    _open(qtbot, w, lesson)
+    with qtbot.waitSignal(w.lessons.failed, timeout=SHOWN_MS) as sig:
+        w.lessons.next()
+    assert "slide 2" in sig.args[0]
+    for word in words:
+        assert word in sig.args[0], (word, sig.args[0])
+    assert w.session.result is not None  # the app stays up
+
+
+def test_encoder_and_seq2seq_slides_record_and_replay(qtbot, make_window, tmp_path):
+    """Add slide from current view keeps an encoder-decoder's source, target and attention
+    family, and an encoder's masks and causal view; the slides replay to the same state."""
+    w = make_window(resolve_checkpoint("numbers_to_words"), prompt="42", optional_panels=True)
+    s = w.session
+    for _ in range(3):
+        with qtbot.waitSignal(s.step_ready, timeout=5000):
+            s.step()
+    target = [int(x) for x in s.result.ids]
+    att = w.panels["Attention"]
+    w.show_panel("Attention")
+    att.set_family("cross")
+    att.open_head(1, 3)
+    w.add_slide_from_view()
+    a = w.recorded_lesson.slides[-1]
+    assert (a.model, a.prompt, a.family, a.layer, a.head) == ("numbers_to_words", "42", "cross",
+                                                              1, 3)
+    assert list(a.forced_ids) == target[1:] and not a.mask
+    with qtbot.waitSignal(s.model_opened, timeout=SHOWN_MS):
+        s.load_checkpoint(resolve_checkpoint("sonnets_encoder"))
+    qtbot.waitUntil(lambda: s.result is not None and s.is_encoder, timeout=SHOWN_MS)
+    with qtbot.waitSignal(s.step_ready, timeout=5000):
+        s.set_prompt("to be or not")
+    with qtbot.waitSignal(s.step_ready, timeout=5000):
+        s.toggle_mask(3)
+    with qtbot.waitSignal(s.step_ready, timeout=5000):
+        s.set_causal_view(True)
+    w.show_panel("Next token")
+    w.add_slide_from_view()
+    b = w.recorded_lesson.slides[-1]
+    assert (b.model, b.prompt, b.mask, b.causal, b.forced_ids, b.family) == (
+        "sonnets_encoder", "to be or not", (3,), True, (), "")
+    assert w.save_lesson(tmp_path / "rec")
+    lesson = load_lesson(tmp_path / "rec.json")
+    assert lesson.slides == w.recorded_lesson.slides
+    _open(qtbot, w, lesson)
+    assert [int(x) for x in s.result.ids] == target and att.family == "cross"
+    assert (att.layer, att.head) == (1, 3)
+    _go(qtbot, w, 1)
+    assert s.result.masked_positions == (3,) and s.result.causal_view and s.causal_view
+    _go(qtbot, w, 0)  # back to the encoder-decoder, and again to the encoder (as trained)
+    _check_state(w, lesson, 0)
 
 
 def test_concepts_are_two_clicks_away_and_jump_to_their_panel(qtbot, make_window):

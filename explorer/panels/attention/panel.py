@@ -333,6 +333,9 @@ class AttentionPanel(LiveRedraw, QWidget):
             raise ValueError(f"this model's attention families are {self.families()}, "
                              f"not {family!r}")
         self.family = family
+        cfg = self.session.config
+        if cfg is not None:  # the encoder's stack may have more (or fewer) layers
+            self._set_shape(cfg.n_enc_layer if family == "encoder" else cfg.n_layer, cfg.n_head)
         i = self.family_box.findData(family)
         if self.family_box.currentIndex() != i:
             self.family_box.blockSignals(True)
