@@ -80,7 +80,8 @@ def test_each_kind_offers_its_own_corpus_choices_and_presets(panel):
     assert panel.start_button.isEnabled(), f.error.text()
     assert "params" in f.preset.itemText(0)
     f.set_kind("encoder")
-    assert sources(panel) == ["task:copy", "task:induction", "task:reverse", "task:sort", "file"]
+    assert sources(panel) == ["sample", "task:copy", "task:induction", "task:reverse",
+                              "task:sort", "file"]
     assert panel.start_button.isEnabled(), f.error.text()
     f.set_kind("decoder")
     assert "current" in sources(panel) and f.values().kind == "decoder"
@@ -113,7 +114,7 @@ def test_a_tiny_encoder_decoder_run_shows_translations_its_score_and_cross_atten
     assert a.shape == (1, 2, len(tgt) + 1, len(src) + 1)
     np.testing.assert_allclose(a.sum(-1), 1.0, atol=2e-3)  # float16 frames
     np.testing.assert_allclose(np.nan_to_num(film.image.image), np.nan_to_num(composite(a)))
-    assert film.mirror == len(src) and "Mirror alignment" in film.label.text()
+    assert film.mirror == len(src) and "mirror L" in film.label.text()
     assert panel.tabs.tabText(1) == "Cross-attention film strip"
     assert panel.task_view.isHidden()
     ck = load_checkpoint(panel.last_checkpoint)

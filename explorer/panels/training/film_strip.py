@@ -248,17 +248,23 @@ class FilmStrip(QWidget):
         if self.source_tokens is None:
             self.label.setText(f"{where} · rows: {L} layers, columns: {H} heads, {T} tokens "
                                "each")
+            self.label.setToolTip("")
             return
         src = "".join(self.source_tokens[:-1])
         tgt = "".join(self.tokens[1:])
-        text = (f"{where} · cross-attention of “{src}” → “{tgt}”: in each head a row is a "
-                f"target position ({T}), a column a source position ({S}); rows: {L} layers, "
-                f"columns: {H} heads")
+        text = f"{where} · “{src}” → “{tgt}”"
         m = self.mirror_scores()
         if m is not None:
             li, hi = np.unravel_index(int(np.argmax(m)), m.shape)
-            text += (f". Mirror alignment (target i reads source {self.mirror}−1−i): best "
-                     f"L{li} H{hi}, {m[li, hi]:.0%} of positions")
+            text += f" · mirror L{li} H{hi}: {m[li, hi]:.0%}"
+        self.label.setToolTip(
+            f"Cross-attention of the held-out pair “{src}” → “{tgt}”: in each head a row is "
+            f"a target position ({T}: the start token, then the target), a column a source "
+            f"position ({S}: the source, then its end token); rows: {L} layers, columns: {H} "
+            "heads."
+            + ("" if m is None else f" Mirror: the share of target positions i whose heaviest "
+               f"weight falls on source position {self.mirror}−1−i, the letter they write "
+               "(the best head)."))
         self.label.setText(text)
 
     def _draw_box(self) -> None:

@@ -59,6 +59,7 @@ PROGRESS_MS = 250  # progress bar and status line refresh
 FILM_TABS = {"decoder": "Attention film strip", "encoder-decoder": "Cross-attention film strip",
              "encoder": "Attention film strip"}
 SCORE_NAMES = {"exact_match": "held-out exact match", "masked_accuracy": "masked-token accuracy"}
+SHORT_NAMES = {"exact_match": "exact match", "masked_accuracy": "masked accuracy"}
 
 
 class TrainingPanel(ResultsMixin, QWidget):
@@ -469,7 +470,7 @@ class TrainingPanel(ResultsMixin, QWidget):
     def _on_sampled(self, step: int, text: str) -> None:
         note = ""
         if self.scores and self.scores[-1][0] == step:  # measured with this sample
-            note = score_text(self.scores[-1][1])
+            note = score_text(self.scores[-1][1], short=True)
         self.samples.add_sample(step, text, self.last_loss if step > self.start_step else None,
                                 note=note)
 
@@ -626,13 +627,14 @@ class TrainingPanel(ResultsMixin, QWidget):
             pass
 
 
-def score_text(scores: dict) -> str:
-    """``held-out exact match 93.5 % (2,000 pairs)`` for a ``scored`` dict."""
+def score_text(scores: dict, short: bool = False) -> str:
+    """``held-out exact match 93.5 % (2,000 pairs)`` for a ``scored`` dict (``short``:
+    ``exact match 93.5 %``)."""
     parts = []
-    for key, name in SCORE_NAMES.items():
+    for key, name in (SHORT_NAMES if short else SCORE_NAMES).items():
         if key in scores:
             text = f"{name} {100 * scores[key]:.1f} %"
-            if "scored" in scores:
+            if "scored" in scores and not short:
                 text += f" ({int(scores['scored']):,} pairs)"
             parts.append(text)
     return ", ".join(parts)

@@ -27,9 +27,11 @@ from model.corpora import Corpus, CorpusError, load_corpus, read_text_file, task
 from model.devices import resolve_device
 from model.memory import HEADROOM, available_memory, fmt_bytes, training_memory
 from model.pairs import SPECIALS, load_pairs, read_tsv_pairs, task_pairs, task_vocabulary
+from model.shipped import resolve_corpus
 from model.train_encoders import encoder_tokenizer
 
 RUNS_ENV = "TRANSFORMER_EXPLORER_RUNS"
+SAMPLE_CORPUS = "sonnets"  # the text that ships with the package (source "sample")
 EVAL_ITERS = 5  # batches per evaluation: keeps the final evaluation (on Stop) short
 
 
@@ -373,6 +375,9 @@ class Planner:
                                 "pick a synthetic task.")
             spec = v.path
             text = None if seq2seq else self._text(v.path)
+        elif v.source == "sample" and not seq2seq:
+            spec = resolve_corpus(SAMPLE_CORPUS)
+            text = self._text(spec)
         else:
             raise PlanError(f"An {v.kind} is trained on a task or a file.")
         try:

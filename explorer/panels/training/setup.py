@@ -37,18 +37,22 @@ from model.corpora import task_tokenizer
 TASK_SOURCES = ("copy", "induction", "reverse", "sort")
 
 #: the model kinds the dock trains: label and what the kind learns
-MODEL_KINDS: dict[str, tuple[str, str]] = {
-    "decoder": ("Decoder (GPT)", "predicts the next token from the tokens before it (causal "
-                "self-attention)"),
-    "encoder-decoder": ("Encoder–decoder (seq2seq)", "reads a source with an encoder and writes "
-                        "the target token by token, looking back at the source through "
-                        "cross-attention (Vaswani et al. 2017). Scored by exact match of "
-                        "held-out pairs."),
-    "encoder": ("Encoder (BERT-style)", "fills in hidden [MASK] tokens from both sides "
-                "(self-attention without a causal mask, Devlin et al. 2019). Scored by "
-                "masked-token accuracy on held-out text."),
+MODEL_KINDS: dict[str, tuple[str, str, str]] = {
+    "decoder": ("Decoder (GPT)", "predicts the next token",
+                "A decoder (GPT) predicts the next token from the tokens before it: causal "
+                "self-attention, each position sees only the positions before it."),
+    "encoder-decoder": ("Encoder–decoder (seq2seq)", "turns a source into a target",
+                        "An encoder–decoder (Vaswani et al. 2017) reads a source with an "
+                        "encoder and writes the target token by token, looking back at the "
+                        "source through cross-attention. Its score: exact match of held-out "
+                        "pairs it never trains on."),
+    "encoder": ("Encoder (BERT-style)", "fills in masked tokens",
+                "A BERT-style encoder (Devlin et al. 2019) fills in hidden [MASK] tokens from "
+                "both sides: self-attention without a causal mask. Its score: masked-token "
+                "accuracy on held-out text."),
 }
 #: what each kind can be trained on: (label, source) with source "task:NAME", "file", "current"
+#: or "sample" (the text that ships with the package, model.shipped.resolve_corpus("sonnets"))
 KIND_SOURCES: dict[str, list[tuple[str, str]]] = {
     "decoder": [(f"Task: {t}", f"task:{t}") for t in TASK_SOURCES]
     + [("Text file…", "file"), ("The loaded model's corpus", "current")],
@@ -58,7 +62,8 @@ KIND_SOURCES: dict[str, list[tuple[str, str]]] = {
                         ("Task: numbers to words (307 → three hundred seven)", "task:numbers"),
                         ("Task: dates (2024-03-07 → 7 March 2024)", "task:dates"),
                         ("Pairs file (source<TAB>target)…", "file")],
-    "encoder": [(f"Task: {t}", f"task:{t}") for t in TASK_SOURCES] + [("Text file…", "file")],
+    "encoder": [("Sample text: 16 of Shakespeare's sonnets", "sample")]
+    + [(f"Task: {t}", f"task:{t}") for t in TASK_SOURCES] + [("Text file…", "file")],
 }
 
 #: model presets: a 2-layer model is the smallest that can grow an induction head. "tiny" with the
@@ -92,7 +97,7 @@ KIND_BATCH = {"decoder": PRESET_BATCH, "encoder-decoder": {"tiny": 64, "small": 
               "encoder": {"tiny": 32, "small": 32}}
 #: the training fields a kind starts with (the decoder's are the form's defaults)
 KIND_TRAINING = {"decoder": dict(steps=1000, lr=3e-3), "encoder-decoder": dict(steps=600, lr=3e-3),
-                 "encoder": dict(steps=1000, lr=1e-3)}
+                 "encoder": dict(steps=1000, lr=3e-3)}
 
 
 def preset_config(kind: str, name: str) -> ModelConfig:
@@ -135,14 +140,16 @@ class SetupForm(QWidget):
         g = QGroupBox("Model kind")
         kv = QVBoxLayout(g)
         self.kind = QComboBox()
-        for key, (label, _) in MODEL_KINDS.items():
+        for i, (key, (label, _, tip)) in enumerate(MODEL_KINDS.items()):
             self.kind.addItem(label, key)
+            self.kind.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
         self.kind.setToolTip("Decoder: GPT. Encoder–decoder: the original Transformer, trained "
                              "on source → target pairs. Encoder: BERT, trained to fill in "
                              "masked tokens.")
         _compact(self.kind)
         kv.addWidget(self.kind)
         self.kind_info = QLabel(MODEL_KINDS["decoder"][1])
+        self.kind_info.setToolTip(MODEL_KINDS["decoder"][2])
         self.kind_info.setWordWrap(True)
         self.kind_info.setStyleSheet(f"color: {THEME.muted};")
         kv.addWidget(self.kind_info)
@@ -455,6 +462,7 @@ class SetupForm(QWidget):
         defaults; the encoder kinds are always trained anew."""
         kind = self.kind_name()
         self.kind_info.setText(MODEL_KINDS[kind][1])
+        self.kind_info.setToolTip(MODEL_KINDS[kind][2])
         self._updating = True
         try:
             self._fill_sources(kind)
