@@ -163,6 +163,26 @@ def test_a_pairs_file_trains_and_a_malformed_one_names_its_line(qtbot, panel, tm
     assert result.ok and panel._spec.corpus.name == "pairs.tsv"
 
 
+def test_what_an_encoder_kind_cannot_train_on_is_explained_before_start(panel, tmp_path):
+    from model.tokenizer import MASK_CHAR
+
+    f = panel.form
+    f.set_kind("encoder-decoder")
+    f.set_source("task:numbers")
+    f.block.setValue(20)  # "seven thousand seven hundred seventy seven" has 42 characters
+    assert not panel.start_button.isEnabled()
+    assert "42 characters" in f.error.text() and "at least 43" in f.error.text()
+    f.block.setValue(43)
+    assert panel.start_button.isEnabled(), f.error.text()
+    f.set_kind("encoder")
+    masked = tmp_path / "masked.txt"
+    masked.write_text(f"a text that holds the mask character {MASK_CHAR} itself. " * 20,
+                      encoding="utf-8")
+    f.set_source("file", str(masked))
+    assert not panel.start_button.isEnabled()
+    assert "reserves for a special token" in f.error.text()
+
+
 def _open_outcome(qtbot, panel, action) -> tuple[str, str]:
     """("opened", path) or (title, text) of the error dialog, whichever ``action`` leads to."""
     s = panel.session
