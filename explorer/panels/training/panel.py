@@ -477,7 +477,9 @@ class TrainingPanel(ResultsMixin, QWidget):
     @Slot(int, object)
     def _on_scored(self, step: int, scores: dict) -> None:
         self.scores.append((int(step), dict(scores)))
-        final = " (final, every held-out pair)" if scores.get("final") else ""
+        final = ""
+        if scores.get("final"):
+            final = " (final, every held-out pair)" if "exact_match" in scores else " (final)"
         self.score_label.setText(f"Step {step:,}: {score_text(scores)}{final}")
         self.score_label.show()
 
