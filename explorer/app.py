@@ -47,7 +47,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--screenshot", metavar="FILE.png",
                    help="open the window, type the prompt, perform --steps steps, save a PNG of "
                         "the whole window and exit (works with QT_QPA_PLATFORM=offscreen)")
-    p.add_argument("--steps", type=int, default=10, help="steps before --screenshot (default 10)")
+    p.add_argument("--steps", type=int, default=10, help="steps before --screenshot (default 10; "
+                                                         "none for an encoder)")
+    p.add_argument("--mask", metavar="P,…", default="",
+                   help="an encoder (BERT-style): hide the tokens at these positions (from 0) "
+                        "behind [MASK], as a click on their chips does; the last one's "
+                        "prediction is shown")
+    p.add_argument("--causal-mask", action="store_true",
+                   help="an encoder (BERT-style): show its input under a causal mask, as GPT "
+                        "sees it, to compare")
     p.add_argument("--show", metavar="PANEL", default=None,
                    help="with --screenshot: bring this panel to the front first (attention, "
                         "positional, architecture, training)")
@@ -76,8 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--attention-stage", default=None,
                    choices=("probs", "masked", "scores", "qk", "xv"),
                    help="with --screenshot: the attention panel's stage (qk, xv: the numbers)")
-    p.add_argument("--window-size", metavar="WxH", default=None,
-                   help="window size in pixels, e.g. 1280x720 (for screenshots)")
+    p.add_argument("--attention-family", default=None, choices=("encoder", "self", "cross"),
+                   help="with --screenshot: an encoder-decoder's attention family (encoder "
+                        "self-attention, the decoder's own, cross-attention)")
     p.add_argument("--branch-at", metavar="N", type=int, default=None,
                    help="with --screenshot: after the steps, rewind to N generated tokens, take "
                         "the most likely other token there and step on (a second branch)")
@@ -109,13 +118,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--slide counts from 1, got {args.slide}")
     if args.scale is not None and not 0.5 <= args.scale <= 4:
         p.error(f"--scale must be between 0.5 and 4, got {args.scale}")
-    if args.window_size is not None:
-        w, x, h = args.window_size.lower().partition("x")
-        if not (x and w.isdigit() and h.isdigit() and int(w) >= 320 and int(h) >= 240):
-            p.error(f"--window-size {args.window_size!r} must be WIDTHxHEIGHT, at least 320x240")
-        args.window_size = (int(w), int(h))
     if args.branch_at is not None and not 0 <= args.branch_at < args.steps:
         p.error("--branch-at must lie between 0 and --steps - 1")
+    try:
+        args.mask = [int(x) for x in args.mask.split(",") if x.strip()]
+    except ValueError:
+        p.error(f"--mask {args.mask!r} must be token positions separated by commas, e.g. 3,10")
+    if any(m < 0 for m in args.mask):
+        p.error("--mask positions count from 0")
     from model.ablation import Ablation
     from model.config import ConfigError
 
@@ -199,6 +209,7 @@ class _Driver:
         self._shown_panel = False  # --show: the panel was brought to the front
         self._busy_waits = 0
         self._branched = False  # --branch-at: the second branch was made
+        self._masked = False  # --mask: the tokens were masked
         self.compare_window = None  # --compare: the side-by-side window pictured
         self._compare_waiting = 0  # its columns still loading or running
         driver = self
@@ -264,6 +275,8 @@ class _Driver:
                 QTimer.singleShot(0, self.hooks.finish)  # after this result is drawn
                 return
             self.state = "prompt"
+            if self.args.causal_mask:
+                self.session.set_causal_view(True)
             self.window.prompt_panel.set_prompt_text(self.session.prompt)
         elif self.state == "rewinding":  # --branch-at: take another token than last time
             alt = next(int(t) for t in result.dist.order if int(t) != int(result.planned))
@@ -277,8 +290,17 @@ class _Driver:
             else:
                 self.state = "settling"
                 QTimer.singleShot(250, self.hooks.finish)
+        elif self.state == "prompt" and result.chosen is None and self.args.mask \
+                and self.session.is_encoder and not self._masked:
+            self._masked = True
+            for i in self.args.mask:
+                if i >= result.T:
+                    print(f"transformer-explorer: --mask {i}: the text has {result.T} tokens",
+                          file=sys.stderr)
+                    continue
+                self.session.toggle_mask(i)
         elif self.state == "prompt" and result.chosen is None:
-            if self.args.steps > 0:
+            if self.args.steps > 0 and not self.session.is_encoder:  # an encoder does not step
                 self.state = "running"
                 self.session.run(self.args.steps, 0)
             else:
@@ -307,6 +329,11 @@ class _Driver:
                 attention.set_view(self.args.attention_view)
             if attention is not None and self.args.attention_stage:
                 attention.set_stage(self.args.attention_stage)
+            if attention is not None and self.args.attention_family:
+                try:
+                    attention.set_family(self.args.attention_family)
+                except ValueError as e:
+                    print(f"transformer-explorer: {e}", file=sys.stderr)
             if self.window.show_panel(self.args.show):
                 from PySide6.QtCore import QTimer
 
@@ -354,9 +381,8 @@ class _Driver:
             self.args.compare = None
             self._finish()
             return
-        size = self.args.window_size
-        if size is not None:
-            w.resize(*size)
+        if self.args.size is not None:
+            w.resize(*window_size(self.args.size, self.args.scale))
         else:
             w.resize(self.window.size())
         self.compare_window = w
@@ -546,8 +572,6 @@ def main(argv: list[str] | None = None) -> int:
         window.resize(*window_size(args.size, args.scale))
     if args.presenter:
         window.presenter.set_active(True)
-    if args.window_size is not None:
-        window.resize(*args.window_size)
     window.interactive = not (args.screenshot or args.startup_probe)
     driver = _Driver(app, window, session, args, t0) \
         if (args.screenshot or args.startup_probe) and lesson is None else None

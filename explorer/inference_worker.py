@@ -43,6 +43,7 @@ from model.tokenizer import CharTokenizer, Tokenizer
 
 if TYPE_CHECKING:
     from explorer.training_worker import Snapshot
+    from model.masked_stepper import MaskedStepper
     from model.stepper import Stepper
     from model.transformer import GPT
 
@@ -161,8 +162,35 @@ class Run:
     interval_ms: int = 40
 
 
+# -- an encoder (BERT-style, model.masked_stepper) ------------------------------------------------
+@dataclass(frozen=True)
+class ToggleMask:
+    """Hide the token at ``position`` behind [MASK], or restore it; its prediction is shown."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class SelectPosition:
+    """Show the encoder's prediction at ``position`` (no forward pass)."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class SetCausalView:
+    """Run the encoder's weights under a decoder's causal mask (True) or as trained (False)."""
+
+    on: bool
+
+
+#: what an encoder answers (it fills masks; stepping, Run and branches are for decoders)
+ENCODER_REQUESTS = (ToggleMask, SelectPosition, SetCausalView)
+
+
 #: kinds where only the newest pending request matters
-COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run, SetAblation, RankHeads)
+COALESCE = (LoadModel, SetDevice, SetPrompt, Redistribute, Run, SetAblation, RankHeads,
+            SelectPosition, SetCausalView)
 #: kinds that make every older pending request obsolete (they start a new text)
 SUPERSEDE = (LoadModel, SetPrompt)
 MODEL_KINDS = (LoadModel,)
@@ -170,11 +198,23 @@ MODEL_KINDS = (LoadModel,)
 KEEP = (SaveModel, ExportModel, CopyWeights)
 Request = (LoadModel | SaveModel | ExportModel | CopyWeights | SetDevice | SetPrompt | Step | Back
            | RewindTo | Reset | Resample | Redistribute | Run | SetAblation | RankHeads
-           | SwitchBranch)
+           | SwitchBranch | ToggleMask | SelectPosition | SetCausalView)
 MAX_PENDING_STEPS = 4  # more key repeats than this while the worker is busy are dropped
 #: the longest the worker waits for the GUI to say it has drawn a result before it runs the
 #: next step's pass anyway (see InferenceWorker._idle)
 LOOKAHEAD_DELAY_MS = 50
+
+
+#: model kind -> (module, class) of the stepper the worker drives for it: the same request
+#: API (set_prompt, step, back, rewind_to, reset, resample, redistribute, set_ablation,
+#: lookahead, …), each answering with a StepResult
+STEPPERS: dict[str, tuple[str, str]] = {
+    "decoder": ("model.stepper", "Stepper"),
+    "encoder-decoder": ("model.seq2seq_stepper", "Seq2SeqStepper"),
+    # an encoder does not step: its stepper masks tokens instead (ToggleMask, SelectPosition,
+    # SetCausalView; InferenceWorker._handle_encoder)
+    "encoder": ("model.masked_stepper", "MaskedStepper"),
+}
 
 
 def inference_threads() -> int:
@@ -247,7 +287,7 @@ class InferenceWorker(QObject):
         self._lens_k = lens_k
         self._lock = threading.Lock()
         self._pending: list[Request] = []
-        self._stepper: Stepper | None = None
+        self._stepper: Stepper | MaskedStepper | None = None  # MaskedStepper: an encoder
         self._branching: Branching | None = None  # drives the stepper, keeps every branch
         self._branches_sent = -1  # version of the tree last sent
         self._model: GPT | None = None
@@ -279,8 +319,11 @@ class InferenceWorker(QObject):
     def submit(self, req: Request) -> None:
         with self._lock:
             if isinstance(req, SUPERSEDE):
+                # an encoder's causal view outlasts a new text (not a new model)
                 self._pending = [p for p in self._pending if isinstance(p, KEEP)
                                  or (isinstance(p, MODEL_KINDS)
+                                     and not isinstance(req, MODEL_KINDS))
+                                 or (isinstance(p, SetCausalView)
                                      and not isinstance(req, MODEL_KINDS))]
             elif isinstance(req, COALESCE):
                 self._pending = [p for p in self._pending if type(p) is not type(req)]
@@ -417,6 +460,11 @@ class InferenceWorker(QObject):
                 return
             if self._stepper is None:
                 return
+            if self._branching is None:  # an encoder: no steps, no branches
+                self._handle_encoder(req)
+                return
+            if isinstance(req, ENCODER_REQUESTS):
+                return  # for an encoder; a decoder was loaded since
             if isinstance(req, RankHeads):  # looks only: a Run goes on
                 self._rank_heads(req)
                 return
@@ -427,6 +475,11 @@ class InferenceWorker(QObject):
             elif isinstance(req, SetPrompt):
                 self._emit(self._branching.set_prompt(req.text, errors="drop"))
             elif isinstance(req, Step):
+                if req.force is None and getattr(self._stepper, "finished", False):
+                    note = self._stepper.result.note
+                    self.notice.emit(f"{note[:1].upper()}{note[1:]}: Back, or a new source, "
+                                     "goes on", self._generation)
+                    return
                 self._emit(self._branching.step(force=req.force))
                 self.steps_done += 1
             elif isinstance(req, Back):
@@ -447,13 +500,39 @@ class InferenceWorker(QObject):
             self._end_run()
             self.failed.emit(kind, _title(kind), _describe(e), self._generation)
 
+    def _handle_encoder(self, req: Request) -> None:
+        """A request for an encoder's MaskedStepper (the caller reports failures). Stepping,
+        Run and branches are for decoders: the session does not send them for an encoder."""
+        st = self._stepper
+        if isinstance(req, SetPrompt):
+            self._emit(st.set_prompt(req.text, errors="drop"))
+        elif isinstance(req, ToggleMask):
+            self._emit(st.toggle_mask(req.position))
+        elif isinstance(req, SelectPosition):
+            self._emit(st.select(req.position))
+        elif isinstance(req, SetCausalView):
+            result = st.set_causal_view(req.on)
+            if result is not None:
+                self._emit(result)
+        elif isinstance(req, SetAblation):
+            result = st.set_ablation(req.ablation)
+            if result is not None:
+                self._emit(result, "SetAblation")
+        elif isinstance(req, SetDevice):
+            self._set_device(req.device)
+        elif isinstance(req, RankHeads):
+            self._rank_heads(req)
+
     def _rank_heads(self, req: RankHeads) -> None:
         from model.head_effects import head_effects
 
         r = self._stepper.result
         if r is None:
             return
-        effects = head_effects(self._model, r.ids.tolist(), int(r.planned), req.mode)
+        if r.kind != "decoder":  # the stepper ranks its own model's heads
+            effects = self._stepper.rank_heads(req.mode)
+        else:
+            effects = head_effects(self._model, r.ids.tolist(), int(r.planned), req.mode)
         self.heads_ranked.emit(effects, r, self._generation)
 
     def _emit(self, result: StepResult, kind: str = "") -> None:
@@ -468,13 +547,17 @@ class InferenceWorker(QObject):
             self.branches_changed.emit(self._branching.snapshot(), self._generation)
 
     def _new_stepper(self, model: GPT, tokenizer: Tokenizer,
-                     sample: SampleConfig) -> Stepper:
-        from model.stepper import Stepper
+                     sample: SampleConfig) -> Stepper | MaskedStepper:
+        """The stepper for the model's kind (:data:`STEPPERS`); a kind without one gets the
+        decoder's Stepper, which says in one sentence that it does not step it."""
+        import importlib
 
+        module, name = STEPPERS.get(model.config.kind, STEPPERS["decoder"])
+        stepper_class = getattr(importlib.import_module(module), name)
         kwargs: dict[str, Any] = {"lens_k": self._lens_k}
         if self._capture is not None:
             kwargs["capture"] = self._capture
-        return Stepper(model, tokenizer, sample, **kwargs)
+        return stepper_class(model, tokenizer, sample, **kwargs)
 
     def _load(self, req: LoadModel) -> None:
         import torch
@@ -523,7 +606,7 @@ class InferenceWorker(QObject):
         self._sample = _sample_config(req.sample)
         described = dataclasses.replace(described, sample=self._sample)
         self._stepper = self._new_stepper(model, described.tokenizer, self._sample)
-        self._branching = Branching(self._stepper)
+        self._branching = Branching(self._stepper) if model.config.kind != "encoder" else None
         if req.path is not None:
             self.notice.emit(f"Opening {described.name}: running the prompt through "
                              f"{described.n_params / 1e6:.1f} M parameters \u2026",
@@ -538,6 +621,7 @@ class InferenceWorker(QObject):
         """The model of ``req``'s file or snapshot, on ``device``, and its description."""
         if req.snapshot is not None:
             snap = req.snapshot
+            _check_kind(snap.config.kind, req.name or "the trained model")
             model = snap.build(device)
             summary = dict(req.summary or {})
             return model, _loaded(model, snap.tokenizer, None, device, summary, snap.step > 0,
@@ -546,10 +630,7 @@ class InferenceWorker(QObject):
 
         path = Path(req.path)  # a checkpoint file, a Hugging Face or nanoGPT folder, a cached name
         ck = open_model(path, device=device)
-        if ck.config.kind != "decoder":  # the window steps decoders; say so, keep the app up
-            raise ValueError(
-                f"{path}: this model is an {ck.config.kind}; the explorer steps decoder (GPT) "
-                "models so far. Look inside it with python -m model inspect or generate.")
+        _check_kind(ck.config.kind, str(path))
         return ck.model, _loaded(ck.model, ck.tokenizer, path, device, dict(ck.summary or {}),
                                  is_trained(ck.summary), req.name or path.stem)
 
@@ -606,11 +687,29 @@ class InferenceWorker(QObject):
         self.exported.emit(folder, self._generation)
 
     def _first_result(self, prompt: str) -> StepResult:
+        if self._branching is None:  # an encoder: [MASK] written out is its mask token
+            return self._stepper.set_prompt(prompt, errors="drop")
         return self._branching.set_prompt(self._tokenizer.without_unknown(prompt), errors="drop")
 
     def _set_device(self, name: str) -> None:
         """Move the model; on any failure fall back to the CPU and say why."""
         from model.devices import resolve_device
+
+        if self._branching is None:  # an encoder keeps no tensors between passes: run again
+            try:
+                dev = str(resolve_device(name))
+                self._model.to(dev)
+                result = self._stepper.refresh()
+            except Exception as e:  # noqa: BLE001 - any device problem means: back to the CPU
+                self._model.to("cpu")
+                dev = "cpu"
+                result = self._stepper.refresh()
+                self.notice.emit(f"Device {name!r} failed ({_describe(e)}); using the CPU "
+                                 "instead", self._generation)
+            self._device = dev
+            self.device_changed.emit(dev, self._generation)
+            self._emit(result)
+            return
 
         prompt, generated = _split_text(self._stepper)
         auto_seed = self._stepper.auto_seed
@@ -641,8 +740,8 @@ class InferenceWorker(QObject):
 
     # -- Run ----------------------------------------------------------------------------------
     def _start_run(self, req: Run) -> None:
-        if self._stepper is None or req.n <= 0:
-            return
+        if self._stepper is None or self._branching is None or req.n <= 0:
+            return  # nothing, or an encoder (it does not generate)
         self._run_left = int(req.n)
         self._run_interval = max(0, req.interval_ms) / 1000.0
         self._stop = False
@@ -679,6 +778,12 @@ class InferenceWorker(QObject):
                 self._timer.timeout.connect(self._run_tick)
             self._timer.start(max(1, int(wait * 1000)))
             return
+        if getattr(self._stepper, "finished", False):  # the target is complete: Run ends
+            self._end_run()
+            self._set_busy(False)
+            self.notice.emit(self._stepper.result.note, self._generation)
+            self._idle()
+            return
         self._set_busy(True)
         try:
             result = self._branching.step()
@@ -695,6 +800,14 @@ class InferenceWorker(QObject):
             self.running_changed.emit(False, self._generation)
             self._set_busy(False)
             self._idle()
+
+
+def _check_kind(kind: str, what: str) -> None:
+    """A model of a kind no stepper steps is refused in one sentence (the app stays up)."""
+    if kind not in STEPPERS:
+        raise ValueError(f"{what}: this model is an {kind}; the explorer steps "
+                         f"{' and '.join(STEPPERS)} models so far. Look inside it with "
+                         "python -m model inspect or generate.")
 
 
 def _sample_config(sample: SampleConfig | dict | None) -> SampleConfig:
@@ -735,6 +848,8 @@ _TITLES = {"LoadModel": "Could not open the model", "OpenModel": "Could not open
            "SaveModel": "Could not save the model",
            "ExportModel": "Could not export the model",
            "SetDevice": "Device problem", "SetPrompt": "Could not set the prompt",
+           "ToggleMask": "Could not mask the token", "SelectPosition": "No such position",
+           "SetCausalView": "Could not change the mask",
            "Run": "Generation stopped"}
 
 

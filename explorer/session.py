@@ -33,12 +33,15 @@ from model.branches import ROOT, Branches
 from model.config import CaptureSpec, ConfigError, ModelConfig, SampleConfig
 from model.positional_view import PositionalView
 from model.step_result import StepResult
-from model.tokenizer import Tokenizer
+from model.tokenizer import MASK_CHAR, MASK_TEXT, Tokenizer, mask_text_spans
 
 if TYPE_CHECKING:
     from explorer.training_worker import Snapshot as TrainingSnapshot
 
 EMPTY_PROMPT_MESSAGE = "Empty prompt: generation starts from a newline"
+#: what Step, Back, Run and Resample say for an encoder
+ENCODER_NO_STEPS = ("An encoder fills masks, it does not generate: click a token to hide it "
+                    "behind [MASK] and see what the model predicts there")
 
 
 @dataclass(frozen=True)
@@ -61,14 +64,28 @@ class PromptCheck:
     empty: bool = False
     n_tokens: int = 0  # tokens the model gets (unknown characters left out)
     block_size: int = 0
+    source: bool = False  # an encoder-decoder's source: never cropped, it fits or is refused
 
     @property
     def cropped(self) -> int:
-        return max(0, self.n_tokens - self.block_size) if self.block_size else 0
+        if self.source or not self.block_size:
+            return 0
+        return max(0, self.n_tokens - self.block_size)
+
+    @property
+    def too_long(self) -> bool:
+        """A source that, with its end token, does not fit the block size (not sent)."""
+        return self.source and bool(self.block_size) and self.n_tokens + 1 > self.block_size
 
     @property
     def ok(self) -> bool:
-        return not self.unknown and not self.empty and not self.cropped
+        return not self.unknown and not self.empty and not self.cropped and not self.too_long
+
+
+def source_too_long(check: PromptCheck) -> str:
+    """The sentence for a source that does not fit (the model side says the same)."""
+    return (f"The source has {check.n_tokens} tokens; with its end token that is more than the "
+            f"model's block size {check.block_size}: shorten it.")
 
 
 def _default_sample() -> SampleConfig:
@@ -96,6 +113,7 @@ class Session(QObject):
     ablation_changed = Signal(object)  # Ablation: the heads switched off (empty: none)
     heads_ranked = Signal(object)  # HeadEffects of the current result (see rank_heads)
     branches_changed = Signal(object)  # Branches: every continuation after the prompt
+    causal_view_changed = Signal(bool)  # an encoder shown under a causal mask (or not)
 
     def __init__(self, device: str = "auto", sample: SampleConfig | None = None,
                  parent: QObject | None = None, capture: CaptureSpec | None = None):
@@ -118,6 +136,7 @@ class Session(QObject):
         self.ablation: Ablation = NO_ABLATION
         self.head_effects: HeadEffects | None = None  # the ranking of the current result
         self.branches = Branches()  # sent by the worker before the result it belongs to
+        self.causal_view = False  # an encoder run under a decoder's causal mask, for comparison
         self._generation = 0  # results of this generation are shown
         self._issued = 0  # the newest generation handed to the worker
         self._opening: int | None = None  # a model being opened: the current one stays till then
@@ -228,17 +247,33 @@ class Session(QObject):
             return None  # applied when the model is ready
         self.stop()
         check = self._check(text)
+        self.prompt_check = check
+        if check.too_long:  # said under the editor; the last source that fitted stays
+            self.prompt_checked.emit(check)
+            self.message.emit(source_too_long(check))
+            return check
         self.selected_token = -1
         self._submit(W.SetPrompt(self._model_text(check)))
-        self.prompt_check = check
         self.prompt_checked.emit(check)
         self.selected_token_changed.emit(-1)
-        if check.empty:
+        if check.empty and not check.source:
             self.message.emit(EMPTY_PROMPT_MESSAGE)
         return check
 
+    @property
+    def is_encoder(self) -> bool:
+        """The model is a BERT-style encoder: it fills masks instead of generating."""
+        return self.config is not None and self.config.kind == "encoder"
+
+    def _refuse_steps(self) -> bool:
+        """An encoder does not step: say so (True) instead of asking the worker."""
+        if self.is_encoder:
+            self.message.emit(ENCODER_NO_STEPS)
+            return True
+        return False
+
     def step(self, force: int | None = None) -> None:
-        if self.result is None:
+        if self.result is None or self._refuse_steps():
             return
         if force is not None and not 0 <= int(force) < self.tokenizer.vocab_size:
             self.message.emit(f"Token id {force} is not in the vocabulary")
@@ -247,7 +282,7 @@ class Session(QObject):
         self._submit(W.Step(None if force is None else int(force)))
 
     def back(self) -> None:
-        if self.result is None:
+        if self.result is None or self._refuse_steps():
             return
         self.stop()
         if self.result.n_generated == 0:
@@ -256,7 +291,7 @@ class Session(QObject):
         self._submit(W.Back())
 
     def rewind_to(self, n_generated: int) -> None:
-        if self.result is None:
+        if self.result is None or self._refuse_steps():
             return
         self.stop()
         self._submit(W.RewindTo(int(n_generated)))
@@ -269,13 +304,13 @@ class Session(QObject):
         self.rewind_to(r.n_generated - (r.T - 1 - i))
 
     def reset(self) -> None:
-        if self.result is None:
+        if self.result is None or self._refuse_steps():
             return
         self.stop()
         self._submit(W.Reset())
 
     def resample(self) -> None:
-        if self.result is None:
+        if self.result is None or self._refuse_steps():
             return
         self.stop()
         if self.result.n_generated == 0:
@@ -286,14 +321,15 @@ class Session(QObject):
     def switch_branch(self, node: int) -> None:
         """Make the continuation up to ``node`` (a node of ``branches``) the current text: the
         worker rewinds to where it parts from this one and replays the rest."""
-        if self.result is None or not (node == ROOT or 0 <= node < len(self.branches)):
+        if self.result is None or not (node == ROOT or 0 <= node < len(self.branches)) \
+                or self._refuse_steps():
             return
         self.stop()
         self._submit(W.SwitchBranch(int(node)))
 
     def run(self, n: int, interval_ms: int | None = None) -> None:
         """Generate ``n`` tokens continuously (one result per step), stoppable with stop()."""
-        if self.result is None or n <= 0:
+        if self.result is None or n <= 0 or self._refuse_steps():
             return
         if interval_ms is not None:
             self.run_interval_ms = int(interval_ms)
@@ -314,6 +350,38 @@ class Session(QObject):
         if i != self.selected_token:
             self.selected_token = i
             self.selected_token_changed.emit(i)
+
+    # -- an encoder (BERT-style) ----------------------------------------------------------------
+    def toggle_mask(self, i: int) -> None:
+        """Hide window token ``i`` behind [MASK], or restore it, and show its prediction."""
+        r = self.result
+        if r is None or not self.is_encoder or not 0 <= int(i) < r.T:
+            return
+        if r.original_ids is not None and int(r.original_ids[i]) == self.config.mask_id:
+            # [MASK] typed in the text: nothing to restore, so show its prediction instead
+            self.message.emit("This [MASK] is written in the text: edit the text to change it")
+            self.select_position(i)
+            return
+        self.select_token(int(i))
+        self._submit(W.ToggleMask(int(i)))
+
+    def select_position(self, i: int) -> None:
+        """Show the encoder's prediction at window token ``i`` (no forward pass)."""
+        r = self.result
+        if r is None or not self.is_encoder or not 0 <= int(i) < r.T:
+            return
+        self.select_token(int(i))
+        self._submit(W.SelectPosition(int(i)))
+
+    def set_causal_view(self, on: bool) -> None:
+        """Show the encoder's input under a decoder's causal mask (the same weights)."""
+        on = bool(on)
+        if on == self.causal_view:
+            return
+        self.causal_view = on
+        self.causal_view_changed.emit(on)
+        if self.result is not None and self.is_encoder:
+            self._submit(W.SetCausalView(on))
 
     # -- ablation ------------------------------------------------------------------------------
     def set_ablation(self, ablation: Ablation) -> None:
@@ -382,11 +450,19 @@ class Session(QObject):
     def _check(self, text: str) -> PromptCheck:
         tok = self.tokenizer
         bad = tok.unknown(text)
-        n_tokens = len(tok.encode(text, errors="drop"))
+        if self.is_encoder:  # [MASK] written out is the mask token
+            inside = {i for a, b in mask_text_spans(text) for i in range(a, b)}
+            bad = [u for u in bad if u.position not in inside]
+            text_in = text.replace(MASK_TEXT, MASK_CHAR)
+        else:
+            text_in = text
+        n_tokens = len(tok.encode(text_in, errors="drop"))
         return PromptCheck(text=text, unknown=tuple(u.position for u in bad),
                            unknown_chars=tuple(sorted({u.char for u in bad})),
                            empty=n_tokens == 0, n_tokens=n_tokens,
-                           block_size=self.config.block_size if self.config else 0)
+                           block_size=self.config.block_size if self.config else 0,
+                           source=self.config is not None
+                           and self.config.kind == "encoder-decoder")
 
     def _model_text(self, check: PromptCheck) -> str:
         if not check.unknown:
@@ -434,6 +510,10 @@ class Session(QObject):
         if self.selected_token >= result.T:
             self.selected_token = -1
             self.selected_token_changed.emit(-1)
+        if result.predicted_at is not None and self.selected_token != result.predicted_at:
+            # an encoder: the token whose prediction is shown is the selected one
+            self.selected_token = result.predicted_at
+            self.selected_token_changed.emit(result.predicted_at)
         self.step_ready.emit(result)
 
     def watch_paints(self, window: QObject) -> None:
@@ -473,6 +553,9 @@ class Session(QObject):
         self.selected_token = -1
         self.branches = Branches()  # the new model's tree follows its first result
         self.head_effects = None
+        if self.causal_view:  # a new stepper starts with the model's own mask
+            self.causal_view = False
+            self.causal_view_changed.emit(False)
         if self.ablation and opened:  # a model opened later starts with every head on
             self.ablation = Ablation(frozenset(), self.ablation.mode)
             self.ablation_changed.emit(self.ablation)
@@ -511,8 +594,10 @@ class Session(QObject):
         _in_gui_thread(self)
         if generation != self._generation or self._closed or self.result is None:
             return
-        if not np.array_equal(result.ids, self.result.ids) or result.planned != self.result.planned:
-            return  # ranked for a state the window has moved on from
+        if not np.array_equal(result.ids, self.result.ids) or result.planned != self.result.planned \
+                or result.predicted_at != self.result.predicted_at \
+                or result.causal_view != self.result.causal_view:
+            return  # ranked for a state the window (or an encoder's shown position) has left
         self.head_effects = effects
         self.heads_ranked.emit(effects)
 
@@ -544,7 +629,8 @@ class Session(QObject):
         if self.running:
             self.running = False
             self.running_changed.emit(False)
-        if kind in ("Back", "RewindTo", "Resample", "Reset", "SwitchBranch"):
+        if kind in ("Back", "RewindTo", "Resample", "Reset", "SwitchBranch", "ToggleMask",
+                    "SelectPosition"):
             self.message.emit(text)
         else:
             self.error.emit(title, text)

@@ -101,12 +101,13 @@ class Snapshot:
     state_dict: dict = field(compare=False)
 
     def build(self, device: str = "cpu"):
-        """A new GPT in eval mode holding these weights."""
+        """A new model of the config's kind (GPT or encoder-decoder) in eval mode holding these
+        weights."""
         import torch
 
-        from model.transformer import GPT
+        from model.encoder_decoder import build_model
 
-        m = GPT(self.config)
+        m = build_model(self.config)
         with torch.no_grad():
             m.load_state_dict({k: torch.from_numpy(v) for k, v in self.state_dict.items()})
         return m.to(device).eval()

@@ -194,34 +194,33 @@ def describe(config: ModelConfig) -> Anatomy:
     tied = config.tie_weights
     vec = f"(T, {C})"
     if kind == "encoder-decoder":
-        # a step's recorded tensors (StepResult) exist for one-stack models only
+        # the encoder's values are the StepResult's encoder_* fields (model.seq2seq_stepper)
         encoder = _stack(config, "encoder", "E", "encoder.", "enc_ln_f", layers=config.n_enc_layer,
                          embed_key="enc.", embed_module="wte" if config.shared_embeddings
-                         else "enc_wte", embed_params=True, recorded=False)
+                         else "enc_wte", embed_params=True, recorded="encoder_")
         decoder = _stack(config, "decoder", "L", "h.", "ln_f", layers=config.n_layer,
                          embed_key="", embed_module="wte",
-                         embed_params=not config.shared_embeddings, recorded=False,
+                         embed_params=not config.shared_embeddings, recorded="",
                          reads="encoder", table_params=False)
         stacks, family = (encoder, decoder), "encoder-decoder"
     elif kind == "encoder":
         stacks = (_stack(config, "encoder", "L", "h.", "ln_f", layers=config.n_layer,
-                         embed_key="", embed_module="wte", embed_params=True, recorded=True),)
+                         embed_key="", embed_module="wte", embed_params=True, recorded=""),)
         family = "encoder-only"
     else:
         stacks = (_stack(config, "decoder", "L", "h.", "ln_f", layers=config.n_layer,
-                         embed_key="", embed_module="wte", embed_params=True, recorded=True),)
+                         embed_key="", embed_module="wte", embed_params=True, recorded=""),)
         family = "decoder-only"
     what = "next-token probabilities" if kind != "encoder" else "probabilities of each token"
     head = (
         Unembedding(key="final.unembed", title="Unembedding", name="Unembedding",
                     detail=f"Eᵀ (tied): {C}×{V}" if tied else f"W_U: {C}×{V}",
                     shape=f"{vec} → (T, {V})", n_params=0 if tied else C * V, module="lm_head",
-                    recorded=(Recorded("logits"), Recorded("lens_ids"), Recorded("lens_probs"))
-                    if kind != "encoder-decoder" else (),
+                    recorded=(Recorded("logits"), Recorded("lens_ids"), Recorded("lens_probs")),
                     vocab_size=V, width=C, tied=tied),
         Softmax(key="final.softmax", title="Softmax ÷ τ", name="Softmax ÷ τ",
                 detail=what, shape=f"({V}) → ({V})",
-                recorded=(Recorded("dist"),) if kind != "encoder-decoder" else (),
+                recorded=(Recorded("dist"),),
                 vocab_size=V),
     )
     return Anatomy(family=family, vocab_size=V, block_size=config.block_size, width=C,
@@ -229,12 +228,14 @@ def describe(config: ModelConfig) -> Anatomy:
 
 
 def _stack(config: ModelConfig, name: str, key: str, module: str, final_module: str, *,
-           layers: int, embed_key: str, embed_module: str, embed_params: bool, recorded: bool,
-           reads: str | None = None, table_params: bool = True) -> Stack:
+           layers: int, embed_key: str, embed_module: str, embed_params: bool,
+           recorded: str | None, reads: str | None = None, table_params: bool = True) -> Stack:
     """One stack. ``key``/``module``: prefixes of its layers' box keys and submodules;
     ``embed_params``/``table_params``: whether its token embedding / position table count
-    parameters (shared ones count at their first use); ``recorded``: whether its boxes name
-    the StepResult fields that show them; ``reads``: the stack its cross-attention reads."""
+    parameters (shared ones count at their first use); ``recorded``: the prefix of the
+    StepResult fields that show its boxes ("" for the stack that makes the output,
+    "encoder_" for an encoder-decoder's encoder; None: no fields); ``reads``: the stack its
+    cross-attention reads (its boxes show the ``cross_*`` fields)."""
     C, V, F, H = config.n_embd, config.vocab_size, config.n_ffn, config.n_head
     hs, b = config.head_size, 1 if config.bias else 0
     pre = config.norm == "pre"
@@ -244,7 +245,9 @@ def _stack(config: ModelConfig, name: str, key: str, module: str, final_module: 
     vec = f"(T, {C})"
 
     def rec(*items: Recorded) -> tuple[Recorded, ...]:
-        return items if recorded else ()
+        if recorded is None:
+            return ()
+        return tuple(Recorded(recorded + r.field, r.index) for r in items)
 
     e = embed_key
     inputs: list[Box] = [
@@ -307,6 +310,9 @@ def _stack(config: ModelConfig, name: str, key: str, module: str, final_module: 
                                        f"{reads})",
                                   detail=f"{H} heads × {hs}", shape=f"{vec}, (S, {C}) → {vec}",
                                   layer=i, n_params=attn_params, module=m + "cross_attn",
+                                  recorded=rec(Recorded("cross_attention", i),
+                                               Recorded("cross_scores", i),
+                                               Recorded("cross_out", i)),
                                   n_head=H, head_size=hs, causal=False, reads=reads),
                         "cross-attention"))
         sub.append((ffn, "FFN"))

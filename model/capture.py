@@ -53,6 +53,13 @@ class Recording:
     enc_attn_probs: list[torch.Tensor] = field(default_factory=list)
     cross_attn_scores: list[torch.Tensor] = field(default_factory=list)
     cross_attn_probs: list[torch.Tensor] = field(default_factory=list)
+    # encoder-decoder: each decoder layer's cross-attention sublayer output before it is added,
+    # L × (B, T, C) (CaptureSpec.sublayers)
+    cross_out: list[torch.Tensor] = field(default_factory=list)
+    # encoder-decoder: the encoder stack's own values (embeddings, residual stream, sublayer
+    # outputs, FFN activations, norm statistics) in a recording of their own, made by
+    # :meth:`encoder_recording`; the encoder's attention maps stay in this one's "encoder" family
+    encoder: Recording | None = None
     causal: bool = True  # whether the "self" family has the causal mask (False: an encoder)
     key_padding: torch.Tensor | None = None  # (B, S) True where the source is padding
     # the queries after the positional rotation, L × (B, nh, T, hs): not part of a CaptureSpec
@@ -83,6 +90,15 @@ class Recording:
                 or t.device != like.device or like.requires_grad):
             return None
         return t[layer]
+
+    def encoder_recording(self) -> Recording:
+        """A fresh recording for an encoder stack's values, kept as ``encoder``: its main lists
+        (``resid``, ``attn_out``, ``ffn_hidden``, …) are the encoder's; its "encoder" family
+        lists are this recording's own, so the maps land here."""
+        self.encoder = Recording(spec=self.spec, causal=False, key_padding=self.key_padding,
+                                 enc_attn_scores=self.enc_attn_scores,
+                                 enc_attn_probs=self.enc_attn_probs)
+        return self.encoder
 
     @property
     def wants_attention(self) -> bool:

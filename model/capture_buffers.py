@@ -98,9 +98,12 @@ class CaptureBuffers:
 
 
 def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_positions: bool,
-                zeroed: bool = True, rows: int | None = None) -> CaptureBuffers:
+                zeroed: bool = True, rows: int | None = None,
+                source_len: int | None = None) -> CaptureBuffers:
     """Empty buffers for what ``spec`` records, for a window of up to ``config.block_size``
-    tokens, with room for ``rows`` of them and some steps after (None: all)."""
+    tokens, with room for ``rows`` of them and some steps after (None: all). An
+    encoder-decoder's decoder (``source_len``: the tokens of its source) also keeps its
+    cross-attention, (L, H, T, S), and the cross-attention sublayer's output (L, T, C)."""
     L, H, B, C, F, k = (config.n_layer, config.n_head, config.block_size, config.n_embd,
                         config.n_ffn, lens_k)
     f32, i64 = np.float32, np.int64
@@ -114,10 +117,19 @@ def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_po
     if spec.sublayers:
         shapes["attn_out"] = ((L, B, C), (1,), f32)
         shapes["mlp_out"] = ((L, B, C), (1,), f32)
+    if source_len is not None:
+        if spec.attention:
+            shapes["cross_attention"] = ((L, H, B, source_len), (2,), f32)
+        if spec.scores:
+            shapes["cross_scores"] = ((L, H, B, source_len), (2,), f32)
+        if spec.sublayers:
+            shapes["cross_out"] = ((L, B, C), (1,), f32)
     if spec.ffn:
         shapes["ffn"] = ((L, B, F), (1,), f32)
-    if spec.norms:  # ln_1 and ln_2 of every layer, and pre-norm's final norm
-        n_norms = 2 * L + (1 if config.norm == "pre" else 0)
+    if spec.norms:  # ln_1, ln_2 (and a decoder of an encoder-decoder's ln_3) of every layer,
+        # and pre-norm's final norm
+        per = 3 if config.kind == "encoder-decoder" else 2
+        n_norms = per * L + (1 if config.norm == "pre" else 0)
         shapes["norm_stats"] = ((n_norms, B, 2), (1,), f32)
     if spec.embeddings:
         shapes["tok_emb"] = ((B, C), (0,), f32)
@@ -148,6 +160,12 @@ def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, le
         _write_layers(bufs, "scores", past, rec.attn_scores)
     if spec.residual:
         _write_layers(bufs, "residual", past, rec.resid)  # (L+1) × (1, t, C)
+    if "cross_attention" in bufs.arrays:
+        _write_layers(bufs, "cross_attention", past, rec.cross_attn_probs)  # L × (1, H, t, S)
+    if "cross_scores" in bufs.arrays:
+        _write_layers(bufs, "cross_scores", past, rec.cross_attn_scores)
+    if "cross_out" in bufs.arrays:
+        _write_layers(bufs, "cross_out", past, rec.cross_out)  # L × (1, t, C)
     if spec.sublayers:
         _write_layers(bufs, "attn_out", past, rec.attn_out)  # L × (1, t, C)
         _write_layers(bufs, "mlp_out", past, rec.mlp_out)
@@ -189,12 +207,16 @@ def _write_layers(bufs: CaptureBuffers, name: str, past: int, tensors: list) -> 
     time, dropping each from the (local) recording once copied: the whole (L, …) stack never
     exists twice (a GPT-2-small's attention at 1024 tokens is 600 MB per copy)."""
     arr = bufs.arrays[name]
-    square = len(bufs.shapes[name][1]) == 2  # (L, H, T, T) vs (L, T, X)
+    axes = bufs.shapes[name][1]
+    square = len(axes) == 2  # (L, H, T, T) vs (L, T, X) or (L, H, T, S)
     for i in range(len(tensors)):
-        d = to_numpy(tensors[i][0])  # (H, t, Tk) or (t, X)
+        d = to_numpy(tensors[i][0])  # (H, t, Tk), (t, X) or (H, t, S)
         tensors[i] = None
         t = d.shape[-2]
-        dst = arr[i, :, past:past + t, :past + t] if square else arr[i, past:past + t]
+        if square:
+            dst = arr[i, :, past:past + t, :past + t]
+        else:
+            dst = arr[i, :, past:past + t] if axes == (2,) else arr[i, past:past + t]
         if d.ctypes.data != dst.ctypes.data or d.strides != dst.strides:  # not computed in place
             dst[...] = d
 

@@ -26,7 +26,7 @@ from .attention import CausalSelfAttention, CrossAttention, KVCache
 from .capture import Recording
 from .config import ModelConfig
 from .positional import make_positional
-from .transformer import GPT, MLP, Block
+from .transformer import GPT, MLP, Block, _mean_std, _normed
 
 
 class DecoderBlock(nn.Module):
@@ -47,19 +47,22 @@ class DecoderBlock(nn.Module):
                 cross_mask=None):
         keep = record is not None and record.spec.sublayers
         if self.pre_norm:
-            a = self.attn(self.ln_1(x), pe, positions, cache, record, head_mask)
+            a = self.attn(_normed(self.ln_1, x, record), pe, positions, cache, record, head_mask)
             x = x + a
-            x = x + self.cross_attn(self.ln_2(x), kv, src_pad, record, cross_mask)
-            m = self.mlp(self.ln_3(x), record)
+            c = self.cross_attn(_normed(self.ln_2, x, record), kv, src_pad, record, cross_mask)
+            x = x + c
+            m = self.mlp(_normed(self.ln_3, x, record), record)
             x = x + m
         else:
             a = self.attn(x, pe, positions, cache, record, head_mask)
-            x = self.ln_1(x + a)
-            x = self.ln_2(x + self.cross_attn(x, kv, src_pad, record, cross_mask))
+            x = _normed(self.ln_1, x + a, record)
+            c = self.cross_attn(x, kv, src_pad, record, cross_mask)
+            x = _normed(self.ln_2, x + c, record)
             m = self.mlp(x, record)
-            x = self.ln_3(x + m)
+            x = _normed(self.ln_3, x + m, record)
         if keep:
             record.attn_out.append(a.detach())
+            record.cross_out.append(c.detach())
             record.mlp_out.append(m.detach())
         return x
 
@@ -156,24 +159,41 @@ class EncoderDecoder(nn.Module):
     # -- the two halves ------------------------------------------------------------------------
     def encode(self, src: torch.Tensor, record: Recording | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The memory (B, S, C) of a source (B, S) and its padding (B, S) (None: no padding)."""
+        """The memory (B, S, C) of a source (B, S) and its padding (B, S) (None: no padding).
+        With a recording, the encoder's maps go to its "encoder" family and the encoder stack's
+        other values to ``record.encoder`` (:meth:`Recording.encoder_recording`)."""
         record = record if record is not None else self._recording
         S = src.size(1)
         self._check_length("source", S)
         pad = src == self.config.pad_id
         src_pad = pad if bool(pad.any()) else None
+        sub = None
         if record is not None:
             record.key_padding = src_pad
+            sub = record.encoder_recording()
         positions = torch.arange(S, device=src.device)
-        x = self._embed(self.enc_wte or self.wte, src, positions)
+        tok = (self.enc_wte or self.wte)(src)  # (B, S, C)
+        pos = self.pe.embed(positions)  # (S, C) or None
+        x = self.drop(tok if pos is None else tok + pos)
+        keep_resid = sub is not None and sub.spec.residual
+        if sub is not None and sub.spec.embeddings:
+            sub.tok_emb = tok.detach()
+            sub.pos_emb = None if pos is None else pos.detach()
+        if keep_resid:
+            sub.resid.append(x.detach())
         for i, block in enumerate(self.encoder):
-            x = block(x, self.pe, positions, None, record, self._head_mask("encoder", i),
+            x = block(x, self.pe, positions, None, sub, self._head_mask("encoder", i),
                       key_pad=src_pad)
-        return self.enc_ln_f(x), src_pad
+            if keep_resid:
+                sub.resid.append(x.detach())
+        x = _normed(self.enc_ln_f, x, sub) if self.config.norm == "pre" else x
+        _finish_norm_stats(sub)
+        return x, src_pad
 
-    def new_cache(self, src: torch.Tensor) -> Seq2SeqCache:
-        """Encode ``src`` once and make room for decoding its target step by step."""
-        memory, src_pad = self.encode(src)
+    def new_cache(self, src: torch.Tensor, record: Recording | None = None) -> Seq2SeqCache:
+        """Encode ``src`` once (recording into ``record`` if given) and make room for decoding
+        its target step by step."""
+        memory, src_pad = self.encode(src, record)
         cache = KVCache(self.config, src.size(0), device=self.device, dtype=self.wte.weight.dtype)
         kv = [block.cross_attn.memory_kv(memory) for block in self.h]
         return Seq2SeqCache(memory=memory, src_pad=src_pad, decoder=cache, cross_kv=kv)
@@ -190,6 +210,7 @@ class EncoderDecoder(nn.Module):
             record.query_offset = past
             record.causal = True
             record.key_padding = src_pad
+            record.norm_inputs.clear()  # left over only by a pass that failed
         positions = torch.arange(past, past + T, device=tgt.device)
         x = self._embed(self.wte, tgt, positions)
         keep_resid = record is not None and (record.spec.residual or record.spec.logit_lens)
@@ -208,7 +229,9 @@ class EncoderDecoder(nn.Module):
                 record.resid.append(x.detach())
         if cache is not None:
             cache.decoder.advance(T)
-        return self.ln_f(x)
+        x = _normed(self.ln_f, x, record) if self.config.norm == "pre" else x
+        _finish_norm_stats(record)
+        return x
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor,
                 targets: torch.Tensor | None = None, *, cache: Seq2SeqCache | None = None,
@@ -255,6 +278,13 @@ class EncoderDecoder(nn.Module):
             if bool(done.all()):
                 break
         return out
+
+
+def _finish_norm_stats(record: Recording | None) -> None:
+    """Turn what entered the norms of a short pass into their statistics (as GPT.forward)."""
+    if record is not None and record.norm_inputs:
+        record.norm_stats += _mean_std(torch.stack(record.norm_inputs))
+        record.norm_inputs.clear()
 
 
 def build_model(config: ModelConfig) -> GPT | EncoderDecoder:

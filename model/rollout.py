@@ -25,11 +25,14 @@ def rollout(attention: np.ndarray) -> np.ndarray:
     return flow
 
 
-def rollout_row(attention: np.ndarray, token: int) -> np.ndarray:
-    """(token + 1,) how much of each token 0..token flows into ``token`` through all layers."""
+def rollout_row(attention: np.ndarray, token: int, causal: bool = True) -> np.ndarray:
+    """(token + 1,) how much of each token 0..token flows into ``token`` through all layers;
+    ``causal=False`` (an encoder's bidirectional attention): (T,), from every token."""
     t = np.asarray(attention).shape[-1]
     if not 0 <= token < t:
         raise ValueError(f"token {token} is outside the context of {t} tokens")
+    if not causal:
+        return rollout(np.asarray(attention))[token]
     # only the first token + 1 rows and columns matter under causal attention
     return rollout(np.asarray(attention)[..., :token + 1, :token + 1])[token]
 

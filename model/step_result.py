@@ -67,6 +67,95 @@ class StepResult:
     ablation: Ablation = NO_ABLATION  # the heads switched off for this result
     # with an ablation: the next-token logits of the same window with every head on (V,)
     intact_logits: np.ndarray | None = None
+    # -- an encoder-decoder (model.seq2seq_stepper): the fields above are about the target (the
+    # decoder's input: bos and the tokens generated so far); these about the source and the
+    # encoder. S source tokens (with the end token), Le encoder layers.
+    source_ids: np.ndarray | None = None  # (S,) int64 the encoder's input
+    source_tokens: list[str] | None = None  # (S,)
+    source_pieces: list[str] | None = None  # (S,)
+    encoder_attention: np.ndarray | None = None  # (Le, H, S, S) no causal mask; padding gets 0
+    encoder_scores: np.ndarray | None = None  # (Le, H, S, S) QKᵀ/√d before the padding mask
+    cross_attention: np.ndarray | None = None  # (L, H, T, S) each row sums to 1 over the source
+    cross_scores: np.ndarray | None = None  # (L, H, T, S)
+    cross_out: np.ndarray | None = None  # (L, T, C) cross-attention sublayer output
+    encoder_residual: np.ndarray | None = None  # (Le+1, S, C)
+    encoder_attn_out: np.ndarray | None = None  # (Le, S, C)
+    encoder_mlp_out: np.ndarray | None = None  # (Le, S, C)
+    encoder_ffn: np.ndarray | None = None  # (Le, S, F)
+    encoder_tok_emb: np.ndarray | None = None  # (S, C)
+    encoder_pos_emb: np.ndarray | None = None  # (S, C), None if positions are not additive
+    encoder_norm_stats: np.ndarray | None = None  # (2·Le [+1 pre-norm's final], S, 2)
+    # -- an encoder (BERT-style, model.masked_stepper): ``attention`` is its self-attention
+    # (full rows unless ``causal_view``); ``logits`` and ``dist`` are the prediction for the
+    # token at ``predicted_at`` (not a next token); ``ids`` is the input with its [MASK]s
+    masked_positions: tuple[int, ...] = ()  # window positions that hold [MASK]
+    predicted_at: int | None = None  # the position whose predicted distribution `dist` shows
+    causal_view: bool = False  # True: the same weights run under a decoder's causal mask
+    original_ids: np.ndarray | None = None  # (T,) int64 the ids before masking (what is hidden)
+
+    @property
+    def kind(self) -> str:
+        """The model's kind: "decoder", "encoder-decoder" or "encoder"."""
+        return self.config.kind if self.config is not None else "decoder"
+
+    @property
+    def complete(self) -> bool:
+        """An encoder-decoder's target that ended with its end token or filled the block size:
+        no more steps (a forced token still goes)."""
+        cfg = self.config
+        if cfg is None or cfg.kind != "encoder-decoder":
+            return False
+        return (self.T > 1 and int(self.ids[-1]) == cfg.eos_id) or self.T >= cfg.block_size
+
+    @property
+    def S(self) -> int:
+        """Source tokens (0 without a source)."""
+        return 0 if self.source_ids is None else int(self.source_ids.shape[0])
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The attention families this result holds maps of, in reading order: "encoder"
+        (an encoder-decoder's encoder), "self" (the decoder's, or an encoder's, own) and
+        "cross" (the decoder's attention over the source)."""
+        out = []
+        if self.encoder_attention is not None:
+            out.append("encoder")
+        if self.attention is not None:
+            out.append("self")
+        if self.cross_attention is not None:
+            out.append("cross")
+        return tuple(out)
+
+    def family_maps(self, family: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(attention, scores) of ``family`` ("self", "encoder" or "cross")."""
+        if family == "self":
+            return self.attention, self.scores
+        if family == "encoder":
+            return self.encoder_attention, self.encoder_scores
+        if family == "cross":
+            return self.cross_attention, self.cross_scores
+        raise ValueError(f"unknown attention family {family!r}: self, encoder or cross")
+
+    def family_mask(self, family: str) -> np.ndarray:
+        """(rows, columns) bool, True where a query may see a key: the causal mask (a decoder's
+        own attention), or every key that is not padding (an encoder, cross-attention)."""
+        if family == "self":
+            if self.kind == "encoder" and not self.causal_view:
+                return np.ones((self.T, self.T), dtype=bool)
+            return np.tril(np.ones((self.T, self.T), dtype=bool))
+        if self.source_ids is None:
+            raise ValueError(f"this result has no source, so no {family} attention")
+        pad = self.config.pad_id if self.config is not None else -1
+        keep = self.source_ids != pad
+        rows = self.S if family == "encoder" else self.T
+        return np.broadcast_to(keep, (rows, self.S)).copy()
+
+    def masked_family_scores(self, family: str) -> np.ndarray:
+        """(L, H, rows, columns) scores of ``family`` with -inf where its mask hides a key."""
+        scores = self.family_maps(family)[1]
+        if scores is None:
+            raise ValueError(f"{family} scores were not captured (CaptureSpec.scores is off)")
+        return np.where(self.family_mask(family), scores, np.float32(-np.inf)).astype(np.float32)
 
     @property
     def T(self) -> int:
@@ -114,9 +203,18 @@ class StepResult:
         return next_token(self.intact_logits, self.sample, self.auto_seed, self.position,
                           self.draw).dist
 
+    @property
+    def is_causal(self) -> bool:
+        """Whether `attention` had the causal mask: a decoder's, or an encoder's under
+        `causal_view`. An encoder's own self-attention sees every token."""
+        return self.kind != "encoder" or self.causal_view
+
     def masked_scores(self) -> np.ndarray:
-        """(L, H, T, T) scores with -inf where a key lies after its query."""
+        """(L, H, T, T) scores with -inf where the mask hides a key: after its query (causal), or
+        nowhere for an encoder's bidirectional self-attention."""
         if self.scores is None:
             raise ValueError("scores were not captured (CaptureSpec.scores is off)")
+        if not self.is_causal:
+            return np.array(self.scores, dtype=np.float32)
         keep = np.tril(np.ones((self.T, self.T), dtype=bool))
         return np.where(keep, self.scores, np.float32(-np.inf)).astype(np.float32)

@@ -26,12 +26,23 @@ from typing import ClassVar
 CHAR_KIND = "char"
 
 # Special tokens of the encoder kinds, as characters so a CharTokenizer holds them like any
-# other: the Unicode control pictures show what they stand for in every label.
+# other. Their labels (printable) are <pad>, <bos>, <eos>: the Unicode control pictures have no
+# glyph in the fonts most desktops have (DejaVu), so a chip would show an empty box.
 PAD_CHAR = "\u2400"  # ␀ fills a shorter sequence of a batch; never attended to
 BOS_CHAR = "\u2402"  # ␂ starts every target of an encoder-decoder
 EOS_CHAR = "\u2403"  # ␃ ends a source and a target
 MASK_CHAR = "\u2588"  # █ hides a token from an encoder, which predicts what it was ([MASK])
 MASK_TEXT = "[MASK]"  # how a user writes MASK_CHAR in a prompt
+
+
+def mask_text_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every ``[MASK]`` written out in ``text``: an encoder reads each as its
+    mask token, so its characters are not unknown ones."""
+    spans, start = [], text.find(MASK_TEXT)
+    while start >= 0:
+        spans.append((start, start + len(MASK_TEXT)))
+        start = text.find(MASK_TEXT, start + len(MASK_TEXT))
+    return spans
 
 
 class TokenizerError(ValueError):
@@ -67,7 +78,8 @@ class UnknownCharactersError(ValueError):
         return [u.position for u in self.unknown]
 
 
-_VISIBLE = {"\n": "\u21b5", "\t": "\u21e5", " ": "\u2423", "\r": "\u240d"}
+_VISIBLE = {"\n": "\u21b5", "\t": "\u21e5", " ": "\u2423", "\r": "\u240d",
+            PAD_CHAR: "<pad>", BOS_CHAR: "<bos>", EOS_CHAR: "<eos>"}
 
 
 def _visible_char(c: str) -> str:

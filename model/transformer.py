@@ -70,14 +70,14 @@ class Block(nn.Module):
     """One layer of self-attention and FFN: a decoder layer (``causal``) or an encoder layer.
     Pre-norm (GPT-2): x + f(LN(x)). Post-norm (Vaswani): LN(x + f(x)).
 
-    ``family`` names the attention family its maps are recorded under; only the "self" stack
-    (the one that makes the output) records its FFN and sub-layer outputs."""
+    ``family`` names the attention family its maps are recorded under. Its FFN, sub-layer outputs
+    and norm statistics go to the main lists of the recording it is given (an encoder-decoder
+    gives its encoder layers :meth:`Recording.encoder_recording`)."""
 
     def __init__(self, config: ModelConfig, layer_idx: int, causal: bool = True,
                  family: str = "self"):
         super().__init__()
         self.pre_norm = config.norm == "pre"
-        self.main = family == "self"
         eps = config.layer_norm_epsilon
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=eps, bias=config.bias)
         self.attn = CausalSelfAttention(config, layer_idx, causal=causal, family=family)
@@ -86,19 +86,18 @@ class Block(nn.Module):
 
     def forward(self, x, pe, positions, cache=None, record=None, head_mask=None,
                 mean_ablation=False, key_pad=None):
-        keep = record is not None and record.spec.sublayers and self.main
-        mlp_record = record if self.main else None  # FFN, norms: of the main stack only
+        keep = record is not None and record.spec.sublayers
         if self.pre_norm:
-            a = self.attn(_normed(self.ln_1, x, mlp_record), pe, positions, cache, record,
+            a = self.attn(_normed(self.ln_1, x, record), pe, positions, cache, record,
                           head_mask, mean_ablation, key_pad)
             x = x + a
-            m = self.mlp(_normed(self.ln_2, x, mlp_record), mlp_record)
+            m = self.mlp(_normed(self.ln_2, x, record), record)
             x = x + m
         else:
             a = self.attn(x, pe, positions, cache, record, head_mask, mean_ablation, key_pad)
-            x = _normed(self.ln_1, x + a, mlp_record)
-            m = self.mlp(x, mlp_record)
-            x = _normed(self.ln_2, x + m, mlp_record)
+            x = _normed(self.ln_1, x + a, record)
+            m = self.mlp(x, record)
+            x = _normed(self.ln_2, x + m, record)
         if keep:
             record.attn_out.append(a.detach())
             record.mlp_out.append(m.detach())

@@ -104,9 +104,16 @@ class AblationPanel(LiveRedraw, QWidget):
         self.ranking = []
         self._asked_for = None
         cfg = self.session.config
+        # an encoder-decoder: the heads are its decoder's masked self-attention, switched off
+        # to zero (mean ablation needs the whole context in one pass)
+        seq2seq = cfg is not None and cfg.kind == "encoder-decoder"
+        mean = self.mode_box.model().item(self.mode_box.findData("mean"))
+        mean.setEnabled(not seq2seq)
+        mean.setToolTip("not for an encoder-decoder: its heads are switched off to zero"
+                        if seq2seq else "")
         if cfg is not None and cfg.n_layer * cfg.n_head <= MAX_BUTTONS:
             for li in range(cfg.n_layer):
-                lab = QLabel(f"layer {li}")
+                lab = QLabel(f"decoder layer {li}" if seq2seq else f"layer {li}")
                 lab.setStyleSheet(f"color: {THEME.muted};")
                 self.grid.addWidget(lab, li, 0)
                 for hi in range(cfg.n_head):
@@ -151,7 +158,9 @@ class AblationPanel(LiveRedraw, QWidget):
         if eff is not None and eff.mode == self.session.ablation.mode:
             self._draw(eff)
             return
-        state = (r.ids.tobytes(), int(r.planned), self.session.ablation.mode)
+        # an encoder: the ranking is for the position whose prediction is shown
+        state = (r.ids.tobytes(), int(r.planned), self.session.ablation.mode, r.predicted_at,
+                 r.causal_view)
         if state != self._asked_for:
             self._asked_for = state
             self.hover_label.setText("ranking the heads …")

@@ -5,6 +5,9 @@ under the current temperature, top-k and top-p. Candidates that top-k / top-p re
 (their bar shows what they had after temperature alone) below a dashed cut-off line; the token
 the next step will pick is highlighted. Click a bar to make that candidate the next token.
 
+For a BERT-style encoder the same bars show the model's prediction for the token at one position
+(``StepResult.predicted_at``, usually one hidden behind [MASK]); the panel's title line says which.
+
 Moving the temperature slider re-ranks the cached logits of the latest result in the GUI thread
 (``model.sampling.next_token_distribution`` via ``Session.set_sample``): no forward pass.
 """
@@ -280,6 +283,7 @@ class DistributionPanel(QWidget):
         self._ticks: list = []
         self._x_range: tuple[float, float] | None = None
         self._n_bars = -1
+        self._x_title = "probability of being the next token"  # the bottom axis' title
         self._redraw = Redraw(self.redraw, ms=0, parent=self, widget=self)
         session.step_ready.connect(self._on_step)
         session.sample_changed.connect(self._on_sample)
@@ -334,6 +338,8 @@ class DistributionPanel(QWidget):
         tok = self.session.tokenizer
         if tok is not None:
             self.controls.top_k.setMaximum(tok.vocab_size)
+        encoder = self.session.is_encoder  # nothing to resample: an encoder does not generate
+        self.controls.resample_button.setEnabled(not encoder)
         self._show_sample(self.session.sample)
 
     @Slot(object)
@@ -365,7 +371,7 @@ class DistributionPanel(QWidget):
         logits_mode = self.controls.show_logits.isChecked()
         probs = np.where(kept, d.probs[ids], d.full_probs[ids])
         vals = d.logits[ids].astype(np.float64) if logits_mode else probs
-        planned = int(r.planned)
+        planned = highlighted_token(r)
         # shared QBrush / QPen objects: pyqtgraph makes a new one per bar from anything else
         b_plan, b_kept, b_cut = self._bar_brushes
         p_plan, p_none = self._bar_pens
@@ -423,11 +429,13 @@ class DistributionPanel(QWidget):
             self.cutoff.show()
         else:
             self.cutoff.hide()
-        if self.axis.percent == logits_mode:
-            self.axis.percent = not logits_mode
-            self.plot.setLabel("bottom", "logit (raw score)" if logits_mode
-                               else "probability of being the next token",
-                               color=THEME.muted)
+        self.axis.percent = not logits_mode
+        x_title = ("logit (raw score)" if logits_mode else
+                   "probability of being the next token" if r.predicted_at is None else
+                   f"probability of the token at position {r.predicted_at}")
+        if x_title != self._x_title:
+            self._x_title = x_title
+            self.plot.setLabel("bottom", x_title, color=THEME.muted)
         x_range = (_nice_floor(lo), _nice_ceil(lo + span * 1.22))
         if x_range != self._x_range:  # a stable range keeps the axis' cached picture
             self._x_range = x_range
@@ -464,6 +472,9 @@ class DistributionPanel(QWidget):
 
     def _update_summary(self, r: StepResult, d: Distribution, tok: Tokenizer,
                         n: int) -> None:
+        if r.predicted_at is not None:
+            self.summary.setText(encoder_summary(r, d, tok))
+            return
         h = d.entropy
         planned = int(r.planned)
         p_plan = float(d.probs[planned])
@@ -511,7 +522,7 @@ class DistributionPanel(QWidget):
         if ev.button() != Qt.MouseButton.LeftButton:
             return
         j = self.bar_at(ev.scenePos())
-        if j >= 0:
+        if j >= 0 and not self.session.is_encoder:  # an encoder's bars are a prediction only
             ev.accept()
             self.session.step(force=int(self.shown_ids[j]))
 
@@ -519,8 +530,10 @@ class DistributionPanel(QWidget):
     def _on_hover(self, pos) -> None:
         j = self.bar_at(pos)
         r, tok = self.session.result, self.session.tokenizer
+        encoder = r is not None and r.predicted_at is not None
         if j < 0 or r is None or tok is None:
-            self.view.setToolTip("Click a bar to make that candidate the next token")
+            self.view.setToolTip("The encoder's prediction for the chosen position" if encoder
+                                 else "Click a bar to make that candidate the next token")
             return
         tid = int(self.shown_ids[j])
         d = r.dist
@@ -532,7 +545,53 @@ class DistributionPanel(QWidget):
             f"after temperature {float(d.full_probs[tid]) * 100:.2f}%"
             + (f", sampled with {float(d.probs[tid]) * 100:.2f}%" if kept
                else " — removed by top-k / top-p")
-            + "\nclick: make it the next token")
+            + ("" if encoder else "\nclick: make it the next token"))
+
+
+def highlighted_token(r: StepResult) -> int:
+    """The bar drawn highlighted: the token the next step will pick; for an encoder the token
+    that really stands at the predicted position (hidden behind [MASK] or not)."""
+    if r.predicted_at is not None and r.original_ids is not None:
+        orig = int(r.original_ids[r.predicted_at])
+        if r.config is None or orig != r.config.mask_id:
+            return orig
+    return int(r.planned)
+
+
+def encoder_summary(r: StepResult, d: Distribution, tok: Tokenizer) -> str:
+    """The title and summary of an encoder's prediction at ``r.predicted_at``: which token is
+    hidden there, the most likely fill, and how sure the model is."""
+    p = int(r.predicted_at)
+    masked = p in (r.masked_positions or ())
+    orig = int(r.original_ids[p]) if r.original_ids is not None else int(r.ids[p])
+    piece = _html(tok.token_pieces([orig])[0])
+    if not masked:
+        what = f"not masked: '{piece}' — the model sees it; click its chip to hide it"
+    elif orig == int(r.ids[p]):
+        what = "[MASK] written in the text"
+    else:
+        what = f"masked: '{piece}'"
+    mask = (f" &nbsp;<span style='color:{THEME.accent2}'>under a causal mask (as GPT): only "
+            "the tokens before it are seen</span>" if r.causal_view else "")
+    h = d.entropy
+    best = int(d.order[0])
+    p_best = float(d.probs[best])
+    lines = [f"<b>Prediction at position {p}</b> ({what}){mask}",
+             f"Most likely <b style='color:{THEME.accent}'>{_html(tok.token_pieces([best])[0])}"
+             f"</b> {p_best * 100:.1f}% &nbsp;·&nbsp; entropy <b>{h:.2f}</b> nats = "
+             f"{h / math.log(2):.2f} bits"]
+    if highlighted_token(r) == orig:  # the token there, not a [MASK] typed in the text
+        p_orig = float(d.full_probs[orig])
+        lines[-1] += (f" &nbsp;·&nbsp; the {'hidden' if masked else 'visible'} '{piece}' "
+                      f"(outlined) has {p_orig * 100:.1f}% (rank {d.rank_of(orig) + 1})")
+    intact = r.intact_dist() if r.intact_logits is not None else None
+    if intact is not None:
+        p0 = float(intact.probs[best])
+        lines.append(f"<span style='color:{THEME.accent2}'>Heads off: {r.ablation.label()}"
+                     f"</span> · with every head on (dashed bars) "
+                     f"{_html(tok.token_pieces([best])[0])} had {p0 * 100:.1f}% "
+                     f"(<b>{(p_best - p0) * 100:+.1f} points</b>)")
+    return "<br>".join(lines)
 
 
 def _nice(x: float, up: bool) -> float:

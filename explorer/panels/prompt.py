@@ -12,13 +12,19 @@ Keyboard: Space / → / PageDown step, ← / Backspace / PageUp back (presentati
 PageDown and PageUp), Ctrl+Enter run/stop, Esc stop, Home reset, R resample. While the prompt editor has the focus, the keys it uses (Space, Backspace, arrows,
 letters) edit the text instead: the editor claims them through Qt's ShortcutOverride, so the
 window's shortcuts never fire there. Esc leaves the editor.
+
+For a BERT-style encoder (explorer.panels.masking) a click on a chip hides that token behind
+[MASK] or restores it, and the step controls give way to the encoder's bar: an encoder does
+not generate.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from itertools import accumulate
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtGui import (
     QAction,
@@ -42,6 +48,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.panels.masking import EncoderBar, encoder_info
+from explorer.session import source_too_long
 from explorer.theme import NOTIFIER, THEME, mono_font, ui_font
 from explorer.widgets.layout import QuietLabel, flow_bar
 from explorer.widgets.token_strip import ChipLegend, ChipScroll, TokenStrip
@@ -119,6 +127,18 @@ class PromptPanel(QWidget):
         self._filter = _EditorFilter(self.leave_editor)
         self.editor.installEventFilter(self._filter)
 
+        # an encoder-decoder: the editor holds the source, its tokens show in a strip of their
+        # own, and the main strip is the target the decoder writes (hidden for other kinds)
+        self.source_label = self._heading("Source (encoder input)")
+        self.target_label = self._heading("Target (decoder output)")
+        self.source_strip = TokenStrip(self)
+        self.source_strip.show_planned = False
+        self.source_strip.setAccessibleName("Source tokens")
+        self.source_scroll = ChipScroll(self.source_strip, self)
+        self.source_scroll.setMinimumHeight(40)
+        self.source_scroll.setMaximumHeight(96)
+        self.seq2seq = False
+
         self.note = QLabel(self)
         self.note.setWordWrap(True)
         self.note.setObjectName("promptNote")
@@ -171,6 +191,9 @@ class PromptPanel(QWidget):
         self.strip.chip_clicked.connect(self._on_chip_clicked)
         self.strip.chip_double_clicked.connect(self._on_chip_double_clicked)
         self.strip.rewind_requested.connect(self.session.rewind_to_token)
+        self.strip.predict_requested.connect(self.session.select_position)
+        self.encoder_bar = EncoderBar(session, self)  # shown for an encoder only
+        self.encoder_bar.hide()
         self.scroll = ChipScroll(self.strip, self)
         self.scroll.setMinimumHeight(52)
         self.legend = ChipLegend(self)
@@ -224,12 +247,20 @@ class PromptPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
         lay.setSpacing(6)
-        lay.addWidget(self.editor)
+        source_row = QHBoxLayout()  # an encoder-decoder's heading beside its source editor
+        source_row.setContentsMargins(0, 0, 0, 0)
+        source_row.addWidget(self.source_label)
+        source_row.addWidget(self.editor, 2)
+        source_row.addWidget(self.source_scroll, 3)  # its tokens beside it
+        lay.addLayout(source_row)
         lay.addLayout(note_row)
         lay.addWidget(self.buttons)
         lay.addLayout(hint_row)
+        lay.addWidget(self.encoder_bar)
         lay.addWidget(self.ablation_note)
+        lay.addWidget(self.target_label)
         lay.addWidget(self.split, 1)
+        self._show_kind("decoder")
         self._focus_hook = _FocusHint(self)
 
         session.step_ready.connect(self._on_step)
@@ -276,6 +307,32 @@ class PromptPanel(QWidget):
         self.actions_list = [self.act_step, self.act_back, self.act_reset, self.act_resample,
                              self.act_run, self.act_stop]
 
+    def _heading(self, text: str) -> QLabel:
+        label = QLabel(text, self)
+        f = ui_font(THEME.font_pt)
+        f.setBold(True)
+        label.setFont(f)
+        return label
+
+    def _show_kind(self, kind: str) -> None:
+        """Source editor and source/target strips for an encoder-decoder; the prompt otherwise."""
+        self.seq2seq = kind == "encoder-decoder"
+        for w in (self.source_label, self.target_label, self.source_scroll):
+            w.setVisible(self.seq2seq)
+        self._fit_editor()
+        if self.seq2seq:
+            self.editor.setPlaceholderText("Type a source … the decoder writes its target "
+                                           "token by token")
+            self.editor.setToolTip("The source the encoder reads. The target starts again from "
+                                   "its start token after you stop typing.\n" + EDITOR_KEYS_NOTE)
+            self.text_view.setAccessibleName("Source and target text")
+        else:
+            self.editor.setPlaceholderText("Type a prompt … (empty: the model starts from "
+                                           "a newline)")
+            self.editor.setToolTip("The prompt. Generation starts again from it after you stop "
+                                   "typing.\n" + EDITOR_KEYS_NOTE)
+            self.text_view.setAccessibleName("Prompt and generated text")
+
     def _tool(self, action: QAction) -> QToolButton:
         b = QToolButton(self)
         b.setDefaultAction(action)
@@ -321,14 +378,18 @@ class PromptPanel(QWidget):
 
     @Slot()
     def _fit_editor(self) -> None:
-        """Two lines of the editor's font (it scrolls beyond): the chips get the room."""
+        """Two lines of the editor's font (it scrolls beyond): the chips get the room. An
+        encoder-decoder's source is short: one line."""
         fm = QFontMetrics(self.editor.font())
-        self.editor.setFixedHeight(fm.lineSpacing() * 2 + 14)
+        self.editor.setFixedHeight(fm.lineSpacing() * (1 if self.seq2seq else 2) + 14)
         self.update_keys_hint()  # its colour comes from the theme
 
     def update_keys_hint(self) -> None:
         """Say how to step; while the editor has the focus, that Esc comes first."""
         editing = self.editor.hasFocus()
+        if self.session.is_encoder:  # no keys to step with: the encoder bar says what to do
+            self.keys_hint.setText("")
+            return
         self.keys_hint.setText(EDITING_HINT if editing else KEYS_HINT)
         self.keys_hint.setStyleSheet(f"color: {THEME.accent2 if editing else THEME.muted};")
 
@@ -337,6 +398,9 @@ class PromptPanel(QWidget):
         r = self.session.result
         if r is None:
             return ""
+        if r.source_tokens is not None:  # an encoder-decoder: source → target, no bos / eos
+            target = r.tokens[1:-1] if r.complete and r.T > 1 else r.tokens[1:]
+            return "".join(r.source_tokens[:-1]) + " → " + "".join(target)
         return ("…" if r.cropped else "") + "".join(r.tokens)
 
     @Slot()
@@ -403,7 +467,10 @@ class PromptPanel(QWidget):
             notes.append(f"{n} character{'s' if n != 1 else ''} not in the model's vocabulary "
                          f"({chars}{more}) {'are' if n != 1 else 'is'} left out.")
         if check.empty:
-            notes.append("Empty prompt: generation starts from a newline.")
+            notes.append("Empty source: the encoder reads only its end token." if check.source
+                         else "Empty prompt: generation starts from a newline.")
+        if check.too_long:
+            notes.append(source_too_long(check) + " The target below is the last source's.")
         if check.cropped:
             notes.append(f"The prompt has {check.n_tokens} tokens but the model sees at most "
                          f"{check.block_size}: the first {check.cropped} are cropped.")
@@ -415,9 +482,17 @@ class PromptPanel(QWidget):
     @Slot()
     def _on_model_changed(self) -> None:
         tok = self.session.tokenizer
-        self.strip.lookup = tok.token_pieces if tok is not None else None
-        self.strip.bytes_of = tok.token_bytes if tok is not None else None
+        cfg = self.session.config
+        self._show_kind(cfg.kind if cfg is not None else "decoder")
+        for strip in (self.strip, self.source_strip):
+            strip.lookup = tok.token_pieces if tok is not None else None
+            strip.bytes_of = tok.token_bytes if tok is not None else None
         self.strip.set_result(self.session.result)  # None until the new model's first result
+        self.source_strip.set_result(source_view(self.session.result))
+        encoder = self.session.is_encoder
+        self.strip.show_planned = not encoder  # no next token to show
+        self.encoder_bar.setVisible(encoder)
+        self.update_keys_hint()
         self._set_enabled(self.session.config is not None)
 
     def _show_ablation(self, r: StepResult) -> None:
@@ -430,6 +505,8 @@ class PromptPanel(QWidget):
     @Slot(object)
     def _on_step(self, result: StepResult) -> None:
         self._set_enabled(True)
+        # a finished target, or an encoder (it fills masks), has no next token
+        self.strip.show_planned = not result.complete and result.predicted_at is None
         self.strip.set_splits(self._split_chips(result))
         self.strip.set_result(result)
         text = self.plain_text()
@@ -440,9 +517,21 @@ class PromptPanel(QWidget):
         self._show_ablation(r)
         cfg = r.config or self.session.config
         block = cfg.block_size if cfg is not None else r.T
-        n_prompt = r.cropped + r.T - r.n_generated  # in the whole text, not only the window
-        self.info.setText(f"{n_prompt} prompt + {r.n_generated} generated · "
-                          f"context {r.T}/{block}")
+        if r.predicted_at is not None:  # an encoder
+            self.info.setText(encoder_info(r, block))
+            QTimer.singleShot(0, self._show_predicted)  # once the strip is laid out
+            return
+        if r.source_ids is not None:
+            self.source_strip.set_result(source_view(r))
+            done = " · complete (end token)" if r.complete and r.T < block else \
+                (" · full" if r.complete else "")
+            self.info.setText(f"source {r.S}/{block} · target {r.T}/{block}{done}")
+            for a in (self.act_step, self.act_run):  # Back, Reset and a new source go on
+                a.setEnabled(not r.complete or self.session.running)
+        else:
+            n_prompt = r.cropped + r.T - r.n_generated  # in the whole text, not the window
+            self.info.setText(f"{n_prompt} prompt + {r.n_generated} generated · "
+                              f"context {r.T}/{block}")
         if self.session.running:  # follow the newest token while running
             QTimer.singleShot(0, self._scroll_to_end)
 
@@ -463,17 +552,36 @@ class PromptPanel(QWidget):
         bar = self.scroll.verticalScrollBar()
         bar.setValue(bar.maximum())
 
+    @Slot()
+    def _show_predicted(self) -> None:
+        """Scroll the chip whose prediction is shown into view (an encoder)."""
+        r = self.session.result
+        if r is not None and r.predicted_at is not None:
+            c = self.strip.chip_rect(r.predicted_at).center()
+            self.scroll.ensureVisible(c.x(), c.y(), 0, self.strip.height())
+
     @Slot(bool)
     def _on_running(self, running: bool) -> None:
         self.act_run.setChecked(running)
         self.act_run.setText("Stop \u25a0" if running else "Run")
 
     def _set_enabled(self, on: bool) -> None:
+        """The step controls work once a model is there. An encoder does not generate: its
+        bar (with the reason as tooltip) replaces the buttons and the probability legend; the
+        keys still answer, with the reason in the status bar."""
         for a in (self.act_step, self.act_back, self.act_reset, self.act_resample, self.act_run):
             a.setEnabled(on)
+        encoder = self.session.is_encoder
+        self.buttons.setVisible(not encoder)
+        self.legend.setVisible(not encoder)
+        self.split.widget(1).setVisible(not encoder)  # the text: the chips get the whole width
 
     @Slot(int)
     def _on_chip_clicked(self, i: int) -> None:
+        if self.session.is_encoder:  # hide the token behind [MASK], or restore it
+            if i >= 0:
+                self.session.toggle_mask(i)
+            return
         if i == self.session.selected_token:
             i = -1  # a second click deselects
         self.session.select_token(i)
@@ -481,10 +589,23 @@ class PromptPanel(QWidget):
     @Slot(int)
     def _on_chip_double_clicked(self, i: int) -> None:
         r = self.session.result
-        if r is not None and i >= r.n_prompt:
+        if r is not None and i >= r.n_prompt and not self.session.is_encoder:
             self.session.rewind_to_token(i)
             self.session.select_token(i)
 
 
-__all__ = ["PromptPanel", "TokenStrip", "DEBOUNCE_MS", "EDITOR_KEYS_NOTE", "KEYS_HINT",
+def source_view(r: StepResult | None) -> StepResult | None:
+    """An encoder-decoder's source as a result the token strip shows: every token a (grey)
+    input chip. None for a result without a source."""
+    if r is None or r.source_ids is None:
+        return None
+    S = r.S
+    return dataclasses.replace(
+        r, ids=r.source_ids, tokens=list(r.source_tokens), pieces=list(r.source_pieces),
+        n_prompt=S, cropped=0, token_probs=np.full(S, np.nan, dtype=np.float32),
+        token_ranks=np.full(S, -1, dtype=np.int64), token_forced=np.zeros(S, dtype=bool),
+        n_generated=0)
+
+
+__all__ = ["PromptPanel", "source_view", "TokenStrip", "DEBOUNCE_MS", "EDITOR_KEYS_NOTE", "KEYS_HINT",
            "EDITING_HINT", "qt_spans"]

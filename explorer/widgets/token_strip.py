@@ -4,7 +4,9 @@ Prompt tokens are neutral chips; generated tokens are coloured by the probabilit
 they were chosen (red = a long shot, green = the obvious choice; forced tokens get a dashed
 border); a chip shows the token's piece (whitespace made visible: Tokenizer.token_pieces). The
 ghost chip at the end is the token the next step will pick; a notch in a chip's top-left corner
-marks where another continuation (a branch, model.branches) parts from this text. One painted widget rather than a widget per chip: a step
+marks where another continuation (a branch, model.branches) parts from this text. For an encoder
+(BERT-style) a token hidden behind [MASK] shows ``[MASK]`` on an accent-coloured chip with a
+dashed outline. One painted widget rather than a widget per chip: a step
 re-lays out and repaints hundreds of chips in a few milliseconds. Each chip is rendered once into
 a cached pixmap (antialiased text is the costly part): at a full window every step slides all
 chips along, and repainting them is then one blit each.
@@ -23,6 +25,7 @@ from model.step_result import StepResult
 
 # chip index of the "… n earlier" marker and of the ghost chip (the planned token)
 _CROPPED, _GHOST = -1, -2
+MASK_LABEL = "[MASK]"  # what a chip hidden from an encoder shows
 
 
 class TokenStrip(QWidget):
@@ -31,6 +34,7 @@ class TokenStrip(QWidget):
     chip_clicked = Signal(int)
     chip_double_clicked = Signal(int)
     rewind_requested = Signal(int)
+    predict_requested = Signal(int)  # an encoder: show the prediction at this chip
     content_changed = Signal()  # the chips changed: the scroll area fits the strip's height
 
     PAD_X, PAD_Y, GAP, LINE_GAP, MARGIN = 5, 3, 3, 5, 6
@@ -73,6 +77,10 @@ class TokenStrip(QWidget):
         before = list(zip(self._chips, self._looks, strict=True)) if same_place else None
         self.result = result
         self._labels = result.pieces if result is not None else []
+        if result is not None and result.masked_positions:
+            self._labels = list(self._labels)
+            for i in result.masked_positions:
+                self._labels[i] = MASK_LABEL
         self._relayout(width)
         self._update_changed(before)
         self.content_changed.emit()
@@ -226,6 +234,9 @@ class TokenStrip(QWidget):
             n_prompt, hover, selected, labels = r.n_prompt, self._hover, self.selected, \
                 self._labels
             splits = self.splits
+            masked = frozenset(r.masked_positions or ())
+            mask_fill = QColor(THEME.accent2)
+            mask_fg = text_on(mask_fill)
             fills = self._fills  # probability -> (colour, rgba): a token keeps its colour
             for _x, _y, _w, i in self._chips:
                 if i < 0:
@@ -244,6 +255,8 @@ class TokenStrip(QWidget):
                     fill, rgba = fill_rgba
                     fg = text_on(fill)
                     fg_rgba = fg.rgba()
+                elif i in masked:
+                    fill, rgba, fg, fg_rgba = mask_fill, mask_fill.rgba(), mask_fg, mask_fg.rgba()
                 else:
                     fill, rgba, fg, fg_rgba = prompt_fill, prompt_rgba, light, light_rgba
                 if i == hover:
@@ -253,6 +266,8 @@ class TokenStrip(QWidget):
                     border = 1
                 elif generated and forced is not None and forced[i]:
                     border = 2
+                elif i in masked:
+                    border = 3
                 else:
                     border = 0
                 looks.append((labels[i], rgba, border, fg_rgba, i in splits))
@@ -338,6 +353,8 @@ class TokenStrip(QWidget):
             q.setPen(QPen(QColor(THEME.accent), 2.5))
         elif border == 2:  # forced (clicked) token
             q.setPen(QPen(QColor(THEME.text), 1.5, Qt.PenStyle.DashLine))
+        elif border == 3:  # hidden from an encoder behind [MASK]
+            q.setPen(QPen(QColor(THEME.text), 1.5, Qt.PenStyle.DotLine))
         else:
             q.setPen(Qt.PenStyle.NoPen)
         rect = QRect(0, 0, w, h)
@@ -389,6 +406,16 @@ class TokenStrip(QWidget):
         if i < 0 or r is None:
             return
         menu = QMenu(self)
+        if r.predicted_at is not None:  # an encoder
+            masked = i in (r.masked_positions or ())
+            toggle = menu.addAction("Restore this token" if masked else "Hide it behind [MASK]")
+            show = menu.addAction("Show the prediction here")
+            chosen = menu.exec(e.globalPos())
+            if chosen is toggle:
+                self.chip_clicked.emit(i)
+            elif chosen is show:
+                self.predict_requested.emit(i)
+            return
         sel = menu.addAction("Select this token")
         rew = menu.addAction("Rewind to here (drop the tokens after it)")
         rew.setEnabled(i >= r.n_prompt and i < r.T - 1)
@@ -408,6 +435,20 @@ class TokenStrip(QWidget):
             return ""
         return f"  bytes {b.hex(' ')}"
 
+    def _encoder_tooltip(self, r: StepResult, i: int) -> str:
+        tid = int(r.ids[i])
+        where = f"position {r.cropped + i}"
+        shown = "\nits prediction is shown in Prediction" if i == r.predicted_at else ""
+        if i in (r.masked_positions or ()):
+            orig = int(r.original_ids[i]) if r.original_ids is not None else tid
+            if orig == tid:
+                return (f"[MASK] written in the text  {where}{shown}\n"
+                        "click: show the prediction here (edit the text to change it)")
+            return (f"[MASK] hiding {self.piece(orig)!r} (id {orig})  {where}{shown}\n"
+                    "click: restore it · right-click: show the prediction here")
+        return (f"{r.pieces[i]!r}  id {tid}{self._bytes_text(tid)}  {where}{shown}\n"
+                "click: hide it behind [MASK] and show what the encoder predicts there")
+
     def tooltip_for(self, i: int) -> str:
         r = self.result
         if r is None or i == -3:
@@ -422,6 +463,8 @@ class TokenStrip(QWidget):
                     f"probability {p:.3f}, rank {r.dist.rank_of(tid) + 1}")
         tid = int(r.ids[i])
         head = f"{r.pieces[i]!r}  id {tid}{self._bytes_text(tid)}  position {r.cropped + i}"
+        if r.predicted_at is not None:  # an encoder
+            return self._encoder_tooltip(r, i)
         if i < r.n_prompt:
             return f"{head}\nprompt token"
         p = float(r.token_probs[i])

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QGraphicsSimpleTextItem
 from explorer.panels.architecture.diagram import Diagram
 from explorer.panels.architecture.panel import ArchitecturePanel
 from model.anatomy import Add, Layer, Stack, describe
-from model.config import ModelConfig
+from model.config import ModelConfig, SampleConfig
 from model.tokenizer import printable
 
 
@@ -240,3 +240,280 @@ def test_lens_cells_not_computed_for_a_large_vocabulary_show_a_dash(qapp):
     assert m.data(m.index(0, 0)) == "\u2014"
     assert "not computed" in m.data(m.index(0, 0), Qt.ItemDataRole.ToolTipRole)
     assert m.data(m.index(0, 1)) == "7  0.50"
+
+
+# -- an encoder–decoder and a BERT-style encoder -------------------------------------------------
+def _config(kind: str, **kw) -> ModelConfig:
+    ids = {"encoder-decoder": dict(pad_id=0, bos_id=1, eos_id=2), "encoder": dict(mask_id=3),
+           "decoder": {}}[kind]
+    base = dict(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=8)
+    if kind == "encoder-decoder":
+        base["n_enc_layer"] = 3
+    return ModelConfig(kind=kind, **{**base, **ids, **kw})
+
+
+def _texts(view) -> list[str]:
+    return [it.text() for it in view.scene().items() if isinstance(it, QGraphicsSimpleTextItem)]
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_an_encoder_decoder_is_two_stacks_side_by_side_with_cross_attention_arrows(qtbot, norm):
+    cfg = _config("encoder-decoder", norm=norm)
+    a = describe(cfg)
+    view = Diagram()
+    qtbot.addWidget(view)
+    view.build(a, list(range(3)))
+    assert set(view.items) == {b.key for b in a.boxes()}
+    enc, dec = a.stacks
+    enc_items = [view.items[b.key].sceneBoundingRect() for b in enc.boxes()]
+    dec_items = [view.items[b.key].sceneBoundingRect() for b in [*dec.boxes(), *a.head]]
+    # two columns: every encoder box left of every decoder box, both starting at the top
+    assert max(r.right() for r in enc_items) < min(r.left() for r in dec_items)
+    assert view.items["enc.embed.tok"].y() == view.items["embed.tok"].y()
+    # data flows down each column
+    e0, e2 = view.items["E0.attn"].y(), view.items["E2.ffn"].y()
+    assert e0 < e2 < view.items[[*enc.boxes()][-1].key].y() + 1
+    assert view.items["L0.cross"].y() < view.items["L1.cross"].y() < view.items["final.softmax"].y()
+    texts = _texts(view)
+    assert {"Encoder", "Decoder", "next token"} <= set(texts)
+    assert "Encoder layer 2" in texts and "Decoder layer 1" in texts
+    # one arrow from the encoder's output into the cross-attention of every decoder layer
+    assert len(view.cross_arrows) == cfg.n_layer
+    assert sorted(k for _item, k in view.cross_arrows) == [f"L{i}.cross" for i in range(2)]
+    out = view.items[[*enc.boxes()][-1].key].sceneBoundingRect()  # the encoder's last box
+    for item, key in view.cross_arrows:
+        box = view.items[key]
+        assert box.box.reads == "encoder" and box.box.kind == "attn"
+        line = item.path().toSubpathPolygons()[0]
+        start, end = line.first(), line.last()
+        assert start.x() == pytest.approx(out.center().x()) and start.y() == \
+            pytest.approx(out.bottom() - 2, abs=3)
+        r = box.sceneBoundingRect()
+        assert end.x() == pytest.approx(r.left() + 2, abs=1)
+        assert r.top() < end.y() < r.bottom()
+    # self-attention: the encoder's is bidirectional, the decoder's masked
+    assert "bidirectional" in view.items["E0.attn"].sub
+    assert "bidirectional" not in view.items["L0.attn"].sub
+    assert "from the encoder" in view.items["L0.cross"].sub
+
+
+def test_collapsed_encoder_decoder_layers_keep_an_arrow_into_the_collapsed_decoder_layers(qtbot):
+    cfg = _config("encoder-decoder", n_layer=5, n_enc_layer=4)
+    view = Diagram()
+    qtbot.addWidget(view)
+    view.build(describe(cfg), [0, -1])
+    assert {"E0.attn", "E3.attn", "L0.cross", "L4.cross"} <= set(view.items)
+    assert "E1.attn" not in view.items and "L2.cross" not in view.items
+    assert sorted(k for _i, k in view.cross_arrows) == ["L0.cross", "L4.cross",
+                                                         "collapsed:decoder:1:3"]
+
+
+def _fake_s2s_result(cfg: ModelConfig, T: int = 3, S: int = 5):
+    """What a step of an encoder–decoder reports (the StepResult fields the anatomy names),
+    made by hand: random maps whose rows sum to 1."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    L, Le, H, C, F = cfg.n_layer, cfg.n_enc_layer, cfg.n_head, cfg.n_embd, cfg.n_ffn
+
+    def probs(*shape):
+        x = rng.random(shape).astype(np.float32)
+        return x / x.sum(-1, keepdims=True)
+
+    causal = np.tril(probs(L, H, T, T))
+    causal /= causal.sum(-1, keepdims=True)
+    f32 = np.float32
+    return SimpleNamespace(
+        pieces=["␂", "t", "w"][:T], source_pieces=list("307␃␀")[:S], T=T, S=S,
+        sample=SampleConfig(temperature=0.8), causal_view=False, dist=None,
+        attention=causal, cross_attention=probs(L, H, T, S),
+        encoder_attention=probs(Le, H, S, S),
+        residual=rng.normal(size=(L + 1, T, C)).astype(f32),
+        encoder_residual=rng.normal(size=(Le + 1, S, C)).astype(f32),
+        ffn=rng.normal(size=(L, T, F)).astype(f32),
+        encoder_ffn=rng.normal(size=(Le, S, F)).astype(f32),
+        tok_emb=rng.normal(size=(T, C)).astype(f32),
+        encoder_tok_emb=rng.normal(size=(S, C)).astype(f32),
+        pos_emb=rng.normal(size=(T, C)).astype(f32),
+        encoder_pos_emb=rng.normal(size=(S, C)).astype(f32),
+        norm_stats=rng.random((3 * L + 1, T, 2)).astype(f32),
+        encoder_norm_stats=rng.random((2 * Le + 1, S, 2)).astype(f32))
+
+
+def _s2s_panel(qtbot, cfg, result, tokenizer=None):
+    from _panel_support import FakeSession
+
+    s = FakeSession()
+    s.config, s.result, s.tokenizer = cfg, result, tokenizer
+    p = shown(qtbot, ArchitecturePanel(s))
+    s.model_changed.emit()
+    p.redraw_now()
+    return p
+
+
+def test_encoder_and_cross_attention_blocks_show_source_and_target_by_source_maps(qtbot):
+    cfg = _config("encoder-decoder")
+    r = _fake_s2s_result(cfg)
+    p = _s2s_panel(qtbot, cfg, r)
+    T, S, H = r.T, r.S, cfg.n_head
+    assert "3 encoder + 2 decoder layers" in p.summary.text()
+    # it opens on the first cross-attention: each head's target × source map side by side
+    assert p.selected == "L0.cross"
+    img = p.detail_heads.image.image
+    assert img.shape == (T, H * S)
+    np.testing.assert_array_equal(img[:, S:2 * S], r.cross_attention[0, 1])
+    _click(qtbot, p, "L1.cross")
+    np.testing.assert_array_equal(p.detail_heads.image.image[:, :S], r.cross_attention[1, 0])
+    assert "Cross-attention" in p.explain.text() and "decoder layer 1" in p.explain.text()
+    assert p.detail_heads.row_axis._labels == r.pieces
+    # a click on a head shows it alone (target × source, the source tokens labelled) ...
+    p.detail_heads.clicked.emit(0, S + 2)
+    np.testing.assert_array_equal(p.detail_heads.image.image, r.cross_attention[1, 1])
+    assert p.detail_heads.col_axis._labels == r.source_pieces
+    # ... also in the next layer, until a click brings every head back
+    _click(qtbot, p, "L0.cross")
+    np.testing.assert_array_equal(p.detail_heads.image.image, r.cross_attention[0, 1])
+    p.detail_heads.clicked.emit(0, 1)
+    assert p.detail_heads.image.image.shape == (T, H * S)
+    # the encoder's self-attention: source × source, every cell (no causal mask)
+    _click(qtbot, p, "E2.attn")
+    img = p.detail_heads.image.image
+    assert img.shape == (S, H * S) and np.isfinite(img).all()
+    np.testing.assert_array_equal(img[:, S:], r.encoder_attention[2, 1])
+    assert p.detail_heads.row_axis._labels == r.source_pieces
+    assert "Bidirectional" in p.explain.text() and "encoder layer 2" in p.explain.text()
+    # the decoder's own attention stays masked above the diagonal
+    _click(qtbot, p, "L0.attn")
+    img = p.detail_heads.image.image
+    assert np.isnan(img[0, 1]) and img[1, 0] == r.attention[0, 0, 1, 0]
+    # the encoder's other blocks show the encoder's values, about the source tokens
+    _click(qtbot, p, "E1.ffn")
+    np.testing.assert_array_equal(p.detail_heatmap.image.image, r.encoder_ffn[1])
+    _click(qtbot, p, "enc.embed.tok")
+    np.testing.assert_array_equal(p.detail_heatmap.image.image, r.encoder_tok_emb)
+    _click(qtbot, p, "E0.add_2")
+    np.testing.assert_allclose(p.detail_heatmap.image.image,
+                               np.linalg.norm(r.encoder_residual, axis=-1), rtol=1e-5)
+    assert p.detail_heatmap.col_axis._labels == r.source_pieces
+    _click(qtbot, p, "E1.ln_2")
+    table, _rows, _cols = p.detail_series.export_table()
+    np.testing.assert_array_equal(table, r.encoder_norm_stats[3])
+    # and the decoder's the target's
+    _click(qtbot, p, "L1.ffn")
+    np.testing.assert_array_equal(p.detail_heatmap.image.image, r.ffn[1])
+
+
+def test_an_encoder_only_model_is_drawn_as_a_bidirectional_encoder(qtbot):
+    a = describe(_config("encoder"))
+    view = Diagram()
+    qtbot.addWidget(view)
+    view.build(a, [0, 1])
+    texts = " ".join(_texts(view))
+    assert "Encoder" in texts and "bidirectional" in texts and "no causal mask" in texts
+    assert "each token" in texts and "next token" not in texts
+    assert all("bidirectional" in view.items[f"L{i}.attn"].sub for i in range(2))
+    assert view.items["final.softmax"].sub == "probabilities of each token"
+    assert view.cross_arrows == []
+    # a GPT's drawing says none of it
+    gpt = describe(_config("decoder"))
+    view.build(gpt, [0, 1])
+    assert "bidirectional" not in " ".join(_texts(view)) + view.items["L0.attn"].sub
+
+
+def test_the_shipped_encoder_decoder_steps_values_reach_every_kind_of_block(qtbot):
+    """The same views with the real stepper's results (model.seq2seq_stepper)."""
+    from model.loading import open_model
+    from model.seq2seq_stepper import Seq2SeqStepper
+    from model.shipped import resolve_checkpoint
+
+    m = open_model(resolve_checkpoint("numbers_to_words"))
+    st = Seq2SeqStepper(m.model, m.tokenizer, SampleConfig(temperature=0.0))
+    st.set_prompt("307")
+    st.step()
+    r = st.step()
+    p = _s2s_panel(qtbot, m.config, r, m.tokenizer)
+    S, T, H = r.S, r.T, m.config.n_head
+    img = p.detail_heads.image.image  # L0.cross
+    assert img.shape == (T, H * S)
+    np.testing.assert_array_equal(img[:, :S], r.cross_attention[0, 0])
+    assert p.detail_heads.row_axis._labels == r.pieces
+    for key in [b.key for b in p.anatomy.boxes()]:  # every block has its values
+        _click(qtbot, p, key)
+        if p.detail_stack.currentWidget() is p.detail_text:
+            assert "captured" not in p.detail_text.text(), key
+    _click(qtbot, p, "E2.attn")
+    np.testing.assert_array_equal(p.detail_heads.image.image[:, S:2 * S],
+                                  r.encoder_attention[2, 1])
+    assert p.detail_heads.row_axis._labels == r.source_pieces
+    _click(qtbot, p, "enc.final.ln")
+    table, _rows, _cols = p.detail_series.export_table()
+    np.testing.assert_array_equal(table, r.encoder_norm_stats[-1])
+
+
+def test_an_encoders_attention_block_fills_the_square_unless_the_causal_view_is_on(qtbot):
+    from types import SimpleNamespace
+
+    cfg = _config("encoder")
+    T, H = 4, cfg.n_head
+    a = np.random.default_rng(1).random((cfg.n_layer, H, T, T)).astype(np.float32)
+    a /= a.sum(-1, keepdims=True)
+    r = SimpleNamespace(pieces=list("ab█d"), T=T, attention=a, causal_view=False,
+                        sample=SampleConfig(temperature=0.8), dist=None)
+    p = _s2s_panel(qtbot, cfg, r)
+    assert "2 encoder layers" in p.summary.text()
+    assert p.selected == "L0.attn"
+    img = p.detail_heads.image.image
+    np.testing.assert_array_equal(img[:, T:], a[0, 1])  # the upper triangle too
+    assert "Bidirectional" in p.explain.text() and "causal mask</b>" not in p.explain.text()
+    p.session.result = SimpleNamespace(**{**vars(r), "causal_view": True})
+    p.redraw_now()
+    img = p.detail_heads.image.image
+    assert np.isnan(img[0, 1]) and img[1, 0] == a[0, 0, 1, 0]
+    assert "Shown now under a causal mask" in p.explain.text()
+
+
+@pytest.mark.parametrize("layers", [(3, 2), (1, 4), (4, 1)])
+def test_the_two_column_labels_cover_no_box_and_no_cross_attention_arrow(qtbot, layers):
+    """(1, 4): the encoder ends above the last decoder layers, so arrows run down too."""
+    n_enc, n_dec = layers
+    view = Diagram()
+    qtbot.addWidget(view)
+    view.build(describe(_config("encoder-decoder", n_enc_layer=n_enc, n_layer=n_dec)),
+               list(range(4)))
+    boxes = [it.sceneBoundingRect().adjusted(2, 2, -2, -2) for it in view.items.values()]
+    # the cross-attention arrows as points every 2 px along their lines
+    points = []
+    for item, _key in view.cross_arrows:
+        line = item.path().toSubpathPolygons()[0]
+        for a, b in zip(list(line)[:-1], list(line)[1:], strict=True):
+            n = int(max(abs(b.x() - a.x()), abs(b.y() - a.y())) // 2) + 1
+            points += [a + (b - a) * (k / n) for k in range(n + 1)]
+    for t in view.scene().items():
+        if not isinstance(t, QGraphicsSimpleTextItem):
+            continue
+        r = t.sceneBoundingRect()
+        assert not [b for b in boxes if b.intersects(r)], t.text()
+        assert not [p for p in points if r.contains(p)], t.text()
+    # no two arrows share a lane, and boxes of one column do not overlap
+    assert len({round(item.path().toSubpathPolygons()[0][3].x())
+                for item, _k in view.cross_arrows}) == n_dec
+    for i, a in enumerate(boxes):
+        assert not [b for b in boxes[i + 1:] if a.intersects(b)]
+
+
+def test_a_deep_encoder_collapses_and_a_click_on_its_collapsed_layers_expands_them(qtbot):
+    cfg = _config("encoder-decoder", n_enc_layer=8, n_layer=2)
+    p = _s2s_panel(qtbot, cfg, _fake_s2s_result(cfg))
+    assert p.collapsed and p.collapse_box.isEnabled()
+    assert {"E0.attn", "E7.attn", "L0.cross", "L1.cross"} <= set(p.items)
+    assert "E3.attn" not in p.items
+    collapsed = [it for it in p.view.scene().items()
+                 if getattr(it, "dashed", False) and "more layers" in it.box.title]
+    assert len(collapsed) == 1  # encoder layers 1–6; the decoder's two are drawn
+    item = collapsed[0]
+    p.view.ensureVisible(item)
+    qtbot.wait(10)
+    pos = p.view.mapFromScene(item.sceneBoundingRect().center())
+    qtbot.mouseClick(p.view.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(pos.x(), pos.y()))
+    assert not p.collapsed and "E3.attn" in p.items
+    assert len(p.view.cross_arrows) == 2

@@ -324,18 +324,17 @@ def test_deferred_panels_fill_their_placeholders(qtbot, monkeypatch, tiny_models
         w.close()
 
 
-def test_an_encoder_decoder_model_is_refused_with_a_dialog(qtbot, window, dialogs):
+def test_every_model_kind_opens_from_the_menu(qtbot, window, dialogs):
+    """A decoder window opens the shipped encoder (masks) and encoder-decoder (steps a target)
+    without a dialog; the worker picks the stepper by kind."""
     from model.shipped import MODELS
 
     s = window.session
-    info, result = s.info, s.result
-    with qtbot.waitSignal(s.error, timeout=10000):
-        window.open_model(MODELS / "numbers_to_words.safetensors")
-    (kind, title, text), = dialogs
-    assert kind == "warning" and "encoder-decoder" in text and "python -m model" in text
-    assert s.info is info and s.result is result  # the decoder goes on
-    with qtbot.waitSignal(s.step_ready, timeout=5000):
-        s.step()
+    for name, kind in (("sonnets_encoder", "encoder"), ("numbers_to_words", "encoder-decoder")):
+        with qtbot.waitSignal(s.model_opened, timeout=20000):
+            window.open_model(MODELS / f"{name}.safetensors")
+        assert s.config.kind == kind and s.result.kind == kind and not dialogs
+        assert window.prompt_panel.encoder_bar.isVisible() == (kind == "encoder")
 
 
 def test_dock_tabs_show_whole_titles(qtbot, make_window, tiny_models):

@@ -76,7 +76,7 @@ def test_inspect_json_gives_the_three_attention_families(seq2seq, capsys):
     np.testing.assert_allclose(cross.sum(-1), 1, atol=1e-5)
     assert (enc[..., np.triu_indices(6, 1)[0], np.triu_indices(6, 1)[1]] > 0).all()
     assert (dec[..., np.triu_indices(4, 1)[0], np.triu_indices(4, 1)[1]] == 0).all()
-    assert data["source_pieces"][-1] == "␃" and data["target_pieces"][0] == "␂"
+    assert data["source_pieces"][-1] == "<eos>" and data["target_pieces"][0] == "<bos>"
     assert main(["inspect", "--checkpoint", str(seq2seq), "--prompt", "abcde"]) == 0
     assert "cross-attention head" in capsys.readouterr().out
 

@@ -43,3 +43,15 @@ def test_rollout_rejects_bad_input():
         rollout(np.ones((2, 3, 3)))
     with pytest.raises(ValueError, match="outside the context"):
         rollout_row(causal_softmax(np.random.default_rng(0), 1, 1, 3), 3)
+
+
+def test_bidirectional_rows_take_every_token():
+    """An encoder's attention (no causal mask): the row of token t draws on the later tokens
+    too, and equals the full rollout's row."""
+    rng = np.random.default_rng(1)
+    a = rng.random((2, 3, 6, 6))
+    a /= a.sum(-1, keepdims=True)
+    row = rollout_row(a, 2, causal=False)
+    assert row.shape == (6,) and row[3:].sum() > 0.1
+    np.testing.assert_allclose(row, rollout(a)[2])
+    np.testing.assert_allclose(row.sum(), 1.0)

@@ -396,3 +396,13 @@ def test_load_tokenizer_reports_bad_json(tmp_path):
     path.write_text("{nope", encoding="utf-8")
     with pytest.raises(TokenizerError, match="not valid JSON"):
         load_tokenizer(path)
+
+
+def test_mask_text_spans_find_every_written_mask():
+    from model.tokenizer import MASK_TEXT, mask_text_spans
+
+    text = f"ab{MASK_TEXT}c{MASK_TEXT}{MASK_TEXT}[MASK"
+    spans = mask_text_spans(text)
+    assert spans == [(2, 8), (9, 15), (15, 21)]
+    assert all(text[a:b] == MASK_TEXT for a, b in spans)
+    assert mask_text_spans("no mask [MAS K]") == []

@@ -1,11 +1,13 @@
 """Architecture panel: the loaded model's anatomy drawn as a diagram, with live values per block.
 
 The diagram (a QGraphicsScene) draws the model's own description of itself
-(:func:`model.anatomy.describe`): token embedding and positional encoding, N decoder layers in
-pre-norm (GPT-2) or post-norm (Vaswani) order, the final norm, the unembedding and the softmax
-with temperature. Every block shows its shapes and its parameter count. Clicking a block shows
-what it computed for the current context in the detail area, read from the StepResult arrays the
-anatomy names for it, with its formula and a short explanation.
+(:func:`model.anatomy.describe`): token embedding and positional encoding, N layers in pre-norm
+(GPT-2) or post-norm (Vaswani) order, the final norm, the unembedding and the softmax with
+temperature; for an encoder–decoder the encoder and the decoder side by side with the
+cross-attention reading the encoder's output. Every block shows its shapes and its parameter
+count. Clicking a block shows what it computed for the current context in the detail area, read
+from the StepResult arrays the anatomy names for it (an encoder–decoder's encoder has its own,
+``encoder_…``, and its cross-attention ``cross_…``), with its formula and a short explanation.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from explorer.widgets.layout import TEXT_PT, explanation_pane, rich_text, status
 from explorer.widgets.plot_helpers import (
     DIVERGING_CMAP,
     PROB_CMAP,
+    TICK_PT,
     HeatmapWidget,
     LabelAxis,
     SeriesPlot,
@@ -42,7 +45,7 @@ from explorer.widgets.plot_helpers import (
     mosaic,
     symmetric_levels,
 )
-from model.anatomy import Anatomy, Box, Positions, describe
+from model.anatomy import Anatomy, Attention, Box, Positions, Stack, describe
 from model.positional_view import DESCRIPTIONS
 from model.tokenizer import Tokenizer
 
@@ -83,10 +86,47 @@ TEXTS = {
                 "or flattens (τ &gt; 1) them before the next token is sampled. Shown: the most "
                 "likely next tokens."),
 }
+ATTN_TEXTS = {  # attention that is not a GPT's causal self-attention
+    "bidirectional": (
+        "head<sub>h</sub> = softmax(QKᵀ/√d + M<sub>pad</sub>) V,&nbsp; out = [head<sub>1</sub>…"
+        "head<sub>H</sub>] W<sub>O</sub>",
+        "Bidirectional self-attention: every token gathers information from every token of "
+        "the input, before and after it. There is no causal mask, so each head's map is a full "
+        "square (a GPT's upper triangle stays empty); only padding is masked. Shown: the "
+        "attention weights of each head of this layer side by side, query tokens × key "
+        "tokens."),
+    "cross": (
+        "head<sub>h</sub> = softmax(Q<sub>dec</sub> K<sub>enc</sub>ᵀ/√d) V<sub>enc</sub>,&nbsp; "
+        "out = [head<sub>1</sub>…head<sub>H</sub>] W<sub>O</sub>",
+        "Cross-attention: the queries come from the decoder (the target written so far), the "
+        "keys and values from the encoder's output (the source). Each row is one target token's "
+        "weights over the source tokens, and they sum to 1: where it looks in the input while "
+        "it writes. Shown: each head's target × source map side by side; click a head to see "
+        "it alone."),
+}
 DEFAULT_BLOCK = "L0.attn"  # selected when a model is loaded
+DEFAULT_BLOCK_S2S = "L0.cross"  # an encoder–decoder opens on its first cross-attention
 OVERVIEW = ("Click a block to see what it computes for the current context. Data flows left to "
             "right along each row and row by row downwards; the curved arrows are residual "
             "connections.")
+OVERVIEW_S2S = ("Click a block to see what it computes for the current context. The encoder "
+                "(left) reads the whole source at once; the decoder (right) writes the target "
+                "token by token, and the green arrows carry the encoder's output into the "
+                "cross-attention of every decoder layer. Data flows down each column; the "
+                "blue arrows are residual connections.")
+
+def _same_kind(field: str, name: str) -> bool:
+    """Whether StepResult ``field`` holds ``name`` values: ``name`` itself, or the encoder's
+    (``encoder_ffn``) or the cross-attention's (``cross_attention``, ``cross_out``) own."""
+    if field == name:
+        return True
+    prefix, _, rest = field.partition("_")
+    if prefix == "encoder":
+        return rest == name
+    if prefix == "cross":
+        return rest == name or (name == "attn_out" and rest == "out")
+    return False
+
 
 # -- the logit-lens table ----------------------------------------------------------------------
 class LensModel(QAbstractTableModel):
@@ -165,6 +205,9 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.anatomy: Anatomy | None = None
         self.selected: str | None = None
         self.collapsed = False
+        # the head an encoder or cross-attention block shows alone (None: all side by side)
+        self.head: int | None = None
+        self._map: tuple | None = None  # what the attention detail shows, for hover and click
         self._init_redraw()
         self._build_ui()
         session.model_changed.connect(self._on_model_changed)
@@ -288,18 +331,40 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.view.set_selected(self.selected, scroll=False)  # a new diagram opens at its top
 
     def shown_layers(self) -> list[int]:
-        n = self.anatomy.n_layer if self.anatomy is not None else 0
+        """The layers of each stack drawn in full (negative: counted from the stack's end)."""
+        n = self._deepest()
         if self.collapsed and n > 3:
-            return [0, n - 1]
+            return [0, -1]
         return list(range(n))
+
+    def _deepest(self) -> int:
+        """Layers of the anatomy's deepest stack (what collapsing shortens)."""
+        return max((s.n_layer for s in self.anatomy.stacks), default=0) if self.anatomy else 0
+
+    def stack_of(self, b: Box) -> Stack | None:
+        if self.anatomy is None:
+            return None
+        return next((s for s in self.anatomy.stacks if any(x.key == b.key for x in s.boxes())),
+                    None)
+
+    def _of_encoder(self, b: Box) -> bool:
+        """Whether ``b`` belongs to the encoder of an encoder–decoder (its values are the
+        StepResult's ``encoder_…`` fields, about the source)."""
+        s = self.stack_of(b)
+        return (s is not None and s.name == "encoder"
+                and self.anatomy.family == "encoder-decoder")
 
     # -- session -------------------------------------------------------------------------------
     def _on_model_changed(self) -> None:
         cfg = self.session.config
         a = self.anatomy = describe(cfg) if cfg is not None else None
-        # open on the first attention block: its heads are what a first look is for
-        self.selected = DEFAULT_BLOCK if self.block(DEFAULT_BLOCK) is not None else None
-        n = a.n_layer if a is not None else 0
+        # open on the first attention block: its heads are what a first look is for (an
+        # encoder–decoder's first cross-attention: how the target reads the source)
+        first = DEFAULT_BLOCK_S2S if a is not None and a.family == "encoder-decoder" \
+            else DEFAULT_BLOCK
+        self.selected = first if self.block(first) is not None else None
+        self.head = None
+        n = self._deepest()
         self.collapsed = n > 6
         self.collapse_box.blockSignals(True)
         self.collapse_box.setChecked(self.collapsed)
@@ -307,8 +372,13 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.collapse_box.blockSignals(False)
         if a is not None:
             stack = a.stacks[0]
+            if a.family == "encoder-decoder":
+                layers = " + ".join(f"{s.n_layer} {s.name}" for s in a.stacks) + " layers"
+            else:
+                layers = f"{n} {'encoder ' if a.family == 'encoder-only' else ''}" \
+                         f"layer{'s' if n != 1 else ''}"
             self.summary.setText(
-                f"<b>{n} layer{'s' if n != 1 else ''}</b> × {stack.n_head} "
+                f"<b>{layers}</b> × {stack.n_head} "
                 f"heads · C = {a.width} · T ≤ {a.block_size} · V = {a.vocab_size} · "
                 f"{stack.norm}-norm · <b>{a.n_params:,} parameters</b>")
         else:
@@ -317,6 +387,9 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.schedule_redraw()
 
     def _on_selected_token(self, i: int) -> None:
+        b = self.block(self.selected) if self.selected else None
+        if b is not None and self._of_encoder(b):  # its rows are source tokens
+            return
         if self.detail_stack.currentWidget() in (self.detail_heatmap, self.detail_heads):
             self.detail_stack.currentWidget().highlight_row(i)
         if self.detail_stack.currentWidget() is self.lens_table and i >= 0:
@@ -344,10 +417,15 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         b = self.block(key) if key else None
         r = self.session.result
         if b is None:
-            self._explain("The model", "", OVERVIEW)
+            s2s = self.anatomy is not None and self.anatomy.family == "encoder-decoder"
+            self._explain("The model", "", OVERVIEW_S2S if s2s else OVERVIEW)
             self._show_text("Click a block of the diagram.")
             return
-        where = f" — layer {b.layer}" if b.layer is not None else ""
+        stack = self.stack_of(b)
+        several = self.anatomy is not None and len(self.anatomy.stacks) > 1
+        of = f"{stack.name} " if several and stack is not None else ""
+        where = f" — {of}layer {b.layer}" if b.layer is not None else \
+            (f" — {stack.name}" if several and stack is not None else "")
         title = b.name + where
         shape = (f"<b>shape</b> {html.escape(b.shape)}<br>" if b.shape else "")
         extra = f"{shape}<b>parameters</b> {b.n_params:,}"
@@ -357,6 +435,17 @@ class ArchitecturePanel(LiveRedraw, QWidget):
             self._explain(title, html.escape(formula), html.escape(text), extra)
         else:
             formula, text = TEXTS.get(kind, ("", ""))
+            if isinstance(b, Attention) and (b.reads or not b.causal):
+                formula, text = ATTN_TEXTS["cross" if b.reads else "bidirectional"]
+                if not b.reads and r is not None and getattr(r, "causal_view", False):
+                    text += (" <b>Shown now under a causal mask</b> (Causal mask (as GPT) is "
+                             "on): the same weights, each token seeing only itself and the "
+                             "tokens before it, as in a GPT.")
+            if b.kind == "softmax" and self.anatomy.family == "encoder-only":
+                text = ("Softmax turns the scores at each position into probabilities over the "
+                        "vocabulary; at a masked position they are the model's guess of the "
+                        "hidden token. Shown: the most likely tokens at the position the "
+                        "prediction is shown for.")
             if b.kind == "softmax":
                 formula += f",&nbsp; τ = {self._temperature(r):g}"
             self._explain(title, formula, text, extra)
@@ -374,38 +463,48 @@ class ArchitecturePanel(LiveRedraw, QWidget):
     @staticmethod
     def recorded(b: Box, r, name: str) -> np.ndarray | None:
         """The StepResult array ``name`` as far as the anatomy says it belongs to box ``b``
-        (its row for per-layer arrays); None when ``b`` has none or it was not captured."""
-        rec = next((x for x in b.recorded if x.field == name), None)
-        value = getattr(r, rec.field) if rec is not None else None
+        (its row for per-layer arrays); None when ``b`` has none or it was not captured.
+        ``name`` also finds the encoder's and the cross-attention's own arrays of that kind
+        (``encoder_attention``, ``cross_attention`` for "attention", ``cross_out`` for
+        "attn_out", ``encoder_ffn`` for "ffn", …)."""
+        rec = next((x for x in b.recorded if _same_kind(x.field, name)), None)
+        value = getattr(r, rec.field, None) if rec is not None else None
         if value is None or rec.index is None:
             return value
         return value[rec.index]
 
-    def _labels(self, r) -> list[str]:
+    def _labels(self, r, b: Box | None = None) -> list[str]:
+        """The tokens ``b``'s rows are about: the source for an encoder–decoder's encoder,
+        else the context (the target)."""
+        if b is not None and self._of_encoder(b):
+            return list(r.source_pieces or [])
         return r.pieces
 
     def _temperature(self, r) -> float:
         return float((r.sample if r is not None else self.session.sample).temperature)
 
     def _heat(self, m: np.ndarray, r, col_title: str, name: str, row_labels=None,
-              levels=None, cmap: str = "") -> None:
+              levels=None, cmap: str = "", b: Box | None = None) -> None:
         hm = self.detail_heatmap
         hm.name = name
         hm.plot.setLabel("bottom", col_title, **{"font-size": css_pt(11)})
         hm.col_axis.numeric = True
         hm.set_colormap(cmap or DIVERGING_CMAP)
         m = np.asarray(m, dtype=np.float32)
+        source = b is not None and self._of_encoder(b)
         hm.set_matrix(m, levels=levels or symmetric_levels(m),
-                      row_labels=row_labels if row_labels is not None else self._labels(r),
+                      row_labels=row_labels if row_labels is not None else self._labels(r, b),
                       col_labels=[str(j) for j in range(m.shape[1])])
-        hm.highlight_row(self.session.selected_token if row_labels is None else -1)
+        # the selected token is a target token: no row of the source to mark
+        hm.highlight_row(self.session.selected_token if row_labels is None and not source
+                         else -1)
         self.detail_stack.setCurrentWidget(hm)
 
     def _d_tok(self, b, r) -> None:
         emb = self.recorded(b, r, "tok_emb")
         if emb is None:
             return self._show_text("Embeddings were not captured.")
-        self._heat(emb, r, "dimension", "token-embedding")
+        self._heat(emb, r, "dimension", "token-embedding", b=b)
 
     def _d_pos(self, b, r) -> None:
         if not b.additive:
@@ -417,23 +516,26 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         emb = self.recorded(b, r, "pos_emb")
         if emb is None:
             return self._show_text("Embeddings were not captured.")
-        self._heat(emb, r, "dimension", "position-embedding")
+        self._heat(emb, r, "dimension", "position-embedding", b=b)
 
-    def residual_norms(self, r=None) -> np.ndarray:
-        """(L+1, T) length of each token's residual vector after the embedding and each layer."""
+    def residual_norms(self, r=None, encoder: bool = False) -> np.ndarray | None:
+        """(L+1, T) length of each token's residual vector after the embedding and each layer
+        (``encoder``: of an encoder–decoder's encoder, (Le+1, S)); None if not captured."""
         r = r if r is not None else self.session.result
-        return np.linalg.norm(np.asarray(r.residual, dtype=np.float64), axis=-1).astype(
-            np.float32)
+        x = r.encoder_residual if encoder else r.residual
+        if x is None:
+            return None
+        return np.linalg.norm(np.asarray(x, dtype=np.float64), axis=-1).astype(np.float32)
 
     def _d_add(self, b, r) -> None:
         if b.skip is None:  # the embedding sum: its vectors
             x = self.recorded(b, r, "residual")
             if x is None:
                 return self._show_text("The residual stream was not captured.")
-            return self._heat(x, r, "dimension", "embedding-sum")
-        if r.residual is None:
+            return self._heat(x, r, "dimension", "embedding-sum", b=b)
+        norms = self.residual_norms(r, encoder=self._of_encoder(b))
+        if norms is None:
             return self._show_text("The residual stream was not captured.")
-        norms = self.residual_norms(r)
         rows = ["embedding"] + [f"after layer {i}" for i in range(norms.shape[0] - 1)]
         hm = self.detail_heatmap
         hm.name = "residual-norms"
@@ -441,7 +543,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         hm.col_axis.numeric = False
         hm.set_colormap(PROB_CMAP)
         hm.set_matrix(norms, levels=(0.0, float(norms.max()) or 1.0), row_labels=rows,
-                      col_labels=self._labels(r))
+                      col_labels=self._labels(r, b))
         hm.highlight_row(b.layer + 1 if b.layer is not None else 0)
         self.detail_stack.setCurrentWidget(hm)
 
@@ -482,35 +584,69 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         if stats is None:
             return self._show_text("What enters the layer norms was not captured.")
         mu, sd = stats[:, 0], stats[:, 1]
-        self._series(r, self._labels(r), [("mean μ", mu, THEME.accent),
+        self._series(r, self._labels(r, b), [("mean μ", mu, THEME.accent),
                                           ("std σ", sd, THEME.accent2)],
                      "entering the norm", "layernorm-stats")
 
+    def ablates(self, b: Box) -> bool:
+        """Whether a click on a head of ``b``'s map switches that head off: the self-attention
+        of the stack that predicts (a GPT's, an encoder's, an encoder–decoder's decoder's),
+        whose heads the session's ablation names by layer and head."""
+        return (isinstance(b, Attention) and not b.reads and self.anatomy is not None
+                and self.stack_of(b) is self.anatomy.stacks[-1])
+
     def _d_attn(self, b, r) -> None:
-        a = self.recorded(b, r, "attention")  # (H, T, T)
+        a = self.recorded(b, r, "attention")  # (H, Tq, Tk)
         if a is None:
             return self._show_text("Attention was not captured.")
-        H, T = a.shape[0], a.shape[-1]
-        img = mosaic(a[None])  # (T, H*T)
-        fut = np.tile(causal_future(T), (1, H))
-        img[fut] = np.nan
+        a = np.asarray(a, dtype=np.float32)
+        H, Tq, Tk = a.shape
+        rows = self._labels(r, b)
+        cols = list(r.source_pieces or []) if b.reads else rows
         hm = self.detail_heads
-        hm.col_axis.cell = T
-        hm.set_matrix(img, levels=(0.0, 1.0), row_labels=self._labels(r),
-                      col_labels=[f"H{h}" for h in range(H)])
-        hm.highlight_row(self.session.selected_token)
-        xs, ys = [], []
-        for h in range(1, H):
-            xs += [h * T, h * T]
-            ys += [0, T]
-        self._heads_lines.setData(np.asarray(xs, float), np.asarray(ys, float), connect="pairs")
+        source_rows = self._of_encoder(b)
+        query = "source token (query)" if source_rows else (
+            "target token (query)" if b.reads or len(self.anatomy.stacks) > 1 else "query")
+        keys = "source" if b.reads or source_rows else "keys"
+        # an encoder's self-attention shown under a causal mask for comparison
+        causal = b.causal or (not b.reads and bool(getattr(r, "causal_view", False)))
+        head = self.head if self.head is not None and not self.ablates(b) else None
+        if head is not None and head < H:  # one head alone, its keys labelled
+            img = a[head].copy()
+            if causal:
+                img[causal_future(Tq, Tk)] = np.nan
+            hm.col_axis.cell = 1
+            hm.plot.setLabel("bottom", f"head {head}: source tokens (keys) — click for all heads",
+                             **{"font-size": css_pt(TICK_PT)})
+            hm.set_matrix(img, levels=(0.0, 1.0), row_labels=rows, col_labels=cols)
+            self._heads_lines.setData([], [])
+            self._map = (b, head, Tq, Tk, rows, cols)
+        else:
+            img = mosaic(a[None])  # (Tq, H*Tk)
+            if causal:
+                img[np.tile(causal_future(Tq, Tk), (1, H))] = np.nan
+            hm.col_axis.cell = Tk
+            hm.plot.setLabel("bottom", f"head ({keys} within each)",
+                             **{"font-size": css_pt(TICK_PT)})
+            hm.set_matrix(img, levels=(0.0, 1.0), row_labels=rows,
+                          col_labels=[f"H{h}" for h in range(H)])
+            xs, ys = [], []
+            for h in range(1, H):
+                xs += [h * Tk, h * Tk]
+                ys += [0, Tq]
+            self._heads_lines.setData(np.asarray(xs, float), np.asarray(ys, float),
+                                      connect="pairs")
+            self._map = (b, None, Tq, Tk, rows, cols)
+        hm.plot.setLabel("left", query, **{"font-size": css_pt(TICK_PT)})
+        hm.highlight_row(-1 if source_rows else self.session.selected_token)
         self.detail_stack.setCurrentWidget(hm)
 
     def _d_ffn(self, b, r) -> None:
         h = self.recorded(b, r, "ffn")
         if h is None:
             return self._show_text("FFN activations were not captured.")
-        self._heat(h, r, f"hidden unit (after {b.activation.upper()})", f"ffn-layer{b.layer}")
+        self._heat(h, r, f"hidden unit (after {b.activation.upper()})", f"ffn-layer{b.layer}",
+                   b=b)
 
     def _d_lens(self, b, r) -> None:
         ids, probs = self.recorded(b, r, "lens_ids"), self.recorded(b, r, "lens_probs")
@@ -539,23 +675,36 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.hover_label.setText(f"{rows[row]} · {cols[col]}: {m[row, col]:+.3f}")
 
     def _on_heads_hover(self, row: int, col: int) -> None:
-        r = self.session.result
         d = self.detail_heads.display
-        if row < 0 or r is None or d is None:
+        if row < 0 or self._map is None or d is None:
             self.hover_label.setText(" ")
             return
-        T = r.T
-        h, k = col // T, col % T
-        lab = self._labels(r)
+        b, head, _tq, tk, rows, cols = self._map
+        h, k = (head, col) if head is not None else (col // tk, col % tk)
         v = d[row, col]
         val = "masked" if not np.isfinite(v) else f"{v:.2f}"
-        self.hover_label.setText(f"head {h} · query '{lab[row]}' @{row} → key '{lab[k]}' @{k}: "
-                                 f"{val} — click: switch head {h} off (or back on)")
+        if head is not None:
+            what = "click: all heads"
+        elif self.ablates(b):
+            what = f"click: switch head {h} off (or back on)"
+        else:
+            what = f"click: head {h} alone"
+        q = rows[row] if row < len(rows) else ""
+        key = cols[k] if k < len(cols) else ""
+        self.hover_label.setText(f"head {h} · query '{q}' @{row} → key '{key}' @{k}: "
+                                 f"{val} — {what}")
 
     def _on_heads_click(self, row: int, col: int) -> None:
-        """Switch the clicked head of the attention block shown off, or back on (ablation)."""
-        r = self.session.result
-        b = self.block(self.selected) if self.selected is not None else None
-        if r is None or b is None or b.layer is None or r.T == 0:
+        """Switch the clicked head of the attention block shown off, or back on (ablation);
+        for a block whose heads the ablation does not reach (an encoder–decoder's encoder and
+        cross-attention), show the clicked head alone, or all heads again."""
+        if self._map is None or self.session.result is None:
             return
-        self.session.toggle_head(b.layer, col // r.T)
+        b, head, _tq, tk, _rows, _cols = self._map
+        if b.layer is None or tk == 0:
+            return
+        if self.ablates(b):
+            self.session.toggle_head(b.layer, col // tk)
+            return
+        self.head = None if head is not None else col // tk
+        self._draw_detail()

@@ -1,9 +1,14 @@
 """Attention panel: what each head looks at, one head as a heatmap, every head at once, or lines.
 
 Three stages of scaled dot-product attention can be shown (Vaswani et al. 2017, equation 1):
-the scores QKᵀ/√d, the scores after the causal mask, and the softmax probabilities. The masked
-future is hatched (NaN cells let a hatched rectangle show through). The all-heads view is one
-composite image (layers × heads), the lines view draws one path per head and weight bin.
+the scores QKᵀ/√d, the scores after the mask, and the softmax probabilities. Masked cells are
+hatched (NaN cells let a hatched rectangle show through). The all-heads view is one composite
+image (layers × heads), the lines view draws one path per head and weight bin.
+
+An encoder-decoder has three families of attention (a selector picks one): the encoder's
+self-attention (no causal mask: only padding is hidden, so the upper triangle is filled), the
+decoder's masked self-attention, and cross-attention: target tokens (rows) × source tokens
+(columns), its mask the source's padding.
 """
 from __future__ import annotations
 
@@ -30,13 +35,14 @@ from PySide6.QtWidgets import (
 from explorer.panels.attention.lines import AttentionLines
 from explorer.panels.attention.qkv import QKVView
 from explorer.redraws import LiveRedraw
-from explorer.theme import THEME, pt
+from explorer.theme import THEME, css_pt, pt
 from explorer.widgets.exports import export_button
 from explorer.widgets.layout import TEXT_PT, flow_bar, labeled, status_label
 from explorer.widgets.plot_helpers import (
     DIVERGING_CMAP,
     MASKED_CODE,
     PROB_CMAP,
+    TICK_PT,
     HeatmapWidget,
     SeriesPlot,
     causal_future,
@@ -75,6 +81,34 @@ STAGE_TEXT = {
     "xv": "The weights of that row mix the value vectors: a weighted sum is this head's output; "
           "the heads' outputs side by side go through W_O into the residual stream.",
 }
+#: what differs for an encoder's bidirectional self-attention (no causal mask)
+ENCODER_STAGE_FORMULAS = {"masked": "S + M,&nbsp; M = 0: an encoder has no causal mask"}
+ENCODER_STAGE_TEXT = {
+    "scores": "How well each query (row) matches each key (column): in an encoder every score "
+              "is used, the later keys' too.",
+    "masked": "A BERT-style encoder hides nothing (only padding): every token sees the tokens "
+              "after it as well, so the upper triangle stays. Tick 'Causal mask (as GPT)' under "
+              "the tokens to compare.",
+    "probs": "Softmax turns each row into weights that sum to 1 over every token, before and "
+             "after the query: no causal mask, so the upper triangle is filled.",
+}
+FAMILIES = ("encoder", "self", "cross")  # StepResult.family_maps
+FAMILY_TITLES = {"encoder": "Encoder self-attention", "self": "Decoder masked self-attention",
+                 "cross": "Cross-attention"}
+#: (rows, columns) axis titles of one head's heatmap
+FAMILY_AXES = {"encoder": ("source (query)", "source (key)"),
+               "self": ("query (attending)", "key (attended to)"),
+               "cross": ("target (query)", "source (key, from the encoder)")}
+FAMILY_TEXT = {
+    "encoder": "The encoder reads the whole source at once: no causal mask, every source token "
+               "sees every other one (the upper triangle is filled); M hides only padding.",
+    "self": "",
+    "cross": "Queries from the decoder (target, rows), keys and values from the encoder's "
+             "output (source, columns): each row sums to 1 over the source; M hides only "
+             "source padding.",
+}
+FAMILY_MASKED = {"encoder": "S + M,&nbsp; M<sub>ij</sub> = −∞ where key j is padding",
+                 "cross": "S + M,&nbsp; M<sub>ij</sub> = −∞ where source token j is padding"}
 VIEWS = ("head", "grid", "lines", "rollout")
 VIEW_TITLES = {"head": "One head", "grid": "All heads", "lines": "Lines", "rollout": "Rollout"}
 MAX_MOSAIC = 2048  # pixels along a side of the all-heads image before cells are pooled
@@ -93,6 +127,7 @@ class AttentionPanel(LiveRedraw, QWidget):
         super().__init__(parent)
         self.session = session
         self.view = "head"
+        self.family = "self"
         self.layer = 0
         self.head = 0
         self.stage = "probs"
@@ -102,8 +137,10 @@ class AttentionPanel(LiveRedraw, QWidget):
         self._hover = (-1, -1)
         self._grid_hover = (-1, -1)
         self._lines_hover = -1
-        self._future: dict[tuple[int, int, int], np.ndarray] = {}
+        self._future: dict[tuple[int, int, int, bool], np.ndarray] = {}
+        self._causal_shown = True  # whether the formula text was written for a causal mask
         self._grid_geom = (1, 1, 0, 1)  # rows (layers), cols (heads or 1), cell size, pool factor
+        self._grid_cell_w = 0  # a mosaic cell's width (its height is the geometry's cell size)
         self._cmap = {"head": PROB_CMAP, "grid": PROB_CMAP}
 
         self._init_redraw()
@@ -130,6 +167,13 @@ class AttentionPanel(LiveRedraw, QWidget):
             self.view_buttons[v] = b
             b.clicked.connect(lambda _c=False, v=v: self.set_view(v))
         self.view_buttons["head"].setChecked(True)
+        self.family_box = QComboBox()
+        self.family_box.setToolTip("Which attention of the model: the encoder's self-attention, "
+                                   "the decoder's masked self-attention or cross-attention")
+        self.family_box.currentIndexChanged.connect(
+            lambda i: self.set_family(self.family_box.itemData(i)) if i >= 0 else None)
+        self.family_group = labeled("Attention", self.family_box)
+        self.family_group.hide()
         self.layer_box = QComboBox()
         self.layer_box.currentIndexChanged.connect(self._on_layer_box)
         self.head_box = QComboBox()
@@ -155,7 +199,7 @@ class AttentionPanel(LiveRedraw, QWidget):
         self.threshold_box.valueChanged.connect(self.set_threshold)
         self.stage_group = labeled("Stage", self.stage_box)
         self.threshold_group = labeled("hide <", self.threshold_box)
-        bar, _flow = flow_bar(self, *self.view_buttons.values(),
+        bar, _flow = flow_bar(self, self.family_group, *self.view_buttons.values(),
                               labeled("Layer", self.layer_box), labeled("Head", self.head_box),
                               self.average_box, self.stage_group, self.lines_mode_box,
                               self.threshold_group, export_button(self, self.current_plot))
@@ -209,7 +253,8 @@ class AttentionPanel(LiveRedraw, QWidget):
     @property
     def numbers_shown(self) -> bool:
         """The Q, K, V numbers of one head replace the heatmap (a number stage, head view)."""
-        return self.stage in NUMBER_STAGES and self.view in ("head", "grid")
+        return (self.stage in NUMBER_STAGES and self.view in ("head", "grid")
+                and self.family == "self")
 
     def current_plot(self):
         """The widget the toolbar's Export button exports (PNG/SVG/CSV)."""
@@ -247,18 +292,72 @@ class AttentionPanel(LiveRedraw, QWidget):
                     "Each query (left) is joined to the keys it attends to (right); thicker and "
                     f"brighter lines carry more weight. Weights below {self.threshold:.2f} are "
                     "not drawn. Hover a query or select a token to see its lines alone.")
+        elif self.stage in NUMBER_STAGES and self.family != "self":
+            text = (f"<b>{STAGE_TITLES[self.stage]}</b><br>The numbers of one query are shown "
+                    "for the decoder's masked self-attention; here the softmax weights of "
+                    f"{FAMILY_TITLES[self.family].lower()}. {FAMILY_TEXT[self.family]}")
         else:
             s = self.stage
+            r = self.session.result
+            bidirectional = r is not None and not r.is_causal
+            formula = (ENCODER_STAGE_FORMULAS.get(s, STAGE_FORMULAS[s]) if bidirectional
+                       else STAGE_FORMULAS[s])
+            explain = (ENCODER_STAGE_TEXT.get(s, STAGE_TEXT[s]) if bidirectional
+                       else STAGE_TEXT[s])
             where = ("" if s in NUMBER_STAGES else
-                     "Every layer (rows) × head (columns) at once; click a cell to open it, "
-                     "Shift+click (or X over it) to switch that head off or on."
+                     "Every layer (rows) × head (columns) at once; click a cell to open it"
+                     + (", Shift+click (or X over it) to switch that head off or on."
+                        if self.family == "self" else ".")
                      if self.view == "grid" else
-                     "Rows are queries, columns are keys; hover a cell for its value.")
-            text = (f"<b>{STAGE_TITLES[s]}</b> &nbsp; {STAGE_FORMULAS[s]}<br>"
-                    f"{STAGE_TEXT[s]} {where}")
+                     "Rows are queries, columns are keys; hover a cell for its value."
+                     if self.family == "self" else "Hover a cell for its value.")
+            if self.family != "self":
+                formula = FAMILY_MASKED[self.family] if s == "masked" else formula
+                explain = FAMILY_TEXT[self.family]
+                if s == "masked":
+                    explain += " Without padding nothing is hidden."
+            title = STAGE_TITLES[s] if self.family == "self" else \
+                f"{FAMILY_TITLES[self.family]}: {STAGE_TITLES[s].lower()}"
+            text = f"<b>{title}</b> &nbsp; {formula}<br>{explain} {where}"
         self.formula.setText(text)
 
     # -- public controls -----------------------------------------------------------------------
+    def families(self) -> tuple[str, ...]:
+        """The attention families of the current model, in reading order."""
+        cfg = self.session.config
+        return FAMILIES if cfg is not None and cfg.kind == "encoder-decoder" else ("self",)
+
+    def set_family(self, family: str) -> None:
+        """Show ``family``: "encoder", "self" (the decoder's) or "cross"."""
+        if family not in self.families():
+            raise ValueError(f"this model's attention families are {self.families()}, "
+                             f"not {family!r}")
+        self.family = family
+        i = self.family_box.findData(family)
+        if self.family_box.currentIndex() != i:
+            self.family_box.blockSignals(True)
+            self.family_box.setCurrentIndex(i)
+            self.family_box.blockSignals(False)
+        rows, cols = FAMILY_AXES[family]
+        style = {"font-size": css_pt(TICK_PT)}
+        self.heatmap.plot.setLabel("left", rows, **style)
+        self.heatmap.plot.setLabel("bottom", cols, **style)
+        self.heatmap.highlight_row(self._selected_row())
+        self.hover_label.setText(" ")
+        self._sync_controls()
+        self.schedule_redraw()
+
+    def _sync_families(self) -> None:
+        fams = self.families()
+        if [self.family_box.itemData(i) for i in range(self.family_box.count())] != list(fams):
+            self.family_box.blockSignals(True)
+            self.family_box.clear()
+            for f in fams:
+                self.family_box.addItem(FAMILY_TITLES[f], f)
+            self.family_box.blockSignals(False)
+        self.family_group.setVisible(len(fams) > 1)
+        self.set_family(self.family if self.family in fams else "self")
+
     def set_view(self, view: str) -> None:
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
@@ -336,7 +435,9 @@ class AttentionPanel(LiveRedraw, QWidget):
     # -- session -------------------------------------------------------------------------------
     def _on_model_changed(self) -> None:
         cfg = self.session.config
-        self._set_shape(cfg.n_layer if cfg else 0, cfg.n_head if cfg else 0)
+        self._sync_families()
+        layers = (cfg.n_enc_layer if self.family == "encoder" else cfg.n_layer) if cfg else 0
+        self._set_shape(layers, cfg.n_head if cfg else 0)
         self._future.clear()
         self.heatmap.clear_matrix()
         self.grid.clear_matrix()
@@ -367,40 +468,74 @@ class AttentionPanel(LiveRedraw, QWidget):
         if i >= 0:
             self.set_head(i)
 
+    def _selected_row(self) -> int:
+        """The heatmap row of the selected token: a target (or text) token, so none of the
+        encoder's rows."""
+        return -1 if self.family == "encoder" else self.session.selected_token
+
     def _on_selected_token(self, i: int) -> None:
-        self.heatmap.highlight_row(i)
+        self.heatmap.highlight_row(self._selected_row())
         if self.view in ("lines", "rollout") or self.numbers_shown:
             self.schedule_redraw()
 
     # -- drawing -------------------------------------------------------------------------------
     def _labels(self, r) -> list[str]:
-        return r.pieces
+        """Labels of the rows (queries) of the current family."""
+        return r.source_pieces if self.family == "encoder" else r.pieces
 
-    def _future_mask(self, t: int, reps: tuple[int, int] = (1, 1)) -> np.ndarray:
-        key = (t, *reps)
+    def _col_labels(self, r) -> list[str]:
+        """Labels of the columns (keys) of the current family."""
+        return r.source_pieces if self.family in ("encoder", "cross") else r.pieces
+
+    def _hidden(self, r, rows: int, cols: int, reps: tuple[int, int] = (1, 1)) -> np.ndarray:
+        """(rows, cols) bool, tiled ``reps`` times: True where the family's mask hides a key
+        (the future for the decoder's self-attention, padding for the other two)."""
+        if self.family == "self":  # an encoder's hides nothing, unless shown as GPT's
+            return self._future_mask(rows, reps, causal=r.is_causal)
+        m = ~r.family_mask(self.family)[:rows, :cols]
+        return np.tile(m, reps) if reps != (1, 1) else m
+
+    def _future_mask(self, t: int, reps: tuple[int, int] = (1, 1),
+                     causal: bool = True) -> np.ndarray:
+        """True where the mask hides a key: after its query (causal), nowhere (an encoder)."""
+        key = (t, *reps, causal)
         m = self._future.get(key)
         if m is None:
-            m = np.tile(causal_future(t), reps) if reps != (1, 1) else causal_future(t)
+            m = causal_future(t) if causal else np.zeros((t, t), dtype=bool)
+            m = np.tile(m, reps) if reps != (1, 1) else m
             self._future[key] = m
         return m
 
     def _source(self, r) -> np.ndarray | None:
         """(L, H, T, T) array the current stage reads from (scores for both score stages;
         the all-heads mosaic shows the softmax weights behind a number stage)."""
-        return r.scores if self.stage in ("masked", "scores") else r.attention
+        attention, scores = r.family_maps(self.family)
+        return scores if self.stage in ("masked", "scores") else attention
 
     def redraw_now(self) -> None:
         """Redraw at once from ``session.result`` (the coalescing timer calls this)."""
         if not self._begin_redraw():  # hidden: drawn when shown
             return
         r = self.session.result
-        if r is None or r.attention is None:
+        if r is not None and self.family not in r.families and r.attention is not None:
+            self.hover_label.setText(f"{FAMILY_TITLES[self.family]} is not in this result.")
+            return
+        att = r.family_maps(self.family)[0] if r is not None else None
+        if r is None or att is None:
             self.hover_label.setText("Attention was not captured for this step."
                                      if r is not None else " ")
             return
-        L, H = r.attention.shape[:2]
+        L, H = att.shape[:2]
         if (self.layer_box.count(), self.head_box.count()) != (L, H):
             self._set_shape(L, H)
+        if r.is_causal != self._causal_shown:  # an encoder, or its causal comparison
+            self._causal_shown = r.is_causal
+            self._update_formula()
+        if self.family == "cross" and self.view in ("lines", "rollout"):
+            self.hover_label.setText(
+                f"{VIEW_TITLES[self.view]} follow a sequence's attention to itself; for "
+                "cross-attention (target × source) choose One head or All heads.")
+            return
         if self.numbers_shown:
             self._draw_numbers(r)
         elif self.view == "head":
@@ -426,8 +561,7 @@ class AttentionPanel(LiveRedraw, QWidget):
             return None
         layer = min(self.layer, src.shape[0] - 1)
         m = src[layer].mean(axis=0) if self.average else src[layer, min(self.head, src.shape[1] - 1)]
-        t = m.shape[-1]
-        fut = self._future_mask(t)
+        fut = self._hidden(r, *m.shape)
         if self.stage == "probs":
             values = np.asarray(m, dtype=np.float32)
             display = values.copy()
@@ -449,21 +583,23 @@ class AttentionPanel(LiveRedraw, QWidget):
             return
         display, values, levels = hm
         self._set_cmap("head", self.heatmap)
-        labels = self._labels(r)
-        self.heatmap.set_matrix(display, levels=levels, export=values, row_labels=labels,
-                                col_labels=labels)
-        self.heatmap.highlight_row(self.session.selected_token)
+        self.heatmap.set_matrix(display, levels=levels, export=values,
+                                row_labels=self._labels(r), col_labels=self._col_labels(r))
+        self.heatmap.highlight_row(self._selected_row())
         if self._hover != (-1, -1):
             self._on_head_hover(*self._hover)
 
     def _what(self) -> str:
         head = "mean of heads" if self.average else f"head {self.head}"
-        return f"layer {self.layer}, {head}"
+        fam = "" if len(self.families()) == 1 else f"{FAMILY_TITLES[self.family].lower()}, "
+        return f"{fam}layer {self.layer}, {head}"
 
     def _export_header(self) -> str:
         r = self.session.result
-        return (f"attention {STAGE_TITLES[self.stage]} ({self.view} view, {self._what()}); "
-                f"context of {r.T if r is not None else 0} tokens")
+        size = f"context of {r.T if r is not None else 0} tokens"
+        if r is not None and r.source_ids is not None:
+            size = f"source of {r.S} tokens, target of {r.T}"
+        return f"attention {STAGE_TITLES[self.stage]} ({self.view} view, {self._what()}); {size}"
 
     def hover_text(self, row: int, col: int) -> str:
         """Text shown for the head view's cell (row=query, col=key)."""
@@ -477,11 +613,15 @@ class AttentionPanel(LiveRedraw, QWidget):
         return f"{self._what()} · {self._cell_text(r, values[row, col], row, col)}"
 
     def _cell_text(self, r, v: float, q: int, k: int) -> str:
-        lab = self._labels(r)
-        masked = k > q
-        text = f"query '{lab[q]}' @{q} → key '{lab[k]}' @{k}: {_fmt(float(v))}"
+        lab, col = self._labels(r), self._col_labels(r)
+        if self.family == "self":
+            masked, why = k > q and r.is_causal, "the key comes later"
+        else:
+            masked, why = bool(self._hidden(r, q + 1, k + 1)[q, k]), "padding"
+        who = ("target", "source") if self.family == "cross" else ("query", "key")
+        text = f"{who[0]} '{lab[q]}' @{q} → {who[1]} '{col[k]}' @{k}: {_fmt(float(v))}"
         if masked and self.stage != "scores":
-            text += " (masked: the key comes later)"
+            text += f" (masked: {why})"
         return text
 
     def _on_head_hover(self, row: int, col: int) -> None:
@@ -500,36 +640,37 @@ class AttentionPanel(LiveRedraw, QWidget):
         if src is None:
             return None
         if self.average:
-            src = src.mean(axis=1, keepdims=True)  # (L, 1, T, T)
-        L, H, T, _ = src.shape
-        factor = max(1, math.ceil(T * max(L, H) / MAX_MOSAIC))
-        masked = self.stage != "scores"
-        fut = causal_future(T)
+            src = src.mean(axis=1, keepdims=True)  # (L, 1, T, Tk)
+        L, H, T, Tk = src.shape
+        factor = max(1, math.ceil(max(T, Tk) * max(L, H) / MAX_MOSAIC))
+        fut = self._hidden(r, T, Tk)
+        masked = self.stage != "scores" and bool(fut.any())
         if self.stage == "probs":
             levels = (0.0, 1.0)
         else:  # symmetric around 0 over what is shown (the mask hides the future)
             m = float(np.max(np.abs(src), where=~fut if masked else True, initial=0.0)) or 1.0
             levels = (-m, m)
         if factor == 1:
-            codes = mosaic(quantize(src, levels))  # (L*T, H*T) uint8
+            codes = mosaic(quantize(src, levels))  # (L*T, H*Tk) uint8
             if masked:
-                np.copyto(codes, np.uint8(MASKED_CODE), where=self._future_mask(T, (L, H)))
-            cell = T
+                np.copyto(codes, np.uint8(MASKED_CODE), where=self._hidden(r, T, Tk, (L, H)))
+            cell, cell_w = T, Tk
         else:  # pool: a 12 × 12 × 1024² mosaic would not fit in an image
             cells = np.where(fut, np.float32(np.nan), src) if masked else src
             pooled = pool_cells(cells, factor, "max" if self.stage == "probs" else "mean")
             gone = np.isnan(pooled)
             q = quantize(np.where(gone, np.float32(levels[0]), pooled), levels)
             q[gone] = MASKED_CODE
-            cell = pooled.shape[-1]
+            cell, cell_w = pooled.shape[-2:]
             codes = mosaic(q)
         stage = self.stage
+        self._grid_cell_w = cell_w
 
         def values():
-            v = src if stage != "masked" else np.where(causal_future(T), np.float32(-np.inf), src)
+            v = src if stage != "masked" else np.where(fut, np.float32(-np.inf), src)
             rows = [f"L{li} q{qi}" for li in range(L) for qi in range(T)]
             cols = [f"H{hi} k{ki}" if not self.average else f"mean k{ki}"
-                    for hi in range(H) for ki in range(T)]
+                    for hi in range(H) for ki in range(Tk)]
             return mosaic(np.asarray(v, dtype=np.float32)), rows, cols
 
         return codes, values, levels, (L, H, cell, factor)
@@ -543,28 +684,30 @@ class AttentionPanel(LiveRedraw, QWidget):
         rows, cols, cell, factor = geom
         self._grid_geom = geom
         self._set_cmap("grid", self.grid)
+        cell_w = self._grid_cell_w
         self.grid.row_axis.cell = cell
-        self.grid.col_axis.cell = cell
+        self.grid.col_axis.cell = cell_w
         self.grid.set_codes(codes, levels=levels, export=values,
                              row_labels=[f"L{i}" for i in range(rows)],
                              col_labels=["mean"] if self.average else
                              [f"H{i}" for i in range(cols)])
-        x, y = grid_lines(rows, cols, cell, cell)
+        x, y = grid_lines(rows, cols, cell, cell_w)
         self._grid_lines.setData(x, y, connect="pairs")
-        self._mark_ablated(rows, cols, cell)
+        self._mark_ablated(rows, cols, cell, cell_w)
         note = f" (each cell pooled {factor}×{factor})" if factor > 1 else ""
         if note:
             self.hover_label.setText(f"{rows} layers × {cols} heads{note}")
 
-    def _mark_ablated(self, rows: int, cols: int, cell: int) -> None:
-        """A cross over every switched-off head of the mosaic."""
+    def _mark_ablated(self, rows: int, cols: int, cell: int, cell_w: int) -> None:
+        """A cross over every switched-off head of the mosaic (the ablation switches heads
+        of the decoder's own self-attention)."""
         xs: list[float] = []
         ys: list[float] = []
-        if not self.average:
+        if not self.average and self.family == "self":
             for li, hi in self.session.ablation.sorted():
                 if li < rows and hi < cols:
-                    x0, y0 = hi * cell, li * cell
-                    xs += [x0, x0 + cell, x0 + cell, x0]
+                    x0, y0 = hi * cell_w, li * cell
+                    xs += [x0, x0 + cell_w, x0 + cell_w, x0]
                     ys += [y0, y0 + cell, y0, y0 + cell]
         self._ablated_marks.setData(np.asarray(xs, float), np.asarray(ys, float),
                                     connect="pairs")
@@ -572,8 +715,9 @@ class AttentionPanel(LiveRedraw, QWidget):
     def grid_cell(self, row: int, col: int) -> tuple[int, int | None, int, int]:
         """(layer, head or None for the mean, query, key) of a mosaic pixel."""
         rows, cols, cell, factor = self._grid_geom
-        layer, head = row // cell, col // cell
-        q, k = (row % cell) * factor, (col % cell) * factor
+        cell_w = self._grid_cell_w or cell
+        layer, head = row // cell, col // cell_w
+        q, k = (row % cell) * factor, (col % cell_w) * factor
         return layer, (None if self.average else head), q, k
 
     def grid_hover_text(self, row: int, col: int) -> str:
@@ -582,11 +726,11 @@ class AttentionPanel(LiveRedraw, QWidget):
             return " "
         layer, head, q, k = self.grid_cell(row, col)
         src = self._source(r)
-        if src is None or q >= r.T or k >= r.T:
+        if src is None or q >= src.shape[2] or k >= src.shape[3]:
             return " "
         m = src[layer].mean(axis=0) if head is None else src[layer, head]
         v = m[q, k]
-        if self.stage == "masked" and k > q:
+        if self.stage == "masked" and self._hidden(r, *m.shape)[q, k]:
             v = -np.inf
         who = f"layer {layer}, " + ("mean of heads" if head is None else f"head {head}")
         factor = self._grid_geom[3]
@@ -603,7 +747,7 @@ class AttentionPanel(LiveRedraw, QWidget):
     def _on_grid_click(self, row: int, col: int) -> None:
         layer, head, _q, _k = self.grid_cell(row, col)
         shift = QApplication.keyboardModifiers() & Qt.KeyboardModifier.ShiftModifier
-        if shift and head is not None:  # switch the head off (or back on)
+        if shift and head is not None and self.family == "self":  # switch the head off (or back on)
             self.session.toggle_head(layer, head)
             return
         self.open_head(layer, head)
@@ -612,7 +756,7 @@ class AttentionPanel(LiveRedraw, QWidget):
         """X over a head of the all-heads view switches it off (or back on)."""
         if e.key() == Qt.Key.Key_X and self.view == "grid" and not self.numbers_shown:
             row, col = self._grid_hover
-            if row >= 0 and not self.average:
+            if row >= 0 and not self.average and self.family == "self":
                 layer, head, _q, _k = self.grid_cell(row, col)
                 self.session.toggle_head(layer, head)
                 e.accept()
@@ -621,7 +765,9 @@ class AttentionPanel(LiveRedraw, QWidget):
 
     # -- the numbers of one head ------------------------------------------------------------------
     def query_token(self, r) -> int:
-        """The selected token, or the last one."""
+        """The selected token, or the last one (of the source, for the encoder's attention)."""
+        if self.family == "encoder":
+            return r.S - 1
         i = self.session.selected_token
         return i if 0 <= i < r.T else r.T - 1
 
@@ -641,17 +787,22 @@ class AttentionPanel(LiveRedraw, QWidget):
     def rollout_values(self, r=None) -> tuple[int, np.ndarray] | None:
         """(token, its rollout over tokens 0..token) of the current result."""
         r = r if r is not None else self.session.result
-        if r is None or r.attention is None:
+        a = r.family_maps(self.family)[0] if r is not None else None
+        if a is None or self.family == "cross":
             return None
         t = self.query_token(r)
-        return t, rollout_row(r.attention, t)
+        # bidirectional: an encoder's own attention (unless shown under the causal mask) and
+        # the encoder stack of an encoder-decoder
+        causal = self.family == "self" and r.is_causal
+        return t, rollout_row(a, t, causal=causal)
 
     def _draw_rollout(self, r) -> None:
         t, flow = self.rollout_values(r)
         n = flow.size
         self.rollout_bars.setOpts(x=np.arange(n, dtype=float), y0=np.zeros(n), height=flow,
                                   width=0.8)
-        labels = [f"{p}@{j}" for j, p in enumerate(r.pieces[:n])]
+        pieces = self._labels(r)
+        labels = [f"{p}@{j}" for j, p in enumerate(pieces[:n])]
         step = max(1, n // 30)
         self.rollout.plot.getAxis("bottom").setTicks(
             [[(j, labels[j]) for j in range(0, n, step)], []])
@@ -659,8 +810,9 @@ class AttentionPanel(LiveRedraw, QWidget):
         self.rollout.plot.setYRange(0, max(float(flow.max()), 1e-6) * 1.1, padding=0)
         self.rollout.set_table(flow[:, None], labels, ["rollout"])
         top = np.argsort(-flow)[:3]
-        best = ", ".join(f"'{r.pieces[j]}' @{j} {flow[j] * 100:.1f}%" for j in top)
-        self.hover_label.setText(f"flow into '{r.pieces[t]}' @{t} through {r.n_layer} layers: "
+        best = ", ".join(f"'{pieces[j]}' @{j} {flow[j] * 100:.1f}%" for j in top)
+        n_layer = r.family_maps(self.family)[0].shape[0]
+        self.hover_label.setText(f"flow into '{pieces[t]}' @{t} through {n_layer} layers: "
                                  f"{best}")
 
     def _rollout_header(self) -> str:
@@ -671,7 +823,7 @@ class AttentionPanel(LiveRedraw, QWidget):
 
     # -- lines ---------------------------------------------------------------------------------
     def _draw_lines(self, r) -> None:
-        a = r.attention  # lines always show the softmax weights
+        a = r.family_maps(self.family)[0]  # lines always show the softmax weights
         layer = min(self.layer, a.shape[0] - 1)
         if self.lines_all_heads:
             heads = list(range(a.shape[1]))
@@ -682,8 +834,7 @@ class AttentionPanel(LiveRedraw, QWidget):
             heads = [min(self.head, a.shape[1] - 1)]
             weights = a[layer, heads[0]][None]
             colors = [pg.mkColor(THEME.accent)]
-        focus = self._lines_hover if self._lines_hover >= 0 else \
-            self.session.selected_token
+        focus = self._lines_hover if self._lines_hover >= 0 else self._selected_row()
         self.lines.set_lines(weights, heads, colors, self._labels(r), self.threshold, focus)
         if self.lines_all_heads:
             legend = " ".join(f"<span style='color:{c.name()}'>■ head {h}</span>"
@@ -698,7 +849,8 @@ class AttentionPanel(LiveRedraw, QWidget):
     def _on_lines_hover(self, row: int) -> None:
         self._lines_hover = row
         r = self.session.result
-        if self.view != "lines" or r is None or r.attention is None:
+        if (self.view != "lines" or r is None or self.family == "cross"
+                or r.family_maps(self.family)[0] is None):
             return
         self._draw_lines(r)
         if row >= 0 and not self.lines_all_heads:

@@ -138,12 +138,13 @@ class QKVView(pg.GraphicsLayoutWidget):
                     "scores are needed).")
         hs = r.q.shape[-1]
         q = r.q[layer, head, query]  # (hs,)
-        K = r.k[layer, head, :query + 1]  # (i+1, hs): the keys the mask lets through
+        # the keys the mask lets through: up to the query (causal), all of them (an encoder)
+        K = r.k[layer, head, :query + 1] if r.is_causal else r.k[layer, head]
         K_all = r.k[layer, head]  # (T, hs)
         V = r.v[layer, head]
         dots = K_all @ q  # (T,)
         scaled = dots / math.sqrt(hs)
-        masked = np.where(np.arange(r.T) > query, -np.inf, scaled)
+        masked = np.where(np.arange(r.T) > query, -np.inf, scaled) if r.is_causal else scaled
         weights = r.attention[layer, head, query]  # (T,)
         weighted = weights[:, None] * V  # (T, hs)
         out = weighted.sum(axis=0)  # (hs,)

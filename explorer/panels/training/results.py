@@ -6,11 +6,6 @@ model: "Explore" for a snapshot, a CPU copy of the weights taken between two ste
 a model from; "Save" for the file, written by the training thread itself
 (:meth:`~explorer.training_worker.TrainingWorker.request_save`). The run goes on. After the run
 they use the checkpoint it saved (the same weights, with its summary).
-
-An encoder-decoder or an encoder reaches the explorer through a file (the training thread
-writes ``<run>-explore.safetensors`` between two steps; after the run, the run's checkpoint),
-opened like any model file: where the explorer cannot step that kind yet, opening it says so in
-a dialog and the current model stays.
 """
 from __future__ import annotations
 
@@ -25,14 +20,6 @@ class ResultsMixin:
 
     def explore(self) -> None:
         """Load the model as it is now (or the saved final one) into the explorer panels."""
-        if self._kind != "decoder":
-            if self._can_snapshot():
-                path = self._explore_path()
-                self._pending.append(("explore-file", path))
-                self.run.worker.request_save(path, self._summary())
-            elif self.last_checkpoint is not None:
-                self.session.load_checkpoint(self.last_checkpoint)
-            return
         if self._can_snapshot():
             self._pending.append(("explore", None))
             self.run.worker.request_snapshot()
@@ -80,31 +67,21 @@ class ResultsMixin:
             self._pending = [p for p in self._pending if p[0] != "explore"]
             self._use_snapshot(snap)
 
-    def _explore_path(self) -> Path:
-        out = self._spec.out_path
-        return out.with_name(out.name.removesuffix(".safetensors") + "-explore.safetensors")
-
     def _saved_during_run(self, step: int, path: Path) -> None:
-        if ("explore-file", path) in self._pending:
-            self._pending.remove(("explore-file", path))
-            self.session.load_checkpoint(path)
-            self._message(f"Opening the model at step {step:,} (training goes on)")
-            return
         if ("save", path) in self._pending:
             self._pending.remove(("save", path))
         self._message(f"Saved the model at step {step:,} to {path}")
 
     def _save_failed_during_run(self, path: Path, text: str) -> None:
-        for kind in ("save", "explore-file"):
-            if (kind, path) in self._pending:
-                self._pending.remove((kind, path))
+        if ("save", path) in self._pending:
+            self._pending.remove(("save", path))
         self._error("Could not save the model", text)
 
     def _serve_after_run(self) -> None:
         """Requests the run could not serve any more (it ended first): use the saved file."""
         pending, self._pending = self._pending, []
         for kind, arg in pending:
-            if kind in ("explore", "explore-file"):
+            if kind == "explore":
                 self.explore()
             else:
                 self.save_model_as(arg)
