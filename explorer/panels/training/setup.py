@@ -78,8 +78,8 @@ PRESETS: dict[str, dict[str, int]] = {
 PRESET_BATCH = {"tiny": 64, "small": 16, "medium": 12}
 #: encoder-decoder presets (layers of each stack). The default, "tiny" with batch 64, lr 3e-3,
 #: learned positions and 600 steps, learns task:reverse to 100 % exact match of the 2,000
-#: held-out pairs at one torch thread on the 2-core target machine in 113 s of training in the
-#: app (83 s headless) at a load average of 7, with a cross-attention head of layer 1 on the
+#: held-out pairs at one torch thread on the 2-core target machine in 24 s of training in the
+#: app at a load average of 2.5 (70-113 s at 7), with a cross-attention head of layer 1 on the
 #: mirrored source letter (README, Training; the test
 #: tests/explorer/test_training_kinds.py trains it for 150 steps). A block of 64 holds
 #: every task's pairs (the longest number words have 42 characters).
