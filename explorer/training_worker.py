@@ -1,4 +1,6 @@
-"""Training in a background QThread: :func:`model.train_gpt.train_gpt` behind Qt signals.
+"""Training in a background QThread: :func:`model.train_gpt.train_gpt` (or, for the encoder
+kinds, :func:`model.train_encoders.train_encoder_decoder` / :func:`~model.train_encoders.train_encoder`)
+behind Qt signals.
 
 :class:`TrainingRun` (GUI thread) owns a QThread and a :class:`TrainingWorker` moved onto it.
 The worker's callbacks run in the training thread and turn everything into plain Python/numpy
@@ -146,6 +148,9 @@ class _Callbacks:
     def on_attention(self, step, attention) -> None:
         self.w.attention.emit(int(step), np.array(attention, dtype=np.float32, copy=True))
 
+    def on_score(self, step, scores) -> None:
+        self.w.scored.emit(int(step), {str(k): float(v) for k, v in scores.items()})
+
     def on_checkpoint(self, step, path) -> None:
         self.w.checkpoint_saved.emit(int(step), str(path) if path is not None else "")
 
@@ -160,7 +165,10 @@ class TrainingWorker(QObject):
     metrics = Signal(object)  # dict of numpy arrays step/loss/lr/grad_norm + tokens_per_s, elapsed
     evaluated = Signal(int, float, float)  # step, train loss, val loss (NaN if none)
     sampled = Signal(int, str)
-    attention = Signal(int, object)  # step, (L, H, T, T) float32
+    attention = Signal(int, object)  # step, (L, H, T, T) float32 ((L, H, T, S): cross-attention)
+    # step, {"exact_match" | "masked_accuracy": fraction} of held-out data (encoder kinds); the
+    # final one, of every held-out pair, also has "final": 1.0 and "scored": how many
+    scored = Signal(int, object)
     checkpoint_saved = Signal(int, str)
     snapshot_ready = Signal(object)  # Snapshot
     model_saved = Signal(int, object)  # step, Path written by request_save
@@ -246,12 +254,35 @@ class TrainingWorker(QObject):
             if snap is None:
                 return None
             model = snap.build("cpu")  # train_gpt moves it to the run's device
-        result = train_gpt(spec.corpus, spec.model_cfg, spec.train_cfg, spec.out_path,
-                           callbacks=_Callbacks(self), resume_from=spec.resume_from,
-                           model=model, tokenizer=spec.tokenizer, control=self.control)
+        kind = spec.model_cfg.kind if spec.model_cfg is not None else "decoder"
+        if kind == "decoder":
+            result = train_gpt(spec.corpus, spec.model_cfg, spec.train_cfg, spec.out_path,
+                               callbacks=_Callbacks(self), resume_from=spec.resume_from,
+                               model=model, tokenizer=spec.tokenizer, control=self.control)
+        else:
+            from model.train_encoders import train_encoder, train_encoder_decoder
+
+            train = train_encoder_decoder if kind == "encoder-decoder" else train_encoder
+            result = train(spec.corpus, spec.model_cfg, spec.train_cfg, spec.out_path,
+                           callbacks=_Callbacks(self), control=self.control)
+            self._final_score(result)
         if result is not None and not result.ok:
             self.diverged.emit(result.reason)
         return result
+
+    def _final_score(self, result) -> None:
+        """The score the final checkpoint records (every held-out pair), as ``scored``."""
+        if result is None or not result.ok or result.stopped or result.checkpoint is None:
+            return
+        from model.checkpoints import read_metadata
+
+        summary = read_metadata(result.checkpoint).get("summary") or {}
+        for name, count in (("exact_match", "held_out_pairs"), ("masked_accuracy", None)):
+            if isinstance(summary.get(name), (int, float)):
+                scores = {name: float(summary[name]), "final": 1.0}
+                if count and isinstance(summary.get(count), int):
+                    scores["scored"] = float(summary[count])
+                self.scored.emit(int(result.step), scores)
 
     def _on_start(self, trainer) -> None:
         self.trainer = trainer
@@ -259,12 +290,16 @@ class TrainingWorker(QObject):
         if self._fast_stop:
             trainer.cfg = dataclasses.replace(trainer.cfg, eval_iters=1, sample_tokens=0)
         m = trainer.model
+        seq2seq = m.config.kind == "encoder-decoder"
         self.started.emit({
             "start_step": int(trainer.step), "total_steps": int(trainer.cfg.steps),
             "n_params": int(sum(p.numel() for p in m.parameters())),
             "device": str(trainer.device), "threads": int(__import__("torch").get_num_threads()),
             "config": m.config,
-            "tokens_per_step": int(trainer.cfg.batch_size * m.config.block_size),
+            # an encoder-decoder's batches are pairs, each as long as it is (not a block)
+            "tokens_per_step": int(trainer.cfg.batch_size * (1 if seq2seq else
+                                                              m.config.block_size)),
+            "unit": "pairs" if seq2seq else "tokens",
         })
 
     def _wait_for_weights(self, weights: Future[Snapshot]) -> Snapshot | None:

@@ -9,15 +9,22 @@
   the loss and the score count only the chosen positions.
 
 The loop is :class:`model.trainer.Trainer`, as for a GPT; checkpoints are the same files.
+While training, each sample comes with a score of held-out data (``callbacks.on_score``: exact
+match of :data:`LIVE_PAIRS` held-out pairs, or masked-token accuracy of a few held-out batches)
+and the attention probe records, for an encoder-decoder, the cross-attention of one fixed
+held-out pair (:func:`attention_probe_pair`) and, for an encoder, the self-attention of its
+masked probe window.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .config import ModelConfig, TrainConfig
+from .capture import capture
+from .config import CaptureSpec, ModelConfig, TrainConfig
 from .corpora import Corpus, CorpusError
 from .devices import resolve_device
 from .encoder_decoder import EncoderDecoder
@@ -27,6 +34,8 @@ from .trainer import Callbacks, TrainControl, Trainer, TrainingDiverged, TrainRe
 from .transformer import GPT
 
 MASK_FRACTION = 0.15  # of the positions of a window that the encoder must predict
+LIVE_PAIRS = 200  # held-out pairs scored with every sample while training (all at the end)
+LIVE_BATCHES = 4  # held-out batches of masked-token accuracy with every sample
 
 
 # -- encoder-decoder ---------------------------------------------------------------------------
@@ -56,6 +65,39 @@ def seq2seq_accuracy(model: EncoderDecoder, tokenizer: Tokenizer, pairs, batch_s
                      ) -> tuple[float, list[tuple[str, str, str]]]:
     """Exact match of greedy translations of ``pairs`` and the misses."""
     return exact_match(lambda srcs: translate(model, tokenizer, srcs), pairs, batch_size)
+
+
+def attention_probe_pair(corpus: PairCorpus) -> tuple[str, str]:
+    """The held-out pair whose cross-attention the film strip follows: the longest of the first
+    64 held-out pairs (the first of equals), so the map has room to show an alignment."""
+    return max(corpus.val_pairs[:64], key=lambda p: len(p[0]) + len(p[1]))
+
+
+@torch.no_grad()
+def cross_attention_of(model: EncoderDecoder, tokenizer: Tokenizer, source: str, target: str
+                       ) -> np.ndarray:
+    """(L, H, T, S) cross-attention of the decoder reading ``target`` (teacher forcing: row i
+    is the decoder input ``bos`` + target[:i], which predicts target[i], the last row predicts
+    the end token) over ``source`` and its end token."""
+    cfg = model.config
+    src = torch.tensor([tokenizer.encode(source) + [cfg.eos_id]], device=model.device)
+    tgt = torch.tensor([[cfg.bos_id] + tokenizer.encode(target)], device=model.device)
+    spec = dataclasses.replace(CaptureSpec.nothing(), attention=True)
+    with capture(model, spec) as rec:
+        model(src, tgt)
+    return torch.stack(rec.cross_attn_probs)[:, 0].float().cpu().numpy()
+
+
+def mirror_scores(cross_attention: np.ndarray, n: int) -> np.ndarray:
+    """(L, H): for each head of a (L, H, T, S) cross-attention of a reversed pair of ``n``
+    letters (:func:`cross_attention_of`), the fraction of target positions i < n whose heaviest
+    weight falls on source position n-1-i (the letter that position must write)."""
+    a = np.asarray(cross_attention)
+    if n < 1 or a.shape[-2] < n or a.shape[-1] < n:
+        raise ValueError(f"a map of {a.shape[-2]} target × {a.shape[-1]} source positions "
+                         f"has no {n} mirrored positions")
+    heaviest = a[..., :n, :].argmax(-1)  # (L, H, n)
+    return (heaviest == np.arange(n - 1, -1, -1)).mean(-1)
 
 
 def seq2seq_config(corpus: PairCorpus, cfg: ModelConfig) -> ModelConfig:
@@ -89,13 +131,17 @@ def train_encoder_decoder(corpus: PairCorpus, model_cfg: ModelConfig, train_cfg:
         return "\n".join(f"{s} → {p}" + ("  ✓" if p == t else f"  (want {t})")
                          for (s, t), p in zip(probes, got, strict=True))
 
+    probe_src, probe_tgt = attention_probe_pair(corpus)
+    live = corpus.val_pairs[:LIVE_PAIRS]
     return _run(model, tokenizer, corpus.name, train_cfg, out_path, callbacks, control, device,
                 lambda split: corpus.get_batch(split, B, generator=gen, device=device),
                 lambda split, i: fixed[split][i], sample_fn,
                 {"pairs": corpus.n_pairs, "task": corpus.task,
                  "held_out_pairs": len(corpus.val_pairs)},
                 lambda m: {"exact_match": seq2seq_accuracy(m, tokenizer,
-                                                           corpus.val_pairs)[0]})
+                                                           corpus.val_pairs)[0]},
+                live_score=lambda m: {"exact_match": seq2seq_accuracy(m, tokenizer, live)[0]},
+                attention_fn=lambda m: cross_attention_of(m, tokenizer, probe_src, probe_tgt))
 
 
 # -- encoder (masked-token prediction) ---------------------------------------------------------
@@ -219,19 +265,36 @@ def train_encoder(corpus: Corpus, model_cfg: ModelConfig, train_cfg: TrainConfig
         filled, _ = fill_masks(m, tokenizer, probe_text)
         return f"{probe_text}\n→ {filled}"
 
+    def attention_fn(m) -> np.ndarray:  # (L, H, T, T): no causal mask, masks in the input
+        spec = dataclasses.replace(CaptureSpec.nothing(), attention=True)
+        with capture(m, spec) as rec:
+            m(probe.to(m.device))
+        return rec.stacked_probs()[:, 0].float().cpu().numpy()
+
     return _run(model, tokenizer, corpus.name, train_cfg, out_path, callbacks, control, device,
                 get_batch, lambda split, i: fixed[split][i], sample_fn,
                 {"corpus_tokens": corpus.n_tokens, "task": corpus.task},
-                lambda m: {"masked_accuracy": masked_accuracy(m, corpus)[0]})
+                lambda m: {"masked_accuracy": masked_accuracy(m, corpus)[0]},
+                live_score=lambda m: {"masked_accuracy": masked_accuracy(
+                    m, corpus, batches=LIVE_BATCHES)[0]},
+                attention_fn=attention_fn)
 
 
 # -- shared ------------------------------------------------------------------------------------
 def _run(model, tokenizer, corpus_name: str, train_cfg: TrainConfig, out_path,
          callbacks: Callbacks | None, control: TrainControl | None, device, get_batch,
-         eval_get_batch, sample_fn, facts: dict, final_scores) -> TrainResult:
+         eval_get_batch, sample_fn, facts: dict, final_scores, live_score=None,
+         attention_fn=None) -> TrainResult:
     from .checkpoints import now_iso, save_checkpoint
 
     callbacks = callbacks or Callbacks()
+
+    def sample_and_score(m) -> str:  # the trainer calls it in eval mode without gradients
+        text = sample_fn(m)
+        if live_score is not None:
+            callbacks.on_score(trainer.step, live_score(m))
+        return text
+
     out_path = Path(out_path)
     model.to(device)
     trainer: Trainer | None = None
@@ -253,8 +316,8 @@ def _run(model, tokenizer, corpus_name: str, train_cfg: TrainConfig, out_path,
         return save_checkpoint(out_path, m, tokenizer, summary, optimizer=optimizer,
                                trainer_state={"step": step})
 
-    trainer = Trainer(model, train_cfg, get_batch, callbacks, sample_fn=sample_fn,
-                      checkpoint_fn=checkpoint_fn, eval_get_batch=eval_get_batch, device=device,
+    trainer = Trainer(model, train_cfg, get_batch, callbacks, sample_fn=sample_and_score,
+                      attention_fn=attention_fn, checkpoint_fn=checkpoint_fn, eval_get_batch=eval_get_batch, device=device,
                       control=control or TrainControl())
     callbacks.on_message(f"training a {model.config.kind} of "
                          f"{sum(p.numel() for p in model.parameters()):,} parameters on "
@@ -265,6 +328,7 @@ def _run(model, tokenizer, corpus_name: str, train_cfg: TrainConfig, out_path,
         return e.result
 
 
-__all__ = ["MASK_FRACTION", "translate", "seq2seq_accuracy", "seq2seq_config",
+__all__ = ["MASK_FRACTION", "LIVE_PAIRS", "LIVE_BATCHES", "attention_probe_pair",
+           "cross_attention_of", "mirror_scores", "translate", "seq2seq_accuracy", "seq2seq_config",
            "train_encoder_decoder", "encoder_tokenizer", "encoder_config", "mask_tokens",
            "masked_accuracy", "fill_masks", "train_encoder"]

@@ -93,8 +93,12 @@ class Callbacks:
     def on_sample(self, step: int, text: str) -> None:
         pass
 
-    def on_attention(self, step: int, attention: np.ndarray) -> None:  # (L, H, T, T)
+    def on_attention(self, step: int, attention: np.ndarray) -> None:  # (L, H, T, T or S)
         pass
+
+    def on_score(self, step: int, scores: dict[str, float]) -> None:
+        """A score of held-out data measured with a sample (e.g. ``{"exact_match": 0.93}``;
+        the encoder kinds report one, see :mod:`model.train_encoders`)."""
 
     def on_checkpoint(self, step: int, path) -> None:
         pass

@@ -2,6 +2,8 @@
 cross-attention, BERT's masking rule, and an encoder that learns to fill masks from both sides."""
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from model.capture import capture
@@ -88,3 +90,51 @@ def test_an_encoder_learns_to_fill_masks_from_both_sides(tmp_path):
     # the first character can only be known from what follows it: no causal mask
     filled, probs = fill_masks(ck.model, ck.tokenizer, MASK_CHAR + "he cat sat on")
     assert filled.startswith("t") and probs.shape == (14, ck.config.vocab_size)
+
+
+def test_mirror_scores_count_the_mirrored_source_position_of_each_target_row():
+    from model.train_encoders import mirror_scores
+
+    n = 5
+    a = np.zeros((2, 3, n + 1, n + 1))  # target rows (start + n letters) × source (n + end)
+    a[:, :, np.arange(n + 1), np.arange(n + 1)] = 1.0  # a diagonal: mirrored only at the middle
+    a[1, 2, np.arange(n), np.arange(n)] = 0.0
+    a[1, 2, np.arange(n), np.arange(n - 1, -1, -1)] = 1.0  # one head reads the mirrored letter
+    s = mirror_scores(a, n)
+    assert s.shape == (2, 3) and s[1, 2] == 1.0 and s[0, 0] == 0.2  # only i = 2 = n-1-i
+    with pytest.raises(ValueError, match="no 7 mirrored"):
+        mirror_scores(a, 7)
+
+
+def test_training_reports_scores_and_cross_attention_of_the_held_out_probe(tmp_path):
+    from model.train_encoders import LIVE_PAIRS, attention_probe_pair, cross_attention_of
+    from model.trainer import Callbacks
+
+    got: dict[str, list] = {"score": [], "attention": []}
+
+    class Record(Callbacks):
+        def on_score(self, step, scores):
+            got["score"].append((step, scores))
+
+        def on_attention(self, step, attention):
+            got["attention"].append((step, attention))
+
+    pairs = load_pairs("task:reverse", n_examples=500)
+    src, tgt = attention_probe_pair(pairs)
+    assert (src, tgt) in pairs.val_pairs and len(src) == max(len(s) for s, _ in
+                                                             pairs.val_pairs[:64])
+    model_cfg = ModelConfig(block_size=12, n_layer=1, n_head=2, n_embd=16)
+    train_cfg = TrainConfig(steps=10, batch_size=8, eval_interval=10, eval_iters=1,
+                            sample_interval=5, capture_interval=5, seed=0, device="cpu")
+    out = tmp_path / "r.safetensors"
+    assert train_encoder_decoder(pairs, model_cfg, train_cfg, out, callbacks=Record()).ok
+    assert [s for s, _ in got["score"]] == [0, 5, 10]
+    ck = load_checkpoint(out)
+    live, _ = seq2seq_accuracy(ck.model, ck.tokenizer, pairs.val_pairs[:LIVE_PAIRS])
+    assert got["score"][-1][1] == {"exact_match": live}  # the final weights, live subset
+    assert [s for s, _ in got["attention"]] == [0, 5, 10]
+    a = got["attention"][-1][1]
+    assert a.shape == (1, 2, len(tgt) + 1, len(src) + 1)
+    np.testing.assert_allclose(a, cross_attention_of(ck.model, ck.tokenizer, src, tgt),
+                               atol=1e-6)
+    np.testing.assert_allclose(a.sum(-1), 1.0, atol=1e-5)

@@ -2,7 +2,10 @@
 
 Every frame is one composite image of all layers (rows) × heads (columns), each cell the T × T
 pattern, with a one-cell transparent gap between cells (one ImageItem, not one plot per head,
-as in the attention panel's all-heads view). Frames are kept as float16 and thinned (every other
+as in the attention panel's all-heads view). For an encoder-decoder the frames are the
+cross-attention of one held-out pair, each cell T target × S source positions
+(:meth:`FilmStrip.set_cross`); on the reverse task the label names the head whose heaviest
+weights lie on the mirrored source letters. Frames are kept as float16 and thinned (every other
 old frame dropped) when they would take more than ``MAX_BYTES``.
 """
 from __future__ import annotations
@@ -25,18 +28,19 @@ from explorer.theme import SEQUENTIAL, THEME, colormap
 from explorer.widgets.plot_helpers import style_plot
 
 MAX_BYTES = 64 * 2**20
+EMPTY_TEXT = "Attention snapshots of the probe prompt appear here while training."
 PLAY_MS = 120
 FOLLOW_MS = 250  # newest frame shown at most 4 times a second (a redraw is ~5-15 ms of GUI time)
 
 
 def composite(attention: np.ndarray, gap: int = 1) -> np.ndarray:
-    """(L, H, T, T) -> (L*(T+gap)-gap, H*(T+gap)-gap) with NaN in the gaps."""
-    L, H, T, _ = attention.shape
-    s = T + gap
-    out = np.full((L * s - gap, H * s - gap), np.nan, dtype=np.float32)
+    """(L, H, T, S) -> (L*(T+gap)-gap, H*(S+gap)-gap) with NaN in the gaps."""
+    L, H, T, S = attention.shape
+    out = np.full((L * (T + gap) - gap, H * (S + gap) - gap), np.nan, dtype=np.float32)
     for li in range(L):
         for hi in range(H):
-            out[li * s: li * s + T, hi * s: hi * s + T] = attention[li, hi]
+            r, c = li * (T + gap), hi * (S + gap)
+            out[r: r + T, c: c + S] = attention[li, hi]
     return out
 
 
@@ -50,6 +54,8 @@ class FilmStrip(QWidget):
         super().__init__(parent)
         self.frames: list[tuple[int, np.ndarray]] = []  # (step, (L, H, T, T) float16)
         self.tokens: list[str] = []
+        self.source_tokens: list[str] | None = None  # cross-attention: the columns' tokens
+        self.mirror: int | None = None  # reverse task: letters of the mirrored source
         self.current = -1
         self.selected: tuple[int, int] | None = None
         lay = QVBoxLayout(self)
@@ -91,7 +97,7 @@ class FilmStrip(QWidget):
         self.follow.setToolTip("show each new snapshot as it arrives")
         row.addWidget(self.follow)
         lay.addLayout(row)
-        self.label = QLabel("Attention snapshots of the probe prompt appear here while training.")
+        self.label = QLabel(EMPTY_TEXT)
         self.label.setWordWrap(True)
         self.label.setStyleSheet(f"color: {THEME.muted};")
         lay.addWidget(self.label)
@@ -105,12 +111,13 @@ class FilmStrip(QWidget):
 
     def _set_axes(self, shape: tuple[int, ...]) -> None:
         """Ticks naming layers and heads at the centre of each cell; the view fits the image."""
-        L, H, T, _ = shape
-        s = T + 1
-        self.plot.getAxis("left").setTicks([[(li * s + T / 2, f"L{li}") for li in range(L)], []])
-        self.plot.getAxis("bottom").setTicks([[(hi * s + T / 2, f"H{hi}") for hi in range(H)],
-                                              []])
-        self.plot.setRange(xRange=(0, H * s - 1), yRange=(0, L * s - 1), padding=0.02)
+        L, H, T, S = shape
+        self.plot.getAxis("left").setTicks([[(li * (T + 1) + T / 2, f"L{li}")
+                                             for li in range(L)], []])
+        self.plot.getAxis("bottom").setTicks([[(hi * (S + 1) + S / 2, f"H{hi}")
+                                               for hi in range(H)], []])
+        self.plot.setRange(xRange=(0, H * (S + 1) - 1), yRange=(0, L * (T + 1) - 1),
+                           padding=0.02)
 
     # -- data ----------------------------------------------------------------------------------
     @property
@@ -129,10 +136,23 @@ class FilmStrip(QWidget):
         self.slider.setRange(0, 0)
         self.slider.blockSignals(False)
         self.slider.setEnabled(False)
-        self.label.setText("Attention snapshots of the probe prompt appear here while training.")
+        self.label.setText(EMPTY_TEXT if self.source_tokens is None else
+                           "Cross-attention snapshots of a held-out pair appear here while "
+                           "training.")
 
     def set_tokens(self, tokens: list[str]) -> None:
+        """Self-attention frames of these (probe) tokens."""
         self.tokens = list(tokens)
+        self.source_tokens = None
+        self.mirror = None
+
+    def set_cross(self, source: list[str], target: list[str], mirror: int | None = None) -> None:
+        """Cross-attention frames: rows ``target`` (the decoder's input: start token, then the
+        target), columns ``source`` (with its end token). ``mirror``: the reverse task's
+        source letters, for the label's mirror score."""
+        self.tokens = list(target)
+        self.source_tokens = list(source)
+        self.mirror = mirror
 
     def frame(self, i: int) -> tuple[int, np.ndarray]:
         step, a = self.frames[i]
@@ -209,22 +229,51 @@ class FilmStrip(QWidget):
         self._update_label()
         self.frame_changed.emit(i)
 
+    def mirror_scores(self, i: int | None = None) -> np.ndarray | None:
+        """(L, H) mirror scores of frame ``i`` (default: the one shown) on the reverse task:
+        the fraction of target positions whose heaviest weight is on the mirrored letter."""
+        if self.mirror is None or not self.frames:
+            return None
+        from model.train_encoders import mirror_scores
+
+        _, a = self.frame(self.current if i is None else i)
+        return mirror_scores(a, self.mirror)
+
     def _update_label(self) -> None:
         if not self.frames:
             return
         step = self.frames[self.current][0]
-        L, H, T, _ = self._shape
-        self.label.setText(f"step {step:,} · frame {self.current + 1} of {len(self.frames)} · "
-                           f"rows: {L} layers, columns: {H} heads, {T} tokens each")
+        L, H, T, S = self._shape
+        where = f"step {step:,} · frame {self.current + 1} of {len(self.frames)}"
+        if self.source_tokens is None:
+            self.label.setText(f"{where} · rows: {L} layers, columns: {H} heads, {T} tokens "
+                               "each")
+            self.label.setToolTip("")
+            return
+        src = "".join(self.source_tokens[:-1])
+        tgt = "".join(self.tokens[1:])
+        text = f"{where} · “{src}” → “{tgt}”"
+        m = self.mirror_scores()
+        if m is not None:
+            li, hi = np.unravel_index(int(np.argmax(m)), m.shape)
+            text += f" · mirror L{li} H{hi}: {m[li, hi]:.0%}"
+        self.label.setToolTip(
+            f"Cross-attention of the held-out pair “{src}” → “{tgt}”: in each head a row is "
+            f"a target position ({T}: the start token, then the target), a column a source "
+            f"position ({S}: the source, then its end token); rows: {L} layers, columns: {H} "
+            "heads."
+            + ("" if m is None else f" Mirror: the share of target positions i whose heaviest "
+               f"weight falls on source position {self.mirror}−1−i, the letter they write "
+               "(the best head)."))
+        self.label.setText(text)
 
     def _draw_box(self) -> None:
         if self.selected is None or self._shape is None:
             self.box.setVisible(False)
             return
-        L, H, T, _ = self._shape
+        L, H, T, S = self._shape
         li, hi = self.selected
-        s = T + 1
-        self.box.setRect(hi * s - 0.5, li * s - 0.5, T + 1, T + 1)
+        self.box.setRect(hi * (S + 1) - 0.5, li * (T + 1) - 0.5, S + 1, T + 1)
         self.box.setVisible(True)
 
     def select_head(self, layer: int, head: int) -> None:
@@ -234,10 +283,9 @@ class FilmStrip(QWidget):
     def _on_click(self, ev) -> None:
         if self._shape is None:
             return
-        L, H, T, _ = self._shape
+        L, H, T, S = self._shape
         p = ev.pos()
-        s = T + 1
-        li, hi = int(p.y() // s), int(p.x() // s)
+        li, hi = int(p.y() // (T + 1)), int(p.x() // (S + 1))
         if 0 <= li < L and 0 <= hi < H:
             self.select_head(li, hi)
             self.head_selected.emit(li, hi)

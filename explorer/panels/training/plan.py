@@ -26,8 +26,12 @@ from model.config import ConfigError, ModelConfig, TrainConfig
 from model.corpora import Corpus, CorpusError, load_corpus, read_text_file, task_tokenizer
 from model.devices import resolve_device
 from model.memory import HEADROOM, available_memory, fmt_bytes, training_memory
+from model.pairs import SPECIALS, load_pairs, read_tsv_pairs, task_pairs, task_vocabulary
+from model.shipped import resolve_corpus
+from model.train_encoders import encoder_tokenizer
 
 RUNS_ENV = "TRANSFORMER_EXPLORER_RUNS"
+SAMPLE_CORPUS = "sonnets"  # the text that ships with the package (source "sample")
 EVAL_ITERS = 5  # batches per evaluation: keeps the final evaluation (on Stop) short
 
 
@@ -149,6 +153,7 @@ class FormValues:
     attention_every: int = 0  # 0 = auto
     out_path: str = ""  # "" = a new file in the runs folder
     tokenizer: str = "char"  # a new model on text: "char" or "bpe:VOCAB"
+    kind: str = "decoder"  # ModelConfig.kind: decoder | encoder-decoder | encoder
 
 
 def bpe_vocab(spec: str) -> int:
@@ -203,6 +208,24 @@ class Plan:
     spec: RunSpec | None = None
 
 
+def _spec_name(spec: str) -> str:
+    return spec if spec.startswith("task:") else Path(spec).name
+
+
+def _train_config(v: FormValues, start: int, probe: str, sample_tokens: int) -> TrainConfig:
+    s_int, a_int, e_int = auto_intervals(v.steps)
+    try:
+        return TrainConfig(
+            steps=start + v.steps, batch_size=v.batch, lr=v.lr, min_lr=v.lr / 10,
+            warmup_steps=min(100, max(1, v.steps // 10)), eval_interval=e_int,
+            eval_iters=EVAL_ITERS, sample_interval=v.sample_every or s_int,
+            sample_tokens=sample_tokens, capture_interval=v.attention_every or a_int,
+            log_interval=1, checkpoint_interval=max(50, v.steps // 10), probe_prompt=probe,
+            seed=v.seed, device=v.device)
+    except ConfigError as e:
+        raise PlanError(f"Training: {e}") from None
+
+
 class Planner:
     """Checks form values against the session; remembers corpus files used in this session."""
 
@@ -211,6 +234,7 @@ class Planner:
         self.runs_dir = runs_dir
         self.texts = TextCache()
         self.known_corpora: dict[str, str] = {}  # file name -> path used in this session
+        self._pairs: dict[tuple, tuple[int, int] | str] = {}  # _pair_facts, or its error
 
     def current_corpus(self) -> tuple[str | None, str]:
         """The loaded model's corpus (a task or a readable file) and why not if unavailable."""
@@ -245,6 +269,8 @@ class Planner:
 
     def plan(self, v: FormValues, light: bool = False) -> Plan:
         """Check everything; with ``light`` only what is cheap (no corpus encoding, no copy)."""
+        if v.kind != "decoder":
+            return self._plan_encoder_kind(v, light)
         spec, text = self.corpus_spec(v)
         task = tasks.task_of(spec) if spec.startswith("task:") else None
         tokenizer = None
@@ -254,6 +280,9 @@ class Planner:
             if self.session.config is None:
                 raise PlanError("No model is loaded to continue; choose 'Train a new model'.")
             cfg = self.session.config
+            if cfg.kind != "decoder":
+                raise PlanError(f"The loaded model is an {cfg.kind}; continuing works for decoder "
+                                "(GPT) models. Choose 'Train a new model'.")
             tokenizer = self.session.tokenizer
             info = self.session.info
             path = info.path if info is not None else None
@@ -285,18 +314,8 @@ class Planner:
                     shown = ", ".join(repr(c) for c in missing[:8])
                     raise PlanError(f"The loaded model cannot continue on this text: it has "
                                     f"{len(missing)} character(s) its vocabulary lacks ({shown}).")
-        s_int, a_int, e_int = auto_intervals(v.steps)
         probe = tasks.probe_prompt(task, block) if task else (text or "\n")[: min(32, block)]
-        try:
-            tc = TrainConfig(
-                steps=start + v.steps, batch_size=v.batch, lr=v.lr, min_lr=v.lr / 10,
-                warmup_steps=min(100, max(1, v.steps // 10)), eval_interval=e_int,
-                eval_iters=EVAL_ITERS, sample_interval=v.sample_every or s_int,
-                sample_tokens=48 if task else 160, capture_interval=v.attention_every or a_int,
-                log_interval=1, checkpoint_interval=max(50, v.steps // 10), probe_prompt=probe,
-                seed=v.seed, device=v.device)
-        except ConfigError as e:
-            raise PlanError(f"Training: {e}") from None
+        tc = _train_config(v, start, probe, 48 if task else 160)
         device = device_name(v.device)
         check_memory(cfg, v.batch, device)
         plan = Plan(model_cfg=cfg, train_cfg=tc, device=device, start_step=start,
@@ -318,12 +337,7 @@ class Planner:
                 corpus = load_corpus(spec, block_size=block, tokenizer=tokenizer)
         except CorpusError as e:
             raise PlanError(str(e)) from None
-        out = Path(v.out_path).expanduser() if v.out_path else new_run_path(self.runs_dir,
-                                                                             corpus.name)
-        try:  # now, not when the first checkpoint is due: no training is lost to it
-            check_writable(out)
-        except CheckpointError as e:
-            raise PlanError(f"Save to: {e}") from None
+        out = self._out_path(v, corpus.name)
         weights = None
         if v.continue_model and resume_from is None:
             # the inference worker copies its model's weights; the run builds its own from them
@@ -333,6 +347,124 @@ class Planner:
                             resume_from=resume_from, weights=weights,
                             tokenizer=tokenizer if v.continue_model else None, task=task)
         return plan
+
+    def _out_path(self, v: FormValues, corpus_name: str) -> Path:
+        out = Path(v.out_path).expanduser() if v.out_path else new_run_path(self.runs_dir,
+                                                                             corpus_name)
+        try:  # now, not when the first checkpoint is due: no training is lost to it
+            check_writable(out)
+        except CheckpointError as e:
+            raise PlanError(f"Save to: {e}") from None
+        return out
+
+    def _plan_encoder_kind(self, v: FormValues, light: bool) -> Plan:
+        """A new encoder-decoder (source → target pairs: a task or a source<TAB>target file)
+        or a new BERT-style encoder (masked tokens of a task's text or a text file), as
+        ``python -m model train --arch encoder-decoder|encoder`` trains them."""
+        if v.continue_model:
+            raise PlanError(f"Continuing works for decoder (GPT) models; an {v.kind} is "
+                            "trained anew: choose 'Train a new model'.")
+        seq2seq = v.kind == "encoder-decoder"
+        if v.source.startswith("task:"):
+            spec, text = v.source, None
+        elif v.source == "file":
+            if not v.path:
+                raise PlanError("Choose a file of source<TAB>target lines (Open… or drop one "
+                                "onto this panel), or pick a task." if seq2seq else
+                                "Choose a text file (Open… or drop one onto this panel), or "
+                                "pick a synthetic task.")
+            spec = v.path
+            text = None if seq2seq else self._text(v.path)
+        elif v.source == "sample" and not seq2seq:
+            spec = resolve_corpus(SAMPLE_CORPUS)
+            text = self._text(spec)
+        else:
+            raise PlanError(f"An {v.kind} is trained on a task or a file.")
+        try:
+            if seq2seq:
+                vocab, longest = self._pair_facts(spec)
+                if longest + 1 > v.block:
+                    raise PlanError(f"{_spec_name(spec)}: the longest source or target has "
+                                    f"{longest} characters; with its end token that is more "
+                                    f"than the block size {v.block}. Use a block of at least "
+                                    f"{longest + 1}.")
+                special = dict(pad_id=0, bos_id=1, eos_id=2)  # the pairs' vocabulary
+            else:
+                if text is not None:
+                    problem = corpus_length_problem(Path(spec).name, len(text), v.block)
+                    if problem:
+                        raise PlanError(problem)
+                    encoder_tokenizer(text)  # refuses a text holding a special character
+                    vocab = len(set(text)) + 2
+                else:
+                    vocab = task_tokenizer(tasks.task_of(spec)).vocab_size + 2
+                special = dict(mask_id=0)
+        except CorpusError as e:
+            raise PlanError(str(e)) from None
+        try:
+            cfg = ModelConfig(kind=v.kind, vocab_size=vocab, block_size=v.block,
+                              n_layer=v.layers, n_head=v.heads, n_embd=v.width, pos_kind=v.pos,
+                              norm=v.norm, dropout=v.dropout, **special)
+        except ConfigError as e:
+            raise PlanError(f"Model: {e}") from None
+        tc = _train_config(v, 0, "\n", 1)  # samples: held-out pairs / a masked window
+        device = device_name(v.device)
+        check_memory(cfg, v.batch, device)
+        plan = Plan(model_cfg=cfg, train_cfg=tc, device=device)
+        if light:
+            return plan
+        try:
+            if seq2seq:
+                corpus = load_pairs(spec, block_size=v.block)
+            elif text is not None:
+                corpus = Corpus.from_text(text, Path(spec).name,
+                                          tokenizer=encoder_tokenizer(text), block_size=v.block)
+                corpus.source = spec
+            else:  # as python -m model train --arch encoder: the task's text, its characters
+                plain = load_corpus(spec, block_size=v.block)
+                corpus = load_corpus(spec, block_size=v.block,
+                                     tokenizer=encoder_tokenizer(plain.text))
+                corpus.task = plain.task
+        except CorpusError as e:
+            raise PlanError(str(e)) from None
+        plan.spec = RunSpec(corpus=corpus, train_cfg=tc, out_path=self._out_path(v, corpus.name),
+                            model_cfg=cfg)
+        return plan
+
+    def _text(self, path: str) -> str:
+        text, err = self.texts.get(path)
+        if err:
+            raise PlanError(err)
+        return text
+
+    def _pair_facts(self, spec: str) -> tuple[int, int]:
+        """(vocabulary size, longest source or target) of a task or a pairs file, cached per
+        task and per file version; a malformed file raises CorpusError naming its line."""
+        key: tuple = (spec,)
+        if not spec.startswith("task:"):
+            p = Path(spec).expanduser()
+            try:
+                st = p.stat()
+                key = (str(p), st.st_size, st.st_mtime_ns)
+            except OSError:
+                key = (str(p), None, None)
+        hit = self._pairs.get(key)
+        if hit is None:
+            try:
+                if spec.startswith("task:"):
+                    task = spec[5:]
+                    pairs = task_pairs(task)
+                    vocab = task_vocabulary(task).vocab_size
+                else:
+                    pairs = read_tsv_pairs(Path(spec).expanduser())
+                    vocab = len(SPECIALS) + len({c for s, t in pairs for c in s + t})
+                hit = (vocab, max(max(len(s), len(t)) for s, t in pairs))
+            except CorpusError as e:
+                hit = str(e)
+            self._pairs = {key: hit}  # one file at a time
+        if isinstance(hit, str):
+            raise CorpusError(hit)
+        return hit
 
 
 __all__ = ["PlanError", "Plan", "Planner", "FormValues",

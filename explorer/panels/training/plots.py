@@ -310,9 +310,13 @@ class SampleLog(QTextEdit):
     def set_prompt(self, prompt: str) -> None:
         self.prompt = prompt
 
-    def add_sample(self, step: int, text: str, loss: float | None = None) -> None:
+    def add_sample(self, step: int, text: str, loss: float | None = None, note: str = ""
+                   ) -> None:
+        """Add a sample; ``note`` (e.g. the held-out score measured with it) joins its head."""
         self.entries.append((step, text))
         head = f"step {step:,}" + (f" · loss {loss:.3f}" if loss is not None else "")
+        if note:
+            head += f" · {note}"
         p = self.prompt
         if p and text.startswith(p):
             body = (f"<span style='color:{THEME.accent2};'>{_esc(p)}</span>"

@@ -32,8 +32,39 @@ from explorer.panels.training.plan import FormValues, fmt_duration, fmt_params, 
 from explorer.theme import THEME
 from explorer.training_worker import SpeedProbe
 from model.config import ModelConfig
+from model.corpora import task_tokenizer
 
 TASK_SOURCES = ("copy", "induction", "reverse", "sort")
+
+#: the model kinds the dock trains: label and what the kind learns
+MODEL_KINDS: dict[str, tuple[str, str, str]] = {
+    "decoder": ("Decoder (GPT)", "predicts the next token",
+                "A decoder (GPT) predicts the next token from the tokens before it: causal "
+                "self-attention, each position sees only the positions before it."),
+    "encoder-decoder": ("Encoder–decoder (seq2seq)", "turns a source into a target",
+                        "An encoder–decoder (Vaswani et al. 2017) reads a source with an "
+                        "encoder and writes the target token by token, looking back at the "
+                        "source through cross-attention. Its score: exact match of held-out "
+                        "pairs it never trains on."),
+    "encoder": ("Encoder (BERT-style)", "fills in masked tokens",
+                "A BERT-style encoder (Devlin et al. 2019) fills in hidden [MASK] tokens from "
+                "both sides: self-attention without a causal mask. Its score: masked-token "
+                "accuracy on held-out text."),
+}
+#: what each kind can be trained on: (label, source) with source "task:NAME", "file", "current"
+#: or "sample" (the text that ships with the package, model.shipped.resolve_corpus("sonnets"))
+KIND_SOURCES: dict[str, list[tuple[str, str]]] = {
+    "decoder": [(f"Task: {t}", f"task:{t}") for t in TASK_SOURCES]
+    + [("Text file…", "file"), ("The loaded model's corpus", "current")],
+    "encoder-decoder": [("Task: reverse (abcd → dcba)", "task:reverse"),
+                        ("Task: sort (dbca → abcd)", "task:sort"),
+                        ("Task: copy (abcd → abcd)", "task:copy"),
+                        ("Task: numbers to words (307 → three hundred seven)", "task:numbers"),
+                        ("Task: dates (2024-03-07 → 7 March 2024)", "task:dates"),
+                        ("Pairs file (source<TAB>target)…", "file")],
+    "encoder": [("Sample text: 16 of Shakespeare's sonnets", "sample")]
+    + [(f"Task: {t}", f"task:{t}") for t in TASK_SOURCES] + [("Text file…", "file")],
+}
 
 #: model presets: a 2-layer model is the smallest that can grow an induction head. "tiny" with the
 #: defaults (batch 64, lr 3e-3, learned positions, 1,000 steps) learns the copy task in the app in
@@ -45,6 +76,44 @@ PRESETS: dict[str, dict[str, int]] = {
     "medium": dict(n_layer=6, n_head=6, n_embd=192, block_size=256),
 }
 PRESET_BATCH = {"tiny": 64, "small": 16, "medium": 12}
+#: encoder-decoder presets (layers of each stack). The default, "tiny" with batch 64, lr 3e-3,
+#: learned positions and 600 steps, learns task:reverse to 100 % exact match of the 2,000
+#: held-out pairs at one torch thread on the 2-core target machine in 24 s of training in the
+#: app at a load average of 2.5 (70-113 s at 7), with a cross-attention head of layer 1 on the
+#: mirrored source letter (README, Training; the test
+#: tests/explorer/test_training_kinds.py trains it for 150 steps). A block of 64 holds
+#: every task's pairs (the longest number words have 42 characters).
+SEQ2SEQ_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(n_layer=2, n_head=4, n_embd=64, block_size=64),
+    "small": dict(n_layer=3, n_head=4, n_embd=96, block_size=64),
+}
+#: BERT-style encoder presets (a window of block_size characters, 15 % of them to predict)
+ENCODER_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(n_layer=2, n_head=4, n_embd=64, block_size=64),
+    "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=64),
+}
+KIND_PRESETS = {"decoder": PRESETS, "encoder-decoder": SEQ2SEQ_PRESETS,
+                "encoder": ENCODER_PRESETS}
+KIND_BATCH = {"decoder": PRESET_BATCH, "encoder-decoder": {"tiny": 64, "small": 64},
+              "encoder": {"tiny": 32, "small": 32}}
+#: the training fields a kind starts with (the decoder's are the form's defaults). The encoder's
+#: "tiny" on the sonnets sits at the always-a-space plateau (17 % masked-token accuracy) for
+#: its first ~800 steps; 2,000 steps reach 44.6 % (78 s at one torch thread, headless, load
+#: average 2-4; 1,000 steps: 18.8 %; 1,000 at lr 1e-3: 17.3 %)
+KIND_TRAINING = {"decoder": dict(steps=1000, lr=3e-3), "encoder-decoder": dict(steps=600, lr=3e-3),
+                 "encoder": dict(steps=2000, lr=3e-3)}
+
+
+def preset_config(kind: str, name: str) -> ModelConfig:
+    """A preset of ``kind`` as a config (for its parameter count): the copy task's vocabulary
+    and the kind's special tokens."""
+    vocab = task_tokenizer("copy").vocab_size
+    extra = {"encoder-decoder": dict(pad_id=0, bos_id=1, eos_id=2),
+             "encoder": dict(mask_id=0)}.get(kind, {})
+    vocab += len(extra)
+    return ModelConfig(kind=kind, vocab_size=vocab, **KIND_PRESETS[kind][name], **extra)
+
+
 # -- the form ---------------------------------------------------------------------------------
 def _compact(combo: QComboBox) -> None:
     """A combo box whose long item texts do not widen the form (the popup shows them whole)."""
@@ -66,22 +135,35 @@ class SetupForm(QWidget):
         super().__init__(parent)
         self._updating = False
         self.timings: dict[str, float] = {}  # preset key -> seconds per step (measured)
-        self.param_counts: dict[str, int] = {}
         self._probe: SpeedProbe | None = None  # the measurement running
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(6)
 
+        # model kind: what the model learns, which decides what it can be trained on
+        g = QGroupBox("Model kind")
+        kv = QVBoxLayout(g)
+        self.kind = QComboBox()
+        for i, (key, (label, _, tip)) in enumerate(MODEL_KINDS.items()):
+            self.kind.addItem(label, key)
+            self.kind.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
+        self.kind.setToolTip("Decoder: GPT. Encoder–decoder: the original Transformer, trained "
+                             "on source → target pairs. Encoder: BERT, trained to fill in "
+                             "masked tokens.")
+        _compact(self.kind)
+        kv.addWidget(self.kind)
+        self.kind_info = QLabel(MODEL_KINDS["decoder"][1])
+        self.kind_info.setToolTip(MODEL_KINDS["decoder"][2])
+        self.kind_info.setWordWrap(True)
+        self.kind_info.setStyleSheet(f"color: {THEME.muted};")
+        kv.addWidget(self.kind_info)
+        lay.addWidget(g)
+
         # corpus
         g = QGroupBox("Corpus")
         f = QFormLayout(g)
         self.source = QComboBox()
-        for t in TASK_SOURCES:
-            self.source.addItem(f"Task: {t}", f"task:{t}")
-        self.source.addItem("Text file…", "file")
-        self.source.addItem("The loaded model's corpus", "current")
-        self.source.setToolTip("Synthetic tasks have a known answer (see the Attention tab); a "
-                               "UTF-8 text file can also be dropped onto this panel.")
+        self._fill_sources("decoder")
         _compact(self.source)
         f.addRow("Train on", self.source)
         row = QHBoxLayout()
@@ -135,9 +217,7 @@ class SetupForm(QWidget):
         v.addWidget(self.cont_model)
         f = QFormLayout()
         self.preset = QComboBox()
-        for name in PRESETS:
-            self.preset.addItem(name, name)
-        self.preset.addItem("custom", "custom")
+        self._fill_presets("decoder")
         _compact(self.preset)
         f.addRow("Preset", self.preset)
         v.addLayout(f)
@@ -154,6 +234,8 @@ class SetupForm(QWidget):
         self.dropout.setRange(0.0, 0.99)
         self.dropout.setSingleStep(0.05)
         self.dropout.setDecimals(2)
+        self.layers.setToolTip("transformer blocks (an encoder–decoder has this many in each "
+                               "stack)")
         cells = [("Layers", self.layers), ("Heads", self.heads), ("Width", self.width),
                  ("Block", self.block), ("Positions", self.pos), ("Norm", self.norm),
                  ("Dropout", self.dropout)]
@@ -228,6 +310,7 @@ class SetupForm(QWidget):
 
         for w in (self.source, self.preset, self.pos, self.norm, self.device, self.tokens):
             w.currentIndexChanged.connect(self._on_edit)
+        self.kind.currentIndexChanged.connect(self._on_kind)
         for w in (self.layers, self.heads, self.width, self.block, self.steps, self.batch,
                   self.bpe_vocab, self.seed, self.sample_every, self.attention_every, self.dropout, self.lr):
             w.valueChanged.connect(self._on_edit)
@@ -235,6 +318,7 @@ class SetupForm(QWidget):
         self.out_path.textChanged.connect(self._on_edit)
         self.new_model.toggled.connect(self._on_edit)
         self.preset.currentIndexChanged.connect(self._on_preset)
+        self._label_device: str | None = None  # the device the preset labels are timed on
         self._probing = False
         self._probe_sink = _Probe(self)
         self._probe_sink.timed.connect(self._on_timed)
@@ -261,13 +345,55 @@ class SetupForm(QWidget):
             batch=self.batch.value(), lr=float(self.lr.value()), seed=self.seed.value(),
             device=self.device.currentData() or "auto", sample_every=self.sample_every.value(),
             attention_every=self.attention_every.value(), out_path=self.out_path.text().strip(),
-            tokenizer=self.tokenizer_spec())
+            tokenizer=self.tokenizer_spec(), kind=self.kind_name())
+
+    def kind_name(self) -> str:
+        """``decoder``, ``encoder-decoder`` or ``encoder`` (ModelConfig.kind)."""
+        return self.kind.currentData() or "decoder"
+
+    def set_kind(self, kind: str) -> None:
+        i = self.kind.findData(kind)
+        if i >= 0:
+            self.kind.setCurrentIndex(i)
+
+    def can_continue(self, has_model: bool) -> bool:
+        """Whether "Continue the loaded model" is offered: a model is loaded and the kind is a
+        decoder (the encoder kinds are trained anew, as with python -m model train)."""
+        return has_model and self.kind_name() == "decoder"
+
+    def _fill_sources(self, kind: str) -> None:
+        """The corpus choices of ``kind``: its first (default) one chosen, or a file when a
+        file was chosen."""
+        current = self.source.currentData()
+        self.source.blockSignals(True)
+        self.source.clear()
+        for label, data in KIND_SOURCES[kind]:
+            self.source.addItem(label, data)
+        self.source.setCurrentIndex(self.source.findData("file") if current == "file" else 0)
+        self.source.blockSignals(False)
+        tips = {"decoder": "Synthetic tasks have a known answer (see the Attention tab); a "
+                           "UTF-8 text file can also be dropped onto this panel.",
+                "encoder-decoder": "Pairs the model learns to map; a UTF-8 file of "
+                                   "source<TAB>target lines (one pair a line) can also be "
+                                   "dropped onto this panel.",
+                "encoder": "The text whose hidden characters the model learns to fill in; a "
+                           "UTF-8 text file can also be dropped onto this panel."}
+        self.source.setToolTip(tips[kind])
+
+    def _fill_presets(self, kind: str) -> None:
+        self.preset.blockSignals(True)
+        self.preset.clear()
+        for name in KIND_PRESETS[kind]:
+            self.preset.addItem(name, name)
+        self.preset.addItem("custom", "custom")
+        self.preset.setCurrentIndex(0)
+        self.preset.blockSignals(False)
 
     def tokenizer_spec(self) -> str:
         """``char`` or ``bpe:VOCAB``, as ``python -m model train --tokenizer`` takes it (a
         synthetic task always has its own character tokens)."""
         if self.tokens.currentData() == "char" or str(self.source.currentData()).startswith(
-                "task:"):
+                "task:") or self.kind_name() != "decoder":
             return "char"
         return f"bpe:{self.bpe_vocab.value()}"
 
@@ -303,7 +429,8 @@ class SetupForm(QWidget):
         self.device.blockSignals(False)
 
     def set_running(self, running: bool) -> None:
-        for w in (self.source, self.path_row, self.new_model, self.cont_model, self.preset,
+        for w in (self.kind, self.source, self.path_row, self.new_model, self.cont_model,
+                  self.preset,
                   self.steps, self.batch, self.lr, self.seed, self.device, self.sample_every,
                   self.attention_every, self.out_path, self.out_browse):
             w.setEnabled(not running)
@@ -324,20 +451,46 @@ class SetupForm(QWidget):
     @Slot()
     def _on_preset(self) -> None:
         name = self.preset.currentData()
-        if name in PRESETS:
-            self.set_model_fields(PRESETS[name])
+        kind = self.kind_name()
+        if name in KIND_PRESETS[kind]:
+            self.set_model_fields(KIND_PRESETS[kind][name])
             self._updating = True
-            self.batch.setValue(PRESET_BATCH[name])
+            self.batch.setValue(KIND_BATCH[kind][name])
             self._updating = False
         self._update_model_enabled()
         self.changed.emit()
+
+    @Slot()
+    def _on_kind(self) -> None:
+        """A new kind: its corpus choices, presets (the default one chosen) and training
+        defaults; the encoder kinds are always trained anew."""
+        kind = self.kind_name()
+        self.kind_info.setText(MODEL_KINDS[kind][1])
+        self.kind_info.setToolTip(MODEL_KINDS[kind][2])
+        self._updating = True
+        try:
+            self._fill_sources(kind)
+            self._fill_presets(kind)
+            if kind != "decoder":
+                self.new_model.setChecked(True)
+                self.pos.setCurrentText("learned")  # cross-attention has no rotation
+            for field, value in KIND_TRAINING[kind].items():
+                getattr(self, field).setValue(value)
+            self.path.setPlaceholderText("a UTF-8 file of source<TAB>target lines"
+                                         if kind == "encoder-decoder" else "a UTF-8 text file")
+        finally:
+            self._updating = False
+        self.cont_model.setEnabled(self.cont_model.isEnabled() and kind == "decoder")
+        self._refresh_preset_labels(self._label_device)
+        self._on_preset()
+        self._on_edit()
 
     @Slot()
     def _on_edit(self, *_: object) -> None:
         self._corpus_form.setRowVisible(self.path_row, self.source.currentData() == "file")
         # a tokenizer is chosen for a new model on text; tasks and the loaded model bring theirs
         text = not str(self.source.currentData()).startswith("task:")
-        self._corpus_form.setRowVisible(self.tokens_row, text)
+        self._corpus_form.setRowVisible(self.tokens_row, text and self.kind_name() == "decoder")
         self.tokens.setEnabled(not self.cont_model.isChecked())
         self.bpe_vocab.setEnabled(self.tokens.currentData() == "bpe" and self.tokens.isEnabled())
         self._update_model_enabled()
@@ -357,9 +510,9 @@ class SetupForm(QWidget):
     def measure_presets(self, vocab_size: int, device: str) -> None:
         """Time a few steps of each preset in the background (once per batch and device)."""
         jobs = []
+        self._label_device = device
         for name, kw in PRESETS.items():
             cfg = ModelConfig(vocab_size=vocab_size, **kw)
-            self.param_counts[name] = cfg.n_params()
             key = f"{name}|{PRESET_BATCH[name]}|{device}"
             if key not in self.timings:
                 jobs.append((key, cfg, PRESET_BATCH[name], device))
@@ -385,21 +538,26 @@ class SetupForm(QWidget):
         self._refresh_preset_labels(key.split("|")[2])
         self.changed.emit()
 
-    def _refresh_preset_labels(self, device: str) -> None:
+    def _refresh_preset_labels(self, device: str | None) -> None:
+        """Each preset's parameter count and, for the decoder presets (timed in the
+        background), the time per 1,000 steps."""
+        kind = self.kind_name()
         for i in range(self.preset.count()):
             name = self.preset.itemData(i)
-            if name not in PRESETS:
+            if name not in KIND_PRESETS[kind]:
                 continue
-            text = name
-            if name in self.param_counts:
-                text += f" — {fmt_params(self.param_counts[name])} params"
-            t = self.timings.get(f"{name}|{PRESET_BATCH[name]}|{device}")
-            text += f", ~{fmt_duration(1000 * t)} per 1,000 steps" if t else ", timing…"
+            text = f"{name} — {fmt_params(preset_config(kind, name).n_params())} params"
+            if kind == "decoder" and device is not None:
+                t = self.timings.get(f"{name}|{PRESET_BATCH[name]}|{device}")
+                text += f", ~{fmt_duration(1000 * t)} per 1,000 steps" if t else ", timing…"
             self.preset.setItemText(i, text)
 
     def seconds_per_step(self, cfg, batch: int, device: str) -> float | None:
         """Measured for a preset at its batch size; otherwise scaled by FLOPs from the nearest
-        measured preset (CPU time of these small models grows about linearly with FLOPs)."""
+        measured preset (CPU time of these small models grows about linearly with FLOPs).
+        None for the encoder kinds (their steps are not timed)."""
+        if cfg.kind != "decoder":
+            return None
         best = None
         for name, kw in PRESETS.items():
             key = f"{name}|{PRESET_BATCH[name]}|{device}"
@@ -414,4 +572,6 @@ class SetupForm(QWidget):
         return None if best is None else best[1]
 
 
-__all__ = ["PRESETS", "PRESET_BATCH", "TASK_SOURCES", "SetupForm"]
+__all__ = ["PRESETS", "PRESET_BATCH", "TASK_SOURCES", "MODEL_KINDS", "KIND_SOURCES",
+           "SEQ2SEQ_PRESETS", "ENCODER_PRESETS", "KIND_PRESETS", "KIND_BATCH", "KIND_TRAINING",
+           "preset_config", "SetupForm"]
