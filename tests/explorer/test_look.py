@@ -8,7 +8,7 @@ import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from explorer import theme
 from explorer.app import make_settings
@@ -78,13 +78,13 @@ def test_light_theme_restyles_the_running_window(qtbot, make_window, tiny_models
     pal = QApplication.palette()
     assert pal.color(QPalette.ColorRole.Window) == QColor(theme.LIGHT.window)
     assert theme.THEME.text == theme.LIGHT.text  # THEME reads the theme in use
-    views = [v for v in QApplication.allWidgets() if isinstance(v, pg.GraphicsView)]
+    views = w.findChildren(pg.GraphicsView)
     assert views
     for v in views:
         if v.isVisible():
             assert v.backgroundBrush().color() == QColor(theme.LIGHT.background)
     # style sheets that named a dark-theme colour now name the light one
-    sheets = " ".join(x.styleSheet().lower() for x in QApplication.allWidgets())
+    sheets = " ".join(x.styleSheet().lower() for x in w.findChildren(QWidget))
     for f in ("muted", "accent", "accent2", "window", "panel"):
         assert getattr(theme.DARK, f).lower() not in sheets, f
     assert w.look.theme_actions["light"].isChecked()
