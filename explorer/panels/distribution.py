@@ -198,6 +198,13 @@ class _PercentAxis(FastAxis):
 
     percent = True
 
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph API
+        """No tick past 100 %: the range goes further only to make room for the bar labels."""
+        levels = super().tickValues(minVal, maxVal, size)
+        if not self.percent:
+            return levels
+        return [(spacing, [v for v in values if v <= 1.0 + 1e-9]) for spacing, values in levels]
+
     def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
         if not self.percent:
             return super().tickStrings(values, scale, spacing)

@@ -572,9 +572,16 @@ class PromptPanel(QWidget):
         for a in (self.act_step, self.act_back, self.act_reset, self.act_resample, self.act_run):
             a.setEnabled(on)
         encoder = self.session.is_encoder
-        self.buttons.setVisible(not encoder)
-        self.legend.setVisible(not encoder)
-        self.split.widget(1).setVisible(not encoder)  # the text: the chips get the whole width
+        # the buttons and legend come back only where this hid them (presenter mode hides them
+        # too, and a model opened while presenting must not bring them back)
+        for w in (self.buttons, self.legend, self.split.widget(1)):  # 1: the text
+            hidden = w.isHidden() and w.testAttribute(Qt.WidgetAttribute.WA_WState_ExplicitShowHide)
+            if encoder and not hidden:
+                w.hide()
+                w.setProperty("hidden_for_encoder", True)
+            elif not encoder and w.property("hidden_for_encoder"):
+                w.setProperty("hidden_for_encoder", False)
+                w.show()
 
     @Slot(int)
     def _on_chip_clicked(self, i: int) -> None:

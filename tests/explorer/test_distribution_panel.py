@@ -114,3 +114,14 @@ def test_fixed_seed_is_repeatable_and_resample_draws_again(qtbot, window):
     after = s.result
     assert after.n_generated == before.n_generated and after.draw == 0
     assert after.chosen_draw == 1  # a new draw for the same position
+
+
+def test_percent_axis_has_no_tick_past_100_percent(qtbot):
+    """The range runs past 100 % only to make room for a sure bar's label."""
+    from explorer.panels.distribution import _PercentAxis
+
+    axis = _PercentAxis("bottom")
+    values = [v for _, vs in axis.tickValues(0.0, 1.45, 600) for v in vs]
+    assert values and max(values) <= 1.0 and 1.0 in [round(v, 9) for v in values]
+    axis.percent = False  # logits: the whole range
+    assert max(v for _, vs in axis.tickValues(0.0, 1.45, 600) for v in vs) > 1.0
