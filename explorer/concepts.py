@@ -19,6 +19,10 @@ class Concept:
     formula: str  # HTML
     show: ViewSpec
     where: str  # what to look at once the panel is in front
+    # a shipped model of the kind this concept needs: "Show it" opens it first when the model
+    # in the window is of another kind ("" = any model shows it)
+    example: str = ""
+    kind: str = ""  # the model kind the example is (model.config.MODEL_KINDS)
 
 
 CONCEPTS: tuple[Concept, ...] = (
@@ -179,6 +183,43 @@ CONCEPTS: tuple[Concept, ...] = (
         "… A B … A → B",
         ViewSpec("attention", "head", 1, 0, "probs"),
         "Attention, layer 1 (open File → Examples → induction first): the off-diagonal stripe."),
+    Concept(
+        "encoder-decoder", "The encoder–decoder Transformer",
+        "The original Transformer (Vaswani et al., 2017) has two stacks. The encoder reads the "
+        "whole source at once, with self-attention that has no causal mask, and turns it into "
+        "one vector per source token: the memory. The decoder writes the target token by token, "
+        "like GPT, and each of its layers has a third sub-layer that reads the memory. GPT kept "
+        "only the decoder; BERT kept only the encoder.",
+        "M = Encoder(x<sub>src</sub>),&nbsp; p(y<sub>t</sub> | y<sub>&lt;t</sub>, x<sub>src</sub>)"
+        " = Decoder(y<sub>&lt;t</sub>, M)",
+        ViewSpec("architecture", ""),
+        "Architecture: the encoder on the left, the decoder on the right, and the arrows from "
+        "the encoder's output into every decoder layer (File → Examples → numbers_to_words).",
+        example="numbers_to_words", kind="encoder-decoder"),
+    Concept(
+        "cross-attention", "Cross-attention (the decoder's third sub-layer)",
+        "In each decoder layer, after its masked self-attention, cross-attention lets every "
+        "target token look at the source: the queries come from the decoder, the keys and "
+        "values from the encoder's output. Each row is a distribution over the source tokens, "
+        "so it shows which source token the decoder reads while it writes each target token.",
+        "CrossAttn(Y, M) = softmax((YW<sub>Q</sub>)(MW<sub>K</sub>)ᵀ / √d<sub>head</sub>) "
+        "MW<sub>V</sub>",
+        ViewSpec("attention", "head", 0, 0, "probs", family="cross"),
+        "Attention → Cross-attention: target tokens (rows) × source tokens (columns) "
+        "(File → Examples → numbers_to_words).",
+        example="numbers_to_words", kind="encoder-decoder"),
+    Concept(
+        "bert", "A bidirectional encoder (BERT)",
+        "An encoder alone, with no causal mask: every token sees the tokens before and after "
+        "it. It does not generate text; it is trained to fill in hidden tokens: some tokens are "
+        "replaced by [MASK] and the model predicts them from both sides. Click a chip to hide "
+        "it and tick \u201cCausal mask (as GPT)\u201d to see what a one-sided view loses.",
+        "p(x<sub>i</sub> | x<sub>≠i</sub>) = softmax(W<sub>U</sub> h<sub>i</sub>),&nbsp; "
+        "h = Encoder(x with x<sub>i</sub> → [MASK])",
+        ViewSpec("attention", "grid", 0, 0, "probs"),
+        "Attention, all heads: the upper triangle is filled; the Next token panel shows the "
+        "prediction for the masked position (File → Examples → sonnets_encoder).",
+        example="sonnets_encoder", kind="encoder"),
 )
 
 

@@ -29,7 +29,7 @@ def concept_html(c: Concept) -> str:
 class ConceptsBrowser(QDialog):
     """Not modal: the teacher keeps it open beside the window while showing a concept."""
 
-    show_it = Signal(object)  # the concept's ViewSpec
+    show_it = Signal(object)  # the Concept whose panel to bring to the front
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -75,4 +75,4 @@ class ConceptsBrowser(QDialog):
 
     @Slot()
     def _on_show(self) -> None:
-        self.show_it.emit(self.current.show)
+        self.show_it.emit(self.current)

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.concepts import CONCEPTS
+from explorer.concepts import CONCEPTS, Concept
 from explorer.concepts_browser import ConceptsBrowser
 from explorer.lesson_file import (
     Lesson,
@@ -142,6 +142,8 @@ class MainWindow(QMainWindow):
         self.compare_window: QWidget | None = None  # explorer.compare.CompareWindow, when open
         # (shipped model, its prompt) while File → Examples opens it
         self._example_prompt: tuple[Path, str | None] | None = None
+        # (model kind, view) a concept's "Show it" shows once the example it opened is there
+        self._pending_view: tuple[str, ViewSpec] | None = None
 
         self.wheel_guard = WheelGuard(self)
         self._build_menus()
@@ -487,6 +489,7 @@ class MainWindow(QMainWindow):
     def show_error(self, title: str, text: str) -> None:
         if self._closing:
             return
+        self._pending_view = None  # e.g. the example a concept asked for did not open
         if not self.interactive:  # --screenshot / --startup-probe: nobody to click "OK"
             print(f"transformer-explorer: {title}: {text}", file=sys.stderr)
             self.show_message(f"{title}: {text.splitlines()[0] if text else ''}")
@@ -529,6 +532,10 @@ class MainWindow(QMainWindow):
         note = r.note
         if note and r.chosen is None:
             self.show_message(note[0].upper() + note[1:])
+        if self._pending_view is not None and cfg is not None \
+                and cfg.kind == self._pending_view[0]:
+            spec, self._pending_view = self._pending_view[1], None
+            self.jump_to(spec)  # a concept's view, once the example it opened is there
 
     @Slot(object)
     def _on_ablation(self, ablation: Ablation) -> None:
@@ -978,11 +985,24 @@ class MainWindow(QMainWindow):
         """Help → Concepts: the concept browser, at ``key`` ("" = the first concept)."""
         if self._concepts is None:
             self._concepts = ConceptsBrowser(self)
-            self._concepts.show_it.connect(self.jump_to)
+            self._concepts.show_it.connect(self.show_concept_view)
         self._concepts.select(key or CONCEPTS[0].key)
         self._concepts.show()
         self._concepts.raise_()
         return self._concepts
+
+    @Slot(object)
+    def show_concept_view(self, c: Concept) -> None:
+        """A concept's "Show it": its panel, after opening the shipped example it needs when
+        the model in the window is of another kind (cross-attention needs an encoder-decoder)."""
+        cfg = self.session.config
+        if c.example and (cfg is None or cfg.kind != c.kind):
+            self._pending_view = (c.kind, c.show)
+            self.show_message(f"Opening the example {c.example} to show {c.title.lower()}")
+            self.open_example(shipped.resolve_checkpoint(c.example))
+            return
+        self._pending_view = None
+        self.jump_to(c.show)
 
     @Slot(object)
     def jump_to(self, spec: ViewSpec) -> None:

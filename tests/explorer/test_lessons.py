@@ -330,6 +330,7 @@ def test_concepts_are_two_clicks_away_and_jump_to_their_panel(qtbot, make_window
     titles = [a.text() for a in concepts.actions()]
     assert all(c.title in titles for c in CONCEPTS)
     assert len(CONCEPTS) >= 18
+    assert {"encoder-decoder", "cross-attention", "bert"} <= {c.key for c in CONCEPTS}
     for c in CONCEPTS:
         assert c.text and c.formula and c.where
         action = next(a for a in concepts.actions() if a.text() == c.title)
@@ -338,6 +339,12 @@ def test_concepts_are_two_clicks_away_and_jump_to_their_panel(qtbot, make_window
         assert browser is not None and browser.isVisible()
         assert c.title in browser.text.toPlainText()
         browser.show_button.click()
+        if c.example:  # opens the example of the kind it needs, then shows the panel
+            qtbot.waitUntil(lambda c=c: w.session.config.kind == c.kind
+                            and w.session.result is not None
+                            and w.session.result.kind == c.kind and w._pending_view is None,
+                            timeout=60_000)
+            assert w.session.info.name == c.example
         title = DOCKS[c.show.panel]
         dock = w.docks[title]
         assert dock.isVisible() and not dock.visibleRegion().isEmpty(), c.key
@@ -345,6 +352,7 @@ def test_concepts_are_two_clicks_away_and_jump_to_their_panel(qtbot, make_window
         if c.show.panel == "attention":
             assert (panel.view, panel.stage, panel.layer) == (c.show.view, c.show.stage,
                                                               c.show.layer)
+            assert panel.family == (c.show.family or "self"), c.key
         elif c.show.panel == "architecture":
             assert panel.selected == (c.show.view or None)
         elif c.show.panel == "positional encoding":
