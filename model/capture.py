@@ -61,6 +61,10 @@ class Recording:
     # the caller computes the lens's top-k from ``resid`` itself (model.lens, in chunks): the
     # forward pass then leaves ``logit_lens`` None instead of making the whole (L+1, B, T, V)
     defer_lens: bool = False
+    # with ``defer_lens``: the caller also takes the next-token logits from the lens (its last
+    # row is the last position's final residual through ln_f + lm_head), so the pass skips its
+    # own unembedding and returns None for the logits (no targets only)
+    logits_from_lens: bool = False
     queries: list[torch.Tensor] = field(default_factory=list)
     # CaptureSpec.qkv: L × (B, nh, T, hs) queries, keys and values of this pass's positions
     # (after the positional rotation), and L × (B, T, C) the heads' outputs side by side, after

@@ -240,6 +240,9 @@ class GPT(nn.Module):
             logits = self.lm_head(x)  # (B, T, V)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),
                                    ignore_index=-1)
+        elif record is not None and record.defer_lens and record.logits_from_lens \
+                and not all_logits:
+            logits = loss = None  # the caller's lens computes them (model.lens.lens_topk)
         else:
             logits = self.lm_head(x if all_logits else x[:, [-1], :])  # (B, T|1, V)
             loss = None
