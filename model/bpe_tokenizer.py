@@ -73,6 +73,11 @@ class BPETokenizer(Tokenizer):
             self._pieces[i] = piece
         self._special = {t["content"] for t in spec.get("added_tokens", []) if t.get("special")}
         self._bytes: list[bytes] = [self._piece_bytes(p) for p in self._pieces]
+        # id -> text and id -> label, filled as ids are asked for: the stepper labels its whole
+        # window at every step (up to 1,024 tokens); plain dicts, whose values never change,
+        # so the GUI thread and the worker may both fill them
+        self._strs: dict[int, str] = {}
+        self._labels: dict[int, str] = {}
 
     def _piece_bytes(self, piece: str) -> bytes:
         if self.byte_level and piece not in self._special \
@@ -215,21 +220,36 @@ class BPETokenizer(Tokenizer):
         """The text of one token (a part of a character decodes to U+FFFD)."""
         return self.token_bytes(i).decode("utf-8", "replace")
 
+    def token_strs(self, ids: Iterable[int]) -> list[str]:
+        memo = self._strs
+        out = []
+        for i in ids:
+            s = memo.get(i)
+            if s is None:
+                s = memo[int(i)] = self.token_str(i)
+            out.append(s)
+        return out
+
     def token_pieces(self, ids: Iterable[int]) -> list[str]:
         """Each token as a label: ``␣the`` for GPT-2's ``Ġthe``, ``↵`` for a newline, and the
         bytes as ``\\xf0\\x9f`` for a token that holds only part of a character."""
+        memo = self._labels
         out = []
         for i in ids:
-            i = self._check_id(i)
-            if self._pieces[i] in self._special:
-                out.append(self._pieces[i])
-                continue
-            try:
-                text = self._bytes[i].decode("utf-8")
-            except UnicodeDecodeError:
-                text = self._bytes[i].decode("utf-8", "backslashreplace")
-            out.append(printable(text))
+            label = memo.get(i)
+            if label is None:
+                label = memo[int(i)] = self._label(self._check_id(i))
+            out.append(label)
         return out
+
+    def _label(self, i: int) -> str:
+        if self._pieces[i] in self._special:
+            return self._pieces[i]
+        try:
+            text = self._bytes[i].decode("utf-8")
+        except UnicodeDecodeError:
+            text = self._bytes[i].decode("utf-8", "backslashreplace")
+        return printable(text)
 
     # -- persistence ---------------------------------------------------------------------------
     def to_dict(self) -> dict:
