@@ -145,7 +145,7 @@ class _Heads(nn.Module):
                 y = y * m
         y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_size)  # (B, T, C)
         if record is not None and record.spec.qkv and self.family == "self":
-            record.heads.append(y.detach())
+            record.keep("heads", record.heads, y)
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -170,9 +170,9 @@ class CausalSelfAttention(_Heads):
         if main and record.want_queries:
             record.queries.append(q.detach())
         if main and record.spec.qkv:  # this pass's rows only, keys before caching
-            record.q.append(q.detach())
-            record.k.append(k.detach())
-            record.v.append(v.detach())
+            record.keep("q", record.q, q)
+            record.keep("k", record.k, k)
+            record.keep("v", record.v, v)
         past = 0
         if cache is not None:
             past = cache.length
