@@ -127,9 +127,16 @@ class _Heads(nn.Module):
                 mask = None
             if mask is None:
                 probs = torch.softmax(scores, dim=-1, out=out_p)
-            else:  # + 0 / -inf: the same numbers as masked_fill(~mask, -inf), but faster
-                masked = scores + mask if record.spec.scores else scores.add_(mask)
-                probs = torch.softmax(masked, dim=-1, out=out_p)  # (B, nh, T, Tk)
+            elif record.spec.scores:  # + 0 / -inf: masked_fill(~mask, -inf)'s numbers, faster
+                # the scores stay unmasked: the masked ones are made where the probabilities
+                # go, and the softmax overwrites them there (row by row, in place), so a long
+                # pass holds no third (B, nh, T, Tk) tensor per layer
+                masked = torch.add(scores, mask, out=out_p) if out_p is not None \
+                    else scores + mask
+                probs = torch.softmax(masked, dim=-1,  # (B, nh, T, Tk)
+                                      out=None if masked.requires_grad else masked)
+            else:
+                probs = torch.softmax(scores.add_(mask), dim=-1, out=out_p)
             if record.spec.scores:
                 lists[0].append(scores.detach())
             if record.spec.attention:
