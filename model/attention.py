@@ -113,9 +113,11 @@ class _Heads(nn.Module):
             lists = record.family_lists(self.family)
             shape = torch.Size((B, self.n_head, T, Tk))
             sinks = self.family == "self" and causal  # preallocated out= buffers (the stepper)
-            out_s = record.sink("scores", self.layer_idx, shape, q) \
-                if record.spec.scores and sinks else None
             out_p = record.sink("attention", self.layer_idx, shape, q) if sinks else None
+            # scores that are not kept are computed where the probabilities go and turned into
+            # them there (the mask added and the softmax run in place): no temporary at all
+            out_s = (record.sink("scores", self.layer_idx, shape, q) if sinks else None) \
+                if record.spec.scores else out_p
             # in place where possible: each (B, nh, T, Tk) temporary is fresh memory to fault in
             scores = torch.matmul(q, k.transpose(-2, -1), out=out_s)  # (B, nh, T, Tk)
             scores.mul_(1.0 / math.sqrt(self.head_size))
