@@ -108,9 +108,18 @@ def main(argv: list[str] | None = None) -> int:
         out["toggle_vs_step"] = round(sorted(toggles)[len(toggles) // 2]
                                       / sorted(cold)[len(cold) // 2], 2)
         r = s.result
-        model = s.model
+        path = s.info.path
     finally:
         b.close()
+    # the same weights as the window's (its model lives in the worker thread): opened again here
+    if path is not None:
+        from model.loading import open_model
+
+        model = open_model(path).model
+    else:
+        from explorer.inference_worker import untrained_default
+
+        model = untrained_default()[0]
     out.update(ranking_times(model, r.ids.tolist(), int(r.planned), n))
     out["load_end"] = os.getloadavg()
     print(json.dumps(out, indent=2))

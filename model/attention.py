@@ -113,9 +113,11 @@ class _Heads(nn.Module):
             lists = record.family_lists(self.family)
             shape = torch.Size((B, self.n_head, T, Tk))
             sinks = self.family == "self" and causal  # preallocated out= buffers (the stepper)
-            out_s = record.sink("scores", self.layer_idx, shape, q) \
-                if record.spec.scores and sinks else None
             out_p = record.sink("attention", self.layer_idx, shape, q) if sinks else None
+            # scores that are not kept are computed where the probabilities go and turned into
+            # them there (the mask added and the softmax run in place): no temporary at all
+            out_s = (record.sink("scores", self.layer_idx, shape, q) if sinks else None) \
+                if record.spec.scores else out_p
             # in place where possible: each (B, nh, T, Tk) temporary is fresh memory to fault in
             scores = torch.matmul(q, k.transpose(-2, -1), out=out_s)  # (B, nh, T, Tk)
             scores.mul_(1.0 / math.sqrt(self.head_size))
@@ -127,9 +129,16 @@ class _Heads(nn.Module):
                 mask = None
             if mask is None:
                 probs = torch.softmax(scores, dim=-1, out=out_p)
-            else:  # + 0 / -inf: the same numbers as masked_fill(~mask, -inf), but faster
-                masked = scores + mask if record.spec.scores else scores.add_(mask)
-                probs = torch.softmax(masked, dim=-1, out=out_p)  # (B, nh, T, Tk)
+            elif record.spec.scores:  # + 0 / -inf: masked_fill(~mask, -inf)'s numbers, faster
+                # the scores stay unmasked: the masked ones are made where the probabilities
+                # go, and the softmax overwrites them there (row by row, in place), so a long
+                # pass holds no third (B, nh, T, Tk) tensor per layer
+                masked = torch.add(scores, mask, out=out_p) if out_p is not None \
+                    else scores + mask
+                probs = torch.softmax(masked, dim=-1,  # (B, nh, T, Tk)
+                                      out=None if masked.requires_grad else masked)
+            else:
+                probs = torch.softmax(scores.add_(mask), dim=-1, out=out_p)
             if record.spec.scores:
                 lists[0].append(scores.detach())
             if record.spec.attention:
@@ -145,7 +154,7 @@ class _Heads(nn.Module):
                 y = y * m
         y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_size)  # (B, T, C)
         if record is not None and record.spec.qkv and self.family == "self":
-            record.heads.append(y.detach())
+            record.keep("heads", record.heads, y)
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -170,9 +179,9 @@ class CausalSelfAttention(_Heads):
         if main and record.want_queries:
             record.queries.append(q.detach())
         if main and record.spec.qkv:  # this pass's rows only, keys before caching
-            record.q.append(q.detach())
-            record.k.append(k.detach())
-            record.v.append(v.detach())
+            record.keep("q", record.q, q)
+            record.keep("k", record.k, k)
+            record.keep("v", record.v, v)
         past = 0
         if cache is not None:
             past = cache.length

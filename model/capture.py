@@ -68,6 +68,10 @@ class Recording:
     # the caller computes the lens's top-k from ``resid`` itself (model.lens, in chunks): the
     # forward pass then leaves ``logit_lens`` None instead of making the whole (L+1, B, T, V)
     defer_lens: bool = False
+    # with ``defer_lens``: the caller also takes the next-token logits from the lens (its last
+    # row is the last position's final residual through ln_f + lm_head), so the pass skips its
+    # own unembedding and returns None for the logits (no targets only)
+    logits_from_lens: bool = False
     queries: list[torch.Tensor] = field(default_factory=list)
     # CaptureSpec.qkv: L × (B, nh, T, hs) queries, keys and values of this pass's positions
     # (after the positional rotation), and L × (B, T, C) the heads' outputs side by side, after
@@ -78,8 +82,25 @@ class Recording:
     heads: list[torch.Tensor] = field(default_factory=list)
     # optional preallocated destinations, name ("attention" or "scores") -> (L, B, nh, T, Tk):
     # a layer whose shapes match computes straight into its slice, which saves a copy for a
-    # caller that keeps them (the stepper's buffers); what is recorded is the same either way
+    # caller that keeps them (the stepper's buffers); what is recorded is the same either way.
+    # For the per-layer values ("residual", "attn_out", "mlp_out", "ffn", "q", "k", "v",
+    # "heads") a destination (L or L+1, *shape of one layer's value) gets each layer's value
+    # copied in as it is recorded (see :meth:`keep`), so the pass never holds them twice
     out: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def keep(self, name: str, values: list[torch.Tensor], t: torch.Tensor) -> None:
+        """Record ``t`` (detached) as the next layer's entry of ``values``, the list of
+        ``name``. With a destination for ``name`` in :attr:`out` whose next layer slice has the
+        shape, dtype and device of ``t``, ``t`` is copied there and the list holds that slice."""
+        dst = self.out.get(name)
+        i = len(values)
+        if dst is not None and i < dst.shape[0] and not t.requires_grad:
+            d = dst[i]
+            if d.shape == t.shape and d.dtype == t.dtype and d.device == t.device:
+                d.copy_(t)
+                values.append(d)
+                return
+        values.append(t.detach())
 
     def sink(self, name: str, layer: int, shape: torch.Size, like: torch.Tensor
              ) -> torch.Tensor | None:

@@ -181,7 +181,9 @@ def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, le
         for name, tensors in (("q", rec.q), ("k", rec.k), ("v", rec.v)):
             arr = bufs.arrays[name]
             for i, x in enumerate(tensors):  # (1, H, t, hs)
-                arr[i, :, past:past + x.shape[2]] = to_numpy(x[0])
+                d, dst = to_numpy(x[0]), arr[i, :, past:past + x.shape[2]]
+                if d.ctypes.data != dst.ctypes.data or d.strides != dst.strides:  # not kept there
+                    dst[...] = d
         _write_layers(bufs, "heads", past, rec.heads)  # L × (1, t, C)
 
 

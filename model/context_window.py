@@ -230,6 +230,8 @@ class ContextWindow:
         # or undo moves the start): the queries for scores above the diagonal are not needed
         rec.want_queries = spec.scores and not (full and self.start)
         rec.defer_lens = True  # top-k only, in chunks for a large vocabulary (model.lens)
+        # the lens's last row is the next-token logits: one read of the unembedding, not two
+        rec.logits_from_lens = spec.logit_lens
         bufs = self._bufs
         if spec.any and bufs is None:
             # a full window writes every entry: no need to zero them; and the model computes
@@ -240,11 +242,19 @@ class ContextWindow:
                                zeroed=not full, rows=t)
             rec.out = {name: torch.from_numpy(bufs.arrays[name])[:, :, :t, :t].unsqueeze(1)
                        for name in ("attention", "scores") if name in bufs.arrays}
-        logits, _ = model(idx, cache=self._cache, record=rec)  # (1, 1, V)
+            # every layer's values are copied in as the pass records them (Recording.keep):
+            # the pass never holds all of them besides the buffers (420 MB for GPT-2 at 1,000)
+            rec.out.update({name: torch.from_numpy(bufs.arrays[name])[:, :t].unsqueeze(1)
+                            for name in ("residual", "attn_out", "mlp_out", "ffn", "heads")
+                            if name in bufs.arrays})
+            rec.out.update({name: torch.from_numpy(bufs.arrays[name])[:, :, :t].unsqueeze(1)
+                            for name in ("q", "k", "v") if name in bufs.arrays})
+        logits, _ = model(idx, cache=self._cache, record=rec)  # (1, 1, V), None with the lens
         lens = None
         if spec.logit_lens:
-            lens = lens_topk(self._unembed, rec.resid[-(self.config.n_layer + 1):],
-                             self.config.vocab_size, self.lens_k)
+            *lens, last = lens_topk(self._unembed, rec.resid[-(self.config.n_layer + 1):],
+                                    self.config.vocab_size, self.lens_k)
+            logits = last.view(1, 1, -1)
         if spec.any:
             self._bufs = bufs  # only now: a failed pass leaves no half-written buffers to show
             self._bufs.make_writable(past)

@@ -13,6 +13,12 @@ and about a teraflop. So, past :data:`LENS_FULL_MAX` elements:
 
 Up to :data:`LENS_FULL_MAX` the computation is the one batched product it always was (results
 bit-identical to before).
+
+The last residual of the last position through the final norm and the unembedding is the
+model's own next-token output, so :func:`lens_topk` also returns that row's logits: a caller
+that records the lens (the stepper's window) takes them from here and lets the forward pass skip
+its own unembedding (``Recording.logits_from_lens``), which would read the (V, C) unembedding
+matrix a second time (154 MB for GPT-2: most of a cached step's memory traffic after the blocks).
 """
 from __future__ import annotations
 
@@ -39,28 +45,31 @@ def lens_positions(n_rows: int, t: int, vocab: int) -> int:
 
 
 def lens_topk(unembed: Callable[[torch.Tensor], torch.Tensor], resid: list[torch.Tensor],
-              vocab: int, k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+              vocab: int, k: int) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
     """Top-k probabilities and ids of the logit lens of one pass: ``resid`` is its L+1
     residuals, each (1, t, C); ``unembed`` maps (..., C) to (..., ``vocab``) logits (final
-    norm, then unembedding). Returns (values, indices, first): (L+1, t - first, k) for positions
-    first…t-1 (see :func:`lens_positions`)."""
+    norm, then unembedding). Returns (values, indices, first, last): (L+1, t - first, k) for
+    positions first…t-1 (see :func:`lens_positions`), and ``last`` (V,) the logits of the last
+    residual at position t-1 (the model's next-token logits; a view into one product)."""
     n_rows, t = len(resid), resid[0].shape[1]
-    x = torch.stack(resid)  # (L+1, 1, t, C)
     n = lens_positions(n_rows, t, vocab)
     if n_rows * t * vocab <= LENS_FULL_MAX:  # one product, exactly as it always was
-        probs = torch.softmax(unembed(x)[:, 0].float(), dim=-1)  # (L+1, t, V)
+        logits = unembed(torch.stack(resid))[:, 0]  # (L+1, t, V)
+        probs = torch.softmax(logits.float(), dim=-1)
         values, indices = topk_rows(probs, k)
-        return values, indices, 0
+        return values, indices, 0, logits[-1, -1]
     first = t - n
-    rows = x[:, 0, first:].reshape(n_rows * n, -1)  # (R, C) the residuals that get the lens
-    values = torch.empty((rows.shape[0], k), dtype=torch.float32, device=x.device)
-    indices = torch.empty((rows.shape[0], k), dtype=torch.long, device=x.device)
+    # (R, C) the residuals that get the lens (only these are copied: 3 of GPT-2's 40 MB at 1,000)
+    rows = torch.stack([r[0, first:] for r in resid]).reshape(n_rows * n, -1)
+    values = torch.empty((rows.shape[0], k), dtype=torch.float32, device=rows.device)
+    indices = torch.empty((rows.shape[0], k), dtype=torch.long, device=rows.device)
     step = max(1, LENS_CHUNK_ELEMS // vocab)
     for a in range(0, rows.shape[0], step):
-        probs = torch.softmax(unembed(rows[a:a + step]).float(), dim=-1)  # (step, V)
+        logits = unembed(rows[a:a + step])  # (step, V); the loop ends with the last row's
+        probs = torch.softmax(logits.float(), dim=-1)
         top = probs.topk(k, dim=-1)
         values[a:a + step], indices[a:a + step] = top.values, top.indices
-    return values.view(n_rows, n, k), indices.view(n_rows, n, k), first
+    return values.view(n_rows, n, k), indices.view(n_rows, n, k), first, logits[-1]
 
 
 __all__ = ["LENS_CHUNK_ELEMS", "LENS_FULL_MAX", "lens_positions", "lens_topk"]

@@ -6,6 +6,7 @@ calls it on cached logits when a slider moves (no forward pass), so both always 
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,9 +72,30 @@ def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
     return softmax(logits / temperature)
 
 
-def _ranked(probs: np.ndarray) -> np.ndarray:
-    # stable sort so equal probabilities rank by id: results never depend on sort internals
-    return np.argsort(-probs, kind="stable")
+#: arrays from this size on are ranked by the radix sort below (a large vocabulary)
+_RADIX_MIN = 4096
+
+
+def _ranked(values: np.ndarray) -> np.ndarray:
+    """Indices by descending value, equal values by ascending index: a stable sort, so results
+    never depend on sort internals. ``np.argsort(-values, kind="stable")`` (a merge sort of
+    float64) costs 4-8 ms for GPT-2's 50,257 tokens at every step; for large arrays of finite
+    float64 this is the same order from an LSD radix sort: each float's bits mapped to an
+    unsigned key that orders as the floats do (descending), sorted 16 bits at a time by numpy's
+    stable radix sort of uint16, least significant digit first (~1.5 ms)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < _RADIX_MIN or sys.byteorder != "little" or not np.isfinite(values).all():
+        return np.argsort(-values, kind="stable")
+    bits = (values + 0.0).view(np.uint64)  # + 0.0: -0.0 becomes 0.0 (they compare equal)
+    negative = (bits >> np.uint64(63)).astype(bool)
+    # descending: a larger positive float has larger bits, so a smaller key (~bits, top bit
+    # cleared); negatives (top bit set) come after every positive, the most negative last
+    key = np.where(negative, bits, ~bits & np.uint64(0x7FFF_FFFF_FFFF_FFFF))
+    digits = key.view(np.uint16).reshape(-1, 4)  # little-endian: column 0 is the lowest
+    order = np.argsort(digits[:, 0], kind="stable")
+    for c in (1, 2, 3):
+        order = order[np.argsort(digits[order, c], kind="stable")]
+    return order
 
 
 def top_k_mask(probs: np.ndarray, k: int, order: np.ndarray | None = None) -> np.ndarray:

@@ -62,7 +62,7 @@ class MLP(nn.Module):
     def forward(self, x, record: Recording | None = None):
         h = self.gelu(self.c_fc(x))  # (B, T, F)
         if record is not None and record.spec.ffn:
-            record.ffn_hidden.append(h.detach())
+            record.keep("ffn", record.ffn_hidden, h)
         return self.dropout(self.c_proj(h))  # (B, T, C)
 
 
@@ -99,8 +99,8 @@ class Block(nn.Module):
             m = self.mlp(x, record)
             x = _normed(self.ln_2, x + m, record)
         if keep:
-            record.attn_out.append(a.detach())
-            record.mlp_out.append(m.detach())
+            record.keep("attn_out", record.attn_out, a)
+            record.keep("mlp_out", record.mlp_out, m)
         return x
 
 
@@ -222,13 +222,13 @@ class GPT(nn.Module):
             record.tok_emb = tok.detach()
             record.pos_emb = None if pos is None else pos.detach()
         if keep_resid:
-            record.resid.append(x.detach())
+            record.keep("residual", record.resid, x)
         for i, block in enumerate(self.h):
             hm = None if self.head_mask is None else self.head_mask[..., i, :]  # (nh,) | (B, nh)
             x = block(x, self.pe, positions, cache, record, hm, self.head_ablation == "mean",
                       key_pad)
             if keep_resid:
-                record.resid.append(x.detach())
+                record.keep("residual", record.resid, x)
         if cache is not None:
             cache.advance(T)
         x = _normed(self.ln_f, x, record) if self.config.norm == "pre" else x  # post: none
@@ -239,6 +239,9 @@ class GPT(nn.Module):
             logits = self.lm_head(x)  # (B, T, V)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),
                                    ignore_index=-1)
+        elif record is not None and record.defer_lens and record.logits_from_lens \
+                and not all_logits:
+            logits = loss = None  # the caller's lens computes them (model.lens.lens_topk)
         else:
             logits = self.lm_head(x if all_logits else x[:, [-1], :])  # (B, T|1, V)
             loss = None

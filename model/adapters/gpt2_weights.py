@@ -92,7 +92,7 @@ def gpt_from_gpt2_state(state: dict[str, torch.Tensor], config: ModelConfig, *, 
             unexpected.append(key)
             continue
         if conv1d and _CONV1D.match(short) and value.dim() == 2:
-            value = value.t()
+            value = value.t()  # a view: the file's (in, out) layout is kept (see below)
         tensors[name] = value
         original[name] = key
     missing = [_theirs(k) for k in expected if k not in tensors]
@@ -122,8 +122,17 @@ def gpt_from_gpt2_state(state: dict[str, torch.Tensor], config: ModelConfig, *, 
     if bad:
         raise CheckpointError(f"{source}: these weights are not finite numbers: "
                               f"{', '.join(bad[:5])}")
+    if config.tie_weights and "wte.weight" in tensors:
+        # the unembedding as (C, V) in memory (the parameter stays a (V, C) view of it)
+        tensors["wte.weight"] = tensors["wte.weight"].t().contiguous().t()
     with torch.no_grad():
-        model.load_state_dict({k: v.to(torch.float32).contiguous() for k, v in tensors.items()},
+        # no copy into nn.Linear's own (out, in) layout: each weight is a transposed view of
+        # the file's (in, out) tensor (the embedding one of its (C, V) copy). For one new token
+        # (a generation step) x @ W with W stored (in, out) is 1.5-1.7x faster than with W
+        # stored (out, in) on MKL (measured for GPT-2-small's c_attn, c_fc and the 50,257-row
+        # unembedding; about equal for prompts), it is the layout transformers computes with,
+        # and opening a folder copies 340 MB less.
+        model.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()},
                               strict=False, assign=True)
     if config.tie_weights:
         model.lm_head.weight = model.wte.weight

@@ -102,7 +102,13 @@ def safe_torch_load(path: Path) -> dict:
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
-        return load_file(str(path), device="cpu")
+        try:
+            # each tensor read into memory of its own: with the default memory map, a tensor
+            # the model replaces (the unembedding, re-laid out) stays resident while any other
+            # tensor of the file is in use (154 MB of GPT-2-small's 500 MB)
+            return load_file(str(path), device="cpu", backend="pread")
+        except TypeError:  # safetensors < 0.8 has no backend option
+            return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: damaged safetensors file ({e})") from None
 

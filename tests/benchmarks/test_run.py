@@ -211,6 +211,27 @@ def test_a_document_missing_fields_gives_figure_errors():
     assert set(figs) == ALL_FIGURES
 
 
+def test_long_benchmarks_run_only_when_named(tmp_path, monkeypatch, capsys):
+    assert not set(run.OPT_IN) & set(run.parse_args([]).names)
+    assert run.parse_args(["--only", "gpt2,bench_ablation,ddp"]).names == [
+        "gpt2", "ablation", "ddp"]
+    ran = []
+
+    def command(name, quick, device):
+        ran.append(name)
+        return _script(tmp_path, f"{name}.py", "print('{\"x\": 1}')\n")
+
+    monkeypatch.setattr(run, "bench_command", command)
+    assert run.main(["--quick", "--only", "ablation", "--skip-gui"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert ran == []  # it needs Qt
+    assert doc["benchmarks"]["bench_ablation"] == {"skipped": "--skip-gui"}
+    assert run.main(["--quick", "--only", "ddp"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert ran == ["ddp"] and doc["benchmarks"]["bench_ddp"]["x"] == 1
+    assert "run only when named" in doc["benchmarks"]["bench_gpt2"]["skipped"]
+
+
 def test_unknown_benchmark_is_a_usage_error():
     with pytest.raises(SystemExit) as e:
         run.parse_args(["--only", "model,nope"])

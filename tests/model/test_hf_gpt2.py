@@ -53,6 +53,31 @@ def test_logits_and_every_attention_map_match_transformers(make_hf_folder, activ
         torch.testing.assert_close(torch.tensor(r.attention[layer]), m[0], atol=1e-5, rtol=0)
 
 
+def test_weights_keep_the_files_layout_and_step_like_transformers(make_hf_folder):
+    """The Conv1D weights stay views of the file's (in, out) tensors and the tied unembedding
+    is stored (C, V) (the fast layout for one new token); the cached steps still give
+    transformers' logits."""
+    hf, folder = make_hf_folder()
+    ck = open_model(folder)
+    m = ck.model
+    for lin in (m.h[0].attn.c_attn, m.h[0].attn.c_proj, m.h[0].mlp.c_fc, m.h[0].mlp.c_proj):
+        assert not lin.weight.is_contiguous() and lin.weight.t().is_contiguous()
+    assert m.lm_head.weight is m.wte.weight and m.wte.weight.t().is_contiguous()
+    st = Stepper(ck.model, ck.tokenizer)
+    r = st.set_prompt(PROMPT)
+    for _ in range(3):
+        r = st.step()
+        want, _ = _hf_logits(hf, [int(i) for i in r.ids])
+        torch.testing.assert_close(torch.from_numpy(r.logits.copy()), want[-1], atol=1e-4,
+                                   rtol=0)
+    # a checkpoint saved from it is contiguous and loads back to the same numbers
+    again = GPT(ck.config)
+    again.load_state_dict(m.state_dict())
+    ids = ck.tokenizer.encode(PROMPT)
+    torch.testing.assert_close(_our_logits(again.eval(), ids), _our_logits(m, ids), atol=1e-5,
+                               rtol=0)
+
+
 def test_the_other_activation_would_not_match(make_hf_folder):
     """The comparison above can fail: exact GELU where GPT-2 uses the tanh form shows."""
     hf, folder = make_hf_folder(activation="gelu_new")

@@ -49,7 +49,10 @@ def test_big_vocabulary_lens_is_chunked_and_matches_the_brute_force_lens():
         return out
 
     with torch.inference_mode():
-        values, indices, first = lens_topk(unembed, rec.resid, vocab, k=3)
+        values, indices, first, last = lens_topk(unembed, rec.resid, vocab, k=3)
+        logits, _ = model(idx)
+    # the last row is the model's own next-token output (what the stepper takes from here)
+    torch.testing.assert_close(last, logits[0, -1], atol=1e-5, rtol=1e-5)
     n = lens_positions(3, 64, vocab)
     assert first == 64 - n and values.shape == (3, n, 3) and indices.shape == (3, n, 3)
     # never more than one chunk of logits at a time, and far less than the whole lens

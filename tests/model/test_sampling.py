@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 from model.config import SampleConfig
 from model.sampling import (
     Distribution,
+    _ranked,
     apply_temperature,
     distribution_for,
     entropy,
@@ -302,3 +303,22 @@ def test_uniform_for_is_roughly_uniform():
     us = np.array([uniform_for(11, pos) for pos in range(4000)])
     hist, _ = np.histogram(us, bins=10, range=(0, 1))
     assert hist.min() > 300 and hist.max() < 500
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_large_vocabulary_order_is_the_stable_argsort(seed):
+    """GPT-2-size vocabularies are ranked by a radix sort: the same order as numpy's stable
+    argsort, ties (equal probabilities, underflowed zeros, -0.0 and 0.0) by id."""
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal(50257) * 8).astype(np.float32)
+    logits[rng.integers(0, 50257, 500)] = logits[7]  # ties
+    logits[:3] = [0.0, -0.0, 0.0]
+    for t in (1.0, 0.7, 0.01, 0.0):  # 0.01 underflows most probabilities to exactly 0
+        d = next_token_distribution(logits, temperature=t, top_k=40 if t == 0.7 else 0)
+        want = np.argsort(-(d.full_probs if t > 0 else logits.astype(np.float64)),
+                          kind="stable")
+        np.testing.assert_array_equal(d.order, want)
+    signed = rng.standard_normal(9000) * 1e3  # negatives too, as the greedy path ranks logits
+    signed[::7] = -0.0
+    signed[1::7] = 0.0
+    np.testing.assert_array_equal(_ranked(signed), np.argsort(-signed, kind="stable"))
