@@ -289,8 +289,9 @@ class MaskedStepper:
             logits, _ = model(idx, all_logits=True, record=rec)  # (1, T, V)
             lens = None
             if spec.logit_lens:
-                lens = lens_topk(lambda x: model.lm_head(model.ln_f(x)),
-                                 rec.resid[-(cfg.n_layer + 1):], cfg.vocab_size, self.lens_k)
+                *lens, _ = lens_topk(lambda x: model.lm_head(model.ln_f(x)),
+                                     rec.resid[-(cfg.n_layer + 1):], cfg.vocab_size,
+                                     self.lens_k)  # (values, indices, first), last row's logits
             views: dict[str, np.ndarray] = {}
             if spec.any:
                 bufs = new_buffers(cfg, spec, self.lens_k, model.pe.additive, rows=t)

@@ -50,6 +50,8 @@ def test_session_masks_selects_and_compares(qtbot, session):
 
 def test_an_encoder_does_not_step(qtbot, session):
     s = session
+    # the first result reaches the GUI a moment before the worker counts its request done
+    qtbot.waitUntil(lambda: s.worker.requests_handled >= 1 and not s.busy, timeout=10000)
     handled = s.worker.requests_handled
     for act in (s.step, s.back, s.reset, s.resample, lambda: s.run(5)):
         with qtbot.waitSignal(s.message, timeout=2000) as msg:
