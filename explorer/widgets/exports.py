@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -120,6 +121,10 @@ def add_export_actions(menu: QMenu, target, parent: QWidget | None = None) -> li
     actions = []
     if menu is None:
         return actions
+    # weak references: pyqtgraph's view-box menu has no Qt parent, so a connection holding the
+    # plot strongly would keep the plot, its menus and its frames alive after the window is gone
+    target_ref = weakref.ref(target)
+    parent_ref = weakref.ref(parent) if parent is not None else None
     menu.addSeparator()
     for kind in ("png", "svg", "csv"):
         if not hasattr(target, f"export_{kind}"):
@@ -127,11 +132,13 @@ def add_export_actions(menu: QMenu, target, parent: QWidget | None = None) -> li
         act = QAction(f"Export {kind.upper()}…", menu)
 
         def run(_checked=False, kind=kind):
-            stem = getattr(target, "name", "plot")
-            path = _ask_path(parent or (target if isinstance(target, QWidget) else None),
-                             kind, stem)
+            t, owner = target_ref(), parent_ref() if parent_ref is not None else None
+            if t is None:
+                return
+            stem = getattr(t, "name", "plot")
+            path = _ask_path(owner or (t if isinstance(t, QWidget) else None), kind, stem)
             if path:
-                getattr(target, f"export_{kind}")(path)
+                getattr(t, f"export_{kind}")(path)
 
         act.triggered.connect(run)
         menu.addAction(act)
