@@ -98,7 +98,11 @@ class _Heads(nn.Module):
         B, _, T, _ = q.shape
         Tk = k.size(2)
         drop = self.dropout if self.training else 0.0
-        explicit = record is not None and record.wants_attention
+        # the scores kept in the recording: not the "self" family's with qk_scores (the caller
+        # computes them from the recorded queries and keys)
+        keep_scores = record is not None and record.spec.scores \
+            and not (record.qk_scores and self.family == "self")
+        explicit = record is not None and (record.spec.attention or keep_scores)
 
         if not explicit:  # sdpa: fp32 under CPU autocast
             if causal and past == 0:
@@ -117,7 +121,7 @@ class _Heads(nn.Module):
             # scores that are not kept are computed where the probabilities go and turned into
             # them there (the mask added and the softmax run in place): no temporary at all
             out_s = (record.sink("scores", self.layer_idx, shape, q) if sinks else None) \
-                if record.spec.scores else out_p
+                if keep_scores else out_p
             # in place where possible: each (B, nh, T, Tk) temporary is fresh memory to fault in
             scores = torch.matmul(q, k.transpose(-2, -1), out=out_s)  # (B, nh, T, Tk)
             scores.mul_(1.0 / math.sqrt(self.head_size))
@@ -129,7 +133,7 @@ class _Heads(nn.Module):
                 mask = None
             if mask is None:
                 probs = torch.softmax(scores, dim=-1, out=out_p)
-            elif record.spec.scores:  # + 0 / -inf: masked_fill(~mask, -inf)'s numbers, faster
+            elif keep_scores:  # + 0 / -inf: masked_fill(~mask, -inf)'s numbers, faster
                 # the scores stay unmasked: the masked ones are made where the probabilities
                 # go, and the softmax overwrites them there (row by row, in place), so a long
                 # pass holds no third (B, nh, T, Tk) tensor per layer
@@ -139,7 +143,7 @@ class _Heads(nn.Module):
                                       out=None if masked.requires_grad else masked)
             else:
                 probs = torch.softmax(scores.add_(mask), dim=-1, out=out_p)
-            if record.spec.scores:
+            if keep_scores:
                 lists[0].append(scores.detach())
             if record.spec.attention:
                 lists[1].append(probs.detach())
@@ -176,11 +180,10 @@ class CausalSelfAttention(_Heads):
         q, k, v = (self._split(t) for t in self.c_attn(x).split(C, dim=2))  # (B, nh, T, hs)
         q, k = pe.rotate(q, k, positions)
         main = record is not None and self.family == "self"
-        if main and record.want_queries:
-            record.queries.append(q.detach())
-        if main and record.spec.qkv:  # this pass's rows only, keys before caching
-            record.keep("q", record.q, q)
+        if main and (record.spec.qkv or record.qk_scores):  # this pass's rows only, keys
+            record.keep("q", record.q, q)  # before caching
             record.keep("k", record.k, k)
+        if main and record.spec.qkv:
             record.keep("v", record.v, v)
         past = 0
         if cache is not None:

@@ -62,9 +62,10 @@ class Recording:
     encoder: Recording | None = None
     causal: bool = True  # whether the "self" family has the causal mask (False: an encoder)
     key_padding: torch.Tensor | None = None  # (B, S) True where the source is padding
-    # the queries after the positional rotation, L × (B, nh, T, hs): not part of a CaptureSpec
-    # (nothing shows them), asked for by a caller that scores earlier queries against later keys
-    want_queries: bool = False
+    # the "self" family's scores are not recorded (nor computed unless the probabilities are):
+    # its queries and keys are, in ``q`` and ``k`` (as with CaptureSpec.qkv), for a caller that
+    # computes QKᵀ/√d from them on demand (the steppers' results, model.step_result.QKScores)
+    qk_scores: bool = False
     # the caller computes the lens's top-k from ``resid`` itself (model.lens, in chunks): the
     # forward pass then leaves ``logit_lens`` None instead of making the whole (L+1, B, T, V)
     defer_lens: bool = False
@@ -72,8 +73,8 @@ class Recording:
     # row is the last position's final residual through ln_f + lm_head), so the pass skips its
     # own unembedding and returns None for the logits (no targets only)
     logits_from_lens: bool = False
-    queries: list[torch.Tensor] = field(default_factory=list)
-    # CaptureSpec.qkv: L × (B, nh, T, hs) queries, keys and values of this pass's positions
+    # CaptureSpec.qkv (q and k also with qk_scores): L × (B, nh, T, hs) queries, keys and
+    # values of this pass's positions
     # (after the positional rotation), and L × (B, T, C) the heads' outputs side by side, after
     # any ablation, before the output projection W_O
     q: list[torch.Tensor] = field(default_factory=list)

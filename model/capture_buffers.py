@@ -9,6 +9,7 @@ import torch
 
 from .capture import Recording
 from .config import CaptureSpec, ModelConfig
+from .step_result import QKScores
 from .topk import topk_rows
 
 #: the least a buffer grows to (a few steps past a short prompt without another copy)
@@ -30,8 +31,13 @@ class CaptureBuffers:
     """
 
     def __init__(self, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], type]],
-                 zeroed: bool = True, rows: int | None = None):
+                 zeroed: bool = True, rows: int | None = None, qk_scores: bool = False,
+                 qk_shown: bool = True):
         self.shapes = shapes  # name -> (full shape, axes that have block-size length, dtype)
+        # the views' "scores" are QKScores of the "q" and "k" arrays (not kept: 0.6 GB for a
+        # GPT-2-small at 1,024 tokens, its queries and keys 75 MB); without ``qk_shown`` the
+        # views have no "q" and "k" of their own (CaptureSpec.qkv is off)
+        self.qk_scores, self.qk_shown = qk_scores, qk_shown
         shape, axes, _ = next(iter(shapes.values()))
         self.block = shape[axes[0]]
         # room for half as many steps again before the first growth (a copy of everything)
@@ -94,6 +100,10 @@ class CaptureBuffers:
             v = a[self._prefix(name, n)]
             v.flags.writeable = False
             out[name] = v
+        if self.qk_scores:
+            out["scores"] = QKScores(out["q"], out["k"])
+            if not self.qk_shown:
+                del out["q"], out["k"]
         return out
 
 
@@ -110,8 +120,6 @@ def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_po
     shapes: dict = {}
     if spec.attention:
         shapes["attention"] = ((L, H, B, B), (2, 3), f32)
-    if spec.scores:
-        shapes["scores"] = ((L, H, B, B), (2, 3), f32)
     if spec.residual:
         shapes["residual"] = ((L + 1, B, C), (1,), f32)
     if spec.sublayers:
@@ -135,15 +143,17 @@ def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_po
         shapes["tok_emb"] = ((B, C), (0,), f32)
         if additive_positions:
             shapes["pos_emb"] = ((B, C), (0,), f32)
-    if spec.qkv:
+    if spec.qkv or spec.scores:  # the scores are computed from the queries and keys
         hs = config.head_size
-        for name in ("q", "k", "v"):
+        for name in ("q", "k", "v") if spec.qkv else ("q", "k"):
             shapes[name] = ((L, H, B, hs), (2,), f32)
+    if spec.qkv:
         shapes["heads"] = ((L, B, C), (1,), f32)
     if spec.logit_lens:
         shapes["lens_ids"] = ((L + 1, B, k), (1,), i64)
         shapes["lens_probs"] = ((L + 1, B, k), (1,), f32)
-    return CaptureBuffers(shapes, zeroed=zeroed, rows=rows)
+    return CaptureBuffers(shapes, zeroed=zeroed, rows=rows, qk_scores=spec.scores,
+                          qk_shown=spec.qkv)
 
 
 def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, lens_k: int,
@@ -156,8 +166,6 @@ def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, le
         _write_lens(bufs, rec, past, lens_k, lens)
     if spec.attention:
         _write_layers(bufs, "attention", past, rec.attn_probs)  # L × (1, H, t, Tk)
-    if spec.scores:
-        _write_layers(bufs, "scores", past, rec.attn_scores)
     if spec.residual:
         _write_layers(bufs, "residual", past, rec.resid)  # (L+1) × (1, t, C)
     if "cross_attention" in bufs.arrays:
@@ -177,13 +185,16 @@ def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, le
         bufs.write("tok_emb", past, to_numpy(rec.tok_emb[0]))  # (t, C)
         if rec.pos_emb is not None and "pos_emb" in bufs.arrays:
             bufs.write("pos_emb", past, to_numpy(rec.pos_emb))
-    if spec.qkv:
+    if "q" in bufs.arrays:  # CaptureSpec.qkv, or the scores' queries and keys (qk_scores)
         for name, tensors in (("q", rec.q), ("k", rec.k), ("v", rec.v)):
+            if name not in bufs.arrays:
+                continue
             arr = bufs.arrays[name]
             for i, x in enumerate(tensors):  # (1, H, t, hs)
                 d, dst = to_numpy(x[0]), arr[i, :, past:past + x.shape[2]]
                 if d.ctypes.data != dst.ctypes.data or d.strides != dst.strides:  # not kept there
                     dst[...] = d
+    if spec.qkv:
         _write_layers(bufs, "heads", past, rec.heads)  # L × (1, t, C)
 
 

@@ -16,7 +16,6 @@ otherwise. Nothing a caller can see changes until it is adopted.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,7 +75,6 @@ class ContextWindow:
         self.valid = False  # the cache (and buffers) hold the window ids[start:]
         self._cache: KVCache | None = None
         self._bufs: CaptureBuffers | None = None
-        self._queries: torch.Tensor | None = None  # (L, H, block, hs) for scores above the diagonal
         self._fork: Fork | None = None
         self._spare: KVCache | None = None  # a second cache, for forks that slide the window
 
@@ -226,22 +224,21 @@ class ContextWindow:
         idx = torch.tensor([new], dtype=torch.long, device=model.device)  # (1, t)
         rec = Recording(spec=spec)  # an explicit recording: never one left attached to the model
         full = past == 0 and len(new) == self.config.block_size
-        # a full window that has slid (start > 0) is never followed by a cached step (any step
-        # or undo moves the start): the queries for scores above the diagonal are not needed
-        rec.want_queries = spec.scores and not (full and self.start)
+        # the scores are not kept: the results compute them from the queries and keys
+        rec.qk_scores = spec.scores
         rec.defer_lens = True  # top-k only, in chunks for a large vocabulary (model.lens)
         # the lens's last row is the next-token logits: one read of the unembedding, not two
         rec.logits_from_lens = spec.logit_lens
         bufs = self._bufs
         if spec.any and bufs is None:
             # a full window writes every entry: no need to zero them; and the model computes
-            # attention and scores straight into these fresh buffers (no result sees them yet),
-            # so the L layers' maps never exist twice (1.2 GB for a GPT-2-small at 1,000 tokens)
+            # attention straight into these fresh buffers (no result sees them yet), so the L
+            # layers' maps never exist twice (0.6 GB for a GPT-2-small at 1,000 tokens)
             t = past + len(new)
             bufs = new_buffers(self.config, spec, self.lens_k, self.model.pe.additive,
                                zeroed=not full, rows=t)
             rec.out = {name: torch.from_numpy(bufs.arrays[name])[:, :, :t, :t].unsqueeze(1)
-                       for name in ("attention", "scores") if name in bufs.arrays}
+                       for name in ("attention",) if name in bufs.arrays}
             # every layer's values are copied in as the pass records them (Recording.keep):
             # the pass never holds all of them besides the buffers (420 MB for GPT-2 at 1,000)
             rec.out.update({name: torch.from_numpy(bufs.arrays[name])[:, :t].unsqueeze(1)
@@ -260,31 +257,12 @@ class ContextWindow:
             self._bufs.make_writable(past)
             self._bufs.reserve(past + len(new))
             store(self._bufs, rec, spec, past, self.lens_k, lens)
-            if rec.want_queries:
-                self._store_future_scores(rec.queries, past, len(new))
         out = to_numpy(logits[0, -1]).copy()  # (V,) kept in the history: nothing else may share it
         out.flags.writeable = False
         return out
 
     def _unembed(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.lm_head(self.model.ln_f(x))
-
-    def _store_future_scores(self, queries: list[torch.Tensor], past: int, t: int) -> None:
-        """Keep the (rotated) queries, and fill the scores of earlier queries against the new
-        keys: score[i, j] = q_i·k_j / √d for j > i, which a cached step needs for the rows
-        computed before it."""
-        cfg = self.config
-        L, H, hs = cfg.n_layer, cfg.n_head, cfg.head_size
-        if self._queries is None:
-            self._queries = torch.zeros((L, H, cfg.block_size, hs), device=self.model.device,
-                                        dtype=self._cache.k.dtype)
-        for i, q in enumerate(queries):  # (1, H, t, hs)
-            self._queries[i, :, past:past + t] = q[0]
-        if past == 0:
-            return  # a full pass recorded every score itself
-        k_new = self._cache.k[:, 0, :, past:past + t]  # (L, H, t, hs), already rotated
-        s = self._queries[:, :, :past] @ k_new.transpose(-2, -1)  # (L, H, past, t)
-        self._bufs.arrays["scores"][:, :, :past, past:past + t] = to_numpy(s / math.sqrt(hs))
 
 
 __all__ = ["ContextWindow", "Fork", "LOOKAHEAD_MAX_BYTES", "inference"]

@@ -284,14 +284,15 @@ class MaskedStepper:
         t = len(ids)
         idx = torch.tensor([ids], dtype=torch.long, device=model.device)
         rec = Recording(spec=spec)
+        rec.qk_scores = spec.scores  # the results compute the scores from the queries and keys
         rec.defer_lens = True  # top-k only (model.lens)
         with inference(model), self._mask_mode():
             logits, _ = model(idx, all_logits=True, record=rec)  # (1, T, V)
             lens = None
             if spec.logit_lens:
-                *lens, _ = lens_topk(lambda x: model.lm_head(model.ln_f(x)),
-                                     rec.resid[-(cfg.n_layer + 1):], cfg.vocab_size,
-                                     self.lens_k)  # (values, indices, first), last row's logits
+                lens = lens_topk(lambda x: model.lm_head(model.ln_f(x)),
+                                 rec.resid[-(cfg.n_layer + 1):], cfg.vocab_size,
+                                 self.lens_k)[:3]  # (values, indices, first); not the logits
             views: dict[str, np.ndarray] = {}
             if spec.any:
                 bufs = new_buffers(cfg, spec, self.lens_k, model.pe.additive, rows=t)

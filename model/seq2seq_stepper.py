@@ -20,7 +20,6 @@ has written ``eos`` (or the target is full) ``step()`` refuses with a sentence a
 """
 from __future__ import annotations
 
-import math
 import operator
 import secrets
 
@@ -88,7 +87,6 @@ class Seq2SeqStepper:
         self._cache: Seq2SeqCache | None = None
         self._valid = 0  # target positions the decoder cache holds
         self._bufs: CaptureBuffers | None = None
-        self._queries: torch.Tensor | None = None  # (L, H, block, hs) for scores above the diagonal
         self._encoder: dict[str, np.ndarray | None] = {}
         self._ablated_from = 0
         self._intact: tuple[tuple[int, ...], np.ndarray] | None = None
@@ -364,7 +362,7 @@ class Seq2SeqStepper:
         model, spec = self.model, self._capture
         idx = torch.tensor([new], dtype=torch.long, device=model.device)
         rec = Recording(spec=spec)
-        rec.want_queries = spec.scores
+        rec.qk_scores = spec.scores  # the results compute the scores from the queries and keys
         if spec.any and self._bufs is None:
             self._bufs = new_buffers(self.config, spec, self.lens_k, model.pe.additive,
                                      rows=past + len(new), source_len=len(self._src))
@@ -374,27 +372,9 @@ class Seq2SeqStepper:
             self._bufs.make_writable(past)
             self._bufs.reserve(past + len(new))
             store(self._bufs, rec, spec, past, self.lens_k)
-            if rec.want_queries:
-                self._store_future_scores(rec.queries, past, len(new))
         out = to_numpy(logits[0, -1]).copy()
         out.flags.writeable = False
         return out
-
-    def _store_future_scores(self, queries: list[torch.Tensor], past: int, t: int) -> None:
-        """Scores of earlier queries against the new keys (above the diagonal), as
-        :meth:`ContextWindow._store_future_scores`: the scores view shows QKᵀ/√d unmasked."""
-        cfg = self.config
-        L, H, hs = cfg.n_layer, cfg.n_head, cfg.head_size
-        if self._queries is None:
-            self._queries = torch.zeros((L, H, cfg.block_size, hs), device=self.model.device,
-                                        dtype=self._cache.decoder.k.dtype)
-        for i, q in enumerate(queries):  # (1, H, t, hs)
-            self._queries[i, :, past:past + t] = q[0]
-        if past == 0:
-            return
-        k_new = self._cache.decoder.k[:, 0, :, past:past + t]  # (L, H, t, hs)
-        s = self._queries[:, :, :past] @ k_new.transpose(-2, -1)  # (L, H, past, t)
-        self._bufs.arrays["scores"][:, :, :past, past:past + t] = to_numpy(s / math.sqrt(hs))
 
     def _encoder_views(self, rec: Recording) -> dict[str, np.ndarray | None]:
         """The encoder's recorded values as read-only numpy arrays (computed once per source)."""

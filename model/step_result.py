@@ -5,6 +5,7 @@ The stepper fills it (its arrays view :mod:`model.capture_buffers`); the GUI rea
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,75 @@ import numpy as np
 from .ablation import NO_ABLATION, Ablation
 from .config import ModelConfig, SampleConfig
 from .sampling import Distribution, next_token
+
+
+class QKScores:
+    """(L, H, T, Tk) scores QKᵀ/√d, computed on demand from the queries and keys the model used
+    (after any positional rotation), instead of kept: at 1,024 tokens a GPT-2-small's scores
+    are 0.6 GB, its queries and keys 75 MB.
+
+    Indexing with whole numbers and slices (``s[layer, head]``, ``s[layer, head, query]``)
+    computes only that part; anything else, ``np.asarray(s)`` and numpy functions compute the
+    whole array (a fresh one each time). ``q`` (L, H, T, hs), ``k`` (L, H, Tk, hs): read-only
+    arrays that stay unchanged (the steppers' capture buffers), so the scores do too.
+    """
+
+    ndim = 4
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, q: np.ndarray, k: np.ndarray):
+        self.q, self.k = q, k
+        self.scale = np.float32(1.0 / math.sqrt(q.shape[-1]))  # as the model scales them
+        self.shape = (*q.shape[:3], k.shape[2])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def _scores(self, q: np.ndarray, k: np.ndarray) -> np.ndarray:
+        out = np.matmul(q, np.swapaxes(k, -1, -2))
+        out *= self.scale
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self._scores(self.q, self.k)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def copy(self) -> np.ndarray:
+        """The whole array, as a new ndarray."""
+        return np.asarray(self)
+
+    def astype(self, dtype, copy: bool = True) -> np.ndarray:
+        return np.asarray(self).astype(dtype, copy=False)
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = index if isinstance(index, tuple) else (index,)
+        simple = (int, np.integer, slice)
+        if len(index) > 4 or not all(isinstance(i, simple) for i in index):
+            return np.asarray(self)[index]
+        index = index + (slice(None),) * (4 - len(index))
+        drop = []  # axes that a whole number removes (kept as length 1 until the product)
+        sel = []
+        for axis, i in enumerate(index):
+            if isinstance(i, slice):
+                sel.append(i)
+                continue
+            n = self.shape[axis]
+            if not -n <= i < n:
+                raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
+            i = int(i) % n
+            sel.append(slice(i, i + 1))
+            drop.append(axis)
+        lh = tuple(sel[:2])
+        out = self._scores(self.q[lh][:, :, sel[2]], self.k[lh][:, :, sel[3]])
+        out = out.reshape([m for a, m in enumerate(out.shape) if a not in drop])
+        return out[()] if out.ndim == 0 else out  # one cell: a number, as numpy gives
+
+    def __repr__(self) -> str:
+        return f"QKScores(shape={self.shape})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,7 +108,8 @@ class StepResult:
     sample: SampleConfig
     auto_seed: int  # the stepper's own seed: draws use it while sample.seed is None
     attention: np.ndarray | None  # (L, H, T, T) softmax probabilities, exactly 0 above the diagonal
-    scores: np.ndarray | None  # (L, H, T, T) QKᵀ/√d before the mask
+    # (L, H, T, T) QKᵀ/√d before the mask: from a stepper, a QKScores (computed on demand)
+    scores: np.ndarray | QKScores | None
     residual: np.ndarray | None  # (L+1, T, C) after the embedding and after each block
     attn_out: np.ndarray | None  # (L, T, C) attention sublayer output before it is added
     mlp_out: np.ndarray | None  # (L, T, C) FFN sublayer output before it is added

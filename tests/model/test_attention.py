@@ -652,31 +652,39 @@ def test_cuda_paths_agree_with_cpu(pos_kind, norm):
         torch.testing.assert_close(logits.cpu(), ref[:, start:start + n], atol=1e-4, rtol=1e-4)
 
 
-# -- queries ------------------------------------------------------------------------------------
+# -- queries and keys for the scores -----------------------------------------------------------
 @pytest.mark.parametrize("pos_kind", POS_KINDS)
-def test_recorded_queries_with_the_cached_keys_give_the_scores(pos_kind):
-    """Queries are recorded after the positional rotation, on request only (a caller scoring
-    earlier queries against later keys, e.g. model.context_window)."""
+def test_recorded_queries_and_keys_give_the_scores(pos_kind):
+    """With qk_scores a recording keeps the queries and keys after the positional rotation
+    (the ones the model used) instead of the self-attention scores: QKᵀ/√d from them equals the
+    scores a plain recording keeps, for a pass and for a cached pass after it (a caller such as
+    model.context_window scores earlier queries against later keys)."""
     model = make_model(pos_kind).eval()
     idx = tokens(b=1)
     cache = model.new_cache()
     hs = model.config.head_size
     with torch.no_grad():
-        first = Recording(spec=CaptureSpec(scores=True), want_queries=True)
+        first = Recording(spec=CaptureSpec(scores=True), qk_scores=True)
         model(idx[:, :7], cache=cache, record=first)
-        second = Recording(spec=CaptureSpec(scores=True), want_queries=True)
+        second = Recording(spec=CaptureSpec(scores=True), qk_scores=True)
         logits, _ = model(idx[:, 7:], cache=cache, record=second)
         plain = Recording(spec=CaptureSpec(scores=True))
         again = model(idx[:, 7:], cache=_refilled(model, idx[:, :7]), record=plain)[0]
-    assert plain.queries == [] and len(second.queries) == model.config.n_layer
+    assert plain.q == [] and len(second.q) == len(second.k) == model.config.n_layer
+    assert first.attn_scores == [] and second.attn_scores == [] and second.v == []
+    assert len(second.attn_probs) == model.config.n_layer  # the probabilities are still kept
     torch.testing.assert_close(logits, again, rtol=0, atol=0)  # recording them changes nothing
+    full = Recording(spec=CaptureSpec(scores=True))
+    with torch.no_grad():
+        model(idx, record=full)
     for layer in range(model.config.n_layer):
-        q = torch.cat([first.queries[layer], second.queries[layer]], dim=2)  # (1, nh, T, hs)
+        q = torch.cat([first.q[layer], second.q[layer]], dim=2)  # (1, nh, T, hs)
+        k = torch.cat([first.k[layer], second.k[layer]], dim=2)
         assert q.shape == (1, model.config.n_head, T, hs) and not q.requires_grad
-        k = cache.k[layer, :, :, :T]
+        torch.testing.assert_close(k, cache.k[layer, :, :, :T])  # the keys the cache holds
         scores = q @ k.transpose(-2, -1) / math.sqrt(hs)  # every query against every key
-        torch.testing.assert_close(scores[:, :, 7:], second.attn_scores[layer])
-        torch.testing.assert_close(scores[:, :, :7, :7], first.attn_scores[layer])
+        torch.testing.assert_close(scores[:, :, 7:], plain.attn_scores[layer])
+        torch.testing.assert_close(scores, full.attn_scores[layer])
 
 
 def _refilled(model, idx):

@@ -2,6 +2,8 @@
 a result can see, and ``store`` copying one recorded pass into them exactly."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 from model.capture import capture
 from model.capture_buffers import CaptureBuffers, new_buffers, store
 from model.config import CAPTURE_ALL, CaptureSpec, ModelConfig
+from model.step_result import QKScores
 from model.transformer import GPT
 
 
@@ -28,8 +31,17 @@ def test_new_buffers_hold_what_the_spec_asks_for():
     assert only.arrays["attention"].shape == (2, 2, 8, 8)
     assert only.arrays["lens_ids"].shape == (3, 8, 3) and only.arrays["lens_ids"].dtype == np.int64
     full = new_buffers(cfg, CAPTURE_ALL, lens_k=3, additive_positions=True)
-    assert {"scores", "residual", "attn_out", "mlp_out", "ffn", "pos_emb", "norm_stats"} \
-        <= set(full.arrays)
+    assert {"q", "k", "v", "heads", "residual", "attn_out", "mlp_out", "ffn", "pos_emb",
+            "norm_stats"} <= set(full.arrays)
+    # the scores are not kept: the views compute them from the queries and keys
+    assert "scores" not in full.arrays and isinstance(full.views(3)["scores"], QKScores)
+    assert {"q", "k"} <= set(full.views(3))
+    scores_only = new_buffers(cfg, dataclasses.replace(CaptureSpec.nothing(), scores=True),
+                              lens_k=3, additive_positions=False)
+    assert set(scores_only.arrays) == {"q", "k"}  # no values, no heads' outputs
+    assert scores_only.arrays["q"].shape == (2, 2, 8, cfg.head_size)
+    views = scores_only.views(5)
+    assert set(views) == {"scores"} and views["scores"].shape == (2, 2, 5, 5)
     assert full.arrays["ffn"].shape == (2, 8, cfg.n_ffn)
     n_norms = 2 * cfg.n_layer + (1 if cfg.norm == "pre" else 0)  # ln_1, ln_2 each, final norm
     assert full.arrays["norm_stats"].shape == (n_norms, 8, 2)
@@ -73,11 +85,14 @@ def test_store_copies_a_recorded_pass_exactly(pos_kind):
            "residual": torch.stack(rec.resid)[:, 0].numpy(),
            "ffn": torch.stack(rec.ffn_hidden)[:, 0].numpy(),
            "tok_emb": rec.tok_emb[0].numpy()}
+    scores = torch.stack(rec.attn_scores)[:, 0].numpy()
     lens = torch.softmax(rec.logit_lens[:, 0], dim=-1).topk(2)
     store(bufs, rec, CAPTURE_ALL, past=0, lens_k=2)
     v = bufs.views(5)
     for name, want in ref.items():
         np.testing.assert_array_equal(v[name], want)
+    # the scores from the stored queries and keys: those the pass computed
+    np.testing.assert_allclose(np.asarray(v["scores"]), scores, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(v["lens_probs"], lens.values.numpy())
     assert rec.attn_probs == [None, None]  # dropped from the recording once copied
     assert ("pos_emb" in v) == (pos_kind == "learned")

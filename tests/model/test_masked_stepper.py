@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from model.ablation import Ablation
+from model.capture import capture
 from model.checkpoints import load_checkpoint
 from model.config import CAPTURE_ALL, CaptureSpec, ModelConfig, SampleConfig
 from model.masked_stepper import EMPTY_TEXT_NOTE, MaskedStepper
@@ -202,3 +203,24 @@ def test_head_ranking_equals_single_head_ablations(stepper, shipped, mode, causa
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x.astype(np.float64) - x.max())
     return e / e.sum()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_scores_equal_a_recorded_pass(stepper, shipped, causal):
+    """The encoder's scores (computed on demand from its queries and keys) equal the QKᵀ/√d a
+    recorded pass of the same input keeps, bidirectional and under the causal view."""
+    r = stepper.set_causal_view(True) if causal else stepper.result
+    model = shipped.model
+    before = [b.attn.causal for b in model.h]
+    try:
+        for b in model.h:
+            b.attn.causal = causal
+        with torch.no_grad(), capture(model, CAPTURE_ALL) as rec:
+            model.eval()(torch.tensor([[int(i) for i in r.ids]]))
+    finally:
+        for b, c in zip(model.h, before, strict=True):
+            b.attn.causal = c
+    want = torch.stack(rec.attn_scores)[:, 0].numpy()
+    assert r.scores.shape == want.shape
+    np.testing.assert_allclose(np.asarray(r.scores), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(r.scores[2, 3], want[2, 3], rtol=1e-5, atol=1e-5)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from model.config import SampleConfig
+from model.step_result import QKScores
 from model.stepper import Stepper
 from tests.model.test_stepper import make_model
 
@@ -68,3 +69,28 @@ def test_tokens_and_pieces_come_from_the_tokenizer():
     assert r.tokens == ["a", " ", "b", "\n", "c"] == tok.token_strs(r.ids)
     assert r.pieces == ["a", "\u2423", "b", "\u21b5", "c"] == tok.token_pieces(r.ids)
     assert r.text == "a b\nc"
+
+
+def test_qk_scores_compute_any_part_as_the_whole_array_has_it():
+    """QKScores: QKᵀ/√d on demand; a head's slice, a row, a cell and numpy's own indexing give
+    what the whole array (numpy's product as the reference) holds there."""
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((3, 2, 5, 4)).astype(np.float32)
+    k = rng.standard_normal((3, 2, 6, 4)).astype(np.float32)
+    s = QKScores(q, k)
+    ref = np.einsum("lhqd,lhkd->lhqk", q.astype(np.float64), k.astype(np.float64)) / 2.0
+    assert s.shape == (3, 2, 5, 6) and len(s) == 3 and s.ndim == 4 and s.dtype == np.float32
+    whole = np.asarray(s)
+    assert whole.dtype == np.float32 and whole.shape == s.shape
+    np.testing.assert_allclose(whole, ref, rtol=1e-5, atol=1e-6)
+    for index in (1, (1, 0), (-1, 1, 2), (0, 1, slice(1, 4)), (2, slice(None), 3, slice(0, 6, 2)),
+                  (0, 1, 4, 5), (slice(1, None), 0), (1, 0, [0, 2]), (Ellipsis, 0),
+                  (np.int64(2), np.int64(1))):
+        got = s[index]
+        np.testing.assert_allclose(got, ref[index], rtol=1e-5, atol=1e-6)
+        assert np.shape(got) == np.shape(ref[index]), index
+    assert isinstance(s[0, 1, 4, 5], np.float32)
+    with pytest.raises(IndexError):
+        s[3]
+    np.testing.assert_allclose(np.where(np.ones((5, 6), bool), s, 0), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(s.copy(), whole)

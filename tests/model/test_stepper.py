@@ -11,7 +11,7 @@ import torch
 from model.capture import capture
 from model.config import CAPTURE_ALL, CAPTURE_NOTHING, CaptureSpec, ModelConfig, SampleConfig
 from model.sampling import distribution_for, sample_from, uniform_for
-from model.step_result import StepResult
+from model.step_result import QKScores, StepResult
 from model.stepper import EMPTY_PROMPT_NEWLINE, Stepper, generate_text
 from model.tokenizer import CharTokenizer, UnknownCharactersError
 from model.transformer import GPT
@@ -601,3 +601,32 @@ def test_logit_lens_topk_matches_torch_topk(vocab, k):
     assert ids.dtype == torch.long and ids.shape == ref.indices.shape
     if 4 < vocab <= 1024 and k > 1:  # our path (larger vocabularies use torch.topk's order)
         assert ids[0, 0, :2].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("pos_kind", POS_KINDS)
+def test_scores_come_from_the_queries_and_keys_as_a_full_pass_has_them(pos_kind):
+    """A result's scores are not kept but computed from the captured (rotated) queries and keys:
+    the whole array and each head's slice equal a full pass's recorded QKᵀ/√d (as the stored
+    scores did: a cached step's rows differ from a full pass's by rounding), above the diagonal
+    too, after cached steps, a slid window and an undo; an older result's
+    scores never change; without CaptureSpec.qkv the queries and keys are not shown."""
+    model, tok = make_model(pos_kind, block_size=8)
+    spec = dataclasses.replace(CAPTURE_ALL, qkv=False)
+    st = Stepper(model, tok, SEEDED, capture=spec)
+    first = st.set_prompt("abcab")
+    kept = np.asarray(first.scores).copy()
+    for r in (first, st.step(), st.step(), st.step(), st.step(), st.back()):  # 5 … 9 tokens
+        assert isinstance(r.scores, QKScores) and r.q is None and r.k is None
+        rec, _ = full_forward(model, [int(i) for i in r.ids])
+        want = torch.stack(rec.attn_scores)[:, 0].numpy()  # (L, H, T, T)
+        assert r.scores.shape == want.shape
+        np.testing.assert_allclose(np.asarray(r.scores), want, rtol=1e-5, atol=ATOL)
+        for layer in range(model.config.n_layer):
+            for head in range(model.config.n_head):
+                np.testing.assert_allclose(r.scores[layer, head], want[layer, head],
+                                           rtol=1e-5, atol=ATOL)
+                np.testing.assert_allclose(r.scores[layer, head],  # a head's own product
+                                           np.asarray(r.scores)[layer, head], rtol=1e-6)
+        np.testing.assert_allclose(r.scores[1, 0, r.T - 1], want[1, 0, -1], rtol=1e-5,
+                                   atol=ATOL)
+    np.testing.assert_array_equal(np.asarray(first.scores), kept)

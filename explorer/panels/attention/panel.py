@@ -510,8 +510,9 @@ class AttentionPanel(LiveRedraw, QWidget):
         return m
 
     def _source(self, r) -> np.ndarray | None:
-        """(L, H, T, T) array the current stage reads from (scores for both score stages;
-        the all-heads mosaic shows the softmax weights behind a number stage)."""
+        """(L, H, T, T) array the current stage reads from (scores for both score stages, a
+        QKScores from a stepper: index one head's slice; the all-heads mosaic shows the softmax
+        weights behind a number stage)."""
         attention, scores = r.family_maps(self.family)
         return scores if self.stage in ("masked", "scores") else attention
 
@@ -642,6 +643,7 @@ class AttentionPanel(LiveRedraw, QWidget):
         src = self._source(r)
         if src is None:
             return None
+        src = np.asarray(src)  # every head: the whole array (scores are computed on demand)
         if self.average:
             src = src.mean(axis=1, keepdims=True)  # (L, 1, T, Tk)
         L, H, T, Tk = src.shape
