@@ -63,6 +63,14 @@ def finish(qtbot, p: TrainingPanel, timeout: int = 60000):
     return blocker.args[0]
 
 
+def start_and_finish(qtbot, p: TrainingPanel, timeout: int = 60000):
+    """Start a run and wait for its end, listening before it starts: a short run can end while
+    ``start`` is still waiting for ``run_started``."""
+    with qtbot.waitSignal(p.run_finished, timeout=timeout) as blocker:
+        start(qtbot, p)
+    return blocker.args[0]
+
+
 def stop_and_wait(qtbot, p: TrainingPanel):
     with qtbot.waitSignal(p.run_finished, timeout=30000) as blocker:
         p.stop()
@@ -116,8 +124,7 @@ def test_continue_training_resumes_the_step_count(qtbot, panel):
     from model.checkpoints import load_checkpoint
 
     configure(panel, steps=30)
-    start(qtbot, panel)
-    first = finish(qtbot, panel)
+    first = start_and_finish(qtbot, panel)
     assert first.ok and first.step == 30
     with qtbot.waitSignal(panel.session.model_changed, timeout=10000):
         panel.session.load_checkpoint(first.checkpoint)
@@ -160,8 +167,7 @@ def test_an_exception_in_the_training_thread_is_shown_and_the_app_keeps_working(
     assert "injected failure" in panel.status.text()
     monkeypatch.setattr(training_worker.TrainingWorker, "_on_step", original)
     configure(panel, steps=10)
-    start(qtbot, panel)
-    assert finish(qtbot, panel).ok
+    assert start_and_finish(qtbot, panel).ok
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(qtbot, panel,
@@ -215,8 +221,7 @@ def test_film_strip_keeps_the_snapshots_and_the_slider_replays_them(qtbot, panel
     from model import tasks
 
     configure(panel, steps=40, attention_every=5)
-    start(qtbot, panel)
-    finish(qtbot, panel)
+    start_and_finish(qtbot, panel)
     film = panel.film
     assert film.frame_count == 9  # the start and every 5 steps
     assert [s for s, _ in film.frames] == list(range(0, 41, 5))
@@ -239,8 +244,7 @@ def test_a_tiny_model_learns_the_copy_task(qtbot, panel):
     # rotary positions make "look n tokens back" cheap to learn: the loss falls within 300 steps
     configure(panel, steps=300, layers=2, heads=2, width=32, block=32, batch=16, lr=1e-2,
               pos="rotary")
-    start(qtbot, panel)
-    result = finish(qtbot, panel, timeout=80000)
+    result = start_and_finish(qtbot, panel, timeout=80000)
     evals = panel.loss_view.evals()  # step, train, validation
     assert result.ok and evals[0, 0] == 0 and evals[-1, 0] == 300
     counts = np.array(list(Counter(panel._spec.corpus.text).values()), dtype=float)
@@ -361,8 +365,7 @@ def test_training_with_a_byte_level_bpe_saves_a_bpe_model(qtbot, panel, tmp_path
     f.tokens.setCurrentIndex(f.tokens.findData("bpe"))
     f.bpe_vocab.setValue(300)
     assert f.values().tokenizer == "bpe:300"
-    start(qtbot, panel)
-    result = finish(qtbot, panel)
+    result = start_and_finish(qtbot, panel)
     assert result.ok, result
     ck = load_checkpoint(panel.last_checkpoint)
     assert isinstance(ck.tokenizer, BPETokenizer)
