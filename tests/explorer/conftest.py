@@ -153,3 +153,22 @@ def count_forwards():
     yield attach
     for h in handles:
         h.remove()
+
+
+@pytest.fixture
+def training_panel(qtbot, tmp_path):
+    """A Training dock on its own session; it must stop its run and its thread at the end."""
+    from explorer.panels.training.panel import TrainingPanel
+    from explorer.session import Session
+
+    session = Session(device="cpu")
+    p = TrainingPanel(session, runs_dir=tmp_path / "runs")
+    qtbot.addWidget(p)
+    p.auto_measure = False  # no background timing runs competing with the tests' training
+    p.resize(1000, 750)
+    p.show()
+    yield p
+    assert p.shutdown(5000)
+    if p.run is not None:
+        assert p.run.thread.isFinished(), "training thread still running"
+    session.close()

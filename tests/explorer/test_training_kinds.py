@@ -13,22 +13,11 @@ import pytest
 from explorer.panels.training.film_strip import composite
 from explorer.panels.training.panel import TrainingPanel
 from explorer.panels.training.setup import KIND_SOURCES, SEQ2SEQ_PRESETS
-from explorer.session import Session
 
 
 @pytest.fixture
-def panel(qtbot, tmp_path):
-    session = Session(device="cpu")
-    p = TrainingPanel(session, runs_dir=tmp_path / "runs")
-    qtbot.addWidget(p)
-    p.auto_measure = False  # no background timing runs competing with the tests' training
-    p.resize(1000, 750)
-    p.show()
-    yield p
-    assert p.shutdown(5000)
-    if p.run is not None:
-        assert p.run.thread.isFinished(), "training thread still running"
-    session.close()
+def panel(training_panel):
+    return training_panel
 
 
 def sources(p: TrainingPanel) -> list[str]:

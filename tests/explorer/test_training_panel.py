@@ -8,22 +8,11 @@ import numpy as np
 import pytest
 
 from explorer.panels.training.panel import TrainingPanel
-from explorer.session import Session
 
 
 @pytest.fixture
-def panel(qtbot, tmp_path):
-    session = Session(device="cpu")
-    p = TrainingPanel(session, runs_dir=tmp_path / "runs")
-    qtbot.addWidget(p)
-    p.auto_measure = False  # no background timing runs competing with the tests' training
-    p.resize(1000, 750)
-    p.show()
-    yield p
-    assert p.shutdown(5000)
-    if p.run is not None:
-        assert p.run.thread.isFinished(), "training thread still running"
-    session.close()
+def panel(training_panel):
+    return training_panel
 
 
 def configure(p: TrainingPanel, *, task: str = "copy", steps: int = 100_000, layers: int = 1,
