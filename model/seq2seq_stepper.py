@@ -20,7 +20,6 @@ has written ``eos`` (or the target is full) ``step()`` refuses with a sentence a
 """
 from __future__ import annotations
 
-import operator
 import secrets
 
 import numpy as np
@@ -32,6 +31,7 @@ from .capture_buffers import CaptureBuffers, new_buffers, store, to_numpy
 from .config import CAPTURE_ALL, CAPTURE_NOTHING, CaptureSpec, ModelConfig, SampleConfig
 from .context_window import inference
 from .encoder_decoder import EncoderDecoder, Seq2SeqCache
+from .generation_history import GenerationHistory
 from .sampling import Distribution, next_token
 from .step_result import StepResult
 from .tokenizer import Tokenizer
@@ -54,8 +54,10 @@ def _stack(tensors: list[torch.Tensor]) -> np.ndarray | None:
     return _readonly(to_numpy(torch.stack([t[0] for t in tensors])).copy())
 
 
-class Seq2SeqStepper:
+class Seq2SeqStepper(GenerationHistory):
     """Steps an encoder-decoder's target one token at a time; see the module docstring."""
+
+    NOTHING_GENERATED = "no target token has been generated yet"
 
     def __init__(self, model: EncoderDecoder, tokenizer: Tokenizer,
                  sample: SampleConfig = DEFAULT_SAMPLE, capture: CaptureSpec = CAPTURE_ALL,
@@ -99,10 +101,6 @@ class Seq2SeqStepper:
         return self._capture
 
     @property
-    def seed(self) -> int:
-        return self.sample.seed if self.sample.seed is not None else self.auto_seed
-
-    @property
     def ids(self) -> list[int]:
         """The target so far: ``bos`` and the generated tokens."""
         return list(self._ids)
@@ -125,23 +123,14 @@ class Seq2SeqStepper:
         return self._source
 
     @property
-    def n_generated(self) -> int:
-        return max(0, len(self._ids) - 1)
+    def _prompt_len(self) -> int:
+        return 1  # bos
 
     @property
     def finished(self) -> bool:
         """The last token is ``eos`` or the target is full: ``step()`` refuses."""
         return bool(self._ids) and (self._ids[-1] == self.config.eos_id and len(self._ids) > 1
                                     or len(self._ids) >= self.config.block_size)
-
-    def draw_index(self, position: int) -> int:
-        return self._draws.get(position, 0)
-
-    def logits_at(self, n_generated: int) -> np.ndarray:
-        if not 0 <= n_generated < len(self._logits):
-            raise ValueError(f"no logits after {n_generated!r} generated tokens: there are "
-                             f"{self.n_generated}")
-        return self._logits[n_generated]
 
     # -- public actions -------------------------------------------------------------------------
     def set_prompt(self, text: str, errors: str = "strict") -> StepResult:
@@ -184,49 +173,7 @@ class Seq2SeqStepper:
             self._ids.pop()
             self._valid = 0
             raise
-        prob, rank = float(dist.probs[tok]), dist.rank_of(tok)
-        self._logits.append(logits)
-        self._probs.append(prob)
-        self._ranks.append(rank)
-        self._forced.append(force is not None)
-        return self._publish(chosen=tok, chosen_prob=prob, chosen_rank=rank,
-                             forced=force is not None, chosen_draw=draw)
-
-    def back(self) -> StepResult:
-        self._need_prompt()
-        if self.n_generated == 0:
-            raise ValueError("nothing to undo: no target token has been generated yet")
-        self._shrink(self.n_generated - 1)
-        return self._publish()
-
-    def rewind_to(self, n_generated: int) -> StepResult:
-        self._need_prompt()
-        n_generated = operator.index(n_generated)
-        if not 0 <= n_generated <= self.n_generated:
-            raise ValueError(f"cannot rewind to {n_generated!r} generated tokens: there are "
-                             f"{self.n_generated}")
-        self._shrink(n_generated)
-        return self._publish()
-
-    def reset(self) -> StepResult:
-        """Back to ``bos`` (the source stays encoded)."""
-        return self.rewind_to(0)
-
-    def resample(self) -> StepResult:
-        self._need_prompt()
-        if self.n_generated == 0:
-            raise ValueError("nothing to resample: no target token has been generated yet")
-        self._shrink(self.n_generated - 1)
-        pos = len(self._ids)
-        self._draws[pos] = self.draw_index(pos) + 1
-        return self.step()
-
-    def redistribute(self, sample: SampleConfig) -> StepResult:
-        if not isinstance(sample, SampleConfig):
-            raise TypeError(f"expected a SampleConfig, got {type(sample).__name__}")
-        self.sample = sample
-        self._need_prompt()
-        return self._publish()
+        return self._chose(tok, dist, logits, force is not None, draw)
 
     def set_capture(self, capture: CaptureSpec) -> StepResult | None:
         self._capture = capture
@@ -327,7 +274,8 @@ class Seq2SeqStepper:
         nxt = next_token(self._logits[-1], self.sample, self.auto_seed, pos, self.draw_index(pos))
         return nxt.dist, nxt.draw, nxt.token
 
-    def _shrink(self, n_generated: int) -> None:
+    def _shrink(self, n_generated: int, rebuild: bool = True) -> None:
+        # rebuild: unused (the decoder cache is cut back the same way for every caller)
         n = 1 + n_generated
         del self._ids[n:], self._probs[n_generated:], self._ranks[n_generated:]
         del self._forced[n_generated:], self._logits[n_generated + 1:]

@@ -23,7 +23,6 @@ Nothing a caller can see changes until then.
 """
 from __future__ import annotations
 
-import operator
 import secrets
 from collections.abc import Callable
 
@@ -35,6 +34,7 @@ from .capture import Recording
 from .capture_buffers import to_numpy
 from .config import CAPTURE_ALL, CAPTURE_NOTHING, CaptureSpec, ModelConfig, SampleConfig
 from .context_window import ContextWindow, inference
+from .generation_history import GenerationHistory
 from .sampling import Distribution, next_token
 from .step_result import StepResult
 from .tokenizer import Tokenizer
@@ -52,7 +52,7 @@ def _start_ids(tokenizer: Tokenizer) -> tuple[list[int], str]:
     return ids, EMPTY_PROMPT_TOKEN0.format(tokenizer.token_str(ids[0]))
 
 
-class Stepper:
+class Stepper(GenerationHistory):
     """Steps generation one token at a time; see the module docstring."""
 
     def __init__(self, model: GPT, tokenizer: Tokenizer, sample: SampleConfig = DEFAULT_SAMPLE,
@@ -97,11 +97,6 @@ class Stepper:
         return self._window.capture
 
     @property
-    def seed(self) -> int:
-        """The seed in use: the sample config's, or one fixed when the stepper was made."""
-        return self.sample.seed if self.sample.seed is not None else self.auto_seed
-
-    @property
     def ids(self) -> list[int]:
         return list(self._ids)
 
@@ -114,19 +109,8 @@ class Stepper:
         return self.tokenizer.decode(self._ids[:self._n_prompt])
 
     @property
-    def n_generated(self) -> int:
-        return len(self._ids) - self._n_prompt
-
-    def draw_index(self, position: int) -> int:
-        return self._draws.get(position, 0)
-
-    def logits_at(self, n_generated: int) -> np.ndarray:
-        """The next-token logits kept after the first ``n_generated`` generated tokens: what
-        the token at that place was drawn from (the model as it ran then)."""
-        if not 0 <= n_generated < len(self._logits):
-            raise ValueError(f"no logits after {n_generated!r} generated tokens: there are "
-                             f"{self.n_generated}")
-        return self._logits[n_generated]
+    def _prompt_len(self) -> int:
+        return self._n_prompt
 
     # -- public actions -------------------------------------------------------------------------
     def set_prompt(self, text: str, errors: str = "strict") -> StepResult:
@@ -171,53 +155,7 @@ class Stepper:
             self._ids.pop()
             self._window.invalidate()
             raise
-        prob, rank = float(dist.probs[tok]), dist.rank_of(tok)
-        self._logits.append(logits)
-        self._probs.append(prob)
-        self._ranks.append(rank)
-        self._forced.append(force is not None)
-        return self._publish(chosen=tok, chosen_prob=prob, chosen_rank=rank,
-                             forced=force is not None, chosen_draw=draw)
-
-    def back(self) -> StepResult:
-        """Undo the last generated token (ValueError if there is none)."""
-        self._need_prompt()
-        if self.n_generated == 0:
-            raise ValueError("nothing to undo: no token has been generated after the prompt")
-        self._shrink(self.n_generated - 1)
-        return self._publish()
-
-    def rewind_to(self, n_generated: int) -> StepResult:
-        """Keep only the first ``n_generated`` generated tokens."""
-        self._need_prompt()
-        n_generated = operator.index(n_generated)
-        if not 0 <= n_generated <= self.n_generated:
-            raise ValueError(f"cannot rewind to {n_generated!r} generated tokens: there are "
-                             f"{self.n_generated}")
-        self._shrink(n_generated)
-        return self._publish()
-
-    def reset(self) -> StepResult:
-        """Back to the prompt."""
-        return self.rewind_to(0)
-
-    def resample(self) -> StepResult:
-        """Undo the last token and draw it again with the next draw index for its position."""
-        self._need_prompt()
-        if self.n_generated == 0:
-            raise ValueError("nothing to resample: no token has been generated after the prompt")
-        self._shrink(self.n_generated - 1, rebuild=False)  # step() runs the window once
-        pos = len(self._ids)
-        self._draws[pos] = self.draw_index(pos) + 1
-        return self.step()
-
-    def redistribute(self, sample: SampleConfig) -> StepResult:
-        """New sampling settings for the next token, from the cached logits: no forward pass."""
-        if not isinstance(sample, SampleConfig):
-            raise TypeError(f"expected a SampleConfig, got {type(sample).__name__}")
-        self.sample = sample
-        self._need_prompt()
-        return self._publish()
+        return self._chose(tok, dist, logits, force is not None, draw)
 
     def set_capture(self, capture: CaptureSpec) -> StepResult | None:
         """Change what is recorded; the window is run again once so the result has it."""
