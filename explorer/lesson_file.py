@@ -200,10 +200,7 @@ def _slide(d: object, where: str) -> Slide:
     if steps and seed is None and temperature != 0:
         raise LessonError(f"{where}: \"steps\" draws tokens at random: set sampling.seed (or "
                           f"temperature 0) so the slide replays the same tokens")
-    panel = _str(d, "panel", where) or "next token"
-    if panel not in PANELS:
-        raise LessonError(f"{where}: \"panel\" must be one of {', '.join(PANELS)}; got "
-                          f"{panel!r}")
+    panel = _choice(d, "panel", where, PANELS, "next token")
     view = _str(d, "view", where)
     if view and PANELS[panel] and view not in PANELS[panel]:
         raise LessonError(f"{where}: \"view\" of the {panel} panel must be one of "
@@ -213,14 +210,8 @@ def _slide(d: object, where: str) -> Slide:
     if head is not None and not (_is_int(head) and 0 <= head < 4096):
         raise LessonError(f"{where}: \"head\" must be a head number >= 0 (or null for the mean "
                           f"of the heads), got {head!r}")
-    stage = _str(d, "stage", where) or "probs"
-    if stage not in STAGES:
-        raise LessonError(f"{where}: \"stage\" must be one of {', '.join(STAGES)}; got "
-                          f"{stage!r}")
-    family = _str(d, "family", where)
-    if family and family not in FAMILIES:
-        raise LessonError(f"{where}: \"family\" must be one of {', '.join(FAMILIES)} (an "
-                          f"encoder-decoder's attention); got {family!r}")
+    stage = _choice(d, "stage", where, STAGES, "probs")
+    family = _choice(d, "family", where, FAMILIES, "", " (an encoder-decoder's attention)")
     mask = d.get("mask", [])
     if not isinstance(mask, list) or not all(_is_int(x) and 0 <= x < 4096 for x in mask):
         raise LessonError(f"{where}: \"mask\" must be a list of token positions (whole numbers "
@@ -321,6 +312,16 @@ def _str(d: dict, key: str, where: str, required: bool = False) -> str:
         raise LessonError(f"{where}: \"{key}\" must be a string, got {_kind(v)}")
     if required and not v and key != "prompt":
         raise LessonError(f"{where}: \"{key}\" must not be empty")
+    return v
+
+
+def _choice(d: dict, key: str, where: str, choices, default: str, what: str = "") -> str:
+    """A string field that must be one of ``choices``; missing or "" gives ``default`` ("" is
+    accepted as the default, for a field whose absence means "not set")."""
+    v = _str(d, key, where) or default
+    if v and v not in choices:
+        raise LessonError(f"{where}: \"{key}\" must be one of {', '.join(choices)}{what}; got "
+                          f"{v!r}")
     return v
 
 
