@@ -13,9 +13,22 @@ import operator
 
 import numpy as np
 
-from .config import SampleConfig
+from .config import ModelConfig, SampleConfig
 from .sampling import Distribution
 from .step_result import StepResult
+from .tokenizer import Tokenizer
+
+
+def checked_lens_k(config: ModelConfig, tokenizer: Tokenizer, lens_k: int) -> int:
+    """What every stepper (decoder, encoder-decoder, masked encoder) checks of what it is given:
+    the tokenizer belongs to the model, and the logit lens' top-k is a whole number >= 1.
+    Returns the top-k, at most the vocabulary."""
+    if tokenizer.vocab_size != config.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's "
+                         f"vocabulary has {config.vocab_size}: they do not belong together")
+    if not isinstance(lens_k, int) or lens_k < 1:
+        raise ValueError(f"lens_k={lens_k!r} must be a whole number >= 1")
+    return min(lens_k, config.vocab_size)
 
 
 class GenerationHistory:
@@ -124,4 +137,4 @@ class GenerationHistory:
         return self._publish()
 
 
-__all__ = ["GenerationHistory"]
+__all__ = ["GenerationHistory", "checked_lens_k"]

@@ -29,6 +29,7 @@ from .capture import Recording
 from .capture_buffers import new_buffers, store, to_numpy
 from .config import CAPTURE_ALL, CAPTURE_NOTHING, CaptureSpec, ModelConfig, SampleConfig
 from .context_window import inference
+from .generation_history import checked_lens_k
 from .lens import lens_topk
 from .sampling import next_token
 from .step_result import StepResult
@@ -48,16 +49,11 @@ class MaskedStepper:
         if cfg.kind != "encoder":
             raise ValueError(f"the masked stepper explores encoder models; this one is a "
                              f"{cfg.kind} (model.stepper.Stepper steps decoders)")
-        if tokenizer.vocab_size != cfg.vocab_size:
-            raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's "
-                             f"vocabulary has {cfg.vocab_size}: they do not belong together")
-        if not isinstance(lens_k, int) or lens_k < 1:
-            raise ValueError(f"lens_k={lens_k!r} must be a whole number >= 1")
         self.model = model
         self.tokenizer = tokenizer
         self.config: ModelConfig = cfg
         self.sample = sample
-        self.lens_k = min(lens_k, cfg.vocab_size)
+        self.lens_k = checked_lens_k(cfg, tokenizer, lens_k)
         self._capture = capture
         self.auto_seed = secrets.randbits(32)  # used while sample.seed is None
         self.result: StepResult | None = None

@@ -31,7 +31,7 @@ from .capture_buffers import CaptureBuffers, new_buffers, store, to_numpy
 from .config import CAPTURE_ALL, CAPTURE_NOTHING, CaptureSpec, ModelConfig, SampleConfig
 from .context_window import inference
 from .encoder_decoder import EncoderDecoder, Seq2SeqCache
-from .generation_history import GenerationHistory
+from .generation_history import GenerationHistory, checked_lens_k
 from .sampling import Distribution, next_token
 from .step_result import StepResult
 from .tokenizer import Tokenizer
@@ -65,16 +65,11 @@ class Seq2SeqStepper(GenerationHistory):
         if model.config.kind != "encoder-decoder":
             raise ValueError(f"the sequence-to-sequence stepper needs an encoder-decoder; this "
                              f"model is a {model.config.kind}")
-        if tokenizer.vocab_size != model.config.vocab_size:
-            raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's "
-                             f"vocabulary has {model.config.vocab_size}: they do not belong together")
-        if not isinstance(lens_k, int) or lens_k < 1:
-            raise ValueError(f"lens_k={lens_k!r} must be a whole number >= 1")
         self.model = model
         self.tokenizer = tokenizer
         self.config: ModelConfig = model.config
         self.sample = sample
-        self.lens_k = min(lens_k, model.config.vocab_size)
+        self.lens_k = checked_lens_k(model.config, tokenizer, lens_k)
         self._capture = capture
         self.auto_seed = secrets.randbits(32)
         self.result: StepResult | None = None

@@ -34,7 +34,7 @@ from .capture import Recording
 from .capture_buffers import to_numpy
 from .config import CAPTURE_ALL, CAPTURE_NOTHING, CaptureSpec, ModelConfig, SampleConfig
 from .context_window import ContextWindow, inference
-from .generation_history import GenerationHistory
+from .generation_history import GenerationHistory, checked_lens_k
 from .sampling import Distribution, next_token
 from .step_result import StepResult
 from .tokenizer import Tokenizer
@@ -61,16 +61,11 @@ class Stepper(GenerationHistory):
             raise ValueError(f"the stepper generates with decoder models; this one is an "
                              f"{model.config.kind} (see model.train_encoders: translate, "
                              "fill_masks)")
-        if tokenizer.vocab_size != model.config.vocab_size:
-            raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's "
-                             f"vocabulary has {model.config.vocab_size}: they do not belong together")
-        if not isinstance(lens_k, int) or lens_k < 1:
-            raise ValueError(f"lens_k={lens_k!r} must be a whole number >= 1")
         self.model = model
         self.tokenizer = tokenizer
         self.config: ModelConfig = model.config
         self.sample = sample
-        self.lens_k = min(lens_k, model.config.vocab_size)
+        self.lens_k = checked_lens_k(model.config, tokenizer, lens_k)
         self.auto_seed = secrets.randbits(32)  # used while sample.seed is None
         self.result: StepResult | None = None
         self._ids: list[int] = []  # the whole text, prompt included, never cropped
