@@ -143,6 +143,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+_GUI_GC = None  # pyqtgraph's GarbageCollector, once started
+
+
+def collect_garbage_in_gui_thread() -> None:
+    """Python's cycle collector off, and run on a 1 s timer in the GUI thread instead.
+
+    Closed windows leave reference cycles of Qt widgets (pyqtgraph's plots and their
+    parentless menus); the automatic collector runs in whichever thread happens to allocate, so
+    it could destroy those widgets in the inference or training thread, which deadlocks or
+    crashes Qt (seen: a QMenu destroyed in the worker while the GUI thread destroyed another).
+    Call once a QApplication exists."""
+    global _GUI_GC
+    if _GUI_GC is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _GUI_GC = GarbageCollector(interval=1.0)
+
+
 def window_size(size: tuple[int, int], scale: float | None) -> tuple[int, int]:
     """The window's size in Qt's (device-independent) pixels for a screen of ``size`` pixels
     scaled by ``scale``: 1920x1080 at 150 % is a 1280x720 window drawn with 1.5 pixels per unit."""
@@ -543,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QEvent, QObject, QTimer, Slot
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
+    collect_garbage_in_gui_thread()
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
     from explorer.look_menu import saved_look

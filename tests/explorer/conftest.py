@@ -172,3 +172,12 @@ def training_panel(qtbot, tmp_path):
     if p.run is not None:
         assert p.run.thread.isFinished(), "training thread still running"
     session.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _garbage_collected_in_the_gui_thread(qapp):
+    """As the app does (explorer.app.collect_garbage_in_gui_thread): the cycle collector must
+    not destroy closed windows' widgets in a worker thread."""
+    from explorer.app import collect_garbage_in_gui_thread
+
+    collect_garbage_in_gui_thread()

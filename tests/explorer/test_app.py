@@ -47,3 +47,29 @@ def test_screenshot_options_for_branches_and_compare_are_checked(capsys):
             raise AssertionError(f"{bad} was accepted")
         err = capsys.readouterr().err.strip().splitlines()
         assert words in err[-1]
+
+
+def test_cycle_collection_runs_only_in_the_gui_thread(qapp, qtbot):
+    """Python's automatic collector is off (it could destroy widgets in a worker thread); the
+    GUI thread's timer collects instead."""
+    import gc
+
+    from explorer.app import collect_garbage_in_gui_thread
+
+    collect_garbage_in_gui_thread()
+    assert not gc.isenabled()
+
+    class Cycle:
+        pass
+
+    c = Cycle()
+    c.me = c
+    gone = []
+    import weakref
+
+    weakref.finalize(c, gone.append, True)
+    del c
+    # past generation 0's threshold (live allocations), so the timer's next check collects
+    keep = [Cycle() for _ in range(1000)]
+    qtbot.waitUntil(lambda: bool(gone), timeout=5000)
+    assert len(keep) == 1000
