@@ -66,6 +66,21 @@ KEYS_HINT = "Space / → / PageDown: next token · ← / PageUp: back · F5: pre
 EDITING_HINT = "Typing in the prompt — press Esc to step with Space / → / PageDown"
 
 
+def text_edit(old: str, new: str, most_cut: int = 256) -> tuple[int, str, str] | None:
+    """How to turn ``old`` into ``new`` by replacing its first ``cut`` characters with ``head``
+    and appending ``tail`` (a step appends a token; a full window also drops the first one and
+    keeps the "…" in front): ``(cut, head, tail)``, or None when ``new`` is not such an edit of
+    ``old`` (with ``cut`` ≤ ``most_cut``) and is better set whole."""
+    heads = ("", "\u2026") if new.startswith("\u2026") else ("",)
+    for head in heads:
+        rest = new[len(head):]
+        for cut in range(min(most_cut, len(old)) + 1):
+            kept = old[cut:]
+            if kept and rest.startswith(kept):
+                return cut, head, rest[len(kept):]
+    return None
+
+
 def qt_spans(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """Spans of ``text`` in Python str indices (code points, as the tokenizer reports them) as
     Qt text positions (UTF-16 code units): a character beyond U+FFFF, such as an emoji, is one
@@ -209,6 +224,7 @@ class PromptPanel(QWidget):
                                   "(select and copy it)")
         self.text_view.setMinimumWidth(120)
         self.text_view.setMinimumHeight(36)
+        self._shown_text = ""  # what text_view holds (see _show_text)
         self.copy_button = QToolButton(self)
         self.copy_button.setText("Copy text")
         self.copy_button.setToolTip("Copy the prompt and the generated text to the clipboard")
@@ -509,10 +525,7 @@ class PromptPanel(QWidget):
         self.strip.show_planned = not result.complete and result.predicted_at is None
         self.strip.set_splits(self._split_chips(result))
         self.strip.set_result(result)
-        text = self.plain_text()
-        if text != self.text_view.toPlainText():
-            self.text_view.setPlainText(text)
-            self.text_view.moveCursor(QTextCursor.MoveOperation.End)
+        self._show_text(self.plain_text())
         r = result
         self._show_ablation(r)
         cfg = r.config or self.session.config
@@ -534,6 +547,29 @@ class PromptPanel(QWidget):
                               f"context {r.T}/{block}")
         if self.session.running:  # follow the newest token while running
             QTimer.singleShot(0, self._scroll_to_end)
+
+    def _show_text(self, text: str) -> None:
+        """Show ``text`` in the plain-text view. A step edits the document (appends its piece;
+        a full window also drops the first token's) instead of rebuilding it: a rebuild lays
+        out the whole text again, a millisecond a step at a few hundred tokens."""
+        shown = self._shown_text
+        if text == shown:
+            return
+        view = self.text_view
+        edit = text_edit(shown, text) if shown else None
+        if edit is None:
+            view.setPlainText(text)
+        else:
+            cut, head, tail = edit
+            cursor = QTextCursor(view.document())
+            if cut or head:  # positions count UTF-16 units, as Qt's do
+                cursor.setPosition(len(shown[:cut].encode("utf-16-le")) // 2,
+                                   QTextCursor.MoveMode.KeepAnchor)
+                cursor.insertText(head)
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            cursor.insertText(tail)
+        self._shown_text = text
+        view.moveCursor(QTextCursor.MoveOperation.End)
 
     def _split_chips(self, r: StepResult | None) -> frozenset[int]:
         """Window indices of the generated tokens where another branch parts from this text."""

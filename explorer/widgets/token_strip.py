@@ -55,7 +55,7 @@ class TokenStrip(QWidget):
         self._chip_h = 0
         self._looks: list[tuple] | None = None  # see _chip_looks; None: to be worked out
         self._colours: list[tuple[QColor, QColor] | None] = []
-        self._fills: dict[float, tuple[QColor, int]] = {}
+        self._fills: dict[float, tuple[QColor, int, QColor, int]] = {}
         self._labels: list[str] = []
         self._layout_width = -1
         self._height = 40
@@ -237,7 +237,7 @@ class TokenStrip(QWidget):
             masked = frozenset(r.masked_positions or ())
             mask_fill = QColor(THEME.accent2)
             mask_fg = text_on(mask_fill)
-            fills = self._fills  # probability -> (colour, rgba): a token keeps its colour
+            fills = self._fills  # probability -> (fill, rgba, text, rgba): a token keeps its look
             for _x, _y, _w, i in self._chips:
                 if i < 0:
                     looks.append((i, self._cropped_text(r) if i == _CROPPED
@@ -246,16 +246,15 @@ class TokenStrip(QWidget):
                     continue
                 generated = i >= n_prompt
                 if generated:
-                    fill_rgba = fills.get(probs[i])
-                    if fill_rgba is None:
+                    look = fills.get(probs[i])
+                    if look is None:
                         if len(fills) > 4096:
                             fills.clear()
                         c = prob_color(probs[i])
-                        fill_rgba = fills[probs[i]] = (c, c.rgba())
-                    fill, rgba = fill_rgba
-                    fg = text_on(fill)
-                    fg_rgba = fg.rgba()
-                elif i in masked:
+                        fg = text_on(c)
+                        look = fills[probs[i]] = (c, c.rgba(), fg, fg.rgba())
+                    fill, rgba, fg, fg_rgba = look
+                elif masked and i in masked:
                     fill, rgba, fg, fg_rgba = mask_fill, mask_fill.rgba(), mask_fg, mask_fg.rgba()
                 else:
                     fill, rgba, fg, fg_rgba = prompt_fill, prompt_rgba, light, light_rgba
@@ -266,7 +265,7 @@ class TokenStrip(QWidget):
                     border = 1
                 elif generated and forced is not None and forced[i]:
                     border = 2
-                elif i in masked:
+                elif masked and i in masked:
                     border = 3
                 else:
                     border = 0

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QTextCursor, QTextDocument
 
-from explorer.panels.prompt import DEBOUNCE_MS, qt_spans
+from explorer.panels.prompt import DEBOUNCE_MS, qt_spans, text_edit
 
 
 def step_and_wait(qtbot, window, fn, timeout=5000):
@@ -41,6 +41,18 @@ def test_step_back_reset_resample_buttons(qtbot, window):
     with qtbot.waitSignal(s.message, timeout=1000) as msg:
         qtbot.mouseClick(p.back_button, Qt.LeftButton)
     assert "undo" in msg.args[0].lower()
+
+
+def test_the_plain_text_view_follows_steps_back_resample_and_reset(qtbot, window):
+    # a step appends its piece to the view's document; Back, Resample and Reset rebuild it
+    p = window.prompt_panel
+    shown = []
+    for fn in [p.step] * 4 + [p.back, p.resample, p.step, p.reset, p.step]:
+        r = step_and_wait(qtbot, window, fn)
+        shown.append(p.text_view.toPlainText())
+        assert shown[-1] == "".join(r.tokens) == p.plain_text()
+    assert len({len(t) for t in shown}) > 3  # the text grew and shrank
+    assert p.text_view.textCursor().atEnd()
 
 
 def test_run_generates_and_stops(qtbot, window):
@@ -173,6 +185,32 @@ def test_qt_spans_select_the_same_characters_in_a_document(qapp, text, data):
     assert cur.selectedText() == text[start:end]
 
 
+_PIECES = st.sampled_from(["a", "b", " the", "\n", "\u00e9", "\U0001F600", "\u2026", "xyz"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_PIECES, max_size=12), st.integers(0, 3), st.lists(_PIECES, max_size=3),
+       st.booleans(), st.booleans())
+def test_text_edit_turns_the_old_text_into_the_new(pieces, drop, added, was_cropped, cropped):
+    old = ("\u2026" if was_cropped else "") + "".join(pieces)
+    new = ("\u2026" if cropped else "") + "".join(pieces[drop:] + added)
+    edit = text_edit(old, new)
+    if edit is not None:
+        cut, head, tail = edit
+        assert head + old[cut:] + tail == new
+    if old and not was_cropped and not cropped and not drop:  # a step: an append
+        assert edit == (0, "", "".join(added))
+
+
+def test_the_text_view_edits_count_utf16_units(qtbot, window):
+    p = window.prompt_panel
+    for old, new in [("\U0001F600ab", "b\U0001F600"), ("x\U0001F600\U0001F600y", "\u2026y z"),
+                     ("\u2026\U0001F600 a\nb", "\u2026 a\nb\U0001F600"), ("abc", "zzz")]:
+        p._show_text(old)
+        p._show_text(new)
+        assert p.text_view.toPlainText().replace("\u2029", "\n") == new
+
+
 def test_empty_prompt_starts_from_newline(qtbot, window):
     s, p = window.session, window.prompt_panel
     with qtbot.waitSignal(s.message, timeout=5000) as msg:
@@ -193,6 +231,10 @@ def test_long_prompt_is_cropped_with_a_notice(qtbot, window):
     assert s.result.cropped == 18 and s.result.T == 32
     assert "cropped" in p.note.text() and "32" in p.note.text()
     assert "context 32/32" in window.context_label.text()
+    for n in (1, 2):  # a full window slides: the text view drops the first token and appends
+        r = step_and_wait(qtbot, window, s.step)
+        assert r.cropped == 18 + n
+        assert p.text_view.toPlainText() == p.plain_text() == "\u2026" + "".join(r.tokens)
 
 
 def test_keypad_enter_runs_like_enter(qtbot, window):
