@@ -275,3 +275,35 @@ def test_context_menu_offers_exports(panel):
     assert {"Export PNG…", "Export SVG…", "Export CSV…"} <= set(texts)
     texts = [a.text() for a in panel.lines.plot.vb.menu.actions()]
     assert "Export SVG…" in texts
+
+
+@pytest.mark.parametrize("stage", ["probs", "scores", "masked"])
+@pytest.mark.parametrize("average", [False, True])
+def test_a_pooled_mosaic_equals_pooling_the_whole_array(panel, monkeypatch, stage, average):
+    # a mosaic too big for one image is pooled one layer at a time (a GPT-2 at 1,024 tokens
+    # would need 0.6 GB copies of the whole array): the same codes as the whole array pooled
+    import explorer.panels.attention.panel as attention_panel
+    from explorer.widgets.plot_helpers import causal_future, mosaic, pool_cells
+
+    r = panel.session.result
+    L, H, T, _ = r.attention.shape
+    monkeypatch.setattr(attention_panel, "MAX_MOSAIC", T * max(L, H) // 3)  # pooled 3×3 (2×2)
+    panel.set_view("grid")
+    panel.set_stage(stage)
+    panel.set_average(average)
+    codes, _values, levels, (_, _, cell, factor) = panel.grid_image(r)
+    assert factor == (2 if average else 3) and cell == -(-T // factor)
+    whole = np.asarray(r.attention if stage == "probs" else r.scores, dtype=np.float32)
+    if average:
+        whole = whole.mean(axis=1, keepdims=True)
+    fut = causal_future(T)
+    if stage != "scores":  # the weights and the masked scores hatch the future
+        whole = np.where(fut, np.float32(np.nan), whole)
+    m = float(np.nanmax(np.abs(whole))) if stage != "probs" else 1.0
+    assert levels == ((0.0, 1.0) if stage == "probs" else (-m, m))
+    pooled = pool_cells(whole, factor, "max" if stage == "probs" else "mean")
+    gone = np.isnan(pooled)
+    want = quantize(np.where(gone, np.float32(levels[0]), pooled), levels)
+    want[gone] = MASKED_CODE
+    np.testing.assert_array_equal(codes, mosaic(want))
+    assert (codes == MASKED_CODE).any() == (stage != "scores")

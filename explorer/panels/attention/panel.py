@@ -643,42 +643,69 @@ class AttentionPanel(LiveRedraw, QWidget):
         src = self._source(r)
         if src is None:
             return None
-        src = np.asarray(src)  # every head: the whole array (scores are computed on demand)
-        if self.average:
-            src = src.mean(axis=1, keepdims=True)  # (L, 1, T, Tk)
         L, H, T, Tk = src.shape
+        if self.average:
+            H = 1
         factor = max(1, math.ceil(max(T, Tk) * max(L, H) / MAX_MOSAIC))
         fut = self._hidden(r, T, Tk)
         masked = self.stage != "scores" and bool(fut.any())
-        if self.stage == "probs":
-            levels = (0.0, 1.0)
-        else:  # symmetric around 0 over what is shown (the mask hides the future)
-            m = float(np.max(np.abs(src), where=~fut if masked else True, initial=0.0)) or 1.0
-            levels = (-m, m)
         if factor == 1:
-            codes = mosaic(quantize(src, levels))  # (L*T, H*Tk) uint8
+            whole = np.asarray(src)  # every head (scores are computed here)
+            if self.average:
+                whole = whole.mean(axis=1, keepdims=True)  # (L, 1, T, Tk)
+            levels = self._grid_levels(self._extent(whole, fut, masked))
+            codes = mosaic(quantize(whole, levels))  # (L*T, H*Tk) uint8
             if masked:
                 np.copyto(codes, np.uint8(MASKED_CODE), where=self._hidden(r, T, Tk, (L, H)))
             cell, cell_w = T, Tk
         else:  # pool: a 12 × 12 × 1024² mosaic would not fit in an image
-            cells = np.where(fut, np.float32(np.nan), src) if masked else src
-            pooled = pool_cells(cells, factor, "max" if self.stage == "probs" else "mean")
+            # one layer at a time (its scores computed, masked and pooled): the whole array
+            # and its masked and padded copies would be 0.6 GB each for a GPT-2 at 1,024 tokens
+            how = "max" if self.stage == "probs" else "mean"
+            pooled, extent = [], []
+            for layer in range(L):
+                cells = np.asarray(src[layer], dtype=np.float32)  # (H, T, Tk)
+                if self.average:
+                    cells = cells.mean(axis=0, keepdims=True)
+                if self.stage != "probs":
+                    extent.append(self._extent(cells, fut, masked))
+                if masked:
+                    cells = np.where(fut, np.float32(np.nan), cells)
+                pooled.append(pool_cells(cells, factor, how))
+            pooled = np.stack(pooled)
+            levels = self._grid_levels(max(extent, default=0.0))
             gone = np.isnan(pooled)
             q = quantize(np.where(gone, np.float32(levels[0]), pooled), levels)
             q[gone] = MASKED_CODE
             cell, cell_w = pooled.shape[-2:]
             codes = mosaic(q)
-        stage = self.stage
+        stage, average = self.stage, self.average
         self._grid_cell_w = cell_w
 
-        def values():
-            v = src if stage != "masked" else np.where(fut, np.float32(-np.inf), src)
+        def values():  # an export's numbers: the whole array, made when asked for
+            v = np.asarray(src, dtype=np.float32)
+            if average:
+                v = v.mean(axis=1, keepdims=True)
+            if stage == "masked":
+                v = np.where(fut, np.float32(-np.inf), v)
             rows = [f"L{li} q{qi}" for li in range(L) for qi in range(T)]
             cols = [f"H{hi} k{ki}" if not self.average else f"mean k{ki}"
                     for hi in range(H) for ki in range(Tk)]
             return mosaic(np.asarray(v, dtype=np.float32)), rows, cols
 
         return codes, values, levels, (L, H, cell, factor)
+
+    @staticmethod
+    def _extent(a: np.ndarray, fut: np.ndarray, masked: bool) -> float:
+        """The largest |value| of ``a`` that the mosaic shows (the mask hides the future)."""
+        return float(np.max(np.abs(a), where=~fut if masked else True, initial=0.0))
+
+    def _grid_levels(self, extent: float) -> tuple[float, float]:
+        """Colour levels of the mosaic: 0..1 for the weights, symmetric around 0 for scores."""
+        if self.stage == "probs":
+            return (0.0, 1.0)
+        m = extent or 1.0
+        return (-m, m)
 
     def _draw_grid(self, r) -> None:
         g = self.grid_image(r)
