@@ -517,3 +517,30 @@ def test_a_deep_encoder_collapses_and_a_click_on_its_collapsed_layers_expands_th
     qtbot.mouseClick(p.view.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(pos.x(), pos.y()))
     assert not p.collapsed and "E3.attn" in p.items
     assert len(p.view.cross_arrows) == 2
+
+
+def test_a_wide_attention_detail_is_max_pooled_and_hover_and_click_still_find_the_head(
+        qtbot, monkeypatch):
+    # a GPT-2's 12 heads at 1,024 tokens would be a 1,024 × 12,288 image: the cells are pooled
+    import explorer.panels.architecture.panel as arch
+    from explorer.widgets.plot_helpers import causal_future, pool_cells
+
+    p = _panel(qtbot, n_layer=2, n_head=3, n_embd=24)
+    r = p.session.result
+    T = r.T
+    monkeypatch.setattr(arch, "MAX_HEADS_IMAGE", 3 * T // 2)  # pooled 2×2
+    _click(qtbot, p, "L1.attn")
+    tq = -(-T // 2)
+    img = p.detail_heads.image.image
+    assert img.shape == (tq, 3 * tq)
+    want = pool_cells(np.where(causal_future(T), np.nan, r.attention[1]), 2, "max")
+    for h in range(3):
+        np.testing.assert_array_equal(img[:, h * tq:(h + 1) * tq], want[h])
+    assert "pooled 2×2" in p.detail_heads.plot.getAxis("bottom").labelText
+    p.detail_heads.hovered.emit(tq - 1, 2 * tq + 1)  # head 2, the last queries, keys 2-3
+    text = p.hover_label.text()
+    assert text.startswith(f"head 2 · query '{r.pieces[2 * (tq - 1)]}' @{2 * (tq - 1)}")
+    assert f"key '{r.pieces[2]}' @2" in text and "largest of 2×2" in text
+    with qtbot.waitSignal(p.session.ablation_changed, timeout=5000):
+        p.detail_heads.clicked.emit(0, 2 * tq + 1)
+    assert p.session.ablation.heads == frozenset({(1, 2)})

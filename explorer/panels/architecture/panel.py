@@ -12,6 +12,7 @@ from the StepResult arrays the anatomy names for it (an encoder–decoder's enco
 from __future__ import annotations
 
 import html
+import math
 
 import numpy as np
 import pyqtgraph as pg
@@ -43,6 +44,7 @@ from explorer.widgets.plot_helpers import (
     SeriesPlot,
     causal_future,
     mosaic,
+    pool_cells,
     symmetric_levels,
 )
 from model.anatomy import Anatomy, Attention, Box, Positions, Stack, describe
@@ -104,6 +106,7 @@ ATTN_TEXTS = {  # attention that is not a GPT's causal self-attention
         "it writes. Shown: each head's target × source map side by side; click a head to see "
         "it alone."),
 }
+MAX_HEADS_IMAGE = 2048  # pixels along a side of the attention detail before cells are pooled
 DEFAULT_BLOCK = "L0.attn"  # selected when a model is loaded
 DEFAULT_BLOCK_S2S = "L0.cross"  # an encoder–decoder opens on its first cross-attention
 OVERVIEW = ("Click a block to see what it computes for the current context. Data flows left to "
@@ -207,7 +210,9 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         self.collapsed = False
         # the head an encoder or cross-attention block shows alone (None: all side by side)
         self.head: int | None = None
-        self._map: tuple | None = None  # what the attention detail shows, for hover and click
+        # what the attention detail shows, for hover and click: (box, head alone or None,
+        # pooling factor, displayed cell width, query labels, key labels)
+        self._map: tuple | None = None
         self._init_redraw()
         self._build_ui()
         session.model_changed.connect(self._on_model_changed)
@@ -390,8 +395,10 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         b = self.block(self.selected) if self.selected else None
         if b is not None and self._of_encoder(b):  # its rows are source tokens
             return
-        if self.detail_stack.currentWidget() in (self.detail_heatmap, self.detail_heads):
-            self.detail_stack.currentWidget().highlight_row(i)
+        if self.detail_stack.currentWidget() is self.detail_heads and self._map is not None:
+            self.detail_heads.highlight_row(i // self._map[2] if i >= 0 else i)  # pooled rows
+        elif self.detail_stack.currentWidget() is self.detail_heatmap:
+            self.detail_heatmap.highlight_row(i)
         if self.detail_stack.currentWidget() is self.lens_table and i >= 0:
             self.lens_table.selectColumn(i)
 
@@ -620,25 +627,36 @@ class ArchitecturePanel(LiveRedraw, QWidget):
                              **{"font-size": css_pt(TICK_PT)})
             hm.set_matrix(img, levels=(0.0, 1.0), row_labels=rows, col_labels=cols)
             self._heads_lines.setData([], [])
-            self._map = (b, head, Tq, Tk, rows, cols)
+            self._map = (b, head, 1, Tk, rows, cols)
+            factor = 1
         else:
-            img = mosaic(a[None])  # (Tq, H*Tk)
-            if causal:
-                img[np.tile(causal_future(Tq, Tk), (1, H))] = np.nan
-            hm.col_axis.cell = Tk
-            hm.plot.setLabel("bottom", f"head ({keys} within each)",
+            # a GPT-2's 12 heads at 1,024 tokens would be a 1,024 × 12,288 image (50 MB, and
+            # as much again inside the heatmap): cells are max-pooled to fit MAX_HEADS_IMAGE
+            factor = max(1, math.ceil(max(Tq, H * Tk) / MAX_HEADS_IMAGE))
+            if factor == 1:
+                img = mosaic(a[None])  # (Tq, H*Tk)
+                if causal:
+                    img[np.tile(causal_future(Tq, Tk), (1, H))] = np.nan
+            else:
+                cells = np.where(causal_future(Tq, Tk), np.float32(np.nan), a) if causal else a
+                img = mosaic(pool_cells(cells, factor, "max")[None])
+            tq, tk = -(-Tq // factor), -(-Tk // factor)
+            hm.col_axis.cell = tk
+            pooled = f", cells pooled {factor}×{factor}" if factor > 1 else ""
+            hm.plot.setLabel("bottom", f"head ({keys} within each{pooled})",
                              **{"font-size": css_pt(TICK_PT)})
-            hm.set_matrix(img, levels=(0.0, 1.0), row_labels=rows,
+            hm.set_matrix(img, levels=(0.0, 1.0), row_labels=rows[::factor],
                           col_labels=[f"H{h}" for h in range(H)])
             xs, ys = [], []
             for h in range(1, H):
-                xs += [h * Tk, h * Tk]
-                ys += [0, Tq]
+                xs += [h * tk, h * tk]
+                ys += [0, tq]
             self._heads_lines.setData(np.asarray(xs, float), np.asarray(ys, float),
                                       connect="pairs")
-            self._map = (b, None, Tq, Tk, rows, cols)
+            self._map = (b, None, factor, tk, rows, cols)
         hm.plot.setLabel("left", query, **{"font-size": css_pt(TICK_PT)})
-        hm.highlight_row(-1 if source_rows else self.session.selected_token)
+        selected = self.session.selected_token
+        hm.highlight_row(-1 if source_rows or selected < 0 else selected // factor)
         self.detail_stack.setCurrentWidget(hm)
 
     def _d_ffn(self, b, r) -> None:
@@ -679,10 +697,13 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         if row < 0 or self._map is None or d is None:
             self.hover_label.setText(" ")
             return
-        b, head, _tq, tk, rows, cols = self._map
-        h, k = (head, col) if head is not None else (col // tk, col % tk)
+        b, head, factor, tk, rows, cols = self._map
+        h, k = (head, col) if head is not None else (col // tk, col % tk * factor)
         v = d[row, col]
         val = "masked" if not np.isfinite(v) else f"{v:.2f}"
+        row *= factor
+        if factor > 1:  # a pooled cell: the largest weight of its factor × factor block
+            val = f"{val} (largest of {factor}×{factor})"
         if head is not None:
             what = "click: all heads"
         elif self.ablates(b):
@@ -700,7 +721,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
         cross-attention), show the clicked head alone, or all heads again."""
         if self._map is None or self.session.result is None:
             return
-        b, head, _tq, tk, _rows, _cols = self._map
+        b, head, _factor, tk, _rows, _cols = self._map
         if b.layer is None or tk == 0:
             return
         if self.ablates(b):
