@@ -117,7 +117,9 @@ class _Heads(nn.Module):
             lists = record.family_lists(self.family)
             shape = torch.Size((B, self.n_head, T, Tk))
             sinks = self.family == "self" and causal  # preallocated out= buffers (the stepper)
-            out_p = record.sink("attention", self.layer_idx, shape, q) if sinks else None
+            # (a float32 scratch when the destination is float16: kept, i.e. converted, below)
+            out_p = record.sink("attention", self.layer_idx, shape, q, convert=True) \
+                if sinks else None
             # scores that are not kept are computed where the probabilities go and turned into
             # them there (the mask added and the softmax run in place): no temporary at all
             out_s = (record.sink("scores", self.layer_idx, shape, q) if sinks else None) \
@@ -145,7 +147,9 @@ class _Heads(nn.Module):
                 probs = torch.softmax(scores.add_(mask), dim=-1, out=out_p)
             if keep_scores:
                 lists[0].append(scores.detach())
-            if record.spec.attention:
+            if record.spec.attention and sinks:
+                record.keep("attention", lists[1], probs, index=self.layer_idx)
+            elif record.spec.attention:
                 lists[1].append(probs.detach())
             y = self.attn_dropout(probs) @ v  # (B, nh, T, hs)
 

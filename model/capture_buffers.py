@@ -14,6 +14,18 @@ from .topk import topk_rows
 
 #: the least a buffer grows to (a few steps past a short prompt without another copy)
 MIN_ROWS = 64
+#: a set of buffers whose float32 arrays would pass this many bytes at block-size capacity
+#: keeps its large per-position values (:data:`HALF_NAMES`) in float16. A GPT-2-small's set
+#: at 1,024 tokens is 0.95 GB in float32, and a full-window pass (a slid step, a new prompt)
+#: makes the next set while the window still shows the last one: two sets at once. The
+#: shipped and test models stay far below it, in float32.
+HALF_ABOVE_BYTES = 256 * 2**20
+#: what float16 holds well enough to look at (3 significant digits; weights in [0, 1] to
+#: ±0.0005): the attention maps, the sublayers' outputs, the FFN's activations and the
+#: queries, keys, values and heads. The residual stream (the logit lens reads it), the
+#: embeddings, the norm statistics and the lens stay float32.
+HALF_NAMES = frozenset({"attention", "cross_attention", "attn_out", "mlp_out", "cross_out",
+                        "ffn", "q", "k", "v", "heads"})
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -109,11 +121,13 @@ class CaptureBuffers:
 
 def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_positions: bool,
                 zeroed: bool = True, rows: int | None = None,
-                source_len: int | None = None) -> CaptureBuffers:
+                source_len: int | None = None, half: bool | None = None) -> CaptureBuffers:
     """Empty buffers for what ``spec`` records, for a window of up to ``config.block_size``
     tokens, with room for ``rows`` of them and some steps after (None: all). An
     encoder-decoder's decoder (``source_len``: the tokens of its source) also keeps its
-    cross-attention, (L, H, T, S), and the cross-attention sublayer's output (L, T, C)."""
+    cross-attention, (L, H, T, S), and the cross-attention sublayer's output (L, T, C).
+    ``half``: :data:`HALF_NAMES` in float16 (None: when the float32 set would pass
+    :data:`HALF_ABOVE_BYTES`)."""
     L, H, B, C, F, k = (config.n_layer, config.n_head, config.block_size, config.n_embd,
                         config.n_ffn, lens_k)
     f32, i64 = np.float32, np.int64
@@ -152,6 +166,12 @@ def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_po
     if spec.logit_lens:
         shapes["lens_ids"] = ((L + 1, B, k), (1,), i64)
         shapes["lens_probs"] = ((L + 1, B, k), (1,), f32)
+    if half is None:
+        half = sum(int(np.prod(shape)) * np.dtype(d).itemsize
+                   for shape, _, d in shapes.values()) > HALF_ABOVE_BYTES
+    if half:
+        shapes = {n: (shape, axes, np.float16 if n in HALF_NAMES else d)
+                  for n, (shape, axes, d) in shapes.items()}
     return CaptureBuffers(shapes, zeroed=zeroed, rows=rows, qk_scores=spec.scores,
                           qk_shown=spec.qkv)
 
@@ -191,9 +211,7 @@ def store(bufs: CaptureBuffers, rec: Recording, spec: CaptureSpec, past: int, le
                 continue
             arr = bufs.arrays[name]
             for i, x in enumerate(tensors):  # (1, H, t, hs)
-                d, dst = to_numpy(x[0]), arr[i, :, past:past + x.shape[2]]
-                if d.ctypes.data != dst.ctypes.data or d.strides != dst.strides:  # not kept there
-                    dst[...] = d
+                _copy(x[0], arr[i, :, past:past + x.shape[2]])
     if spec.qkv:
         _write_layers(bufs, "heads", past, rec.heads)  # L × (1, t, C)
 
@@ -223,15 +241,24 @@ def _write_layers(bufs: CaptureBuffers, name: str, past: int, tensors: list) -> 
     axes = bufs.shapes[name][1]
     square = len(axes) == 2  # (L, H, T, T) vs (L, T, X) or (L, H, T, S)
     for i in range(len(tensors)):
-        d = to_numpy(tensors[i][0])  # (H, t, Tk), (t, X) or (H, t, S)
+        x = tensors[i][0]  # (H, t, Tk), (t, X) or (H, t, S)
         tensors[i] = None
-        t = d.shape[-2]
+        t = x.shape[-2]
         if square:
             dst = arr[i, :, past:past + t, :past + t]
         else:
             dst = arr[i, :, past:past + t] if axes == (2,) else arr[i, past:past + t]
-        if d.ctypes.data != dst.ctypes.data or d.strides != dst.strides:  # not computed in place
-            dst[...] = d
+        _copy(x, dst)
+
+
+def _copy(x: torch.Tensor, dst: np.ndarray) -> None:
+    """``dst[...] = x`` (converted to ``dst``'s dtype), unless the pass computed or kept ``x``
+    there already (Recording.out)."""
+    same = (x.device.type == "cpu" and x.element_size() == dst.itemsize
+            and x.data_ptr() == dst.ctypes.data and tuple(x.shape) == dst.shape
+            and tuple(s * x.element_size() for s in x.stride()) == dst.strides)
+    if not same:
+        dst[...] = to_numpy(x)
 
 
 __all__ = ["CaptureBuffers", "new_buffers", "store", "to_numpy"]

@@ -42,6 +42,9 @@ class QKScores:
         return math.prod(self.shape)
 
     def _scores(self, q: np.ndarray, k: np.ndarray) -> np.ndarray:
+        # float16 buffers (a large model's, model.capture_buffers): multiplied in float32, as
+        # numpy has no fast float16 product
+        q, k = q.astype(np.float32, copy=False), k.astype(np.float32, copy=False)
         out = np.matmul(q, np.swapaxes(k, -1, -2))
         out *= self.scale
         return out

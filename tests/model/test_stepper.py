@@ -630,3 +630,47 @@ def test_scores_come_from_the_queries_and_keys_as_a_full_pass_has_them(pos_kind)
         np.testing.assert_allclose(r.scores[1, 0, r.T - 1], want[1, 0, -1], rtol=1e-5,
                                    atol=ATOL)
     np.testing.assert_array_equal(np.asarray(first.scores), kept)
+
+
+HALF = ("attention", "attn_out", "mlp_out", "ffn", "q", "k", "v", "heads")
+
+
+@pytest.mark.parametrize("pos_kind", ["learned", "rotary"])
+def test_a_large_model_keeps_its_big_captures_in_float16_and_they_match_the_pass(
+        monkeypatch, pos_kind):
+    # past capture_buffers.HALF_ABOVE_BYTES (a GPT-2's 0.95 GB set at 1,024 tokens) the
+    # per-position values that are only looked at are float16: prompt (the pass computes its
+    # attention in a float32 scratch and keeps it there), cached steps, a slid window, Back
+    import model.capture_buffers as capture_buffers
+
+    monkeypatch.setattr(capture_buffers, "HALF_ABOVE_BYTES", 0)
+    model, tok = make_model(pos_kind)
+    spec = dataclasses.replace(CAPTURE_ALL, qkv=True)
+    st = Stepper(model, tok, SEEDED, capture=spec)
+    results = [st.set_prompt("ba cfa")]
+    for _ in range(9):  # past the block of 12: the last steps slide the window
+        results.append(st.step())
+    results.append(st.back())
+    assert results[-2].cropped > 0 and results[-1].T == results[-2].T
+    for r in results:
+        for name in HALF:
+            assert getattr(r, name).dtype == np.float16, name
+        for name in ("residual", "tok_emb", "norm_stats", "lens_probs"):
+            assert getattr(r, name).dtype != np.float16, name
+        rec, logits = full_forward(model, [int(i) for i in r.ids])
+        np.testing.assert_allclose(r.logits, logits, atol=ATOL)  # the model is unchanged
+        np.testing.assert_allclose(r.residual, torch.stack(rec.resid)[:, 0].numpy(), atol=ATOL)
+        probs = torch.stack(rec.attn_probs)[:, 0].numpy()
+        np.testing.assert_allclose(r.attention, probs, atol=5e-4)  # float16 of weights ≤ 1
+        for name, ref in (("ffn", rec.ffn_hidden), ("attn_out", rec.attn_out),
+                          ("mlp_out", rec.mlp_out)):
+            want = torch.stack(ref)[:, 0].numpy()
+            np.testing.assert_allclose(getattr(r, name), want, rtol=1e-3,
+                                       atol=1e-3 * np.abs(want).max())
+        scores = torch.stack(rec.attn_scores)[:, 0].numpy()
+        assert np.asarray(r.scores).dtype == np.float32
+        np.testing.assert_allclose(r.scores, scores, rtol=2e-3, atol=2e-3 * np.abs(scores).max())
+    # nothing kept the float32 scratch: the first result's maps did not change afterwards
+    rec, _ = full_forward(model, [int(i) for i in results[0].ids])
+    np.testing.assert_allclose(results[0].attention, torch.stack(rec.attn_probs)[:, 0].numpy(),
+                               atol=5e-4)
