@@ -537,6 +537,8 @@ def test_a_wide_attention_detail_is_max_pooled_and_hover_and_click_still_find_th
     for h in range(3):
         np.testing.assert_array_equal(img[:, h * tq:(h + 1) * tq], want[h])
     assert "pooled 2×2" in p.detail_heads.plot.getAxis("bottom").labelText
+    # each pooled row is labelled with the query it starts at
+    assert p.detail_heads.row_axis.labels == [f"{i} {r.pieces[i]}" for i in range(0, T, 2)]
     p.detail_heads.hovered.emit(tq - 1, 2 * tq + 1)  # head 2, the last queries, keys 2-3
     text = p.hover_label.text()
     assert text.startswith(f"head 2 · query '{r.pieces[2 * (tq - 1)]}' @{2 * (tq - 1)}")

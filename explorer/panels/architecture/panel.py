@@ -623,6 +623,7 @@ class ArchitecturePanel(LiveRedraw, QWidget):
             if causal:
                 img[causal_future(Tq, Tk)] = np.nan
             hm.col_axis.cell = 1
+            hm.row_axis.numeric = False
             hm.plot.setLabel("bottom", f"head {head}: source tokens (keys) — click for all heads",
                              **{"font-size": css_pt(TICK_PT)})
             hm.set_matrix(img, levels=(0.0, 1.0), row_labels=rows, col_labels=cols)
@@ -642,10 +643,14 @@ class ArchitecturePanel(LiveRedraw, QWidget):
                 img = mosaic(pool_cells(cells, factor, "max")[None])
             tq, tk = -(-Tq // factor), -(-Tk // factor)
             hm.col_axis.cell = tk
-            pooled = f", cells pooled {factor}×{factor}" if factor > 1 else ""
-            hm.plot.setLabel("bottom", f"head ({keys} within each{pooled})",
+            within = f"{keys}, pooled {factor}×{factor}" if factor > 1 else f"{keys} within each"
+            hm.plot.setLabel("bottom", f"head ({within})",
                              **{"font-size": css_pt(TICK_PT)})
-            hm.set_matrix(img, levels=(0.0, 1.0), row_labels=rows[::factor],
+            # a pooled row starts at query i·factor: its label says so (not the row's index)
+            hm.row_axis.numeric = factor > 1
+            hm.set_matrix(img, levels=(0.0, 1.0),
+                          row_labels=rows if factor == 1 else
+                          [f"{i} {rows[i]}" for i in range(0, Tq, factor)],
                           col_labels=[f"H{h}" for h in range(H)])
             xs, ys = [], []
             for h in range(1, H):
