@@ -117,9 +117,14 @@ class _Heads(nn.Module):
             lists = record.family_lists(self.family)
             shape = torch.Size((B, self.n_head, T, Tk))
             sinks = self.family == "self" and causal  # preallocated out= buffers (the stepper)
-            # (a float32 scratch when the destination is float16: kept, i.e. converted, below)
-            out_p = record.sink("attention", self.layer_idx, shape, q, convert=True) \
-                if sinks else None
+            half = record.half_sink("attention", self.layer_idx, shape, q) \
+                if sinks and not keep_scores and key_pad is None and not self.training else None
+            if half is not None:  # float16 buffers (a large model's): a few heads at a time
+                y = self._weights_into(half, q, k, v, causal=causal, past=past)
+                if record.spec.attention:
+                    lists[1].append(half)
+                return self._output(y, record, head_mask, mean_ablation)
+            out_p = record.sink("attention", self.layer_idx, shape, q) if sinks else None
             # scores that are not kept are computed where the probabilities go and turned into
             # them there (the mask added and the softmax run in place): no temporary at all
             out_s = (record.sink("scores", self.layer_idx, shape, q) if sinks else None) \
@@ -147,12 +152,36 @@ class _Heads(nn.Module):
                 probs = torch.softmax(scores.add_(mask), dim=-1, out=out_p)
             if keep_scores:
                 lists[0].append(scores.detach())
-            if record.spec.attention and sinks:
-                record.keep("attention", lists[1], probs, index=self.layer_idx)
-            elif record.spec.attention:
+            if record.spec.attention:
                 lists[1].append(probs.detach())
             y = self.attn_dropout(probs) @ v  # (B, nh, T, hs)
+        return self._output(y, record, head_mask, mean_ablation)
 
+    def _weights_into(self, dst: torch.Tensor, q, k, v, *, causal: bool, past: int
+                      ) -> torch.Tensor:
+        """softmax(QKᵀ/√d + M)·V a group of heads at a time, each group's weights computed in
+        float32 and kept in ``dst`` ((B, nh, T, Tk), float16): a whole layer's float32
+        weights (50 MB for a GPT-2 at 1,024 tokens) never exist at once. The same operations
+        in the same order as the whole-layer path, head by head."""
+        T, Tk = q.size(2), k.size(2)
+        mask = additive_causal_mask(T, Tk, past, q.device, q.dtype) \
+            if causal and not (T == 1 and past + 1 == Tk) else None
+        group = max(1, -(-self.n_head // 4))
+        ys = []
+        for h in range(0, self.n_head, group):
+            heads = slice(h, h + group)
+            w = torch.matmul(q[:, heads], k[:, heads].transpose(-2, -1))
+            w.mul_(1.0 / math.sqrt(self.head_size))
+            if mask is not None:
+                w.add_(mask)
+            w = torch.softmax(w, dim=-1, out=w)
+            dst[:, heads].copy_(w)
+            ys.append(w @ v[:, heads])
+        return torch.cat(ys, dim=1)  # (B, nh, T, hs)
+
+    def _output(self, y: torch.Tensor, record: Recording | None,
+                head_mask: torch.Tensor | None, mean_ablation: bool) -> torch.Tensor:
+        B, _, T, _ = y.shape
         if head_mask is not None:  # ablation: a 0 switches that head's output off
             # (nh,) for every row, or (B, nh): one mask per batch row (model.ablation's ranking)
             m = head_mask.view(-1, self.n_head, 1, 1).to(y.dtype)

@@ -88,47 +88,42 @@ class Recording:
     # "heads") a destination (L or L+1, *shape of one layer's value) gets each layer's value
     # copied in as it is recorded (see :meth:`keep`), so the pass never holds them twice
     out: dict[str, torch.Tensor] = field(default_factory=dict)
-    # float32 scratch for a destination of another dtype (see :meth:`sink`), one per name
-    scratch: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def keep(self, name: str, values: list[torch.Tensor], t: torch.Tensor,
-             index: int | None = None) -> None:
+    def keep(self, name: str, values: list[torch.Tensor], t: torch.Tensor) -> None:
         """Record ``t`` (detached) as the next layer's entry of ``values``, the list of
-        ``name`` (``index``: that layer, when the list does not say it). With a destination
-        for ``name`` in :attr:`out` whose layer slice has the shape and device of ``t`` (and a
-        floating dtype, which may differ: float16 buffers), ``t`` is copied there (converted)
-        and the list holds that slice."""
+        ``name``. With a destination for ``name`` in :attr:`out` whose next layer slice has the
+        shape and device of ``t`` (and a floating dtype, which may differ: float16 buffers),
+        ``t`` is copied there (converted) and the list holds that slice."""
         dst = self.out.get(name)
-        i = len(values) if index is None else index
+        i = len(values)
         if dst is not None and i < dst.shape[0] and not t.requires_grad:
             d = dst[i]
             if d.shape == t.shape and d.device == t.device and (
                     d.dtype == t.dtype or (d.is_floating_point() and t.is_floating_point())):
-                if d.data_ptr() != t.data_ptr():  # not computed there already (a sink)
-                    d.copy_(t)
+                d.copy_(t)
                 values.append(d)
                 return
         values.append(t.detach())
 
-    def sink(self, name: str, layer: int, shape: torch.Size, like: torch.Tensor,
-             convert: bool = False) -> torch.Tensor | None:
+    def sink(self, name: str, layer: int, shape: torch.Size, like: torch.Tensor
+             ) -> torch.Tensor | None:
         """The destination for ``name`` at ``layer`` if one of exactly ``shape`` was given, with
-        the dtype and device of ``like`` and no autograd graph to join (else None). With
-        ``convert``, for a destination of another dtype (float16 buffers): a scratch of
-        ``like``'s dtype and that shape, reused by every layer of the pass, whose result the
-        caller must :meth:`keep` (which copies it to the destination)."""
+        the dtype and device of ``like`` and no autograd graph to join (else None)."""
         t = self.out.get(name)
-        if (t is None or layer >= t.shape[0] or t[layer].shape != shape
+        if (t is None or layer >= t.shape[0] or t[layer].shape != shape or t.dtype != like.dtype
                 or t.device != like.device or like.requires_grad):
             return None
-        if t.dtype == like.dtype:
-            return t[layer]
-        if not convert:
+        return t[layer]
+
+    def half_sink(self, name: str, layer: int, shape: torch.Size, like: torch.Tensor
+                  ) -> torch.Tensor | None:
+        """Like :meth:`sink`, for a destination of another floating dtype than ``like``
+        (float16 buffers): the caller computes in ``like``'s dtype and copies there."""
+        t = self.out.get(name)
+        if (t is None or layer >= t.shape[0] or t[layer].shape != shape or t.dtype == like.dtype
+                or not t.is_floating_point() or t.device != like.device or like.requires_grad):
             return None
-        s = self.scratch.get(name)
-        if s is None or s.shape != shape or s.dtype != like.dtype:
-            s = self.scratch[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
-        return s
+        return t[layer]
 
     def encoder_recording(self) -> Recording:
         """A fresh recording for an encoder stack's values, kept as ``encoder``: its main lists

@@ -61,6 +61,8 @@ class CaptureBuffers:
         self.arrays = {n: new(self._shape(n, self.capacity), dtype=d)
                        for n, (_, _, d) in shapes.items()}
         self.seen = 0
+        # float16 values (see HALF_ABOVE_BYTES): a large model's
+        self.half = any(d == np.float16 for _, _, d in shapes.values())
 
     def _shape(self, name: str, capacity: int) -> tuple[int, ...]:
         shape, axes, _ = self.shapes[name]

@@ -28,6 +28,7 @@ from .capture import Recording
 from .capture_buffers import CaptureBuffers, new_buffers, store, to_numpy
 from .config import CaptureSpec
 from .lens import lens_topk
+from .memory import release_free_memory
 from .transformer import GPT
 
 #: a lookahead that would need its own capture buffers larger than this is not run (a
@@ -215,6 +216,8 @@ class ContextWindow:
         self._bufs = None
         logits = self._run(ids[self.start:], past=0)
         self.valid = True
+        if self._bufs is not None and self._bufs.half:  # a large model's whole window: give
+            release_free_memory()  # its temporaries' pages back before the next one
         return logits
 
     def _run(self, new: list[int], past: int) -> np.ndarray:

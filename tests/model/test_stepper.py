@@ -639,11 +639,15 @@ HALF = ("attention", "attn_out", "mlp_out", "ffn", "q", "k", "v", "heads")
 def test_a_large_model_keeps_its_big_captures_in_float16_and_they_match_the_pass(
         monkeypatch, pos_kind):
     # past capture_buffers.HALF_ABOVE_BYTES (a GPT-2's 0.95 GB set at 1,024 tokens) the
-    # per-position values that are only looked at are float16: prompt (the pass computes its
-    # attention in a float32 scratch and keeps it there), cached steps, a slid window, Back
+    # per-position values that are only looked at are float16: prompt (the pass computes a few
+    # heads' weights at a time in float32 and keeps them there), cached steps, a slid window,
+    # Back
     import model.capture_buffers as capture_buffers
+    import model.context_window as context_window
 
     monkeypatch.setattr(capture_buffers, "HALF_ABOVE_BYTES", 0)
+    trims = []  # after each whole-window pass, the heap's free pages go back to the system
+    monkeypatch.setattr(context_window, "release_free_memory", lambda: trims.append(1))
     model, tok = make_model(pos_kind)
     spec = dataclasses.replace(CAPTURE_ALL, qkv=True)
     st = Stepper(model, tok, SEEDED, capture=spec)
@@ -652,6 +656,7 @@ def test_a_large_model_keeps_its_big_captures_in_float16_and_they_match_the_pass
         results.append(st.step())
     results.append(st.back())
     assert results[-2].cropped > 0 and results[-1].T == results[-2].T
+    assert len(trims) == 2 + results[-2].cropped  # the prompt, each slid step, Back
     for r in results:
         for name in HALF:
             assert getattr(r, name).dtype == np.float16, name
@@ -674,3 +679,14 @@ def test_a_large_model_keeps_its_big_captures_in_float16_and_they_match_the_pass
     rec, _ = full_forward(model, [int(i) for i in results[0].ids])
     np.testing.assert_allclose(results[0].attention, torch.stack(rec.attn_probs)[:, 0].numpy(),
                                atol=5e-4)
+
+
+def test_a_small_model_keeps_float32_buffers_and_gives_no_memory_back(monkeypatch):
+    import model.context_window as context_window
+
+    trims = []
+    monkeypatch.setattr(context_window, "release_free_memory", lambda: trims.append(1))
+    model, tok = make_model()
+    st = Stepper(model, tok, SEEDED)
+    r = st.set_prompt("ba cfa" * 3)  # past the block of 12: a slid window
+    assert r.attention.dtype == r.ffn.dtype == np.float32 and not trims
