@@ -123,13 +123,12 @@ class CaptureBuffers:
 
 def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_positions: bool,
                 zeroed: bool = True, rows: int | None = None,
-                source_len: int | None = None, half: bool | None = None) -> CaptureBuffers:
+                source_len: int | None = None) -> CaptureBuffers:
     """Empty buffers for what ``spec`` records, for a window of up to ``config.block_size``
     tokens, with room for ``rows`` of them and some steps after (None: all). An
     encoder-decoder's decoder (``source_len``: the tokens of its source) also keeps its
     cross-attention, (L, H, T, S), and the cross-attention sublayer's output (L, T, C).
-    ``half``: :data:`HALF_NAMES` in float16 (None: when the float32 set would pass
-    :data:`HALF_ABOVE_BYTES`)."""
+    :data:`HALF_NAMES` are float16 when the float32 set would pass :data:`HALF_ABOVE_BYTES`."""
     L, H, B, C, F, k = (config.n_layer, config.n_head, config.block_size, config.n_embd,
                         config.n_ffn, lens_k)
     f32, i64 = np.float32, np.int64
@@ -168,10 +167,8 @@ def new_buffers(config: ModelConfig, spec: CaptureSpec, lens_k: int, additive_po
     if spec.logit_lens:
         shapes["lens_ids"] = ((L + 1, B, k), (1,), i64)
         shapes["lens_probs"] = ((L + 1, B, k), (1,), f32)
-    if half is None:
-        half = sum(int(np.prod(shape)) * np.dtype(d).itemsize
-                   for shape, _, d in shapes.values()) > HALF_ABOVE_BYTES
-    if half:
+    if sum(int(np.prod(shape)) * np.dtype(d).itemsize
+           for shape, _, d in shapes.values()) > HALF_ABOVE_BYTES:
         shapes = {n: (shape, axes, np.float16 if n in HALF_NAMES else d)
                   for n, (shape, axes, d) in shapes.items()}
     return CaptureBuffers(shapes, zeroed=zeroed, rows=rows, qk_scores=spec.scores,

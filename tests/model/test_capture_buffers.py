@@ -117,3 +117,24 @@ def test_buffers_start_small_and_grow_without_changing_what_results_show():
     bufs.reserve(1000)  # never past the block size
     assert bufs.capacity == 256
     assert bufs.full_nbytes() == 2 * 256 * 256 * 4 + 256 * 3 * 4
+
+
+def test_a_set_past_the_threshold_keeps_what_is_only_looked_at_in_float16(monkeypatch):
+    import model.capture_buffers as capture_buffers
+
+    cfg = small().config
+    full = dataclasses.replace(CAPTURE_ALL, qkv=True)
+    f32 = new_buffers(cfg, full, lens_k=3, additive_positions=True)
+    assert not f32.half and all(a.dtype != np.float16 for a in f32.arrays.values())
+    nbytes = sum(a.nbytes for a in f32.arrays.values())  # at block-size capacity (rows=None)
+    monkeypatch.setattr(capture_buffers, "HALF_ABOVE_BYTES", nbytes - 1)
+    half = new_buffers(cfg, full, lens_k=3, additive_positions=True)
+    assert half.half
+    for name, a in half.arrays.items():
+        want = np.float16 if name in capture_buffers.HALF_NAMES else f32.arrays[name].dtype
+        assert a.dtype == want, name
+    assert {"attention", "ffn", "q", "k"} <= {n for n, a in half.arrays.items()
+                                             if a.dtype == np.float16}
+    assert half.arrays["residual"].dtype == half.arrays["lens_probs"].dtype == np.float32
+    monkeypatch.setattr(capture_buffers, "HALF_ABOVE_BYTES", nbytes)  # not past it: float32
+    assert not new_buffers(cfg, full, lens_k=3, additive_positions=True).half
