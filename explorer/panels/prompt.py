@@ -562,9 +562,9 @@ class PromptPanel(QWidget):
         else:
             cut, head, tail = edit
             cursor = QTextCursor(view.document())
-            if cut or head:  # positions count UTF-16 units, as Qt's do
-                cursor.setPosition(len(shown[:cut].encode("utf-16-le")) // 2,
-                                   QTextCursor.MoveMode.KeepAnchor)
+            if cut or head:  # Qt counts positions in UTF-16 units
+                (_, end), = qt_spans(shown, [(0, cut)])
+                cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
                 cursor.insertText(head)
             cursor.movePosition(QTextCursor.MoveOperation.End)
             cursor.insertText(tail)
