@@ -118,9 +118,10 @@ class _Heads(nn.Module):
             shape = torch.Size((B, self.n_head, T, Tk))
             sinks = self.family == "self" and causal  # preallocated out= buffers (the stepper)
             half = record.half_sink("attention", self.layer_idx, shape, q) \
-                if sinks and not keep_scores and key_pad is None and not self.training else None
+                if sinks and not keep_scores and not self.training else None
             if half is not None:  # float16 buffers (a large model's): a few heads at a time
-                y = self._weights_into(half, q, k, v, causal=causal, past=past)
+                mask = _mask(T, Tk, past, causal, key_pad, q.device, q.dtype)
+                y = self._weights_into(half, q, k, v, mask)
                 if record.spec.attention:
                     lists[1].append(half)
                 return self._output(y, record, head_mask, mean_ablation)
@@ -132,12 +133,7 @@ class _Heads(nn.Module):
             # in place where possible: each (B, nh, T, Tk) temporary is fresh memory to fault in
             scores = torch.matmul(q, k.transpose(-2, -1), out=out_s)  # (B, nh, T, Tk)
             scores.mul_(1.0 / math.sqrt(self.head_size))
-            if causal and not (T == 1 and past + 1 == Tk):
-                mask = additive_causal_mask(T, Tk, past, q.device, scores.dtype)  # (T, Tk)
-            elif key_pad is not None:
-                mask = additive_padding_mask(key_pad, scores.dtype)  # (B, 1, 1, Tk)
-            else:  # nothing to hide
-                mask = None
+            mask = _mask(T, Tk, past, causal, key_pad, q.device, scores.dtype)
             if mask is None:
                 probs = torch.softmax(scores, dim=-1, out=out_p)
             elif keep_scores:  # + 0 / -inf: masked_fill(~mask, -inf)'s numbers, faster
@@ -157,15 +153,12 @@ class _Heads(nn.Module):
             y = self.attn_dropout(probs) @ v  # (B, nh, T, hs)
         return self._output(y, record, head_mask, mean_ablation)
 
-    def _weights_into(self, dst: torch.Tensor, q, k, v, *, causal: bool, past: int
+    def _weights_into(self, dst: torch.Tensor, q, k, v, mask: torch.Tensor | None
                       ) -> torch.Tensor:
         """softmax(QKᵀ/√d + M)·V a group of heads at a time, each group's weights computed in
         float32 and kept in ``dst`` ((B, nh, T, Tk), float16): a whole layer's float32
         weights (50 MB for a GPT-2 at 1,024 tokens) never exist at once. The same operations
         in the same order as the whole-layer path, head by head."""
-        T, Tk = q.size(2), k.size(2)
-        mask = additive_causal_mask(T, Tk, past, q.device, q.dtype) \
-            if causal and not (T == 1 and past + 1 == Tk) else None
         group = max(1, -(-self.n_head // 4))
         ys = []
         for h in range(0, self.n_head, group):
@@ -193,6 +186,17 @@ class _Heads(nn.Module):
         if record is not None and record.spec.qkv and self.family == "self":
             record.keep("heads", record.heads, y)
         return self.resid_dropout(self.c_proj(y))
+
+
+def _mask(T: int, Tk: int, past: int, causal: bool, key_pad: torch.Tensor | None,
+          device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+    """The additive mask (0 / -inf) of T queries after ``past`` cached positions over Tk keys:
+    the causal one (T, Tk), else the padding one (B, 1, 1, Tk), else None (nothing to hide)."""
+    if causal and not (T == 1 and past + 1 == Tk):
+        return additive_causal_mask(T, Tk, past, device, dtype)
+    if key_pad is not None:
+        return additive_padding_mask(key_pad, dtype)
+    return None
 
 
 class CausalSelfAttention(_Heads):
