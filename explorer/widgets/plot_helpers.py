@@ -607,6 +607,10 @@ def causal_future(t: int, tk: int | None = None) -> np.ndarray:
     return np.triu(np.ones((t, tk), dtype=bool), k=1 + (tk - t))
 
 
+#: pixels along a side of an all-heads image before its cells are pooled (see pool_cells)
+MAX_MOSAIC = 2048
+
+
 def pool_cells(a: np.ndarray, factor: int, how: str = "max") -> np.ndarray:
     """Pool the last two axes by ``factor`` (padding with NaN); NaN-only blocks stay NaN."""
     if factor <= 1:

@@ -528,7 +528,7 @@ def test_a_wide_attention_detail_is_max_pooled_and_hover_and_click_still_find_th
     p = _panel(qtbot, n_layer=2, n_head=3, n_embd=24)
     r = p.session.result
     T = r.T
-    monkeypatch.setattr(arch, "MAX_HEADS_IMAGE", 3 * T // 2)  # pooled 2×2
+    monkeypatch.setattr(arch, "MAX_MOSAIC", 3 * T // 2)  # pooled 2×2
     _click(qtbot, p, "L1.attn")
     tq = -(-T // 2)
     img = p.detail_heads.image.image

@@ -37,6 +37,7 @@ from explorer.widgets.exports import export_button
 from explorer.widgets.layout import TEXT_PT, explanation_pane, rich_text, status_label
 from explorer.widgets.plot_helpers import (
     DIVERGING_CMAP,
+    MAX_MOSAIC,
     PROB_CMAP,
     TICK_PT,
     HeatmapWidget,
@@ -106,7 +107,6 @@ ATTN_TEXTS = {  # attention that is not a GPT's causal self-attention
         "it writes. Shown: each head's target × source map side by side; click a head to see "
         "it alone."),
 }
-MAX_HEADS_IMAGE = 2048  # pixels along a side of the attention detail before cells are pooled
 DEFAULT_BLOCK = "L0.attn"  # selected when a model is loaded
 DEFAULT_BLOCK_S2S = "L0.cross"  # an encoder–decoder opens on its first cross-attention
 OVERVIEW = ("Click a block to see what it computes for the current context. Data flows left to "
@@ -632,8 +632,8 @@ class ArchitecturePanel(LiveRedraw, QWidget):
             factor = 1
         else:
             # a GPT-2's 12 heads at 1,024 tokens would be a 1,024 × 12,288 image (50 MB, and
-            # as much again inside the heatmap): cells are max-pooled to fit MAX_HEADS_IMAGE
-            factor = max(1, math.ceil(max(Tq, H * Tk) / MAX_HEADS_IMAGE))
+            # as much again inside the heatmap): cells are max-pooled to fit MAX_MOSAIC
+            factor = max(1, math.ceil(max(Tq, H * Tk) / MAX_MOSAIC))
             if factor == 1:
                 img = mosaic(a[None])  # (Tq, H*Tk)
                 if causal:

@@ -41,6 +41,7 @@ from explorer.widgets.layout import TEXT_PT, flow_bar, labeled, status_label
 from explorer.widgets.plot_helpers import (
     DIVERGING_CMAP,
     MASKED_CODE,
+    MAX_MOSAIC,
     PROB_CMAP,
     TICK_PT,
     HeatmapWidget,
@@ -111,7 +112,6 @@ FAMILY_MASKED = {"encoder": "S + M,&nbsp; M<sub>ij</sub> = −∞ where key j is
                  "cross": "S + M,&nbsp; M<sub>ij</sub> = −∞ where source token j is padding"}
 VIEWS = ("head", "grid", "lines", "rollout")
 VIEW_TITLES = {"head": "One head", "grid": "All heads", "lines": "Lines", "rollout": "Rollout"}
-MAX_MOSAIC = 2048  # pixels along a side of the all-heads image before cells are pooled
 def _fmt(v: float) -> str:
     if np.isneginf(v):
         return "−∞"
